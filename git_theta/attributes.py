@@ -1,0 +1,48 @@
+"""Reading and writing git-theta's lines in the repository's .gitattributes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def _pattern(line: str) -> str | None:
+    """The pattern of a line that sets filter=theta, else None."""
+    parts = line.split()
+    if len(parts) >= 2 and not line.lstrip().startswith("#") and "filter=theta" in parts[1:]:
+        return parts[0]
+    return None
+
+
+def tracked_patterns(path: Path) -> list[str]:
+    return [p for p in (_pattern(line) for line in _lines(path)) if p is not None]
+
+
+def track(path: Path, patterns: list[str]) -> list[str]:
+    """Append a line per new pattern; returns the patterns added."""
+    existing = set(tracked_patterns(path))
+    added = [p for p in dict.fromkeys(patterns) if p not in existing]
+    if added:
+        lines = _lines(path) + [f"{pattern} {ATTRIBUTES}" for pattern in added]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return added
+
+
+def untrack(path: Path, patterns: list[str]) -> list[str]:
+    """Remove git-theta's lines for these patterns; returns the patterns removed."""
+    wanted = set(patterns)
+    kept, removed = [], []
+    for line in _lines(path):
+        pattern = _pattern(line)
+        if pattern in wanted:
+            removed.append(pattern)
+        else:
+            kept.append(line)
+    if removed:
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return removed

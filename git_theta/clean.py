@@ -1,0 +1,135 @@
+"""Clean: a checkpoint file in, metadata out; new tensors go to the object store."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import IO, Any, BinaryIO
+
+from git_theta import git, metadata, objects, parallel, plugins
+from git_theta.checkpoints.base import SNIFF_BYTES, CheckpointFormat
+from git_theta.errors import CheckpointError, ThetaError
+from git_theta.metadata import Metadata, ParamEntry, StoredLink
+from git_theta.repo import Repo
+from git_theta.store import ObjectStore
+from git_theta.tensor import Tensor
+
+# Tensors read but not yet stored; bounds memory while hashing/compressing
+# runs in the background of reading.
+IN_FLIGHT_BYTES = 256 << 20
+FORMAT_ATTRIBUTE = "theta-format"
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that replays `head` before the rest of `rest`."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class StoringSink:
+    """Hashes each tensor, reuses what an earlier version already stored, stores the rest."""
+
+    def __init__(self, store: ObjectStore, prior: list[Metadata]) -> None:
+        self.store = store
+        self.by_hash: dict[str, ParamEntry] = {}
+        for meta in prior:
+            for entry in meta.params.values():
+                self.by_hash.setdefault(entry.hash, entry)
+        self.pending: list[tuple[str, int, Future[ParamEntry]]] = []
+        self.done: dict[str, ParamEntry] = {}
+        self.in_flight = 0
+
+    def add(self, name: str, tensor: Tensor) -> None:
+        if name in self.done or any(name == p[0] for p in self.pending):
+            raise CheckpointError(f"parameter {name!r} appears twice")
+        while self.pending and self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES:
+            self._collect_oldest()
+        self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(tensor))))
+        self.in_flight += tensor.nbytes
+
+    def _collect_oldest(self) -> None:
+        name, size, future = self.pending.pop(0)
+        self.done[name] = future.result()
+        self.in_flight -= size
+
+    def _store(self, tensor: Tensor) -> ParamEntry:
+        digest = tensor.hash()
+        known = self.by_hash.get(digest)
+        if known is not None and all(self.store.has(oid) for oid in known.objects()):
+            return known
+        oid, size = self.store.put(objects.encode(objects.Bundle("dense", {"value": tensor})))
+        return ParamEntry(tensor.dtype, tensor.shape, digest, (StoredLink("dense", oid, size),))
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        oid, size = self.store.put(objects.encode(objects.Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)})))
+        return {"object": oid, "size": size}
+
+    def finish(self) -> dict[str, ParamEntry]:
+        while self.pending:
+            self._collect_oldest()
+        return self.done
+
+    def abandon(self) -> None:
+        for _, _, future in self.pending:
+            future.cancel()
+        for _, _, future in self.pending:
+            if not future.cancelled():
+                future.exception()
+
+
+def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
+    """The format forced by the theta-format attribute, else the one whose sniff accepts the file."""
+    formats = plugins.load_group(plugins.CHECKPOINTS)
+    forced = git.check_attr(FORMAT_ATTRIBUTE, path, cwd=repo.worktree)
+    if forced is not None and forced != "set":
+        plugin: type[CheckpointFormat] = plugins.get(plugins.CHECKPOINTS, forced)
+        return plugin()
+    by_extension = [f for f in formats.values() if path.lower().endswith(tuple(f.extensions))]
+    others = [f for f in formats.values() if f not in by_extension]
+    for plugin in by_extension + others:
+        if plugin.sniff(head, path):
+            return plugin()  # type: ignore[no-any-return]
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
+    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)})")
+
+
+def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
+    """Metadata for the checkpoint read from `stream`; stores new objects on the way."""
+    head = stream.read(SNIFF_BYTES)
+    if metadata.looks_like_metadata(head):
+        # Already clean (e.g. a checkout made without the smudge filter): keep it.
+        data = head + stream.read()
+        return metadata.parse(data, path).serialize()
+    checkpoint = choose_format(repo, path, head)
+    sink = StoringSink(repo.store, repo.prior_metadata(path))
+    reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)  # type: ignore[arg-type]
+    try:
+        file_section = checkpoint.read(reader, path, sink)
+        params = sink.finish()
+    except ThetaError as error:
+        sink.abandon()
+        raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {error}") from None
+    except Exception as error:
+        sink.abandon()
+        raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error
+    return Metadata(checkpoint.name, file_section, params).serialize()
+
+
+CleanFunction = Callable[[Repo, str, IO[bytes]], bytes]

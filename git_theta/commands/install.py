@@ -1,0 +1,51 @@
+"""git theta install: configure the filter, diff and merge drivers in git config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from git_theta import git
+from git_theta.errors import ThetaError
+
+EXECUTABLE = "git-theta"
+
+SETTINGS: dict[str, str] = {
+    "filter.theta.process": f"{EXECUTABLE} filter-process",
+    "filter.theta.clean": f"{EXECUTABLE} clean %f",
+    "filter.theta.smudge": f"{EXECUTABLE} smudge %f",
+    "filter.theta.required": "true",
+    "diff.theta.textconv": f"{EXECUTABLE} textconv",
+    "diff.theta.binary": "false",
+    "merge.theta.name": "git-theta model merge",
+    "merge.theta.driver": f"{EXECUTABLE} merge-driver %O %A %B %P",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("install", help="configure git to use git-theta", description=__doc__)
+    parser.add_argument("--local", action="store_true", help="configure only the current repository (default: global, for your user)")
+    parser.set_defaults(run=run)
+
+
+def scope_of(local: bool) -> str:
+    if local and not git.is_inside_repo():
+        raise ThetaError("--local needs to run inside a git repository")
+    return "local" if local else "global"
+
+
+def install(scope: str, cwd: Path | None = None) -> list[str]:
+    """Set every key; returns the keys that changed (none on a second run)."""
+    changed = []
+    for key, value in SETTINGS.items():
+        if git.config_get(key, cwd=cwd, scope=scope) != value:
+            git.config_set(key, value, scope, cwd=cwd)
+            changed.append(key)
+    return changed
+
+
+def run(args: argparse.Namespace) -> int:
+    scope = scope_of(args.local)
+    changed = install(scope)
+    print(f"git-theta configured ({scope} git config, {len(changed)} setting(s) changed)")
+    return 0

@@ -1,0 +1,21 @@
+"""git theta smudge: one-shot smudge filter (metadata on stdin, checkpoint on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from git_theta import smudge
+from git_theta.repo import Repo
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("smudge", help="smudge filter for one file (used by git)", description=__doc__)
+    parser.add_argument("path", help="the file's path in the repository (%%f)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    smudge.smudge(Repo.discover().store, args.path, sys.stdin.buffer.read(), sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0

@@ -1,0 +1,22 @@
+"""git theta uninstall: remove git-theta's filter, diff and merge settings from git config."""
+
+from __future__ import annotations
+
+import argparse
+
+from git_theta import git
+from git_theta.commands.install import SETTINGS, scope_of
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("uninstall", help="remove git-theta's git config", description=__doc__)
+    parser.add_argument("--local", action="store_true", help="change only the current repository (default: global)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    scope = scope_of(args.local)
+    for key in SETTINGS:
+        git.config_unset(key, scope)
+    print(f"git-theta settings removed from {scope} git config")
+    return 0

@@ -1,0 +1,105 @@
+"""git's long-running filter protocol, version 2 (handshake, capabilities, requests, status).
+
+Knows nothing of models: each request goes to a handler that turns the
+content stream into output. A failing request answers status=error and the
+process carries on with the next file.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from typing import IO
+
+from git_theta import pktline
+from git_theta.errors import ThetaError
+from git_theta.pktline import PacketReader, PacketWriter, ProtocolError
+
+# handler(pathname, content, output): reads the whole content, writes the result.
+Handler = Callable[[str, IO[bytes], IO[bytes]], None]
+
+
+def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> list[str]:
+    """Welcome and version, then capabilities; returns the capabilities both sides have."""
+    welcome = pktline.read_text_list(stdin)
+    if not welcome or welcome[0] != "git-filter-client" or "version=2" not in welcome[1:]:
+        raise ProtocolError(f"unexpected filter handshake {welcome!r}")
+    pktline.write_text_list(stdout, ["git-filter-server", "version=2"])
+    offered = {line.removeprefix("capability=") for line in pktline.read_text_list(stdin)}
+    agreed = [name for name in capabilities if name in offered]
+    pktline.write_text_list(stdout, [f"capability={name}" for name in agreed])
+    return agreed
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes], handlers: Mapping[str, Handler], stderr: IO[str] = sys.stderr) -> None:
+    """Answer requests until git closes our stdin."""
+    handshake(stdin, stdout, list(handlers))
+    while True:
+        try:
+            request = pktline.read_text_list(stdin)
+        except EOFError:
+            return
+        fields = dict(line.split("=", 1) for line in request if "=" in line)
+        command, path = fields.get("command", ""), fields.get("pathname", "")
+        content = PacketReader(stdin)
+        handler = handlers.get(command)
+        if handler is None:
+            content.drain()
+            _send_error(stdout, stderr, f"git-theta: unsupported filter command {command!r}")
+            continue
+        _answer(handler, path, content, stdout, stderr)
+
+
+def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes], stderr: IO[str]) -> None:
+    """Run one request, sending status=success and the output, or status=error."""
+    output = _Deferred(stdout)
+    try:
+        handler(path, content, output)  # type: ignore[arg-type]
+        content.drain()
+    except ThetaError as error:
+        content.drain()
+        output.fail(stderr, f"git-theta: {error}")
+        return
+    except Exception:
+        content.drain()
+        output.fail(stderr, f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
+        return
+    output.finish()
+
+
+class _Deferred:
+    """Sends status=success only when the first byte is ready, so an early failure can still say error."""
+
+    def __init__(self, stdout: IO[bytes]) -> None:
+        self._stdout = stdout
+        self._writer: PacketWriter | None = None
+
+    def write(self, data: bytes) -> int:
+        if self._writer is None:
+            pktline.write_text_list(self._stdout, ["status=success"])
+            self._writer = PacketWriter(self._stdout)
+        return self._writer.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        if self._writer is None:
+            pktline.write_text_list(self._stdout, ["status=success"])
+            self._writer = PacketWriter(self._stdout)
+        self._writer.close_stream()
+        pktline.write_text_list(self._stdout, [])  # keep the status
+
+    def fail(self, stderr: IO[str], message: str) -> None:
+        print(message, file=stderr, flush=True)
+        if self._writer is None:
+            pktline.write_text_list(self._stdout, ["status=error"])
+        else:
+            self._writer.close_stream()
+            pktline.write_text_list(self._stdout, ["status=error"])
+
+
+def _send_error(stdout: IO[bytes], stderr: IO[str], message: str) -> None:
+    print(message, file=stderr, flush=True)
+    pktline.write_text_list(stdout, ["status=error"])

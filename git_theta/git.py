@@ -1,0 +1,145 @@
+"""Every git subprocess call goes through this module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from git_theta.errors import GitError
+
+
+def run(*args: str, cwd: Path | str | None = None, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Run `git args...`; a failure raises GitError showing command, exit code and output."""
+    command = ["git", *args]
+    try:
+        result = subprocess.run(command, cwd=cwd, input=input, capture_output=True)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
+    if check and result.returncode != 0:
+        raise GitError(
+            f"command failed: {' '.join(command)}\n"
+            f"exit code: {result.returncode}\n"
+            f"stdout: {result.stdout.decode(errors='replace').strip()}\n"
+            f"stderr: {result.stderr.decode(errors='replace').strip()}"
+        )
+    return result
+
+
+def output(*args: str, cwd: Path | str | None = None) -> str:
+    return run(*args, cwd=cwd).stdout.decode("utf-8", errors="surrogateescape").rstrip("\n")
+
+
+def common_dir(cwd: Path | str | None = None) -> Path:
+    """The git dir shared by all worktrees (holds the object store)."""
+    path = Path(output("rev-parse", "--git-common-dir", cwd=cwd))
+    return path if path.is_absolute() else Path(cwd or os.getcwd()) / path
+
+
+def toplevel(cwd: Path | str | None = None) -> Path:
+    return Path(output("rev-parse", "--show-toplevel", cwd=cwd))
+
+
+def is_inside_repo(cwd: Path | str | None = None) -> bool:
+    return run("rev-parse", "--git-dir", cwd=cwd, check=False).returncode == 0
+
+
+def blob(spec: str, cwd: Path | str | None = None) -> bytes | None:
+    """Contents of `rev:path` (or `:path` for the index), None if absent."""
+    result = run("cat-file", "blob", spec, cwd=cwd, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def config_get(key: str, cwd: Path | str | None = None, scope: str | None = None) -> str | None:
+    args = ["config"] + ([f"--{scope}"] if scope else []) + ["--get", key]
+    result = run(*args, cwd=cwd, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def config_set(key: str, value: str, scope: str, cwd: Path | str | None = None) -> None:
+    run("config", f"--{scope}", key, value, cwd=cwd)
+
+
+def config_unset(key: str, scope: str, cwd: Path | str | None = None) -> None:
+    # exit code 5: the key was not set, which is what we want anyway
+    result = run("config", f"--{scope}", "--unset-all", key, cwd=cwd, check=False)
+    if result.returncode not in (0, 5):
+        raise GitError(f"git config --{scope} --unset-all {key} failed: {result.stderr.decode().strip()}")
+
+
+def check_attr(attribute: str, path: str, cwd: Path | str | None = None) -> str | None:
+    """Value of a gitattribute for path; None when unspecified."""
+    out = run("check-attr", "-z", attribute, "--", path, cwd=cwd).stdout.split(b"\0")
+    value = out[2].decode() if len(out) >= 3 else "unspecified"
+    return None if value in ("unspecified", "unset") else value
+
+
+def ls_files_with_attr(attribute: str, value: str, revs: list[str] | None = None, cwd: Path | str | None = None) -> list[str]:
+    """Paths in the index whose `attribute` is `value`."""
+    paths = run("ls-files", "-z", cwd=cwd).stdout.split(b"\0")
+    paths = [p for p in paths if p]
+    if not paths:
+        return []
+    out = run("check-attr", "-z", "--stdin", attribute, cwd=cwd, input=b"\0".join(paths) + b"\0").stdout.split(b"\0")
+    found = []
+    for index in range(0, len(out) - 2, 3):
+        if out[index + 2].decode() == value:
+            found.append(out[index].decode("utf-8", errors="surrogateescape"))
+    return found
+
+
+def ls_tree_blobs(rev: str, cwd: Path | str | None = None) -> list[tuple[str, str]]:
+    """(blob id, path) of every file at `rev`."""
+    out = run("ls-tree", "-r", "-z", "--full-tree", rev, cwd=cwd).stdout.split(b"\0")
+    found = []
+    for record in out:
+        if not record:
+            continue
+        info, path = record.split(b"\t", 1)
+        mode, kind, oid = info.split()
+        if kind == b"blob":
+            found.append((oid.decode(), path.decode("utf-8", errors="surrogateescape")))
+    return found
+
+
+def cat_file_batch(object_ids: list[str], cwd: Path | str | None = None) -> dict[str, bytes]:
+    """Contents of many blobs in one `git cat-file --batch` call."""
+    if not object_ids:
+        return {}
+    out = run("cat-file", "--batch", cwd=cwd, input="".join(f"{oid}\n" for oid in object_ids).encode()).stdout
+    found: dict[str, bytes] = {}
+    position = 0
+    for oid in object_ids:
+        end = out.index(b"\n", position)
+        header = out[position:end].split()
+        position = end + 1
+        if len(header) < 3 or header[1] == b"missing":
+            continue
+        size = int(header[2])
+        found[oid] = out[position : position + size]
+        position += size + 1
+    return found
+
+
+def reachable_blobs(cwd: Path | str | None = None) -> list[tuple[str, str, str]]:
+    """(blob id, path, where) for blobs reachable from all refs and the index."""
+    found = []
+    listing = run("rev-list", "--objects", "--all", cwd=cwd).stdout.decode("utf-8", errors="surrogateescape")
+    for line in listing.splitlines():
+        parts = line.split(" ", 1)
+        if len(parts) == 2 and parts[1]:
+            found.append((parts[0], parts[1], "history"))
+    staged = run("ls-files", "-s", "-z", cwd=cwd).stdout.split(b"\0")
+    for record in staged:
+        if record:
+            info, path = record.split(b"\t", 1)
+            found.append((info.split()[1].decode(), path.decode("utf-8", errors="surrogateescape"), "index"))
+    return found
+
+
+def attr_for_paths(attribute: str, paths: list[str], cwd: Path | str | None = None) -> dict[str, str]:
+    if not paths:
+        return {}
+    data = "\0".join(paths).encode("utf-8", errors="surrogateescape") + b"\0"
+    out = run("check-attr", "-z", "--stdin", attribute, cwd=cwd, input=data).stdout.split(b"\0")
+    return {out[i].decode("utf-8", errors="surrogateescape"): out[i + 2].decode() for i in range(0, len(out) - 2, 3)}

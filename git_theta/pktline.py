@@ -1,0 +1,116 @@
+"""pkt-line framing as git's filter protocol uses it (pure; knows nothing of filters).
+
+A packet is a 4-hex-digit length (including those 4 bytes) and a payload;
+"0000" is a flush packet that ends a list or a stream.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import IO, Any
+
+from git_theta.errors import ThetaError
+
+MAX_PAYLOAD = 65516
+FLUSH = b"0000"
+
+
+class ProtocolError(ThetaError):
+    """The peer broke pkt-line framing or the filter protocol."""
+
+
+def read_packet(stream: IO[bytes]) -> bytes | None:
+    """The next payload; None for a flush packet. EOFError at a clean end of stream."""
+    header = stream.read(4)
+    if not header:
+        raise EOFError
+    if len(header) != 4:
+        raise ProtocolError(f"truncated pkt-line header {header!r}")
+    try:
+        length = int(header, 16)
+    except ValueError:
+        raise ProtocolError(f"invalid pkt-line header {header!r}") from None
+    if length == 0:
+        return None
+    if length < 4 or length - 4 > MAX_PAYLOAD:
+        raise ProtocolError(f"invalid pkt-line length {length}")
+    payload = stream.read(length - 4)
+    if len(payload) != length - 4:
+        raise ProtocolError("truncated pkt-line payload")
+    return payload
+
+
+def read_text_list(stream: IO[bytes]) -> list[str]:
+    """Text packets up to the next flush, without their trailing newlines."""
+    lines = []
+    while True:
+        payload = read_packet(stream)
+        if payload is None:
+            return lines
+        lines.append(payload.decode("utf-8", errors="surrogateescape").rstrip("\n"))
+
+
+def write_packet(stream: IO[bytes], payload: bytes) -> None:
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError(f"pkt-line payload of {len(payload)} bytes is too long")
+    stream.write(b"%04x" % (len(payload) + 4) + payload)
+
+
+def write_text_list(stream: IO[bytes], lines: list[str]) -> None:
+    for line in lines:
+        write_packet(stream, (line + "\n").encode("utf-8", errors="surrogateescape"))
+    stream.write(FLUSH)
+    stream.flush()
+
+
+class PacketReader(io.RawIOBase):
+    """Reads the payloads of data packets up to (and including) the next flush as one stream."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._buffer = memoryview(b"")
+        self.finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buffer and not self.finished:
+            payload = read_packet(self._stream)
+            if payload is None:
+                self.finished = True
+            else:
+                self._buffer = memoryview(payload)
+        count = min(len(buffer), len(self._buffer))
+        buffer[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
+
+    def drain(self) -> None:
+        """Skip what is left, so the next request starts at a packet boundary."""
+        self._buffer = memoryview(b"")
+        while not self.finished:
+            if read_packet(self._stream) is None:
+                self.finished = True
+
+
+class PacketWriter(io.RawIOBase):
+    """Writes bytes as data packets of at most MAX_PAYLOAD bytes; `close_stream` sends the flush."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), MAX_PAYLOAD):
+            write_packet(self._stream, bytes(view[start : start + MAX_PAYLOAD]))
+        self.written += len(view)
+        return len(view)
+
+    def close_stream(self) -> None:
+        self._stream.write(FLUSH)
+        self._stream.flush()

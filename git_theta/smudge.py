@@ -1,0 +1,108 @@
+"""Smudge: metadata in, the exact checkpoint file out."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, BinaryIO
+
+from git_theta import dtypes, metadata, objects, parallel, plugins
+from git_theta.errors import StoreError, ThetaError
+from git_theta.metadata import ParamEntry
+from git_theta.store import ObjectStore
+from git_theta.tensor import Tensor
+
+# How many bytes of rebuilt tensors may wait ahead of the writer.
+PREFETCH_BYTES = 256 << 20
+
+
+def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") -> Tensor:
+    """Apply the entry's stored links in order and check the result's hash."""
+    where = f"{source}: parameter {name!r}" if source else f"parameter {name!r}"
+    value: Tensor | None = None
+    for link in entry.stored:
+        update = plugins.get(plugins.UPDATES, link.update)()
+        try:
+            bundle = objects.decode(store.get(link.object))
+            if update.needs_base and value is None:
+                raise StoreError(f"{link.update} update has no base to apply to")
+            value = update.apply(bundle, value)
+        except ThetaError as error:
+            raise StoreError(f"{where}: object {link.object}: {error}") from None
+    assert value is not None  # metadata.parse guarantees at least one link
+    if value.dtype != entry.dtype or value.shape != entry.shape or value.hash() != entry.hash:
+        raise StoreError(
+            f"{where}: rebuilt tensor does not match its recorded hash "
+            f"(objects {', '.join(entry.objects())} are corrupt); run `git theta fsck`"
+        )
+    return value
+
+
+class StoreSource:
+    """Tensors and blobs for a format's `write`, rebuilt from the store."""
+
+    def __init__(self, store: ObjectStore, params: Mapping[str, ParamEntry], source: str) -> None:
+        self.store = store
+        self.params = params
+        self.source = source
+
+    def tensors(self, names: Sequence[str]) -> Iterator[Tensor]:
+        queue: deque[tuple[int, Future[Tensor]]] = deque()
+        ahead = 0
+        pending = iter(names)
+        try:
+            for name in pending:
+                entry = self._entry(name)
+                while queue and ahead + _nbytes(entry) > PREFETCH_BYTES:
+                    size, future = queue.popleft()
+                    ahead -= size
+                    yield future.result()
+                queue.append((_nbytes(entry), parallel.submit_tensor_job(lambda n=name, e=entry: rebuild(self.store, n, e, self.source))))
+                ahead += _nbytes(entry)
+            while queue:
+                yield queue.popleft()[1].result()
+        finally:
+            for _, future in queue:
+                future.cancel()
+
+    def _entry(self, name: str) -> ParamEntry:
+        try:
+            return self.params[name]
+        except KeyError:
+            raise StoreError(f"{self.source}: the file needs parameter {name!r}, which the metadata lacks") from None
+
+    def get_blob(self, ref: Mapping[str, Any]) -> bytes:
+        oid = ref["object"]
+        try:
+            bundle = objects.decode(self.store.get(oid))
+        except ThetaError as error:
+            raise StoreError(f"{self.source}: file data object {oid}: {error}") from None
+        return bytes(bundle.buffers["bytes"].data)
+
+
+def _nbytes(entry: ParamEntry) -> int:
+    return math.prod(entry.shape) * dtypes.itemsize(entry.dtype)
+
+
+def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:
+    return sorted(oid for oid in meta.objects() if not store.has(oid))
+
+
+def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO) -> None:
+    """Write the checkpoint described by metadata `data` to `out`; other content passes through."""
+    if not metadata.looks_like_metadata(data):
+        out.write(data)
+        return
+    meta = metadata.parse(data, path)
+    missing = missing_objects(store, meta)
+    if missing:
+        names = [name for name, entry in meta.params.items() if set(entry.objects()) & set(missing)]
+        raise StoreError(
+            f"{path}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}"
+            + (f" (parameter {names[0]!r})" if names else "")
+            + "; fetch them from a remote or run `git theta fsck`"
+        )
+    checkpoint = plugins.get(plugins.CHECKPOINTS, meta.format)()
+    checkpoint.write(meta.file, meta.params, StoreSource(store, meta.params, path), out)

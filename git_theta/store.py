@@ -1,0 +1,83 @@
+"""The content-addressed object store, in the Git LFS layout.
+
+Objects live at <git-common-dir>/lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>,
+oid = sha256 of the object's bytes, so stock git-lfs and LFS servers accept
+them. Writes go to a temp file first and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from git_theta.errors import StoreError
+
+OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_oid(oid: str) -> str:
+    if not OID_PATTERN.match(oid):
+        raise StoreError(f"invalid object id {oid!r}: expected 64 lowercase hex digits")
+    return oid
+
+
+class ObjectStore:
+    def __init__(self, lfs_dir: Path) -> None:
+        self.lfs_dir = lfs_dir
+        self.objects_dir = lfs_dir / "objects"
+        self.tmp_dir = lfs_dir / "tmp"
+
+    def path(self, oid: str) -> Path:
+        check_oid(oid)
+        return self.objects_dir / oid[0:2] / oid[2:4] / oid
+
+    def has(self, oid: str) -> bool:
+        return self.path(oid).is_file()
+
+    def put(self, pieces: Iterable[bytes]) -> tuple[str, int]:
+        """Store the concatenated pieces; returns (oid, size). Idempotent."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix="theta-")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                for piece in pieces:
+                    hasher.update(piece)
+                    tmp.write(piece)
+                    size += len(piece)
+            oid = hasher.hexdigest()
+            final = self.path(oid)
+            if final.is_file():
+                os.unlink(tmp_name)
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp_name, 0o644)
+                os.replace(tmp_name, final)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+        return oid, size
+
+    def get(self, oid: str, verify: bool = False) -> bytes:
+        """The object's bytes; `verify` re-hashes them (fsck, downloads)."""
+        path = self.path(oid)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+        if verify and hashlib.sha256(data).hexdigest() != oid:
+            raise StoreError(f"object {oid} is corrupt: its sha256 does not match ({path})")
+        return data
+
+    def all_oids(self) -> Iterator[str]:
+        if not self.objects_dir.is_dir():
+            return
+        for path in sorted(self.objects_dir.glob("??/??/*")):
+            if OID_PATTERN.match(path.name):
+                yield path.name

@@ -1,0 +1,63 @@
+"""A tensor as git-theta sees it: dtype name, shape and raw little-endian bytes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+import blake3
+import numpy as np
+
+from git_theta import dtypes
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """Raw tensor bytes in C order; `numpy()` gives a zero-copy view."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: Buffer
+
+    def __post_init__(self) -> None:
+        expected = self.nbytes_expected()
+        if len(memoryview(self.data).cast("B")) != expected:
+            raise ValueError(
+                f"tensor data has {len(memoryview(self.data).cast('B'))} bytes, "
+                f"{self.dtype}{list(self.shape)} needs {expected}"
+            )
+
+    def nbytes_expected(self) -> int:
+        return math.prod(self.shape) * dtypes.itemsize(self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.nbytes_expected()
+
+    def numpy(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.data, dtype=dtypes.numpy_dtype(self.dtype)).reshape(self.shape)
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray[Any, Any], dtype: str | None = None) -> Tensor:
+        """Wrap an array; a non-contiguous or big-endian array is copied first."""
+        name = dtype or dtypes.from_numpy(array.dtype)
+        contiguous = np.ascontiguousarray(array, dtype=dtypes.numpy_dtype(name))
+        return cls(name, tuple(int(n) for n in contiguous.shape), memoryview(contiguous).cast("B"))
+
+    def hash(self) -> str:
+        return tensor_hash(self.dtype, self.shape, self.data)
+
+
+def tensor_hash(dtype: str, shape: tuple[int, ...], data: Buffer) -> str:
+    """BLAKE3 of "<dtype> <d0>,<d1>,...\\n" followed by the raw bytes, hex.
+
+    Dtype and shape are part of the hash so that the same bytes viewed as
+    another type or shape are a different tensor.
+    """
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if len(data) > (8 << 20) else 1)
+    hasher.update(f"{dtype} {','.join(str(n) for n in shape)}\n".encode("ascii"))
+    hasher.update(data)
+    return hasher.hexdigest()

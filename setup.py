@@ -12,8 +12,6 @@ setup(
         "zstandard>=0.22",
         "blake3>=0.4",
         "ml_dtypes>=0.3",
-        "GitPython>=3.1",
-        "tensorstore>=0.1.60",
     ],
     extras_require={
         "torch": ["torch>=2.1"],
@@ -27,6 +25,16 @@ setup(
         "git_theta.updates": [
             "dense = git_theta.updates.dense:DenseUpdate",
         ],
-        "git_theta.merges": [],
+        "git_theta.merges": [
+            "average = git_theta.merges.average:AverageStrategy",
+            "base = git_theta.merges.pick:BaseStrategy",
+            "dare = git_theta.merges.dare:DareStrategy",
+            "ours = git_theta.merges.pick:OursStrategy",
+            "slerp = git_theta.merges.slerp:SlerpStrategy",
+            "task-arithmetic = git_theta.merges.task_arithmetic:TaskArithmeticStrategy",
+            "theirs = git_theta.merges.pick:TheirsStrategy",
+            "ties = git_theta.merges.ties:TiesStrategy",
+            "weighted = git_theta.merges.weighted:WeightedStrategy",
+        ],
     },
 )

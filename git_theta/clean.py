@@ -17,7 +17,7 @@ from git_theta.tensor import Tensor
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
-IN_FLIGHT_BYTES = 256 << 20
+IN_FLIGHT_BYTES = 128 << 20
 FORMAT_ATTRIBUTE = "theta-format"
 
 

@@ -10,10 +10,10 @@ import traceback
 from collections.abc import Sequence
 
 from git_theta import __version__
-from git_theta.commands import add, clean, filter_process, fsck, install, ls_files, smudge, textconv, track, uninstall, untrack
+from git_theta.commands import add, checkout, clean, filter_process, fsck, install, ls_files, smudge, textconv, track, uninstall, untrack
 from git_theta.errors import ThetaError
 
-COMMANDS = [install, uninstall, track, untrack, add, ls_files, fsck, clean, smudge, filter_process, textconv]
+COMMANDS = [install, uninstall, track, untrack, add, checkout, ls_files, fsck, clean, smudge, filter_process, textconv]
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3

@@ -8,8 +8,8 @@ tests/objects_test.py.
 from __future__ import annotations
 
 import json
+import math
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,30 +45,38 @@ def _group_bytes(chunk: Buffer, itemsize: int) -> bytes | np.ndarray[Any, Any]:
     return np.ascontiguousarray(raw.reshape(-1, itemsize).T)
 
 
-def _ungroup_bytes(grouped: bytes, itemsize: int) -> bytes:
-    if itemsize == 1:
-        return grouped
-    planes = np.frombuffer(grouped, dtype=np.uint8).reshape(itemsize, -1)
-    return np.ascontiguousarray(planes.T).tobytes()
-
-
 def _compress_chunk(chunk: Buffer, itemsize: int) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(_group_bytes(chunk, itemsize))
 
 
-def _decompress_chunk(frame: bytes, itemsize: int, expected: int) -> bytes:
+def _decompress_into(frame: bytes, itemsize: int, target: np.ndarray[Any, Any]) -> None:
+    """Decompress one chunk and scatter its byte planes back into `target` (a uint8 slice)."""
+    expected = len(target)
     try:
+        # zstd allocates what a frame declares, so check that before decompressing.
+        declared = zstandard.frame_content_size(frame)
+        if declared != expected:
+            raise StoreError(f"corrupt chunk: its zstd frame declares {declared} bytes, expected {expected}")
         grouped = zstandard.ZstdDecompressor().decompress(frame, max_output_size=expected)
     except zstandard.ZstdError as error:
         raise StoreError(f"corrupt compressed chunk: {error}") from None
     if len(grouped) != expected:
         raise StoreError(f"corrupt chunk: {len(grouped)} bytes, expected {expected}")
-    return _ungroup_bytes(grouped, itemsize)
+    planes = np.frombuffer(grouped, dtype=np.uint8)
+    if itemsize == 1:
+        target[:] = planes
+    else:
+        target.reshape(-1, itemsize)[:] = planes.reshape(itemsize, -1).T
+
+
+def chunk_step(itemsize: int) -> int:
+    """Raw bytes per chunk: CHUNK_BYTES rounded down to whole elements."""
+    return max(itemsize, CHUNK_BYTES - CHUNK_BYTES % itemsize)
 
 
 def _chunk_views(data: Buffer, itemsize: int) -> list[memoryview]:
     view = memoryview(data).cast("B")
-    step = max(itemsize, CHUNK_BYTES - CHUNK_BYTES % itemsize)
+    step = chunk_step(itemsize)
     return [view[start : start + step] for start in range(0, len(view), step)]
 
 
@@ -101,10 +109,14 @@ def read_header(data: bytes) -> tuple[dict[str, Any], int]:
     """Parse and validate the header; returns it and the offset of the first frame."""
     if data[: len(MAGIC)] != MAGIC:
         raise StoreError("not a git-theta object (bad magic bytes)")
+    start = len(MAGIC) + _LENGTH.size
+    if len(data) < start:
+        raise StoreError(f"object is truncated: {len(data)} bytes, too short for a header length")
     (size,) = _LENGTH.unpack_from(data, len(MAGIC))
     if size > MAX_HEADER_BYTES:
         raise StoreError(f"object header of {size} bytes exceeds the {MAX_HEADER_BYTES} byte limit")
-    start = len(MAGIC) + _LENGTH.size
+    if len(data) < start + size:
+        raise StoreError(f"object is truncated: its header needs {size} bytes, {len(data) - start} remain")
     try:
         header = json.loads(data[start : start + size])
     except ValueError as error:
@@ -113,36 +125,67 @@ def read_header(data: bytes) -> tuple[dict[str, Any], int]:
     return header, start + size
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _check_header(header: Any) -> None:
-    if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
+    if not isinstance(header, dict) or not isinstance(header.get("kind"), str) or not header["kind"]:
         raise StoreError("object header lacks a kind")
     if not isinstance(header.get("buffers"), list) or not isinstance(header.get("fields"), dict):
         raise StoreError("object header lacks buffers or fields")
+    names: set[str] = set()
     for buf in header["buffers"]:
-        if buf.get("codec") != CODEC:
-            raise StoreError(f"unknown codec {buf.get('codec')!r} in object")
-        itemsize = dtypes.itemsize(buf["dtype"])
-        expected = int(np.prod(buf["shape"], dtype=np.int64)) * itemsize
-        if sum(buf["chunk_bytes"]) != expected or len(buf["chunk_bytes"]) != len(buf["frame_bytes"]):
-            raise StoreError(f"object buffer {buf.get('name')!r} sizes do not match its shape")
+        if not isinstance(buf, dict) or not isinstance(buf.get("name"), str):
+            raise StoreError("object header has a buffer without a name")
+        _check_buffer(buf)
+        if buf["name"] in names:
+            raise StoreError(f"object header names buffer {buf['name']!r} twice")
+        names.add(buf["name"])
+
+
+def _check_buffer(buf: dict[str, Any]) -> None:
+    where = f"object buffer {buf['name']!r}"
+    if buf.get("codec") != CODEC:
+        raise StoreError(f"{where}: unknown codec {buf.get('codec')!r}")
+    if buf.get("dtype") not in dtypes.ITEMSIZE:
+        raise StoreError(f"{where}: unknown dtype {buf.get('dtype')!r}")
+    shape, chunks, frames = buf.get("shape"), buf.get("chunk_bytes"), buf.get("frame_bytes")
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        raise StoreError(f"{where}: invalid shape {shape!r}")
+    for sizes in (chunks, frames):
+        if not isinstance(sizes, list) or not all(_is_count(n) and n > 0 for n in sizes):
+            raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
+    itemsize = dtypes.itemsize(buf["dtype"])
+    if sum(chunks) != math.prod(shape) * itemsize or len(chunks) != len(frames):
+        raise StoreError(f"{where}: sizes do not match its shape")
+    # Fixed chunking: boundaries (and memory per chunk) never depend on the writer.
+    step = chunk_step(itemsize)
+    if any(n != step for n in chunks[:-1]) or (chunks and chunks[-1] > step):
+        raise StoreError(f"{where}: chunks must be {step} bytes each except a shorter last one")
 
 
 def decode(data: bytes) -> Bundle:
     """Rebuild the bundle from an object's bytes, validating every size."""
     header, offset = read_header(data)
-    jobs: list[tuple[int, int, int, int]] = []
+    # Checked before allocating: a header must not make us reserve memory its frames cannot hold.
+    described = offset + sum(sum(buf["frame_bytes"]) for buf in header["buffers"])
+    if described != len(data):
+        raise StoreError(f"object is {len(data)} bytes, its header describes {described}")
+    buffers: dict[str, Tensor] = {}
+    jobs: list[tuple[int, int, int, np.ndarray[Any, Any]]] = []
     for buf in header["buffers"]:
         itemsize = dtypes.itemsize(buf["dtype"])
+        output = bytearray(sum(buf["chunk_bytes"]))
+        target = np.frombuffer(output, dtype=np.uint8)
+        start = 0
         for raw_len, frame_len in zip(buf["chunk_bytes"], buf["frame_bytes"]):
-            jobs.append((offset, frame_len, itemsize, raw_len))
+            jobs.append((offset, frame_len, itemsize, target[start : start + raw_len]))
             offset += frame_len
+            start += raw_len
+        buffers[buf["name"]] = Tensor(buf["dtype"], tuple(buf["shape"]), output)
     if offset != len(data):
         raise StoreError(f"object is {len(data)} bytes, its header describes {offset}")
-    pieces = parallel.map_ordered(lambda j: _decompress_chunk(data[j[0] : j[0] + j[1]], j[2], j[3]), jobs)
-    buffers: dict[str, Tensor] = {}
-    piece_iter: Iterator[bytes] = iter(pieces)
-    for buf in header["buffers"]:
-        parts = [next(piece_iter) for _ in buf["chunk_bytes"]]
-        joined = parts[0] if len(parts) == 1 else b"".join(parts)
-        buffers[buf["name"]] = Tensor(buf["dtype"], tuple(buf["shape"]), joined)
+    view = memoryview(data)
+    parallel.map_ordered(lambda j: _decompress_into(view[j[0] : j[0] + j[1]], j[2], j[3]), jobs)
     return Bundle(header["kind"], buffers, header["fields"])

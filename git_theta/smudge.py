@@ -15,7 +15,7 @@ from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 
 # How many bytes of rebuilt tensors may wait ahead of the writer.
-PREFETCH_BYTES = 256 << 20
+PREFETCH_BYTES = 128 << 20
 
 
 def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") -> Tensor:

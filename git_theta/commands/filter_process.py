@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import IO
 
 from git_theta import clean, filter_protocol, smudge
 from git_theta.repo import Repo
+
+SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,12 +20,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
+    # Read once here: leave metadata in the working tree for `git theta checkout`.
+    skip_smudge = os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0")
 
     def on_clean(path: str, content: IO[bytes], out: IO[bytes]) -> None:
         out.write(clean.clean(repo, path, content))
 
     def on_smudge(path: str, content: IO[bytes], out: IO[bytes]) -> None:
-        smudge.smudge(repo.store, path, content.read(), out)  # type: ignore[arg-type]
+        data = content.read()
+        if skip_smudge:
+            out.write(data)
+        else:
+            smudge.smudge(repo.store, path, data, out)  # type: ignore[arg-type]
 
     filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, {"clean": on_clean, "smudge": on_smudge})
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from git_theta import smudge
+from git_theta.commands.filter_process import SKIP_SMUDGE_VARIABLE
 from git_theta.repo import Repo
 
 
@@ -16,6 +18,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    smudge.smudge(Repo.discover().store, args.path, sys.stdin.buffer.read(), sys.stdout.buffer)
+    data = sys.stdin.buffer.read()
+    if os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0"):
+        sys.stdout.buffer.write(data)
+    else:
+        smudge.smudge(Repo.discover().store, args.path, data, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0

@@ -1,0 +1,67 @@
+"""git theta checkout: write tracked checkpoints from the index straight into the working tree.
+
+For checkpoints near the size of RAM: git holds a smudge filter's whole output
+in memory, this command streams each file to disk instead (as `git lfs pull`
+does). Pair it with GIT_THETA_SKIP_SMUDGE=1 on clone/checkout, which leaves the
+metadata text in the working tree for this command to replace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import tempfile
+from pathlib import Path
+
+from git_theta import git, metadata, smudge
+from git_theta.repo import Repo
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("checkout", help="write tracked checkpoints to the working tree, streaming", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="paths or patterns (default: every tracked checkpoint)")
+    parser.add_argument("--force", action="store_true", help="also overwrite files that are not metadata text (local changes are lost)")
+    parser.set_defaults(run=run)
+
+
+def materialize(repo: Repo, path: str, force: bool) -> bool:
+    """Rebuild one file from its index metadata; False when skipped."""
+    data = git.blob(f":{path}", cwd=repo.worktree)
+    if data is None or not metadata.looks_like_metadata(data):
+        return False
+    target = repo.worktree / path
+    if target.exists() and not force:
+        with open(target, "rb") as current:
+            if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
+                return False  # already a checkpoint; never clobber local work silently
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            smudge.smudge(repo.store, path, data, out)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    root = git.toplevel()
+    repo = Repo.discover(root)
+    tracked = git.ls_files_with_attr("filter", "theta", cwd=root)
+    cwd = Path.cwd().resolve()
+    wanted = [os.path.relpath(cwd / p, root) if not any(c in p for c in "*?[") else p for p in args.paths]
+    chosen = [p for p in tracked if not wanted or any(p == w or fnmatch.fnmatch(p, w) for w in wanted)]
+    written = [p for p in chosen if materialize(repo, p, args.force)]
+    if written:
+        git.run("update-index", "-q", "--refresh", "--", *written, cwd=root, check=False)
+    for path in written:
+        print(f"wrote {path}")
+    return 0

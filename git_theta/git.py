@@ -30,14 +30,23 @@ def output(*args: str, cwd: Path | str | None = None) -> str:
     return run(*args, cwd=cwd).stdout.decode("utf-8", errors="surrogateescape").rstrip("\n")
 
 
+def _rev_parse(option: str, cwd: Path | str | None) -> str:
+    """`git rev-parse option`; outside a repository (a user error) the message is git's one line."""
+    result = run("rev-parse", option, cwd=cwd, check=False)
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip().removeprefix("fatal: ")
+        raise GitError(f"{reason} (in {Path(cwd or os.getcwd())})")
+    return result.stdout.decode("utf-8", errors="surrogateescape").rstrip("\n")
+
+
 def common_dir(cwd: Path | str | None = None) -> Path:
     """The git dir shared by all worktrees (holds the object store)."""
-    path = Path(output("rev-parse", "--git-common-dir", cwd=cwd))
+    path = Path(_rev_parse("--git-common-dir", cwd))
     return path if path.is_absolute() else Path(cwd or os.getcwd()) / path
 
 
 def toplevel(cwd: Path | str | None = None) -> Path:
-    return Path(output("rev-parse", "--show-toplevel", cwd=cwd))
+    return Path(_rev_parse("--show-toplevel", cwd))
 
 
 def is_inside_repo(cwd: Path | str | None = None) -> bool:

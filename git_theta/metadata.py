@@ -16,6 +16,7 @@ Specified in docs/formats.md, locked by tests/metadata_test.py.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ VERSION = "git-theta/1"
 PREFIX = b'{"version":"git-theta/'
 MAX_BYTES = 256 << 20
 HASH_HEX_LENGTH = 64
+HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,15 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
     if not looks_like_metadata(data):
         raise MetadataError(f"{source}: not git-theta metadata")
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_unique_keys)
     except ValueError as error:
         raise MetadataError(f"{source}: metadata is not valid JSON: {error}") from None
     if doc.get("version") != VERSION:
-        raise MetadataError(f"{source}: unsupported metadata version {doc.get('version')!r}; this git-theta reads {VERSION}")
-    if not isinstance(doc.get("format"), str) or not isinstance(doc.get("file"), dict):
+        raise MetadataError(
+            f"{source}: unsupported metadata version {doc.get('version')!r}; this git-theta reads {VERSION} "
+            "(a newer version needs a newer git-theta)"
+        )
+    if not isinstance(doc.get("format"), str) or not doc["format"] or not isinstance(doc.get("file"), dict):
         raise MetadataError(f"{source}: metadata lacks a format or file section")
     if not isinstance(doc.get("params"), dict):
         raise MetadataError(f"{source}: metadata lacks a params section")
@@ -135,6 +140,20 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
     for oid in file_objects(doc["file"]):
         _checked(check_oid, oid, source, "file section")
     return Metadata(doc["format"], doc["file"], params)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a repeated key (two entries for one parameter) is an error, not last-wins."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"key {key!r} appears twice")
+        found[key] = value
+    return found
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _checked(check: Any, value: Any, source: str, where: str) -> Any:
@@ -151,10 +170,10 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
     dtype = value.get("dtype")
     _checked(dtypes.itemsize, dtype, source, where)
     shape = value.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
         raise MetadataError(f"{source}: {where} has an invalid shape {shape!r}")
     digest = value.get("hash")
-    if not isinstance(digest, str) or len(digest) != HASH_HEX_LENGTH:
+    if not isinstance(digest, str) or not HASH_PATTERN.match(digest):
         raise MetadataError(f"{source}: {where} has an invalid hash {digest!r}")
     links = value.get("stored")
     if not isinstance(links, list) or not links:
@@ -165,7 +184,7 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
             raise MetadataError(f"{source}: {where} has a malformed stored entry {link!r}")
         oid = _checked(check_oid, link.get("object"), source, where)
         size = link.get("size")
-        if not isinstance(size, int) or size < 0:
+        if not _is_count(size):
             raise MetadataError(f"{source}: {where} has an invalid object size {size!r}")
         parsed.append(StoredLink(link["update"], oid, size))
     return ParamEntry(dtype, tuple(shape), digest, tuple(parsed))

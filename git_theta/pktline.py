@@ -26,10 +26,10 @@ def read_packet(stream: IO[bytes]) -> bytes | None:
         raise EOFError
     if len(header) != 4:
         raise ProtocolError(f"truncated pkt-line header {header!r}")
-    try:
-        length = int(header, 16)
-    except ValueError:
-        raise ProtocolError(f"invalid pkt-line header {header!r}") from None
+    # int(x, 16) alone would also accept " 00a", "+0a" or "0_0a"
+    if not all(c in b"0123456789abcdefABCDEF" for c in header):
+        raise ProtocolError(f"invalid pkt-line header {header!r}")
+    length = int(header, 16)
     if length == 0:
         return None
     if length < 4 or length - 4 > MAX_PAYLOAD:

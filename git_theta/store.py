@@ -20,7 +20,7 @@ OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_oid(oid: str) -> str:
-    if not OID_PATTERN.match(oid):
+    if not isinstance(oid, str) or not OID_PATTERN.match(oid):
         raise StoreError(f"invalid object id {oid!r}: expected 64 lowercase hex digits")
     return oid
 
@@ -38,8 +38,12 @@ class ObjectStore:
     def has(self, oid: str) -> bool:
         return self.path(oid).is_file()
 
-    def put(self, pieces: Iterable[bytes]) -> tuple[str, int]:
-        """Store the concatenated pieces; returns (oid, size). Idempotent."""
+    def put(self, pieces: Iterable[bytes], expect: str | None = None) -> tuple[str, int]:
+        """Store the concatenated pieces; returns (oid, size). Idempotent.
+
+        With `expect` (a download), bytes that do not hash to it are discarded
+        and StoreError is raised: a corrupt or truncated object never lands.
+        """
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         hasher = hashlib.sha256()
         size = 0
@@ -51,8 +55,11 @@ class ObjectStore:
                     tmp.write(piece)
                     size += len(piece)
             oid = hasher.hexdigest()
+            if expect is not None and oid != expect:
+                raise StoreError(f"object {expect}: received {size} bytes whose sha256 is {oid}; discarded")
             final = self.path(oid)
-            if final.is_file():
+            # An existing object of the wrong size (a damaged copy) is replaced, not trusted.
+            if final.is_file() and final.stat().st_size == size:
                 os.unlink(tmp_name)
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,107 @@
+"""The object store (docs/formats.md, "Store layout"): Git LFS paths, atomic and idempotent writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+from git_theta.errors import StoreError
+from git_theta.repo import Repo
+from git_theta.store import ObjectStore, check_oid
+
+CONTENT = [b"hello ", b"object ", b"store"]
+OID = hashlib.sha256(b"".join(CONTENT)).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore(tmp_path / "lfs")
+
+
+def test_put_uses_the_git_lfs_layout(store: ObjectStore, tmp_path: Path) -> None:
+    oid, size = store.put(CONTENT)
+    assert (oid, size) == (OID, 18)
+    path = tmp_path / "lfs" / "objects" / OID[:2] / OID[2:4] / OID
+    assert store.path(OID) == path
+    assert path.read_bytes() == b"hello object store"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert store.has(OID) and store.get(OID, verify=True) == b"hello object store"
+    assert os.listdir(tmp_path / "lfs" / "tmp") == []
+
+
+def test_put_is_idempotent(store: ObjectStore, tmp_path: Path) -> None:
+    store.put(CONTENT)
+    before = store.path(OID).stat()
+    assert store.put([b"hello object store"]) == (OID, 18)
+    after = store.path(OID).stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+    assert list(store.all_oids()) == [OID]
+    assert os.listdir(tmp_path / "lfs" / "tmp") == []
+
+
+def test_interrupted_put_leaves_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    def pieces() -> Iterator[bytes]:
+        yield b"half an object"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.put(pieces())
+    assert list(store.all_oids()) == []
+    assert os.listdir(tmp_path / "lfs" / "tmp") == []
+
+
+def test_put_with_expected_oid_discards_other_bytes(store: ObjectStore) -> None:
+    with pytest.raises(StoreError, match=f"object {'0' * 64}: received 18 bytes whose sha256 is {OID}; discarded"):
+        store.put(CONTENT, expect="0" * 64)
+    assert not store.has(OID)
+    assert store.put(CONTENT, expect=OID) == (OID, 18)
+
+
+def test_damaged_copy_is_replaced_by_put(store: ObjectStore) -> None:
+    store.put(CONTENT)
+    store.path(OID).write_bytes(b"hello")  # truncated
+    store.put(CONTENT)
+    assert store.get(OID, verify=True) == b"hello object store"
+
+
+def test_verify_detects_corruption(store: ObjectStore) -> None:
+    store.put(CONTENT)
+    store.path(OID).write_bytes(b"hello object storE")
+    assert store.get(OID) == b"hello object storE"  # a plain read trusts the name
+    with pytest.raises(StoreError, match=f"object {OID} is corrupt: its sha256 does not match"):
+        store.get(OID, verify=True)
+
+
+def test_missing_object(store: ObjectStore) -> None:
+    with pytest.raises(StoreError, match=f"object {OID} is missing"):
+        store.get(OID)
+    assert not store.has(OID)
+
+
+@pytest.mark.parametrize("oid", [OID.upper(), OID[:63], OID + "0", "../" * 21 + "x", "", None, 12])
+def test_invalid_oid(store: ObjectStore, oid: object) -> None:
+    with pytest.raises(StoreError, match="invalid object id .*: expected 64 lowercase hex digits"):
+        store.path(oid)  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        check_oid(oid)  # type: ignore[arg-type]
+
+
+def test_all_oids_is_sorted_and_skips_strays(store: ObjectStore) -> None:
+    first, _ = store.put([b"b"])
+    second, _ = store.put([b"a"])
+    (store.objects_dir / "ab" / "cd").mkdir(parents=True)
+    (store.objects_dir / "ab" / "cd" / "not-an-oid").write_text("x")
+    assert list(store.all_oids()) == sorted([first, second])
+
+
+def test_store_lives_in_the_common_git_dir(repo: Path, tmp_path: Path) -> None:
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))
+    main = Repo.discover(repo).store.objects_dir
+    assert main == (repo / ".git" / "lfs" / "objects").resolve()
+    assert Repo.discover(tmp_path / "wt").store.objects_dir == main

@@ -44,8 +44,11 @@ class Tensor:
     def from_numpy(cls, array: np.ndarray[Any, Any], dtype: str | None = None) -> Tensor:
         """Wrap an array; a non-contiguous or big-endian array is copied first."""
         name = dtype or dtypes.from_numpy(array.dtype)
-        contiguous = np.ascontiguousarray(array, dtype=dtypes.numpy_dtype(name))
-        return cls(name, tuple(int(n) for n in contiguous.shape), memoryview(contiguous).cast("B"))
+        # asarray, not ascontiguousarray: the latter turns a 0-d array into shape (1,).
+        contiguous = np.asarray(array, dtype=dtypes.numpy_dtype(name), order="C")
+        # A uint8 view: the buffer protocol rejects ml_dtypes (bf16) formats and zero-size N-d casts.
+        raw = contiguous.reshape(-1).view(np.uint8)
+        return cls(name, tuple(int(n) for n in contiguous.shape), memoryview(raw))
 
     def hash(self) -> str:
         return tensor_hash(self.dtype, self.shape, self.data)

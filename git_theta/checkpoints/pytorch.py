@@ -1,0 +1,208 @@
+"""PyTorch checkpoints (`torch.save` files: .pt, .pth, .bin), loaded with weights_only=True.
+
+The pickled object (a state dict, or any nest of dicts, lists, tuples and
+plain values around tensors) is recorded as a JSON structure tree in the file
+section; tensors appear in it by name and their bytes become parameter
+groups. The rebuilt file comes from `torch.save`: its bytes differ from the
+added file, its tensors are bit-identical, its keys keep their order and its
+containers their types. See docs/checkpoint-formats.md.
+
+torch is imported only when a .pt file is actually read or written, so
+other formats never pay for it (install it with `pip install git-theta[torch]`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource
+from git_theta.checkpoints.torch_tree import TensorNode, decode_tree, encode_tree, unique_name
+from git_theta.errors import CheckpointError
+from git_theta.metadata import ParamEntry
+from git_theta.tensor import Tensor
+
+ZIP_MAGIC = b"PK\x03\x04"
+# Legacy (pre-1.6) torch.save files begin with a pickled magic number.
+LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+# A structure tree larger than this goes to a blob instead of the metadata text.
+INLINE_TREE_BYTES = 256 << 10
+_ZIP_FIRST_NAME = re.compile(rb"^[^/]*/data\.pkl$")
+
+_DTYPE_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+_TORCH_NAMES = {ours: theirs for theirs, ours in _DTYPE_NAMES.items()}
+
+
+def import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError("reading PyTorch checkpoints needs torch: pip install git-theta[torch]") from None
+    return torch
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """'float32' for torch.float32: the name used in the structure tree."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _weights_only_reason(error: Exception) -> str:
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", str(error))
+    return found.group(1).strip() if found else str(error).strip().splitlines()[0]
+
+
+class PytorchFormat(CheckpointFormat):
+    name = "pytorch"
+    extensions = (".pt", ".pth", ".bin")
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        if head.startswith(ZIP_MAGIC) and len(head) >= 30:
+            name_length = int.from_bytes(head[26:28], "little")
+            return bool(_ZIP_FIRST_NAME.match(head[30 : 30 + name_length]))
+        return len(head) >= 14 and head[0:1] == b"\x80" and head[2:14] == LEGACY_MAGIC
+
+    def read(self, stream: BinaryIO, path: str, sink: ParamSink) -> dict[str, Any]:
+        torch = import_torch()
+        # torch.load can only mmap a named file; mmap keeps the model out of RAM.
+        with tempfile.NamedTemporaryFile(prefix="git-theta-", suffix=".pt") as spooled:
+            shutil.copyfileobj(stream, spooled, 16 << 20)
+            spooled.flush()
+            spooled.seek(0)
+            is_zip = spooled.read(4) == ZIP_MAGIC
+            loaded = self._load(torch, spooled.name, is_zip)
+        tree, tensors = encode_tree(loaded, torch)
+        for name, tensor in _params(torch, tensors):
+            sink.add(name, tensor)
+        section: dict[str, Any] = {"serialization": "zip" if is_zip else "legacy"}
+        tree_json = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+        if len(tree_json) > INLINE_TREE_BYTES:
+            section["structure_blob"] = sink.put_blob(tree_json.encode("utf-8"))
+        else:
+            section["structure"] = tree
+        return section
+
+    @staticmethod
+    def _load(torch: Any, filename: str, is_zip: bool) -> Any:
+        import pickle
+
+        try:
+            return torch.load(filename, weights_only=True, map_location="cpu", mmap=is_zip)
+        except pickle.UnpicklingError as error:
+            raise CheckpointError(f"torch.load(weights_only=True) refused the file: {_weights_only_reason(error)}") from None
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"torch.load failed: {reason}") from None
+
+    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+        torch = import_torch()
+        if "structure_blob" in file:
+            tree = json.loads(source.get_blob(file["structure_blob"]))
+        else:
+            tree = file["structure"]
+        needed = _needed_params(tree)
+        for name in needed:
+            if name not in params:
+                raise CheckpointError(f"the structure needs parameter {name!r}, which the metadata lacks")
+        built = {name: _to_torch(torch, name, tensor) for name, tensor in zip(needed, source.tensors(needed))}
+        obj = decode_tree(tree, built, torch)
+        torch.save(obj, out, _use_new_zipfile_serialization=file.get("serialization", "zip") == "zip")
+
+
+def _needed_params(tree: Any) -> list[str]:
+    """Parameter names the tree refers to, in first-use order."""
+    found: dict[str, None] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if "tensor" in node:
+                found.setdefault(node.get("storage", node["tensor"]), None)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(tree)
+    return list(found)
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _owns_storage(tensor: Any, nbytes: int) -> bool:
+    """True if the tensor is exactly its whole storage, laid out in C order."""
+    return (
+        torch_dtype_name(tensor.dtype) in _DTYPE_NAMES
+        and tensor.storage_offset() == 0
+        and tuple(tensor.stride()) == _contiguous_strides(tuple(tensor.shape))
+        and tensor.numel() * tensor.element_size() == nbytes
+    )
+
+
+def _storage_bytes(torch: Any, storage: Any) -> memoryview:
+    flat = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (storage.nbytes(),), (1,))
+    return memoryview(flat.numpy())
+
+
+def _params(torch: Any, nodes: list[TensorNode]) -> list[tuple[str, Tensor]]:
+    """One parameter group per storage; tensors that are not their whole storage become views of it.
+
+    Tensors sharing a storage (tied weights) keep sharing it: the first one
+    that owns the whole storage names the group, the others record where
+    they sit in it. With no such owner, the group is named `<first>@storage`.
+    """
+    groups: dict[int, list[TensorNode]] = {}
+    for node in nodes:
+        groups.setdefault(node.tensor.untyped_storage()._cdata, []).append(node)
+    taken = {node.name for node in nodes}
+    params = []
+    for group in groups.values():
+        storage = group[0].tensor.untyped_storage()
+        owner = next((n for n in group if _owns_storage(n.tensor, storage.nbytes())), None)
+        if owner is not None:
+            storage_name = owner.name
+            dtype, shape = _DTYPE_NAMES[torch_dtype_name(owner.tensor.dtype)], tuple(owner.tensor.shape)
+        else:
+            storage_name = unique_name(group[0].name + "@storage", taken)
+            dtype, shape = "U8", (storage.nbytes(),)
+        params.append((storage_name, Tensor(dtype, shape, _storage_bytes(torch, storage))))
+        for node in group:
+            if node is not owner:
+                node.record_view(storage_name, torch_dtype_name(node.tensor.dtype))
+    return params
+
+
+def _to_torch(torch: Any, name: str, tensor: Tensor) -> Any:
+    dtype = getattr(torch, _TORCH_NAMES.get(tensor.dtype, ""), None)
+    if dtype is None:
+        raise CheckpointError(f"parameter {name!r} has dtype {tensor.dtype}, which torch cannot hold")
+    if tensor.nbytes == 0:
+        return torch.empty(tensor.shape, dtype=dtype)
+    # A private writable copy: torch tensors must not alias the store's read-only buffers.
+    return torch.frombuffer(bytearray(tensor.data), dtype=dtype).reshape(tensor.shape)

@@ -1,0 +1,203 @@
+"""The JSON structure tree of a loaded PyTorch checkpoint, and back.
+
+Every node is a one-key object naming its type, so types survive exactly:
+
+    {"dict": [[key, value], ...]}   also "odict" (OrderedDict) and "counter"; pairs keep their order
+    {"list": [...]}  {"tuple": [...]}  {"set": [...]} (set members sorted by their JSON, sets have no order)
+    {"str": "x"}  {"int": 3}  {"bool": true}  {"none": null}
+    {"float": 0.5} for finite floats (JSON round-trips them exactly), {"float_bits": "7ff8..."} otherwise
+    {"complex": [re, im]} (each as a float node), {"bytes": base64}, {"bytearray": base64}
+    {"size": [2, 3]} (torch.Size)  {"dtype": "float32"}  {"device": "cpu"}
+    {"tensor": name, ...}           a tensor; `name` is its parameter group unless "storage" is set:
+        "storage", "dtype", "offset", "shape", "stride": a view into parameter group `storage`
+        "parameter": true (torch.nn.Parameter), "requires_grad": bool
+    {"same": name}                  the very same tensor object as the earlier node `name`
+
+Names are the dotted path of keys and indexes from the root (`model.layer.0.weight`);
+a root tensor is named `tensor`; a name already taken gets `#2`, `#3`, ...
+The tree, not the name, says where a tensor lives, so any key is safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from git_theta.errors import CheckpointError
+
+_DICT_TYPES: dict[type, str] = {dict: "dict", OrderedDict: "odict", Counter: "counter"}
+_SEQUENCE_TYPES: dict[type, str] = {list: "list", tuple: "tuple"}
+_BUILD: dict[str, Any] = {"dict": dict, "odict": OrderedDict, "counter": Counter, "list": list, "tuple": tuple}
+
+
+@dataclass
+class TensorNode:
+    """A tensor found in the tree; `node` is its JSON node, completed once storages are grouped."""
+
+    name: str
+    tensor: Any
+    node: dict[str, Any]
+
+    def record_view(self, storage: str, dtype: str) -> None:
+        self.node.update(
+            storage=storage,
+            dtype=dtype,
+            offset=int(self.tensor.storage_offset()),
+            shape=list(self.tensor.shape),
+            stride=list(self.tensor.stride()),
+        )
+
+
+class _Encoder:
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.tensors: list[TensorNode] = []
+        self.taken: set[str] = set()
+        self.by_id: dict[int, str] = {}
+
+    def value(self, value: Any, path: list[str]) -> Any:
+        torch = self.torch
+        kind = type(value)
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value, path)
+        if kind in _DICT_TYPES:
+            items = [[self.value(k, path + ["<key>"]), self.value(v, path + [_component(k)])] for k, v in value.items()]
+            return {_DICT_TYPES[kind]: items}
+        if kind in _SEQUENCE_TYPES:
+            return {_SEQUENCE_TYPES[kind]: [self.value(v, path + [str(i)]) for i, v in enumerate(value)]}
+        if kind is set:
+            members = [self.value(v, path + ["<member>"]) for v in value]
+            return {"set": sorted(members, key=lambda m: json.dumps(m, sort_keys=True))}
+        if kind is torch.Size:
+            return {"size": list(value)}
+        if kind is torch.dtype:
+            return {"dtype": str(value).removeprefix("torch.")}
+        if kind is torch.device:
+            return {"device": str(value)}
+        return _scalar(value, path)
+
+    def tensor(self, tensor: Any, path: list[str]) -> dict[str, Any]:
+        torch = self.torch
+        where = ".".join(path) or "the root object"
+        if id(tensor) in self.by_id:
+            return {"same": self.by_id[id(tensor)]}
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+            raise CheckpointError(f"{where}: tensor subclass {type(tensor).__name__} is not supported")
+        if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+            raise CheckpointError(f"{where}: only dense CPU tensors are supported, not a {tensor.layout} {tensor.dtype} tensor on {tensor.device}")
+        name = unique_name(".".join(path) or "tensor", self.taken)
+        self.by_id[id(tensor)] = name
+        node: dict[str, Any] = {"tensor": name}
+        if type(tensor) is torch.nn.Parameter:
+            node.update(parameter=True, requires_grad=bool(tensor.requires_grad))
+        elif tensor.requires_grad:
+            node["requires_grad"] = True
+        self.tensors.append(TensorNode(name, tensor, node))
+        return node
+
+
+def _component(key: Any) -> str:
+    return key if isinstance(key, str) else str(key)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name#2`, `name#3`, ... if it is taken; marks the result taken."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}#{count}"
+    taken.add(candidate)
+    return candidate
+
+
+def _float(value: float) -> dict[str, Any]:
+    if math.isfinite(value):
+        return {"float": value}
+    return {"float_bits": struct.pack(">d", value).hex()}
+
+
+def _scalar(value: Any, path: list[str]) -> dict[str, Any]:
+    kind = type(value)
+    if value is None:
+        return {"none": None}
+    if kind is bool:
+        return {"bool": value}
+    if kind is int:
+        return {"int": value}
+    if kind is float:
+        return _float(value)
+    if kind is complex:
+        return {"complex": [_float(value.real), _float(value.imag)]}
+    if kind is str:
+        return {"str": value}
+    if kind in (bytes, bytearray):
+        return {kind.__name__: base64.b64encode(value).decode("ascii")}
+    raise CheckpointError(f"{'.'.join(path) or 'the root object'}: values of type {kind.__name__} are not supported")
+
+
+def encode_tree(obj: Any, torch: Any) -> tuple[Any, list[TensorNode]]:
+    """The tree for a loaded object, and its tensors in order (their nodes are completed by the caller)."""
+    encoder = _Encoder(torch)
+    return encoder.value(obj, []), encoder.tensors
+
+
+def decode_tree(tree: Any, params: dict[str, Any], torch: Any) -> Any:
+    """The object a tree describes; `params` maps parameter group names to torch tensors."""
+    seen: dict[str, Any] = {}
+
+    def value(node: Any) -> Any:
+        if not isinstance(node, dict) or len(node) < 1:
+            raise CheckpointError(f"malformed structure node {node!r}")
+        if "tensor" in node:
+            seen[node["tensor"]] = tensor = _tensor(node, params, torch)
+            return tensor
+        ((kind, body),) = node.items()
+        if kind in ("dict", "odict", "counter"):
+            pairs = dict((value(k), value(v)) for k, v in body)
+            return pairs if kind == "dict" else _BUILD[kind](pairs)  # Counter(pairs) would count the pairs
+        if kind in ("list", "tuple", "set"):
+            return (set if kind == "set" else _BUILD[kind])(value(v) for v in body)
+        if kind == "same":
+            return seen[body]
+        return _decode_scalar(kind, body, torch)
+
+    return value(tree)
+
+
+def _decode_scalar(kind: str, body: Any, torch: Any) -> Any:
+    if kind in ("str", "int", "bool", "none", "float"):
+        return float(body) if kind == "float" else body
+    if kind == "float_bits":
+        return struct.unpack(">d", bytes.fromhex(body))[0]
+    if kind == "complex":
+        return complex(*(_decode_scalar(*next(iter(part.items())), torch) for part in body))
+    if kind in ("bytes", "bytearray"):
+        raw = base64.b64decode(body)
+        return raw if kind == "bytes" else bytearray(raw)
+    if kind == "size":
+        return torch.Size(body)
+    if kind == "dtype":
+        return getattr(torch, body)
+    if kind == "device":
+        return torch.device(body)
+    raise CheckpointError(f"unknown structure node type {kind!r}")
+
+
+def _tensor(node: dict[str, Any], params: dict[str, Any], torch: Any) -> Any:
+    if "storage" in node:
+        base = params[node["storage"]]
+        tensor = torch.empty(0, dtype=getattr(torch, node["dtype"])).set_(
+            base.untyped_storage(), node["offset"], tuple(node["shape"]), tuple(node["stride"])
+        )
+    else:
+        tensor = params[node["tensor"]]
+    if node.get("parameter"):
+        return torch.nn.Parameter(tensor, requires_grad=node["requires_grad"])
+    if node.get("requires_grad"):
+        tensor.requires_grad_(True)
+    return tensor

@@ -1,18 +1,44 @@
-"""git theta add: stage checkpoint files (runs `git add`, which runs the clean filter)."""
+"""git theta add: stage checkpoint files (runs `git add`, which runs the clean filter).
+
+With --update-type and --update-data, first applies a side-loaded update
+(LoRA factors, IA3 vectors or sparse entries, PEFT naming) to the checkpoint:
+the file is rewritten with the exact values checkout will give, and the
+parameters are stored as that update on top of their current version.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from git_theta import git
+from git_theta.errors import ThetaError
+from git_theta.repo import Repo
+from git_theta.updates import sideload
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("add", help="stage checkpoint files", description=__doc__)
+    parser = subparsers.add_parser("add", help="stage checkpoint files, optionally applying an update file", description=__doc__)
     parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("--update-type", choices=sideload.UPDATE_TYPES, help="apply the update file as this type (needs --update-data and one PATH)")
+    parser.add_argument("--update-data", type=Path, metavar="FILE", help="safetensors or torch file with the update's tensors (PEFT names; see docs/updates.md)")
+    parser.add_argument("--lora-alpha", type=float, metavar="ALPHA", help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    git.run("add", "--", *args.paths)
+    if args.update_type is None:
+        if args.update_data is not None or args.lora_alpha is not None:
+            raise ThetaError("--update-data and --lora-alpha need --update-type")
+        git.run("add", "--", *args.paths)
+        return 0
+    if args.update_data is None or len(args.paths) != 1:
+        raise ThetaError("--update-type needs --update-data FILE and exactly one PATH")
+    if args.lora_alpha is not None and args.update_type != "low-rank":
+        raise ThetaError("--lora-alpha only applies to --update-type low-rank")
+    root = git.toplevel()
+    path = sideload.repo_path(root, args.paths[0])
+    entries = sideload.stage(Repo.discover(root), path, args.update_type, args.update_data, args.lora_alpha)
+    stored = sum(entry.stored[-1].size for entry in entries.values())
+    print(f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged")
     return 0

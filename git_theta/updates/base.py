@@ -15,10 +15,17 @@ Register an update type in your package's setup.py:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
+
+from git_theta import dtypes
+from git_theta.errors import StoreError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
+
+# Unsigned dtype of each element size: tensors are compared and XORed as these bits.
+BITS_DTYPE = {1: "U8", 2: "U16", 4: "U32", 8: "U64"}
 
 
 class UpdateType(ABC):
@@ -39,3 +46,50 @@ class UpdateType(ABC):
         side-loaded data (e.g. LoRA factors) keep the default None.
         """
         return None
+
+    def checked_base(self, bundle: Bundle, base: Tensor | None) -> Tensor:
+        """`base`, after checking it is the tensor this link was made for (its "base" hash field)."""
+        if base is None:
+            raise StoreError(f"{self.name} update has no base to apply to")
+        expected = bundle.fields.get("base")
+        if not isinstance(expected, str):
+            raise StoreError(f"{self.name} object lacks the hash of its base tensor")
+        actual = base.hash()
+        if actual != expected:
+            raise StoreError(f"{self.name} update was made for base tensor {expected}, but the chain before it gives {actual}")
+        return base
+
+    def buffer(self, bundle: Bundle, name: str) -> Tensor:
+        """A named buffer of the object, or a clear StoreError."""
+        if name not in bundle.buffers:
+            raise StoreError(f"{self.name} object has no {name!r} buffer (it has: {', '.join(sorted(bundle.buffers)) or 'none'})")
+        return bundle.buffers[name]
+
+
+def bits(tensor: Tensor) -> np.ndarray[Any, Any]:
+    """The tensor's elements as unsigned integers of the same size, flat: exact bitwise compare and XOR."""
+    return np.frombuffer(tensor.data, dtype=dtypes.numpy_dtype(BITS_DTYPE[dtypes.itemsize(tensor.dtype)]))
+
+
+def from_bits(dtype: str, shape: tuple[int, ...], values: np.ndarray[Any, Any]) -> Tensor:
+    """A tensor of `dtype` whose raw bytes are those of the unsigned array `values`."""
+    return Tensor(dtype, shape, memoryview(np.ascontiguousarray(values).reshape(-1).view(np.uint8)))
+
+
+def compute_dtype(dtype: str) -> np.dtype[Any]:
+    """Float arithmetic of update types runs in float32 (float64 for F64 parameters, so they keep their precision)."""
+    return np.dtype(np.float64) if dtype == "F64" else np.dtype(np.float32)
+
+
+def as_float(tensor: Tensor, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    return tensor.numpy().astype(dtype)
+
+
+def cast_to(array: np.ndarray[Any, Any], dtype: str, shape: tuple[int, ...]) -> Tensor:
+    """Round float results to the parameter's dtype (round to nearest even, as numpy/ml_dtypes do)."""
+    return Tensor.from_numpy(array.astype(dtypes.numpy_dtype(dtype)).reshape(shape), dtype)
+
+
+def require_float(kind: str, what: str, tensor: Tensor) -> None:
+    if not dtypes.is_float(tensor.dtype):
+        raise StoreError(f"{kind}: {what} must be a float tensor, not {tensor.dtype}")

@@ -1,0 +1,136 @@
+"""Reading side-loaded update files and matching their entries to parameters.
+
+An update file is safetensors or a torch file (loaded with weights_only=True)
+holding a flat name -> tensor mapping. Names follow PEFT, with the
+`base_model.model.` prefix PEFT adds stripped first:
+
+  low-rank  `<module>.lora_A.weight` / `<module>.lora_B.weight`  -> parameter `<module>.weight`
+            `<P>.lora_A` / `<P>.lora_B`                          -> parameter `<P>` (or `<P>.weight`)
+  ia3       `<module>.ia3_l`                                     -> parameter `<module>.weight`
+            (also `<P>.ia3_l` for a parameter `<P>`)
+  sparse    `<P>.sparse_indices` (integers: flat row-major indices, unique)
+            `<P>.sparse_values`  (the parameter's dtype: the new values, bit for bit)
+
+A `.weight`-suffixed form first looks for `<module>.weight`, a plain form first
+for `<P>` itself, each falling back to the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from git_theta.checkpoints.base import SNIFF_BYTES
+from git_theta.checkpoints.safetensors import SafetensorsFormat
+from git_theta.errors import ThetaError
+from git_theta.tensor import Tensor
+
+PEFT_PREFIX = "base_model.model."
+# update type -> {suffix: role}; longer suffixes first so `.lora_A.weight` wins over `.lora_A`.
+SUFFIXES: dict[str, dict[str, str]] = {
+    "low-rank": {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"},
+    "ia3": {".ia3_l.weight": "ia3_l", ".ia3_l": "ia3_l"},
+    "sparse": {".sparse_indices": "indices", ".sparse_values": "values"},
+}
+ROLES: dict[str, tuple[str, ...]] = {"low-rank": ("lora_A", "lora_B"), "ia3": ("ia3_l",), "sparse": ("indices", "values")}
+
+_TORCH_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+}
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+
+    def add(self, name: str, tensor: Tensor) -> None:
+        self.tensors[name] = Tensor(tensor.dtype, tensor.shape, bytes(tensor.data))  # the reader may reuse its buffer
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        return {}
+
+
+def read_update_file(path: Path) -> dict[str, Tensor]:
+    """name -> tensor from a safetensors or torch update file."""
+    try:
+        with open(path, "rb") as stream:
+            if SafetensorsFormat.sniff(stream.read(SNIFF_BYTES), str(path)):
+                stream.seek(0)
+                return _read_safetensors(stream, path)
+    except OSError as error:
+        raise ThetaError(f"cannot read update file {path}: {error.strerror}") from None
+    return _read_torch(path)
+
+
+def _read_safetensors(stream: BinaryIO, path: Path) -> dict[str, Tensor]:
+    sink = _Collect()
+    try:
+        SafetensorsFormat().read(stream, str(path), sink)
+    except ThetaError as error:
+        raise ThetaError(f"update file {path}: {error}") from None
+    return sink.tensors
+
+
+def _read_torch(path: Path) -> dict[str, Tensor]:
+    import torch  # only when a torch update file is actually given
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ThetaError(f"update file {path} is neither safetensors nor a torch file it can load safely: {error}") from None
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ThetaError(f"update file {path} must hold a flat mapping of names to tensors")
+    found = {}
+    for name, value in loaded.items():
+        dtype = _TORCH_DTYPES.get(str(value.dtype).removeprefix("torch."))
+        if dtype is None:
+            raise ThetaError(f"update file {path}: tensor {name!r} has unsupported dtype {value.dtype}")
+        raw = value.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        found[str(name)] = Tensor(dtype, tuple(value.shape), raw)
+    return found
+
+
+def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> dict[str, dict[str, Tensor]]:
+    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry."""
+    suffixes = SUFFIXES[update_type]
+    grouped: dict[str, dict[str, Tensor]] = {}
+    for key in sorted(tensors):
+        name = key.removeprefix(PEFT_PREFIX)
+        suffix = next((s for s in suffixes if name.endswith(s)), None)
+        if suffix is None:
+            raise ThetaError(f"{source}: entry {key!r} is not a {update_type} entry (names end in {', '.join(suffixes)})")
+        stem = name[: -len(suffix)]
+        candidates = [stem + ".weight", stem] if suffix.endswith(".weight") or update_type == "ia3" else [stem, stem + ".weight"]
+        param = next((c for c in candidates if c in params), None)
+        if param is None:
+            raise ThetaError(f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have")
+        roles = grouped.setdefault(param, {})
+        if suffixes[suffix] in roles:
+            raise ThetaError(f"{source}: parameter {param!r} has two {suffixes[suffix]} entries")
+        roles[suffixes[suffix]] = tensors[key]
+    for param, roles in grouped.items():
+        missing = [role for role in ROLES[update_type] if role not in roles]
+        if missing:
+            raise ThetaError(f"{source}: parameter {param!r} has no {missing[0]} entry")
+    return grouped
+
+
+def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:
+    """alpha / r (alpha / sqrt(r) for rsLoRA); alpha from --lora-alpha, else adapter_config.json beside the file, else r."""
+    config: dict[str, Any] = {}
+    config_path = update_file.parent / "adapter_config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except ValueError as error:
+            raise ThetaError(f"{config_path} is not valid JSON: {error}") from None
+    if config.get("alpha_pattern"):
+        raise ThetaError(f"{config_path}: per-module alpha_pattern is not supported; merge those modules separately")
+    if alpha is None:
+        alpha = float(config.get("lora_alpha", rank))
+    if config.get("use_rslora"):
+        return float(alpha / rank**0.5)
+    return float(alpha / rank)

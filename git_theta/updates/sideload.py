@@ -1,0 +1,193 @@
+"""`git theta add PATH --update-type T --update-data FILE`: apply an update file and stage the result.
+
+Steps, in an order that leaves nothing behind on a mismatch:
+  1. read the checkpoint and the update file into memory; match every update
+     entry to a parameter and validate shapes and dtypes (errors stop here);
+  2. compute each new tensor with the update type's own `apply`, the exact
+     bits checkout will rebuild;
+  3. store the update objects (and a dense base where the base is not stored yet),
+     leave a pending record for the clean filter (git_theta.updates.pending);
+  4. rewrite PATH with the new tensors and run `git add PATH`; on failure the
+     original file is put back. The record is removed in every case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from git_theta import clean, dtypes, git, objects, plugins
+from git_theta.errors import ThetaError
+from git_theta.metadata import Metadata, ParamEntry, StoredLink
+from git_theta.objects import Bundle
+from git_theta.repo import Repo
+from git_theta.tensor import Tensor
+from git_theta.updates import auto, ia3, low_rank, peft, pending, sparse
+
+UPDATE_TYPES = tuple(peft.SUFFIXES)
+
+
+class _MemoryCheckpoint:
+    """A checkpoint's tensors and blobs, read into memory: the sink for a format's `read`, the source for its `write`."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Tensor] = {}
+        self.blobs: dict[str, bytes] = {}
+
+    def add(self, name: str, tensor: Tensor) -> None:
+        # A copy: a format may reuse the buffer after `add` returns (see ParamSink).
+        self.by_name[name] = Tensor(tensor.dtype, tensor.shape, bytes(tensor.data))
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        pieces = objects.encode(Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)}))
+        oid = hashlib.sha256(b"".join(pieces)).hexdigest()
+        self.blobs[oid] = data
+        return {"object": oid, "size": sum(len(p) for p in pieces)}
+
+    def tensors(self, names: Sequence[str]) -> Iterator[Tensor]:
+        return (self.by_name[name] for name in names)
+
+    def get_blob(self, ref: Mapping[str, Any]) -> bytes:
+        return self.blobs[ref["object"]]
+
+
+def repo_path(repo_root: Path, path: str) -> str:
+    """PATH (relative to the current directory) as git names it: relative to the top level, with slashes."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(repo_root.resolve()).as_posix()
+    except ValueError:
+        raise ThetaError(f"{path} is outside the repository at {repo_root}") from None
+
+
+def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:
+    """parameter -> update object for every entry of the update file, validated against the checkpoint."""
+    tensors = peft.read_update_file(update_file)
+    if not tensors:
+        raise ThetaError(f"update file {update_file} holds no tensors")
+    layout = {name: (t.dtype, t.shape) for name, t in checkpoint.items()}
+    grouped = peft.group_by_param(update_type, tensors, layout, str(update_file))
+    bundles: dict[str, Bundle] = {}
+    for param, roles in grouped.items():
+        base = checkpoint[param]
+        try:
+            bundles.update(_bundles_for(update_type, param, base, roles, checkpoint, update_file, alpha))
+        except ThetaError as error:
+            raise ThetaError(f"{update_file}: parameter {param!r} ({base.dtype}{list(base.shape)}): {error}") from None
+    return bundles
+
+
+def _bundles_for(update_type: str, param: str, base: Tensor, roles: dict[str, Tensor], checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:
+    if update_type in ("low-rank", "ia3") and not dtypes.is_float(base.dtype):
+        raise ThetaError(f"{update_type} updates need a float parameter, not {base.dtype}")
+    if update_type == "low-rank":
+        rank = low_rank.check_factors(base.shape, roles["lora_A"], roles["lora_B"])
+        return {param: low_rank.make_bundle(base, roles["lora_A"], roles["lora_B"], peft.lora_scale(update_file, alpha, rank))}
+    if update_type == "ia3":
+        return _ia3_bundles(param, base, roles["ia3_l"], checkpoint)
+    return {param: _sparse_bundle(base, roles["indices"], roles["values"])}
+
+
+def _ia3_bundles(param: str, base: Tensor, scale: Tensor, checkpoint: Mapping[str, Tensor]) -> dict[str, Bundle]:
+    """The weight's update, plus the bias's when the vector scales output channels (PEFT merges both)."""
+    found = {param: ia3.make_bundle(base, scale)}
+    bias_name = param.removesuffix(".weight") + ".bias"
+    bias = checkpoint.get(bias_name)
+    scales_outputs = len(base.shape) >= 2 and scale.shape[0] == base.shape[0] and all(n == 1 for n in scale.shape[1:])
+    if param.endswith(".weight") and bias is not None and scales_outputs and bias.shape == (base.shape[0],) and dtypes.is_float(bias.dtype):
+        found[bias_name] = ia3.make_bundle(bias, Tensor(scale.dtype, bias.shape, scale.data))
+    return found
+
+
+def _sparse_bundle(base: Tensor, indices: Tensor, values: Tensor) -> Bundle:
+    if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
+        raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
+    if values.dtype != base.dtype:
+        raise ThetaError(f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)")
+    flat = indices.numpy().reshape(-1).astype(np.int64)
+    if values.nbytes // dtypes.itemsize(values.dtype) != len(flat):
+        raise ThetaError(f"{len(flat)} sparse_indices but {values.nbytes // dtypes.itemsize(values.dtype)} sparse_values")
+    size = int(np.prod(base.shape, dtype=np.int64))
+    if len(flat) and (flat.min() < 0 or flat.max() >= size):
+        raise ThetaError(f"sparse_indices must lie in [0, {size}) (flat, row-major)")
+    order = np.argsort(flat, kind="stable")
+    if len(flat) > 1 and np.any(np.diff(flat[order]) == 0):
+        raise ThetaError("sparse_indices repeat an index")
+    raw = np.frombuffer(values.data, dtype=np.uint8).reshape(len(flat), dtypes.itemsize(values.dtype))[order]
+    return sparse.make_bundle(base, flat[order], Tensor(values.dtype, (len(flat),), raw.tobytes()))
+
+
+def _base_chain(repo: Repo, prior: list[Metadata], base: Tensor, digest: str) -> tuple[StoredLink, ...]:
+    """Links that rebuild `base`: an earlier stored version with its hash if its chain has room, else a new dense object."""
+    for meta in prior:
+        for entry in meta.params.values():
+            if entry.hash == digest and len(entry.stored) < auto.MAX_CHAIN_DEPTH and all(repo.store.has(o) for o in entry.objects()):
+                return entry.stored
+    return auto.store_dense(repo.store, base, digest).stored
+
+
+def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: float | None) -> dict[str, ParamEntry]:
+    """Apply the update file to the checkpoint at `path` (relative to the top level), rewrite it, stage it."""
+    root = git.toplevel(cwd=repo.worktree)
+    if git.check_attr("filter", path, cwd=root) != "theta":
+        raise ThetaError(f"{path} is not tracked by git-theta; run `git theta track` on it first")
+    target = root / path
+    memory, checkpoint, file_section = _read_checkpoint(repo, path, target)
+    bundles = make_updates(update_type, memory.by_name, update_file, alpha)
+    prior = repo.prior_metadata(path)
+    entries: dict[str, ParamEntry] = {}
+    for param, bundle in sorted(bundles.items()):
+        base = memory.by_name[param]
+        new = plugins.get(plugins.UPDATES, bundle.kind)().apply(bundle, base)
+        oid, size = repo.store.put(objects.encode(bundle))
+        chain = (*_base_chain(repo, prior, base, bundle.fields["base"]), StoredLink(bundle.kind, oid, size))
+        entries[param] = ParamEntry(new.dtype, new.shape, new.hash(), chain)
+        memory.by_name[param] = new
+    pending.write(repo.common_dir, path, entries)
+    try:
+        _rewrite_and_add(root, path, target, checkpoint, file_section, memory)
+    finally:
+        pending.remove(repo.common_dir, path)
+    return entries
+
+
+def _read_checkpoint(repo: Repo, path: str, target: Path) -> tuple[_MemoryCheckpoint, Any, dict[str, Any]]:
+    memory = _MemoryCheckpoint()
+    try:
+        with open(target, "rb") as stream:
+            checkpoint = clean.choose_format(repo, path, stream.read(4096))
+            stream.seek(0)
+            file_section = checkpoint.read(stream, path, memory)
+    except OSError as error:
+        raise ThetaError(f"cannot read {path}: {error.strerror}") from None
+    except ThetaError as error:
+        raise ThetaError(f"{path}: {error}") from None
+    return memory, checkpoint, file_section
+
+
+def _rewrite_and_add(root: Path, path: str, target: Path, checkpoint: Any, file_section: dict[str, Any], memory: _MemoryCheckpoint) -> None:
+    """Write the new file next to the old one, swap them, `git add`; put the old one back on failure."""
+    params = {name: ParamEntry(t.dtype, t.shape, t.hash(), ()) for name, t in memory.by_name.items()}
+    fd, new_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.new-")
+    backup = f"{new_name}.orig"
+    try:
+        with os.fdopen(fd, "wb") as out:
+            checkpoint.write(file_section, params, memory, out)
+        os.chmod(new_name, target.stat().st_mode & 0o7777)
+        os.replace(target, backup)
+        os.replace(new_name, target)
+        try:
+            git.run("add", "--", path, cwd=root)
+        except BaseException:
+            os.replace(backup, target)
+            raise
+    finally:
+        for leftover in (new_name, backup):
+            if os.path.exists(leftover):
+                os.unlink(leftover)

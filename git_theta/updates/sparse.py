@@ -1,0 +1,67 @@
+"""sparse: only the entries that changed, as flat indices and their new raw values.
+
+Object layout (kind "sparse"):
+  buffers "gaps"   U32 (U64 for tensors of 2**32 elements or more), shape [n]:
+                   gaps between consecutive flat row-major indices; the first gap is
+                   the first index itself. Gaps keep the index bytes small, so they compress.
+          "values" the parameter's own dtype, shape [n]: the new entries' raw bytes.
+  fields  "base"   hash of the tensor the update applies to.
+
+Entries are compared and written bitwise (as unsigned integers of the element's
+size), so -0.0 vs +0.0 and NaN payloads are changes like any other and survive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from git_theta import dtypes
+from git_theta.errors import StoreError
+from git_theta.objects import Bundle
+from git_theta.tensor import Tensor
+from git_theta.updates.base import UpdateType, bits, from_bits
+
+NAME = "sparse"
+
+
+def gap_dtype(size: int) -> str:
+    return "U32" if size < 2**32 else "U64"
+
+
+def changed_indices(new: Tensor, base: Tensor) -> np.ndarray[Any, Any]:
+    """Flat indices where the two tensors' bits differ."""
+    return np.flatnonzero(bits(new) != bits(base))
+
+
+def make_bundle(base: Tensor, indices: np.ndarray[Any, Any], values: Tensor) -> Bundle:
+    """A sparse object setting `indices` (sorted, unique, flat) of `base` to `values` (base's dtype)."""
+    size = int(np.prod(base.shape, dtype=np.int64))
+    indices = np.asarray(indices, dtype=np.int64)
+    gaps = np.diff(indices, prepend=0).astype(dtypes.numpy_dtype(gap_dtype(size)))
+    return Bundle(NAME, {"gaps": Tensor.from_numpy(gaps, gap_dtype(size)), "values": values}, {"base": base.hash()})
+
+
+class SparseUpdate(UpdateType):
+    name = NAME
+
+    def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
+        if base is None or (base.dtype, base.shape) != (new.dtype, new.shape):
+            return None
+        indices = changed_indices(new, base)
+        values = from_bits(new.dtype, (len(indices),), bits(new)[indices])
+        return make_bundle(base, indices, values)
+
+    def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
+        base = self.checked_base(bundle, base)
+        gaps, values = self.buffer(bundle, "gaps"), self.buffer(bundle, "values")
+        if values.dtype != base.dtype or len(values.shape) != 1 or gaps.shape != values.shape:
+            raise StoreError(f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor")
+        indices = gaps.numpy().astype(np.int64).cumsum()
+        size = int(np.prod(base.shape, dtype=np.int64))
+        if len(indices) and (indices[-1] >= size or (len(indices) > 1 and gaps.numpy()[1:].min() == 0)):
+            raise StoreError(f"sparse object indices are out of range or repeated for a tensor of {size} entries")
+        out = bits(base).copy()
+        out[indices] = bits(values)
+        return from_bits(base.dtype, base.shape, out)

@@ -92,3 +92,33 @@ class SafetensorsFormat(CheckpointFormat):
         out.write(header)
         for tensor in source.tensors([e[0] for e in entries]):
             out.write(tensor.data)
+
+    def file_for_params(
+        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+    ) -> dict[str, Any]:
+        """Keep the header as is when the layout is unchanged, else write a new one.
+
+        A new header keeps `__metadata__`, keeps the old file order for the
+        groups that stay and appends new groups by name, with contiguous
+        offsets and space padding to a multiple of 8 bytes (as safetensors does).
+        """
+        if _layout(before) == _layout(after):
+            return dict(file)
+        old_bytes = source.get_blob(file["header"])[8:]
+        old_order = [entry[0] for entry in parse_header(old_bytes)]
+        old = json.loads(old_bytes)
+        names = [name for name in old_order if name in after] + sorted(set(after) - set(old_order))
+        header: dict[str, Any] = {"__metadata__": old["__metadata__"]} if "__metadata__" in old else {}
+        position = 0
+        for name in names:
+            entry = after[name]
+            end = position + math.prod(entry.shape) * dtypes.itemsize(entry.dtype)
+            header[name] = {"dtype": entry.dtype, "shape": list(entry.shape), "data_offsets": [position, end]}
+            position = end
+        encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        encoded += b" " * (-len(encoded) % 8)
+        return {**file, "header": sink.put_blob(_U64.pack(len(encoded)) + encoded)}
+
+
+def _layout(params: Mapping[str, ParamEntry]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {name: (entry.dtype, entry.shape) for name, entry in params.items()}

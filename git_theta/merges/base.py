@@ -62,6 +62,14 @@ class MergeStrategy(ABC):
             raise ThetaError(f"merge strategy {cls.name!r} has no argument {unknown[0]!r}; it takes: {', '.join(known) or 'none'}")
         return {name: argument.parse(given[name], cls.name) if name in given else argument.default for name, argument in known.items()}
 
+    def pick(self, arguments: Mapping[str, Any]) -> int | None:
+        """Index of the version taken as is (-1: the merge base), or None when `merge` computes a value.
+
+        A strategy that picks one version never loads a tensor: the caller
+        reuses that version's stored entry (and can follow a deletion).
+        """
+        return None
+
     @abstractmethod
     def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
         """The merged value of parameter `name` from `versions` (ours first)."""

@@ -1,0 +1,133 @@
+"""git theta merge: merge N revisions of a checkpoint, or redo the merge of a conflicted checkpoint.
+
+    git theta merge REV1 REV2 [REV...] --path PATH [--base REV] [--strategy NAME] [--arg NAME=VALUE]...
+    git theta merge --redo PATH [--strategy NAME] [--arg NAME=VALUE]...
+    git theta merge --list-strategies
+
+The merged model is written to the working tree and staged; commit it with
+`git commit`. Without --strategy, git config, the policy file and the
+terminal prompt decide, as in `git merge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from git_theta import git, metadata, smudge
+from git_theta.errors import ThetaError
+from git_theta.merging.chooser import chooser
+from git_theta.merging.engine import merge_metadata
+from git_theta.merging.policy import make_choice, parse_assignments
+from git_theta.merging.reference import strategy_reference
+from git_theta.merging.resolve import UnresolvedConflicts
+from git_theta.repo import Repo
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("merge", help="merge revisions of a checkpoint with a strategy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("revisions", nargs="*", metavar="REV", help="two or more revisions (branches, tags, commits); the first counts as ours")
+    parser.add_argument("--path", help="the checkpoint's path (with REVs)")
+    parser.add_argument("--base", metavar="REV", help="the merge base revision (default: git merge-base --octopus of the REVs)")
+    parser.add_argument("--redo", metavar="PATH", help="redo the merge of PATH, conflicted in a running `git merge` (index stages 1, 2, 3)")
+    parser.add_argument("--strategy", metavar="NAME", help="strategy for every parameter changed on several sides (overrides git config and the policy file)")
+    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several")
+    parser.add_argument("--list-strategies", action="store_true", help="print every strategy with its definition and arguments")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_strategies:
+        sys.stdout.write(strategy_reference(builtin_only=False))
+        return 0
+    command_line = make_choice(args.strategy, parse_assignments(args.arg, "--arg"), f"--strategy {args.strategy}") if args.strategy else None
+    if args.arg and not args.strategy:
+        raise ThetaError("--arg needs --strategy")
+    repo = Repo.discover()
+    toplevel = git.toplevel()
+    if args.redo:
+        if args.revisions or args.path or args.base:
+            raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
+        path = repo_path(toplevel, args.redo)
+        specs, base_spec, labels = [f":2:{path}", f":3:{path}"], f":1:{path}", ["ours", "theirs"]
+    else:
+        if len(args.revisions) < 2 or not args.path:
+            raise ThetaError("give two or more revisions and --path PATH (or --redo PATH, or --list-strategies)")
+        path = repo_path(toplevel, args.path)
+        refuse_local_changes(toplevel, path)
+        base_rev = args.base or merge_base(args.revisions, toplevel)
+        specs, labels = [f"{rev}:{path}" for rev in args.revisions], list(args.revisions)
+        base_spec = f"{base_rev}:{path}" if base_rev else None
+    versions = [read_version(spec, toplevel, required=True) for spec in specs]
+    base = read_version(base_spec, toplevel, required=False) if base_spec else None
+    hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
+    choose = chooser(toplevel, path, labels, command_line, hint)
+    try:
+        result = merge_metadata(repo.store, path, [v for v in versions if v is not None], base, labels, choose)
+    except UnresolvedConflicts as error:
+        print(f"git-theta: {error}", file=sys.stderr)
+        return 1
+    write_and_stage(repo, toplevel, path, result.metadata)
+    print(result.summary(path).replace("git-theta: merged", "git-theta: merged and staged"), file=sys.stderr)
+    return 0
+
+
+def repo_path(toplevel: Path, given: str) -> str:
+    """The path relative to the repository root, from a path relative to the current directory."""
+    absolute = Path(os.path.abspath(given))
+    try:
+        return absolute.relative_to(toplevel.resolve()).as_posix()
+    except ValueError:
+        raise ThetaError(f"{given}: outside the repository {toplevel}") from None
+
+
+def refuse_local_changes(toplevel: Path, path: str) -> None:
+    """The merge overwrites PATH in the working tree and the index: never over uncommitted work."""
+    unstaged = git.run("diff-files", "--quiet", "--", path, cwd=toplevel, check=False).returncode != 0
+    has_head = git.run("rev-parse", "--verify", "-q", "HEAD", cwd=toplevel, check=False).returncode == 0
+    staged = has_head and git.run("diff-index", "--cached", "--quiet", "HEAD", "--", path, cwd=toplevel, check=False).returncode != 0
+    if unstaged or staged:
+        raise ThetaError(f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry)")
+
+
+def merge_base(revisions: list[str], toplevel: Path) -> str | None:
+    """The octopus merge base of the revisions, None for unrelated histories."""
+    result = git.run("merge-base", "--octopus", *revisions, cwd=toplevel, check=False)
+    if result.returncode != 0:
+        return None
+    return result.stdout.decode().strip() or None
+
+
+def read_version(spec: str, toplevel: Path, required: bool) -> metadata.Metadata | None:
+    data = git.blob(spec, cwd=toplevel)
+    if data is None:
+        if required:
+            raise ThetaError(f"{spec}: no such file (a missing revision, or no merge conflict for this path in the index)")
+        return None
+    if not metadata.looks_like_metadata(data):
+        raise ThetaError(f"{spec}: not git-theta metadata (is the path tracked with `git theta track`?)")
+    return metadata.parse(data, spec)
+
+
+def write_and_stage(repo: Repo, toplevel: Path, path: str, meta: metadata.Metadata) -> None:
+    """Write the merged checkpoint to the working tree (atomically), then stage exactly this metadata."""
+    data = meta.serialize()
+    target = toplevel / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-merge-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            smudge.smudge(repo.store, path, data, out)
+        os.replace(tmp_name, target)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    blob = git.run("hash-object", "-w", "--no-filters", "--stdin", cwd=toplevel, input=data).stdout.decode().strip()
+    git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=toplevel)
+    # Re-adds the file with the metadata just staged as the prior version: nothing is stored
+    # again, and the index records the file's stat so `git status` stays quiet.
+    git.run("add", "--", path, cwd=toplevel)

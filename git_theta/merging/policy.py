@@ -1,0 +1,144 @@
+"""Which strategy merges which parameter: command line, git config, `.thetamerge.toml`.
+
+Precedence: a strategy given on the command line, then git config
+`theta.merge.strategy` (with `theta.merge.arg` k=v values), then the
+committed policy file `.thetamerge.toml` at the repository root (first
+matching rule, else its [default]). What none of them covers is asked on the
+terminal, or the merge stops.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from git_theta import git, plugins
+from git_theta.errors import ThetaError
+from git_theta.merges.base import MergeStrategy
+
+POLICY_FILE = ".thetamerge.toml"
+CONFIG_STRATEGY = "theta.merge.strategy"
+CONFIG_ARG = "theta.merge.arg"
+# Keys of a policy rule that are not strategy arguments.
+RULE_KEYS = ("params", "path", "strategy")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A strategy with validated arguments, and where the choice came from (for messages)."""
+
+    strategy: str
+    arguments: Mapping[str, Any]
+    source: str
+
+    def plugin(self) -> MergeStrategy:
+        return plugins.get(plugins.MERGES, self.strategy)()  # type: ignore[no-any-return]
+
+    def label(self) -> str:
+        args = " ".join(f"{k}={_show(v)}" for k, v in self.arguments.items() if v is not None)
+        return f"{self.strategy} {args}".strip()
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Choice:
+    """Look the strategy up and validate its arguments; errors name `source`."""
+    try:
+        plugin: type[MergeStrategy] = plugins.get(plugins.MERGES, strategy)
+        parsed = plugin.parse_arguments(arguments)
+    except ThetaError as error:
+        raise ThetaError(f"{source}: {error}") from None
+    return Choice(strategy, parsed, source)
+
+
+def parse_assignments(items: Sequence[str], source: str) -> dict[str, str]:
+    """{"k": "0.1"} from ["k=0.1"]."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ThetaError(f"{source}: expected NAME=VALUE, got {item!r}")
+        found[key.strip()] = value.strip()
+    return found
+
+
+@dataclass(frozen=True)
+class Rule:
+    params: str
+    path: str | None
+    choice: Choice
+
+    def matches(self, path: str, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.params) and (self.path is None or fnmatch.fnmatchcase(path, self.path))
+
+
+@dataclass
+class Policy:
+    """The rules of a policy file, first match wins, then the default."""
+
+    rules: list[Rule] = field(default_factory=list)
+    default: Choice | None = None
+
+    def choose(self, path: str, name: str) -> Choice | None:
+        for rule in self.rules:
+            if rule.matches(path, name):
+                return rule.choice
+        return self.default
+
+
+def _table_choice(table: Any, where: str) -> Choice:
+    if not isinstance(table, dict) or not isinstance(table.get("strategy"), str):
+        raise ThetaError(f"{where}: needs strategy = \"NAME\"")
+    arguments = {k: v for k, v in table.items() if k not in RULE_KEYS}
+    return make_choice(table["strategy"], arguments, where)
+
+
+def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
+    """Parse the policy file's TOML; every error names the file and the table."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ThetaError(f"{source}: not valid TOML: {error}") from None
+    unknown = sorted(set(doc) - {"default", "rule"})
+    if unknown:
+        raise ThetaError(f"{source}: unknown table {unknown[0]!r}; expected [default] and [[rule]]")
+    policy = Policy()
+    if "default" in doc:
+        policy.default = _table_choice(doc["default"], f"{source} [default]")
+    rules = doc.get("rule", [])
+    if not isinstance(rules, list):
+        raise ThetaError(f"{source}: `rule` must be an array of tables ([[rule]])")
+    for index, table in enumerate(rules, start=1):
+        where = f"{source} [[rule]] #{index}"
+        if not isinstance(table, dict) or not isinstance(table.get("params"), str):
+            raise ThetaError(f"{where}: needs params = \"PATTERN\" (an fnmatch pattern of parameter names)")
+        path = table.get("path")
+        if path is not None and not isinstance(path, str):
+            raise ThetaError(f"{where}: path must be a string pattern")
+        policy.rules.append(Rule(table["params"], path, _table_choice(table, where)))
+    return policy
+
+
+def load_policy(toplevel: Path) -> Policy | None:
+    """The policy file at the repository root, or None if there is none."""
+    path = toplevel / POLICY_FILE
+    if not path.is_file():
+        return None
+    return parse_policy(path.read_text(encoding="utf-8"), str(path))
+
+
+def config_choice(cwd: Path | str | None = None) -> Choice | None:
+    """The strategy set with `git config theta.merge.strategy` (and `theta.merge.arg`), if any."""
+    strategy = git.config_get(CONFIG_STRATEGY, cwd=cwd)
+    if not strategy:
+        return None
+    result = git.run("config", "--get-all", CONFIG_ARG, cwd=cwd, check=False)
+    items = result.stdout.decode().split("\n") if result.returncode == 0 else []
+    source = f"git config {CONFIG_STRATEGY}={strategy}"
+    return make_choice(strategy, parse_assignments([i for i in items if i.strip()], source), source)

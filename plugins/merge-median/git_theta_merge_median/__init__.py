@@ -1,0 +1,1 @@
+"""An example merge strategy plugin for git-theta, installed from outside the core package."""

@@ -1,0 +1,56 @@
+"""The median plugin: found through its entry point, correct, and usable from `git theta merge`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from git_theta import plugins
+from git_theta.errors import ThetaError
+from git_theta_merge_median.median import MedianStrategy
+
+
+def test_registered_through_entry_point() -> None:
+    assert plugins.get(plugins.MERGES, "median") is MedianStrategy
+
+
+def test_hand_checked_odd_and_even() -> None:
+    versions = [np.array([1.0, 9.0]), np.array([5.0, -1.0]), np.array([2.0, 0.0])]
+    np.testing.assert_array_equal(MedianStrategy().merge(versions, None, {"include_base": 0}, "w"), [2.0, 0.0])
+    np.testing.assert_array_equal(MedianStrategy().merge(versions[:2], None, {"include_base": 0}, "w"), [3.0, 4.0])
+    np.testing.assert_array_equal(MedianStrategy().merge(versions[:2], np.array([0.0, 100.0]), {"include_base": 1}, "w"), [1.0, 9.0])
+
+
+def test_include_base_needs_a_base() -> None:
+    with pytest.raises(ThetaError, match="no merge-base version"):
+        MedianStrategy().merge([np.zeros(1)] * 2, None, {"include_base": 1}, "w")
+
+
+def run(repo: Path, *args: str) -> str:
+    result = subprocess.run(args, cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_three_way_merge_with_git_theta(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, "git", "config", "user.email", "t@example.com")
+    run(repo, "git", "config", "user.name", "T")
+    run(repo, "git-theta", "install", "--local")
+    run(repo, "git-theta", "track", "*.safetensors")
+    save_file({"w": np.zeros(3, np.float32)}, repo / "m.safetensors")
+    run(repo, "git", "add", ".")
+    run(repo, "git", "commit", "-q", "-m", "base")
+    for branch, values in (("a", [1, 5, 9]), ("b", [2, 4, -9]), ("c", [30, 6, 0])):
+        run(repo, "git", "checkout", "-q", "-b", branch, "main")
+        save_file({"w": np.array(values, np.float32)}, repo / "m.safetensors")
+        run(repo, "git", "commit", "-q", "-am", branch)
+    output = run(repo, "git-theta", "merge", "a", "b", "c", "--path", "m.safetensors", "--strategy", "median")
+    assert "1 computed" in output
+    np.testing.assert_array_equal(load_file(repo / "m.safetensors")["w"], [2, 5, 0])

@@ -6,9 +6,10 @@ and a shape; numpy (with ml_dtypes for bf16/fp8) is only a view for arithmetic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from git_theta.errors import ThetaError
 
@@ -55,6 +56,8 @@ def itemsize(dtype: str) -> int:
 
 def numpy_dtype(dtype: str) -> np.dtype[Any]:
     """The numpy dtype that views raw bytes of `dtype` without conversion."""
+    import numpy as np  # imported here so that reading metadata (textconv, log, show) never loads numpy
+
     if dtype in _NUMPY_NAMES:
         return np.dtype(_NUMPY_NAMES[dtype])
     import ml_dtypes  # only needed for bf16 / fp8

@@ -1,34 +1,168 @@
-"""git theta textconv: a readable one-line-per-group view of metadata, for `git diff`."""
+"""git theta textconv: a one-line-per-group text view of a checkpoint, for `git diff`, `git log -p`, `git show`.
+
+`git theta install` sets diff.theta.textconv to this command. Git's own line
+diff of two such views then lists added (+), removed (-) and modified (- then +)
+parameter groups with dtype, shape, update types and stored size. Metadata is
+rendered without loading any tensor or object, so it works in a fresh clone.
+
+Git hands textconv the working tree file itself (a real checkpoint, not
+metadata) when the version to show is the one checked out; that file is read
+as the index's metadata when it is unchanged since staging, and otherwise
+cleaned in memory (hashes and sizes computed, nothing stored, index untouched).
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-from git_theta import metadata
+from git_theta import changes, git, metadata
+from git_theta.errors import ThetaError
+from git_theta.metadata import Metadata
+from git_theta.store import ObjectStore
+
+# Fixed minimum widths (never computed from the content): one group's line must
+# not change when another group is added, or git's line diff would show noise.
+NAME_WIDTH = 48
+SHAPE_WIDTH = 13
+CHAIN_WIDTH = 12
+SIZE_WIDTH = 10
+HASH_CHARS = 12
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("textconv", help="text view of a metadata file (used by git diff)", description=__doc__)
-    parser.add_argument("file", help="a file holding git-theta metadata")
+    parser = subparsers.add_parser("textconv", help="text view of a checkpoint (used by git diff)", description=__doc__)
+    parser.add_argument("file", help="a file holding git-theta metadata or a checkpoint")
     parser.set_defaults(run=run)
 
 
-def render(meta: metadata.Metadata) -> str:
-    lines = [f"format: {meta.format}"]
+def render(meta: Metadata) -> str:
+    """One header line, one line per parameter group (sorted by name), one line for file-level data."""
+    total = sum(changes.elements(e) for e in meta.params.values())
+    stored = sum(e.stored_size for e in meta.params.values())
+    lines = [f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"]
     for name in sorted(meta.params):
         entry = meta.params[name]
-        shape = "x".join(str(n) for n in entry.shape) or "scalar"
-        updates = "+".join(link.update for link in entry.stored)
-        lines.append(f"{name}  {entry.dtype}[{shape}]  {updates}  {entry.stored_size} B  {entry.hash[:12]}")
+        lines.append(
+            f"{name:<{NAME_WIDTH}} {entry.dtype:<5} {changes.shape_text(entry.shape):<{SHAPE_WIDTH}} "
+            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  {entry.hash[:HASH_CHARS]}"
+        )
+    file_line = _file_data_line(meta)
+    if file_line:
+        lines.append(file_line)
     return "\n".join(lines) + "\n"
 
 
+def _file_data_line(meta: Metadata) -> str:
+    """Non-tensor data of the file (e.g. a safetensors header), so a change there shows too."""
+    oids = sorted(metadata.file_objects(meta.file))
+    if not oids:
+        return ""
+    size = sum(_sizes(meta.file))
+    digest = hashlib.sha256("\n".join(oids).encode()).hexdigest()[:HASH_CHARS]
+    return f"# file data: {len(oids)} object(s), {changes.human_size(size)}  {digest}"
+
+
+def _sizes(value: object) -> Iterable[int]:
+    if isinstance(value, dict):
+        if isinstance(value.get("object"), str) and isinstance(value.get("size"), int):
+            yield value["size"]
+        for item in value.values():
+            yield from _sizes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _sizes(item)
+
+
+class DryStore(ObjectStore):
+    """The repository's store, except that `put` computes ids and sizes and writes nothing (textconv must not store)."""
+
+    def put(self, pieces: Iterable[bytes], expect: str | None = None) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        size = 0
+        for piece in pieces:
+            hasher.update(piece)
+            size += len(piece)
+        return hasher.hexdigest(), size
+
+
+def checkpoint_metadata(file: str) -> Metadata:
+    """Metadata for a file that holds a checkpoint rather than metadata.
+
+    A working tree file unchanged since staging is the index's version; a
+    version git rebuilt into a temp file is found by its hashes among the
+    committed versions of its path; anything else is cleaned in memory.
+    """
+    from git_theta import clean, identify, progress  # the format plugins: only for this case
+    from git_theta.repo import Repo
+
+    progress.set_quiet()  # cleaning here only computes a view: no bar under `git diff`
+
+    root = git.toplevel()
+    relative = os.path.relpath(os.path.abspath(file), root)
+    in_worktree = not relative.startswith("..")
+    repo = Repo.discover(root)
+    dry_store = DryStore(repo.store.lfs_dir)
+    dry = Repo(worktree=repo.worktree, common_dir=repo.common_dir, store=dry_store)
+    if in_worktree:
+        path = relative.replace(os.sep, "/")
+        if _unchanged_since_staged(root, path):
+            staged = git.blob(f":{path}", cwd=root)
+            if staged is not None and metadata.looks_like_metadata(staged):
+                return metadata.parse(staged, f":{path}")
+    else:
+        # git names its temp file after the path's last component; the full path is one of these.
+        candidates = identify.tracked_paths_named(repo, os.path.basename(file))
+        path = candidates[0] if candidates else os.path.basename(file)
+        found = identify.find(repo, candidates, *identify.fingerprint(dry, path, Path(file), dry_store))
+        if found is not None:
+            return found
+    with open(file, "rb") as stream:
+        return metadata.parse(clean.clean(dry, path, stream), file)
+
+
+def _unchanged_since_staged(root: Path, path: str) -> bool:
+    if git.blob(f":{path}", cwd=root) is None:
+        return False
+    return git.run("diff-files", "--quiet", "--", path, cwd=root, check=False).returncode == 0
+
+
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.file).read_bytes()
-    if not metadata.looks_like_metadata(data):
-        sys.stdout.buffer.write(data)
+    try:
+        with open(args.file, "rb") as stream:
+            head = stream.read(len(metadata.PREFIX))
+    except OSError as error:
+        raise ThetaError(f"textconv: cannot read {args.file}: {error.strerror}") from None
+    if metadata.looks_like_metadata(head):
+        sys.stdout.write(render(metadata.parse(Path(args.file).read_bytes(), args.file)))
         return 0
-    sys.stdout.write(render(metadata.parse(data, args.file)))
+    try:
+        meta = checkpoint_metadata(args.file)
+    except ThetaError as error:
+        # Keep `git diff` going for the other files: say what is wrong instead of failing.
+        sys.stdout.write(f"# git-theta: cannot show this file: {error}\n")
+        return 0
+    sys.stdout.write(render(meta))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`git-theta-textconv FILE`, what diff.theta.textconv runs: `git theta textconv` without loading every other command.
+
+    Git starts it once per file version it shows (twice per file in `git log -p`), so start-up time is most of its cost.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: git-theta-textconv FILE", file=sys.stderr)
+        return 1
+    try:
+        return run(argparse.Namespace(file=args[0]))
+    except ThetaError as error:
+        print(f"git-theta: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,238 @@
+"""The Python API: read any version of a checkpoint without a checkout, save a state dict as a commit.
+
+`import git_theta` stays light: numpy, torch and the store are imported
+inside the functions that need them. The examples below run in a repository
+where `git theta install` and `git theta track '*.safetensors'` were done;
+tests/api_test.py executes them.
+
+    >>> import numpy as np
+    >>> import git_theta
+    >>> first = git_theta.save({"w": np.ones((2, 3), dtype=np.float32)}, "model.safetensors", message="v1")
+    >>> second = git_theta.save({"w": np.zeros((2, 3), dtype=np.float32)}, "model.safetensors", message="v2")
+    >>> git_theta.load("model.safetensors", rev="HEAD~1")["w"].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    >>> git_theta.load_param("model.safetensors", "w", rev=first).sum().item()
+    6.0
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    from git_theta.metadata import Metadata
+    from git_theta.repo import Repo
+    from git_theta.tensor import Tensor
+
+Framework = Literal["numpy", "torch"]
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Our dtype names -> torch dtype attribute names.
+TORCH_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
+}  # fmt: skip
+TORCH_EXTENSIONS = (".pt", ".pth", ".bin")
+
+
+def load(path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy") -> dict[str, Any]:
+    """Every parameter group of checkpoint `path` at revision `rev`, as {name: array}.
+
+    `path` is relative to `repo` (default: the current directory) or absolute
+    (then `repo` defaults to the repository holding it); `rev` is any revision git
+    understands, or ":" for the index. The working tree is not touched.
+    Arrays are numpy (bf16 and fp8 as ml_dtypes types) or, with
+    framework="torch", torch tensors (bf16 as torch.bfloat16).
+
+        >>> weights = git_theta.load("model.safetensors", rev="HEAD")
+        >>> sorted(weights), weights["w"].dtype.name
+        (['w'], 'float32')
+    """
+    from git_theta import smudge
+
+    store_repo, where, meta = _checkpoint(path, rev, repo)
+    _check_objects(store_repo, meta, where)
+    return {name: _convert(smudge.rebuild(store_repo.store, name, entry, where), framework) for name, entry in meta.params.items()}
+
+
+def load_param(path: PathLike, name: str, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy") -> Any:
+    """One parameter group of checkpoint `path` at `rev`; only its objects are read.
+
+        >>> git_theta.load_param("model.safetensors", "w", rev="HEAD", framework="torch").shape
+        torch.Size([2, 3])
+    """
+    import difflib
+
+    from git_theta import smudge
+    from git_theta.errors import ThetaError
+
+    store_repo, where, meta = _checkpoint(path, rev, repo)
+    entry = meta.params.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(name, list(meta.params), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; it has {len(meta.params)} groups (see `git theta show {rev}:{where.split(':', 1)[-1]}`)"
+        raise ThetaError(f"{where}: no parameter group {name!r}{hint}")
+    return _convert(smudge.rebuild(store_repo.store, name, entry, where), framework)
+
+
+def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None) -> str:
+    """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the commit id.
+
+    The file is written as safetensors for .safetensors, with torch.save for
+    .pt/.pth/.bin and with numpy.savez for .npz. The path must be tracked
+    (`git theta track`); only this path is committed, whatever else is staged.
+
+        >>> commit = git_theta.save({"w": np.full((2, 3), 2, dtype=np.float32)}, "model.safetensors", message="v3")
+        >>> len(commit)
+        40
+    """
+    from git_theta import git, snapshots
+    from git_theta.errors import ThetaError
+
+    here = _start(path, repo)
+    root = git.toplevel(here)
+    relative = snapshots.repo_paths(root, [os.fspath(path)], cwd=here)[0]
+    if git.check_attr(snapshots.FILTER_ATTRIBUTE, relative, cwd=root) != snapshots.FILTER_NAME:
+        raise ThetaError(f"{relative}: not tracked by git-theta; run `git theta track` with a pattern that matches it first")
+    tensors = {str(name): _to_tensor(name, value) for name, value in state_dict.items()}
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(target, lambda out: _write_checkpoint(relative, tensors, out))
+    git.run("add", "--", relative, cwd=root)
+    has_head = git.run("rev-parse", "--verify", "--quiet", "HEAD", cwd=root, check=False).returncode == 0
+    if has_head and git.run("diff", "--cached", "--quiet", "HEAD", "--", relative, cwd=root, check=False).returncode == 0:
+        raise ThetaError(f"{relative}: the same as at HEAD; nothing to commit")
+    git.run("commit", "-q", "-m", message, "--only", "--", relative, cwd=root)
+    return git.output("rev-parse", "HEAD", cwd=root)
+
+
+def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, str, Metadata]:
+    """(repo, "rev:path" for messages, metadata) of `path` at `rev`."""
+    from git_theta import git, snapshots
+    from git_theta.errors import ThetaError
+    from git_theta.repo import Repo
+
+    here = _start(path, repo)
+    root = git.toplevel(here)
+    relative = snapshots.repo_paths(root, [os.fspath(path)], cwd=here)[0]
+    side = snapshots.INDEX if rev == ":" else rev
+    if side != snapshots.INDEX and snapshots.resolve_commit(side, root) is None:
+        raise ThetaError(f"{rev}: not a revision in the repository at {root}")
+    meta = snapshots.blob_metadata(Repo.discover(root), side, relative)
+    if meta is None:
+        raise ThetaError(f"{relative}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)")
+    return Repo.discover(root), f"{rev}:{relative}", meta
+
+
+def _start(path: PathLike, repo: PathLike | None) -> Path:
+    """Where to look for the repository: `repo`, else the directory of an absolute `path`, else here."""
+    if repo is not None:
+        return Path(repo).resolve()
+    return Path(path).resolve().parent if Path(path).is_absolute() else Path.cwd()
+
+
+def _check_objects(repo: Repo, meta: Metadata, where: str) -> None:
+    from git_theta import smudge
+    from git_theta.errors import StoreError
+
+    missing = smudge.missing_objects(repo.store, meta)
+    if missing:
+        raise StoreError(f"{where}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}; fetch them from a remote (git theta fetch)")
+
+
+def _convert(tensor: Tensor, framework: Framework) -> Any:
+    """A writable numpy array or torch tensor holding the tensor's values."""
+    if framework == "numpy":
+        array = tensor.numpy()
+        return array if array.flags.writeable else array.copy()
+    if framework == "torch":
+        import torch
+
+        dtype = getattr(torch, TORCH_DTYPES[tensor.dtype])
+        if tensor.nbytes == 0:
+            return torch.empty(tensor.shape, dtype=dtype)
+        buffer = tensor.data if isinstance(tensor.data, bytearray) else bytearray(tensor.data)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(tensor.shape)
+    from git_theta.errors import ThetaError
+
+    raise ThetaError(f"unknown framework {framework!r}; use 'numpy' or 'torch'")
+
+
+def _to_tensor(name: object, value: Any) -> Tensor:
+    """A numpy array (ml_dtypes for bf16/fp8) or torch tensor as raw bytes with our dtype name."""
+    import numpy as np
+
+    from git_theta.errors import ThetaError
+    from git_theta.tensor import Tensor
+
+    if type(value).__module__.startswith("torch"):
+        import torch
+
+        names = {getattr(torch, attr): ours for ours, attr in TORCH_DTYPES.items() if hasattr(torch, attr)}
+        if value.dtype not in names:
+            raise ThetaError(f"parameter {name!r}: torch dtype {value.dtype} has no git-theta name")
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        raw: np.ndarray[Any, Any] = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+        return Tensor(names[value.dtype], tuple(value.shape), raw.data.cast("B"))
+    if isinstance(value, np.ndarray):
+        return Tensor.from_numpy(value)
+    raise ThetaError(f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)")
+
+
+def _write_atomically(target: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_checkpoint(path: str, tensors: dict[str, Tensor], out: Any) -> None:
+    from git_theta.errors import ThetaError
+
+    lower = path.lower()
+    if lower.endswith(".safetensors"):
+        _write_safetensors(tensors, out)
+    elif lower.endswith(TORCH_EXTENSIONS):
+        import torch
+
+        torch.save({name: _convert(t, "torch") for name, t in tensors.items()}, out)
+    elif lower.endswith(".npz"):
+        odd = [name for name, t in tensors.items() if t.dtype in ("BF16", "F8_E4M3", "F8_E5M2")]
+        if odd:
+            raise ThetaError(f"{path}: .npz cannot hold {tensors[odd[0]].dtype} ({odd[0]!r}) faithfully; save as .safetensors or .pt")
+        import numpy as np
+
+        arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
+        np.savez(out, **arrays)
+    else:
+        raise ThetaError(f"{path}: cannot tell the checkpoint format; use a .safetensors, .pt, .pth, .bin or .npz path")
+
+
+def _write_safetensors(tensors: dict[str, Tensor], out: Any) -> None:
+    """The safetensors layout: u64 header length, JSON header (space-padded to 8 bytes), data in header order."""
+    import json
+    import struct
+
+    header: dict[str, Any] = {}
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        header[name] = {"dtype": tensor.dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
+        offset += tensor.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    out.write(struct.pack("<Q", len(encoded)) + encoded)
+    for name in sorted(tensors):
+        out.write(tensors[name].data)

@@ -1,0 +1,167 @@
+"""git theta log: the commits that changed a checkpoint, or one parameter group of it.
+
+  git theta log [PATH...]               every commit that changed the checkpoint(s)
+  git theta log PATH --param NAME       only commits that changed group NAME
+  git theta log -v PATH                 also list each changed group
+
+Each change shows its update type and the bytes it stored. Merge commits are
+compared with their first parent. Read from metadata alone (no tensor loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from git_theta import changes, git, metadata, snapshots, tables
+from git_theta.changes import GroupChange
+from git_theta.errors import ThetaError
+from git_theta.metadata import Metadata
+from git_theta.repo import Repo
+
+NULL_OID = "0" * 40
+FORMAT = "%x01%H%x00%ad%x00%an%x00%s"
+SHORT = 10  # --raw needs --no-abbrev, which makes %h full length
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("log", help="history of a checkpoint or a parameter group", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoints (default: every tracked checkpoint)")
+    parser.add_argument("--param", metavar="NAME", help="only commits that changed this parameter group")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list each changed group under its commit")
+    parser.add_argument("-n", "--max-count", type=int, metavar="N", help="at most N commits")
+    parser.add_argument("--rev", default="HEAD", help="start from this revision (default HEAD)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class FileChange:
+    path: str
+    changes: list[GroupChange]
+
+
+@dataclass
+class Commit:
+    id: str
+    short: str
+    date: str
+    author: str
+    subject: str
+    files: list[FileChange]
+
+
+def _raw_log(repo: Repo, rev: str, paths: list[str]) -> list[tuple[list[str], list[tuple[str, str, str]]]]:
+    """[(header fields, [(old blob, new blob, path)])] newest first, via one `git log --raw -z`."""
+    out = git.run(
+        "log", f"--format={FORMAT}", "--date=short", "--raw", "-z", "--no-abbrev", "--no-renames",
+        "--diff-merges=first-parent", rev, "--", *(paths or ["."]), cwd=repo.worktree,
+    ).stdout.decode("utf-8", errors="surrogateescape")
+    found = []
+    for record in out.split("\x01")[1:]:
+        fields = record.split("\x00")
+        header, rest = fields[:4], [f.strip("\n") for f in fields[4:]]
+        entries = []
+        for index, item in enumerate(rest[:-1]):
+            if item.startswith(":"):  # ":oldmode newmode oldblob newblob status", then the path
+                _, _, old, new, _ = item[1:].split(" ")
+                entries.append((old, new, rest[index + 1]))
+        found.append((header, entries))
+    return found
+
+
+def history(repo: Repo, rev: str, paths: list[str], param: str | None) -> list[Commit]:
+    raw = _raw_log(repo, rev, paths)
+    every_path = sorted({path for _, entries in raw for _, _, path in entries})
+    attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, every_path, cwd=repo.worktree)
+    blob_ids = {oid for _, entries in raw for old, new, path in entries for oid in (old, new) if attrs.get(path) == snapshots.FILTER_NAME and oid != NULL_OID}
+    blobs = git.cat_file_batch(sorted(blob_ids), cwd=repo.worktree)
+    commits = []
+    for header, entries in raw:
+        files = []
+        for old, new, path in entries:
+            if attrs.get(path) != snapshots.FILTER_NAME:
+                continue
+            found = changes.compare(_parse(blobs, old, path), _parse(blobs, new, path))
+            if param is not None:
+                found = [c for c in found if c.name == param]
+            if found:
+                files.append(FileChange(path, found))
+        if files:
+            commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
+    return commits
+
+
+def _parse(blobs: dict[str, bytes], oid: str, path: str) -> Metadata | None:
+    data = blobs.get(oid)
+    if data is None or not metadata.looks_like_metadata(data):
+        return None
+    return metadata.parse(data, f"{path} (blob {oid[:12]})")
+
+
+def by_update(group_changes: list[GroupChange]) -> dict[str, int]:
+    """update type -> bytes stored by the changes of that type."""
+    found: dict[str, int] = {}
+    for change in group_changes:
+        if change.new is not None:
+            found[change.update] = found.get(change.update, 0) + change.stored_size
+    return dict(sorted(found.items()))
+
+
+def render(commits: list[Commit], param: str | None, verbose: bool) -> str:
+    lines = []
+    for commit in commits:
+        lines.append(f"{commit.short}  {commit.date}  {commit.author}  {commit.subject}")
+        for file in commit.files:
+            if param is not None:
+                lines += tables.table([_group_row(c) for c in file.changes], right=(5,), indent=f"    {file.path}  ")
+                continue
+            stored = ", ".join(f"{update} {changes.human_size(size)}" for update, size in by_update(file.changes).items())
+            lines.append(f"    {file.path}: {changes.groups_text(len(file.changes))} changed ({changes.summary_counts(file.changes)}); stored {stored or 'nothing'}")
+            if verbose:
+                lines += tables.table([_group_row(c) for c in file.changes], right=(5,), indent="      ")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _group_row(change: GroupChange) -> list[str]:
+    entry = change.new if change.new is not None else change.old
+    assert entry is not None
+    layout = f" ({change.layout_change})" if change.layout_change else ""
+    stored = changes.human_size(change.stored_size) if change.new is not None else ""
+    return [change.status + layout, change.name, entry.dtype, changes.shape_text(entry.shape), change.update, stored]
+
+
+def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
+    return [
+        {
+            "commit": c.id, "date": c.date, "author": c.author, "subject": c.subject,
+            "files": [
+                {"path": f.path, "groups": [
+                    {"name": g.name, "status": g.status, "layout_change": g.layout_change or None, "update": g.update or None,
+                     "stored_bytes": g.stored_size, "old": changes.entry_json(g.old), "new": changes.entry_json(g.new)}
+                    for g in f.changes
+                ]}
+                for f in c.files
+            ],
+        }
+        for c in commits
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    root = git.toplevel()
+    repo = Repo.discover(root)
+    if snapshots.resolve_commit(args.rev, root) is None:
+        raise ThetaError(f"{args.rev}: not a revision in this repository (no commits yet?)")
+    commits = history(repo, args.rev, snapshots.repo_paths(root, args.paths), args.param)
+    if args.max_count is not None:
+        commits = commits[: args.max_count]
+    if args.json:
+        json.dump(to_json(commits), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(commits, args.param, args.verbose))
+    return 0

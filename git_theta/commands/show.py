@@ -1,0 +1,101 @@
+"""git theta show: the parameter groups of a checkpoint at any revision, as a table with totals.
+
+  git theta show REV:PATH     at a revision (e.g. HEAD~2:model.safetensors)
+  git theta show :PATH        in the index
+  git theta show PATH         at HEAD
+
+Read from metadata alone: no tensor is loaded, so it works before objects are fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from git_theta import changes, git, snapshots, tables
+from git_theta.errors import ThetaError
+from git_theta.metadata import Metadata
+from git_theta.repo import Repo
+
+SORT_KEYS = ("name", "size", "stored")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("show", help="table of a checkpoint's parameter groups at a revision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", metavar="[REV]:PATH", help="REV:PATH, :PATH (index) or PATH (HEAD)")
+    parser.add_argument("--sort", choices=SORT_KEYS, default="name", help="order of groups: name (default), largest size or stored size first")
+    parser.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    parser.set_defaults(run=run)
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """(side, user path) of REV:PATH, :PATH or PATH."""
+    if ":" not in spec:
+        return "HEAD", spec
+    rev, path = spec.split(":", 1)
+    return (rev or snapshots.INDEX), path
+
+
+def load(spec: str) -> tuple[str, str, Metadata]:
+    root = git.toplevel()
+    side, user_path = split_spec(spec)
+    # REV:PATH names a path from the top level, as in `git show`; ./ or ../ make it relative to here.
+    path = snapshots.repo_paths(root, [user_path])[0] if user_path.startswith(("./", "../")) else user_path.strip("/")
+    repo = Repo.discover(root)
+    if side != snapshots.INDEX and snapshots.resolve_commit(side, root) is None:
+        raise ThetaError(f"{side}: not a revision in this repository")
+    meta = snapshots.blob_metadata(repo, side, path)
+    if meta is None:
+        raise ThetaError(f"{path}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)")
+    return side, path, meta
+
+
+def totals(meta: Metadata) -> dict[str, int]:
+    entries = list(meta.params.values())
+    return {
+        "groups": len(entries),
+        "parameters": sum(changes.elements(e) for e in entries),
+        "bytes": sum(changes.nbytes(e) for e in entries),
+        "stored_bytes": sum(e.stored_size for e in entries),
+    }
+
+
+def ordered(meta: Metadata, key: str) -> list[str]:
+    names = sorted(meta.params)
+    if key == "size":
+        return sorted(names, key=lambda n: -changes.nbytes(meta.params[n]))
+    if key == "stored":
+        return sorted(names, key=lambda n: -meta.params[n].stored_size)
+    return names
+
+
+def to_json(side: str, path: str, meta: Metadata, key: str) -> dict[str, Any]:
+    groups = [{"name": name, **(changes.entry_json(meta.params[name]) or {})} for name in ordered(meta, key)]
+    return {"rev": snapshots.label(side), "path": path, "format": meta.format, "groups": groups, "totals": totals(meta)}
+
+
+def render(side: str, path: str, meta: Metadata, key: str) -> str:
+    rows = [["group", "dtype", "shape", "update", "stored"]]
+    for name in ordered(meta, key):
+        entry = meta.params[name]
+        rows.append([name, entry.dtype, changes.shape_text(entry.shape), changes.chain_text(entry), changes.human_size(entry.stored_size)])
+    total = totals(meta)
+    ratio = f" ({total['stored_bytes'] / total['bytes']:.1%} of the tensor data)" if total["bytes"] else ""
+    lines = [f"{path} at {snapshots.label(side)} ({meta.format})"] + tables.table(rows, right=(4,))
+    lines.append(
+        f"{total['groups']} groups, {total['parameters']:,} parameters, {changes.human_size(total['bytes'])} of tensor data, "
+        f"{changes.human_size(total['stored_bytes'])} stored{ratio}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    side, path, meta = load(args.spec)
+    if args.json:
+        json.dump(to_json(side, path, meta, args.sort), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(side, path, meta, args.sort))
+    return 0

@@ -26,5 +26,9 @@ class GitError(ThetaError):
     """A git command failed."""
 
 
+class TransferError(ThetaError):
+    """Objects could not be moved to or from a remote (LFS server or file remote)."""
+
+
 class PluginError(ThetaError):
     """A plugin could not be found or loaded."""

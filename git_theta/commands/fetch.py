@@ -1,0 +1,35 @@
+"""git theta fetch: download the objects that revisions need and this repository lacks.
+
+A checkout downloads what it needs by itself; fetch does it ahead of time (e.g.
+before going offline). By default the objects of HEAD's checkpoints are fetched;
+REVs name other commits (e.g. origin/main after `git fetch`); --all takes every
+object referenced anywhere in the history of all refs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from git_theta import git
+from git_theta.repo import Repo
+from git_theta.transfer import client, scan
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("fetch", help="download model objects from a remote", description=__doc__)
+    parser.add_argument("remote", nargs="?", help="remote name, URL or path (default: the branch's remote, else origin)")
+    parser.add_argument("revs", nargs="*", metavar="REV", help="commits whose checkpoints to fetch (default: HEAD)")
+    parser.add_argument("--all", action="store_true", help="every object referenced in the history of all refs")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = Repo.discover(git.toplevel())
+    if args.all:
+        blobs = scan.rev_list_blobs(["--all", *args.revs], repo.worktree)
+    else:
+        blobs = scan.tree_blobs([git.output("rev-parse", "--verify", f"{rev}^{{commit}}", cwd=repo.worktree) for rev in args.revs or ["HEAD"]], repo.worktree)
+    wanted = scan.referenced(scan.metadata_of(blobs, repo.worktree))
+    moved = client.download(repo, wanted, args.remote)
+    print(f"fetch: {len(wanted)} object(s) referenced, {moved.objects} downloaded ({moved.bytes} bytes)")
+    return 0

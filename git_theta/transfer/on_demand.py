@@ -1,0 +1,31 @@
+"""Downloading on demand: the callback smudge uses when a checkpoint needs objects the store lacks.
+
+Kept import-light: the transfer machinery (urllib, http) loads only when something is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from git_theta.metadata import Metadata
+from git_theta.repo import Repo
+
+
+def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata], None]:
+    """fetch(meta) downloads the objects `meta` needs that are missing, from `remote` (default: as git-lfs picks)."""
+
+    def fetch(meta: Metadata) -> None:
+        from git_theta import hooks
+        from git_theta.errors import TransferError
+        from git_theta.transfer import client, scan
+
+        # A clone gets its pre-push hook here, as git-lfs's filter installs its hooks.
+        hooks.ensure_installed(repo.worktree)
+        wanted = scan.referenced([meta])
+        missing = sum(1 for oid in wanted if not repo.store.has(oid))
+        try:
+            client.download(repo, wanted, remote)
+        except TransferError as error:
+            raise TransferError(f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: {error}") from None
+
+    return fetch

@@ -1,0 +1,82 @@
+"""Fixtures for remote tests: a giftless LFS server, a bare git remote, real checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import git, theta
+from lfs_server import LfsServer
+from safetensors.torch import save_file
+
+TENSORS = 20
+SHAPE = (64, 64)
+
+
+def write_model(path: Path, changed: set[int] | frozenset[int] = frozenset(), tensors: int = TENSORS, version: int = 1) -> None:
+    """A deterministic safetensors model; tensors in `changed` get values of `version` (bf16 ones included)."""
+    params = {}
+    for index in range(tensors):
+        seed = index * 1000 + (version if index in changed else 0)
+        generator = torch.Generator().manual_seed(seed)
+        dtype = torch.bfloat16 if index % 5 == 4 else torch.float32
+        params[f"layer{index:03d}.weight"] = (torch.randn(SHAPE, generator=generator) * 0.02).to(dtype)
+    save_file(params, str(path), metadata={"format": "pt"})
+
+
+def local_objects(repo: Path) -> set[str]:
+    objects = repo / ".git" / "lfs" / "objects"
+    return {p.name for p in objects.glob("??/??/*")} if objects.is_dir() else set()
+
+
+def leftover_temp_files(repo: Path) -> list[Path]:
+    tmp = repo / ".git" / "lfs" / "tmp"
+    return list(tmp.iterdir()) if tmp.is_dir() else []
+
+
+@dataclass
+class Team:
+    """A bare git remote (`origin`) whose LFS endpoint is `server` (named in a committed .lfsconfig)."""
+
+    root: Path
+    origin: Path
+    alice: Path
+    server: LfsServer
+
+    def clone(self, name: str, *args: str) -> Path:
+        path = self.root / name
+        git(self.root, "clone", "-q", *args, str(self.origin), name)
+        return path
+
+
+@pytest.fixture
+def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = LfsServer(tmp_path / "server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def team(tmp_path: Path, lfs_server: LfsServer, monkeypatch: pytest.MonkeyPatch) -> Team:
+    """alice's repository with one model commit, pushed to origin (objects to the LFS server)."""
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    theta(tmp_path, "install")  # global (in the test's HOME): clones get the filter
+    git(tmp_path, "config", "--global", "lfs.transfer.maxretries", "2")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    alice = tmp_path / "alice"
+    alice.mkdir()
+    git(alice, "init", "-q")
+    theta(alice, "track", "*.safetensors")
+    (alice / ".lfsconfig").write_text(f'[lfs]\n\turl = "{lfs_server.url}"\n')
+    git(alice, "remote", "add", "origin", str(origin))
+    write_model(alice / "model.safetensors")
+    git(alice, "add", ".")
+    git(alice, "commit", "-q", "-m", "v1")
+    git(alice, "push", "-q", "origin", "main")
+    return Team(tmp_path, origin, alice, lfs_server)

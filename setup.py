@@ -15,15 +15,24 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.1"],
-        "test": ["pytest>=7", "giftless>=0.6", "torch>=2.1"],
+        # giftless's own package declares none of its dependencies: the LFS server of tests/transfer needs these
+        "test": ["pytest>=7", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
+                 "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
+                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8"],
     },
     entry_points={
-        "console_scripts": ["git-theta = git_theta.main:main"],
+        "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],
         "git_theta.checkpoints": [
             "safetensors = git_theta.checkpoints.safetensors:SafetensorsFormat",
+            "pytorch = git_theta.checkpoints.pytorch:PytorchFormat",
+            "npz = git_theta.checkpoints.npz:NpzFormat",
         ],
         "git_theta.updates": [
             "dense = git_theta.updates.dense:DenseUpdate",
+            "ia3 = git_theta.updates.ia3:Ia3Update",
+            "low-rank = git_theta.updates.low_rank:LowRankUpdate",
+            "sparse = git_theta.updates.sparse:SparseUpdate",
+            "xor = git_theta.updates.xor:XorUpdate",
         ],
         "git_theta.merges": [
             "average = git_theta.merges.average:AverageStrategy",

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import IO, Any, BinaryIO
 
-from git_theta import git, metadata, objects, parallel, plugins
+from git_theta import git, metadata, objects, parallel, plugins, progress
 from git_theta.checkpoints.base import SNIFF_BYTES, CheckpointFormat
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
+from git_theta.updates import auto, pending
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
@@ -45,8 +46,11 @@ class _Prefixed(io.RawIOBase):
 class StoringSink:
     """Hashes each tensor, reuses what an earlier version already stored, stores the rest."""
 
-    def __init__(self, store: ObjectStore, prior: list[Metadata]) -> None:
+    def __init__(self, store: ObjectStore, prior: list[Metadata], side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None) -> None:
         self.store = store
+        self.prior = prior
+        # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.updates.pending)
+        self.side_loaded = side_loaded or {}
         self.by_hash: dict[str, ParamEntry] = {}
         for meta in prior:
             for entry in meta.params.values():
@@ -60,7 +64,7 @@ class StoringSink:
             raise CheckpointError(f"parameter {name!r} appears twice")
         while self.pending and self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES:
             self._collect_oldest()
-        self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(tensor))))
+        self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(name, tensor))))
         self.in_flight += tensor.nbytes
 
     def _collect_oldest(self) -> None:
@@ -68,13 +72,17 @@ class StoringSink:
         self.done[name] = future.result()
         self.in_flight -= size
 
-    def _store(self, tensor: Tensor) -> ParamEntry:
+    def _store(self, name: str, tensor: Tensor) -> ParamEntry:
+        """Reuse a known entry, else take a side-loaded chain, else the smallest of dense/sparse/xor."""
         digest = tensor.hash()
         known = self.by_hash.get(digest)
         if known is not None and all(self.store.has(oid) for oid in known.objects()):
             return known
-        oid, size = self.store.put(objects.encode(objects.Bundle("dense", {"value": tensor})))
-        return ParamEntry(tensor.dtype, tensor.shape, digest, (StoredLink("dense", oid, size),))
+        side_hash, side_chain = self.side_loaded.get(name, ("", ()))
+        if side_hash == digest and all(self.store.has(link.object) for link in side_chain):
+            return ParamEntry(tensor.dtype, tensor.shape, digest, side_chain)
+        prior = auto.prior_entry(self.prior, name, tensor, self.store)
+        return auto.store_changed(self.store, name, tensor, digest, prior)
 
     def put_blob(self, data: bytes) -> dict[str, Any]:
         oid, size = self.store.put(objects.encode(objects.Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)})))
@@ -110,19 +118,33 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)})")
 
 
+def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:
+    """`head` plus the rest of the stream, stopping at `limit` bytes: one byte over the metadata cap is
+    enough for parse to refuse it, so a huge file is never read whole. Loops because a raw stream (the
+    filter protocol's) returns one packet per read."""
+    parts, size = [head], len(head)
+    while size < limit:
+        part = stream.read(min(limit - size, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     """Metadata for the checkpoint read from `stream`; stores new objects on the way."""
     head = stream.read(SNIFF_BYTES)
     if metadata.looks_like_metadata(head):
         # Already clean (e.g. a checkout made without the smudge filter): keep it.
-        data = head + stream.read()
-        return metadata.parse(data, path).serialize()
+        return metadata.parse(_read_at_most(stream, head, metadata.MAX_BYTES + 1), path).serialize()
     checkpoint = choose_format(repo, path, head)
-    sink = StoringSink(repo.store, repo.prior_metadata(path))
+    sink = StoringSink(repo.store, repo.prior_metadata(path), pending.load(repo.common_dir, path))
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)  # type: ignore[arg-type]
     try:
-        file_section = checkpoint.read(reader, path, sink)
-        params = sink.finish()
+        with progress.Progress(f"git-theta: storing {path}", _file_size(repo, path)) as bar:
+            file_section = checkpoint.read(reader, path, progress.counting_sink(sink, bar))
+            params = sink.finish()
     except ThetaError as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {error}") from None
@@ -130,6 +152,14 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error
     return Metadata(checkpoint.name, file_section, params).serialize()
+
+
+def _file_size(repo: Repo, path: str) -> int:
+    """Size of the working tree file being cleaned, for the progress bar (0 if unknown)."""
+    try:
+        return (repo.worktree / path).stat().st_size
+    except OSError:
+        return 0
 
 
 CleanFunction = Callable[[Repo, str, IO[bytes]], bytes]

@@ -61,6 +61,34 @@ def edit_model(path: Path, names: list[str], seed: int, scale: float = 1e-3) -> 
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+CONFLICTED = "encoder.layer.4.attention.self.query.weight"
+ONE_SIDED = "encoder.layer.3.output.dense.weight"
+
+
+def merge_demo(repo: Path) -> None:
+    """Branch `tuned` changes a layer both branches touch and one only it touches; merge averages."""
+    from safetensors.numpy import load_file
+
+    (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "average"\n')
+    sh(repo, "git", "add", ".thetamerge.toml")
+    sh(repo, "git", "commit", "-q", "-m", "Merge policy: average conflicting parameters")
+    sh(repo, "git", "checkout", "-q", "-b", "tuned")
+    edit_model(repo / MODEL, [CONFLICTED, ONE_SIDED], seed=2)
+    theirs = load_file(str(repo / MODEL))
+    sh(repo, "git", "commit", "-q", "-am", "Tune layers 3 and 4")
+    sh(repo, "git", "checkout", "-q", "main")
+    edit_model(repo / MODEL, [CONFLICTED], seed=3)
+    ours = load_file(str(repo / MODEL))
+    sh(repo, "git", "commit", "-q", "-am", "Tune layer 4 differently")
+    sh(repo, "git", "merge", "--no-edit", "tuned")
+    merged = load_file(str(repo / MODEL))
+    expected = ((ours[CONFLICTED].astype(np.float64) + theirs[CONFLICTED]) / 2).astype(np.float32)
+    if not np.array_equal(merged[CONFLICTED], expected) or not np.array_equal(merged[ONE_SIDED], theirs[ONE_SIDED]):
+        sys.exit("demo failed: the merged model is not what the policy asks for")
+    print(f"{CONFLICTED}: the average of both branches; {ONE_SIDED}: taken from `tuned` as is")
+    sh(repo, "git", "log", "--oneline", "--graph", "-6")
+
+
 def run(workdir: Path) -> None:
     original = minilm_path()
     repo = workdir / "demo-repo"
@@ -87,12 +115,21 @@ def run(workdir: Path) -> None:
     sh(repo, "git", "status", "--short")
     sh(repo, "git", "add", MODEL)
     sh(repo, "git", "diff", "--cached", "--stat")
+    sh(repo, "git", "diff", "--cached")
     sh(repo, "git", "commit", "-q", "-m", "Fine-tune layer 5")
     print(f"the new version added {(store_bytes(repo) - first) / 1e6:.2f} MB to the store")
     sh(repo, "git", "log", "--oneline")
 
-    step("4. check out the first version: bit-identical to the original file")
-    sh(repo, "git", "checkout", "-q", "HEAD~1", "--", MODEL)
+    step("4. what changed, with numbers")
+    sh(repo, "git", "theta", "diff", "HEAD~1", "HEAD")
+    sh(repo, "git", "theta", "log", MODEL)
+
+    step("5. two branches change the same layer; git merge averages it (policy in .thetamerge.toml)")
+    merge_demo(repo)
+
+    step("6. check out the first version: bit-identical to the original file")
+    first_commit = sh(repo, "git", "rev-list", "--max-parents=0", "HEAD", show=False).strip()
+    sh(repo, "git", "checkout", "-q", first_commit, "--", MODEL)
     same = sha256(repo / MODEL) == sha256(original)
     print(f"sha256 of checked-out file {'==' if same else '!='} sha256 of the original")
     if not same:

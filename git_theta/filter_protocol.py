@@ -22,7 +22,10 @@ Handler = Callable[[str, IO[bytes], IO[bytes]], None]
 
 def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> list[str]:
     """Welcome and version, then capabilities; returns the capabilities both sides have."""
-    welcome = pktline.read_text_list(stdin)
+    try:
+        welcome = pktline.read_text_list(stdin)
+    except EOFError:
+        raise ProtocolError("no filter handshake on stdin: `git-theta filter-process` is started by git, not by hand") from None
     if not welcome or welcome[0] != "git-filter-client" or "version=2" not in welcome[1:]:
         raise ProtocolError(f"unexpected filter handshake {welcome!r}")
     pktline.write_text_list(stdout, ["git-filter-server", "version=2"])

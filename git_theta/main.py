@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -10,27 +11,57 @@ import traceback
 from collections.abc import Sequence
 
 from git_theta import __version__
-from git_theta.commands import add, checkout, clean, filter_process, fsck, install, ls_files, smudge, textconv, track, uninstall, untrack
 from git_theta.errors import ThetaError
 
-COMMANDS = [install, uninstall, track, untrack, add, checkout, ls_files, fsck, clean, smudge, filter_process, textconv]
+# verb -> module in git_theta.commands, in the order `--help` lists them. Modules
+# are imported only when needed: git starts some verbs (filters, textconv) often.
+COMMANDS = {
+    "install": "install",
+    "uninstall": "uninstall",
+    "track": "track",
+    "untrack": "untrack",
+    "add": "add",
+    "checkout": "checkout",
+    "ls-files": "ls_files",
+    "fsck": "fsck",
+    "diff": "diff",
+    "log": "log",
+    "show": "show",
+    "merge": "merge",
+    "compact": "compact",
+    "push": "push",
+    "fetch": "fetch",
+    "gc": "gc",
+    "clean": "clean",
+    "smudge": "smudge",
+    "filter-process": "filter_process",
+    "textconv": "textconv",
+    "merge-driver": "merge_driver",
+    "pre-push": "pre_push",
+}
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or one that knows only the verb `only` (cheaper to import)."""
     parser = argparse.ArgumentParser(prog="git theta", description="Version-control machine-learning model checkpoints in git.")
     parser.add_argument("--version", action="version", version=f"git-theta {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
+    for verb, module in COMMANDS.items():
+        if only is None or verb == only:
+            importlib.import_module(f"git_theta.commands.{module}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        print(f"git-theta {__version__}")
+        return 0
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, BinaryIO
 
-from git_theta import dtypes, metadata, objects, parallel, plugins
+from git_theta import dtypes, metadata, objects, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
@@ -90,19 +90,31 @@ def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:
     return sorted(oid for oid in meta.objects() if not store.has(oid))
 
 
-def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO) -> None:
-    """Write the checkpoint described by metadata `data` to `out`; other content passes through."""
+def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_missing: Callable[[metadata.Metadata], None] | None = None) -> None:
+    """Write the checkpoint described by metadata `data` to `out`; other content passes through.
+
+    `fetch_missing(meta)` (git_theta.transfer.on_demand) downloads objects the store lacks before writing.
+    """
     if not metadata.looks_like_metadata(data):
         out.write(data)
         return
     meta = metadata.parse(data, path)
     missing = missing_objects(store, meta)
+    why = ""
+    if missing and fetch_missing is not None:
+        try:
+            fetch_missing(meta)
+        except ThetaError as error:
+            why = f" (downloading them failed: {error})"  # still say which file and objects
+        missing = missing_objects(store, meta)
     if missing:
         names = [name for name, entry in meta.params.items() if set(entry.objects()) & set(missing)]
         raise StoreError(
             f"{path}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}"
             + (f" (parameter {names[0]!r})" if names else "")
+            + why
             + "; fetch them from a remote or run `git theta fsck`"
         )
     checkpoint = plugins.get(plugins.CHECKPOINTS, meta.format)()
-    checkpoint.write(meta.file, meta.params, StoreSource(store, meta.params, path), out)
+    with progress.Progress(f"git-theta: writing {path}", sum(_nbytes(e) for e in meta.params.values())) as bar:
+        checkpoint.write(meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from git_theta import git, metadata, smudge
 from git_theta.repo import Repo
+from git_theta.transfer import on_demand
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +40,7 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
     try:
         with os.fdopen(fd, "wb") as out:
-            smudge.smudge(repo.store, path, data, out)
+            smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo))
         if target.exists():
             os.chmod(tmp, target.stat().st_mode & 0o777)
         else:

@@ -9,6 +9,7 @@ from typing import IO
 
 from git_theta import clean, filter_protocol, smudge
 from git_theta.repo import Repo
+from git_theta.transfer import on_demand
 
 SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if skip_smudge:
             out.write(data)
         else:
-            smudge.smudge(repo.store, path, data, out)  # type: ignore[arg-type]
+            smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo))  # type: ignore[arg-type]
 
     filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, {"clean": on_clean, "smudge": on_smudge})
     return 0

@@ -66,4 +66,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"error: {problem}")
     print(f"fsck: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+    if any(" is missing from " in problem for problem in problems):
+        # a clone downloads only what its checkouts needed; older versions' objects stay on the server
+        print("hint: objects of versions never checked out here are not downloaded; `git theta fetch --all` gets them")
     return 1 if problems else 0

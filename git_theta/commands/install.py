@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from git_theta import git
+from git_theta import git, hooks
 from git_theta.errors import ThetaError
 
 EXECUTABLE = "git-theta"
@@ -15,7 +15,7 @@ SETTINGS: dict[str, str] = {
     "filter.theta.clean": f"{EXECUTABLE} clean %f",
     "filter.theta.smudge": f"{EXECUTABLE} smudge %f",
     "filter.theta.required": "true",
-    "diff.theta.textconv": f"{EXECUTABLE} textconv",
+    "diff.theta.textconv": f"{EXECUTABLE}-textconv",  # a lean launcher: git runs it once per file version shown
     "diff.theta.binary": "false",
     "merge.theta.name": "git-theta model merge",
     "merge.theta.driver": f"{EXECUTABLE} merge-driver %O %A %B %P",
@@ -48,4 +48,7 @@ def run(args: argparse.Namespace) -> int:
     scope = scope_of(args.local)
     changed = install(scope)
     print(f"git-theta configured ({scope} git config, {len(changed)} setting(s) changed)")
+    if git.is_inside_repo():
+        # Hooks are per repository (like `git lfs install`): run inside a repo, set up its pre-push hook.
+        print(hooks.install())
     return 0

@@ -9,6 +9,7 @@ import sys
 from git_theta import smudge
 from git_theta.commands.filter_process import SKIP_SMUDGE_VARIABLE
 from git_theta.repo import Repo
+from git_theta.transfer import on_demand
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0"):
         sys.stdout.buffer.write(data)
     else:
-        smudge.smudge(Repo.discover().store, args.path, data, sys.stdout.buffer)
+        repo = Repo.discover()
+        smudge.smudge(repo.store, args.path, data, sys.stdout.buffer, on_demand.fetcher(repo))
     sys.stdout.buffer.flush()
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from git_theta import attributes, git
+from git_theta import attributes, git, hooks
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,4 +18,5 @@ def run(args: argparse.Namespace) -> int:
     added = attributes.track(path, args.patterns)
     for pattern in args.patterns:
         print(f"{'tracking' if pattern in added else 'already tracked'}: {pattern}")
+    hooks.ensure_installed(path.parent)  # as `git lfs track` does: a tracking repo pushes its objects
     return 0

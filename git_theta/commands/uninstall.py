@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from git_theta import git
+from git_theta import git, hooks
 from git_theta.commands.install import SETTINGS, scope_of
 
 
@@ -19,4 +19,6 @@ def run(args: argparse.Namespace) -> int:
     for key in SETTINGS:
         git.config_unset(key, scope)
     print(f"git-theta settings removed from {scope} git config")
+    if args.local:
+        print(hooks.uninstall())
     return 0

@@ -5,7 +5,7 @@ setup(
     version="0.3.0",
     description="Version-control machine-learning model checkpoints in git: per-parameter, content-addressed, exact, mergeable.",
     packages=find_packages(include=["git_theta", "git_theta.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     install_requires=[
         "numpy>=1.24",
         "safetensors>=0.4",

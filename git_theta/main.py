@@ -49,6 +49,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or one that knows only the verb `only` (cheaper to import)."""
     parser = argparse.ArgumentParser(prog="git theta", description="Version-control machine-learning model checkpoints in git.")
     parser.add_argument("--version", action="version", version=f"git-theta {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="show no progress bars (for git's filters: git config theta.progress false)")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for verb, module in COMMANDS.items():
         if only is None or verb == only:
@@ -66,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USER_ERROR
+    if args.quiet:
+        from git_theta import progress
+
+        progress.set_quiet()
     try:
         return int(args.run(args))
     except ThetaError as error:

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import IO
 
-from git_theta import clean, filter_protocol, smudge
+from git_theta import clean, filter_protocol, git, progress, smudge
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 
@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
+    if git.config_get("theta.progress", cwd=repo.worktree) == "false":
+        progress.set_quiet()
     # Read once here: leave metadata in the working tree for `git theta checkout`.
     skip_smudge = os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0")
 

@@ -79,7 +79,7 @@ def test_version(tmp_path: Path) -> None:
 
 def test_git_finds_git_theta_on_path(tmp_path: Path) -> None:
     result = git(tmp_path, "theta", "-h")
-    assert result.stdout.startswith("usage: git theta [-h] [--version] COMMAND ...")
+    assert result.stdout.startswith("usage: git theta [-h] [--version] [-q] COMMAND ...")
     for verb in verbs():
         assert f"    {verb}" in result.stdout
 
@@ -87,7 +87,7 @@ def test_git_finds_git_theta_on_path(tmp_path: Path) -> None:
 def test_git_theta_without_a_verb_prints_usage_and_fails(tmp_path: Path) -> None:
     result = git(tmp_path, "theta", check=False)
     assert result.returncode == 1
-    assert result.stdout.startswith("usage: git theta [-h] [--version] COMMAND ...")
+    assert result.stdout.startswith("usage: git theta [-h] [--version] [-q] COMMAND ...")
     assert "Traceback" not in result.stderr
 
 
@@ -337,4 +337,4 @@ def test_documented_usage_matches_help(verb: str, monkeypatch: pytest.MonkeyPatc
 def test_top_level_flags_are_documented() -> None:
     text = CLI_DOC.read_text(encoding="utf-8")
     head = text[: SECTION.search(text).start()]  # type: ignore[union-attr]
-    assert documented_flags(head) == {"--version", "-h", "--help"}
+    assert documented_flags(head) == {"--version", "-h", "--help", "-q", "--quiet"}

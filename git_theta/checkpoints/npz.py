@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -26,13 +25,12 @@ import numpy as np
 
 from git_theta import dtypes
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, read_exact, read_into, spool
+from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, data_start
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
-LOCAL_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
-_LOCAL_HEADER = struct.Struct("<4s22xHH")
 MAX_NPY_HEADER = 1 << 20
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -93,53 +91,36 @@ def _digest(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
-class _Reader:
+class _Reader(SkeletonBuilder):
     """Walks a spooled archive, splitting it into skeleton bytes, layout and tensors."""
 
     def __init__(self, file: IO[bytes], sink: ParamSink) -> None:
-        self.file = file
+        super().__init__(file)
         self.sink = sink
-        self.skeleton = bytearray()
-        self.layout: list[dict[str, Any]] = []
         self.kept: list[str] = []
-        self.position = 0
         self.names: set[str] = set()
-
-    def raw_until(self, end: int) -> None:
-        if end > self.position:
-            self.file.seek(self.position)
-            self.skeleton += read_exact(self.file, end - self.position)
-            if self.layout and "raw" in self.layout[-1]:
-                self.layout[-1]["raw"] += end - self.position
-            else:
-                self.layout.append({"raw": end - self.position})
-            self.position = end
 
     def member(self, info: zipfile.ZipInfo, size: int) -> None:
         start = info.header_offset
         if start < self.position:
             raise CheckpointError(f"zip member {info.filename!r} overlaps the member before it")
-        self.file.seek(start)
-        magic, name_length, extra_length = _LOCAL_HEADER.unpack(read_exact(self.file, _LOCAL_HEADER.size))
-        if magic != LOCAL_MAGIC:
-            raise CheckpointError(f"zip member {info.filename!r} has no local header at byte {start}")
-        data_start = start + _LOCAL_HEADER.size + name_length + extra_length
-        if data_start + info.compress_size > size:
+        begin = data_start(self.file, info)
+        if begin + info.compress_size > size:
             raise CheckpointError(f"zip member {info.filename!r} runs past the end of the file (truncated?)")
         name = info.filename[:-4] if info.filename.endswith(".npy") else None
         plain = name is not None and name not in self.names and not info.flag_bits & 0x1
         if plain and info.compress_type == zipfile.ZIP_STORED:
-            done = self.stored(info, name, data_start)
+            done = self.stored(info, name, begin)
         elif plain and info.compress_type == zipfile.ZIP_DEFLATED:
-            done = self.deflated(info, name, data_start)
+            done = self.deflated(info, name, begin)
         else:
             done = False
         if done:
             self.names.add(name)  # type: ignore[arg-type]
         else:
             self.kept.append(info.filename)
-            self.check_crc(info, data_start)
-        self.raw_until(data_start + info.compress_size)
+            self.check_crc(info, begin)
+        self.raw_until(begin + info.compress_size)
 
     def stored(self, info: zipfile.ZipInfo, name: str, data_start: int) -> bool:
         self.file.seek(data_start)

@@ -1,25 +1,34 @@
-"""PyTorch checkpoints (`torch.save` files: .pt, .pth, .bin), loaded with weights_only=True.
+"""PyTorch checkpoints (`torch.save` files: .pt, .pth, .bin).
 
 The pickled object (a state dict, or any nest of dicts, lists, tuples and
 plain values around tensors) is recorded as a JSON structure tree in the file
 section; tensors appear in it by name and their bytes become parameter
-groups. The rebuilt file comes from `torch.save`: its bytes differ from the
-added file, its tensors are bit-identical, its keys keep their order and its
-containers their types. See docs/checkpoint-formats.md.
+groups, one per storage.
 
-torch is imported only when a .pt file is actually read or written, so
-other formats never pay for it (install it with `pip install git-theta[torch]`).
+Zip-layout files of plain data take the torch-free fast path (torch_zip.py):
+a restricted unpickler reads the structure, the zip's other bytes are kept
+as a skeleton, and checkout rebuilds the file byte for byte. Everything else
+is loaded with torch.load(weights_only=True) and rebuilt with `torch.save`:
+its bytes differ from the added file, its tensors are bit-identical, its keys
+keep their order and its containers their types. Both paths give the same
+tree and groups. See docs/checkpoint-formats.md.
+
+torch is imported only when a file needs the torch.load path, so other
+formats and plain zip state dicts never pay for it (install it with
+`pip install git-theta[torch]`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
+import blake3
+
+from git_theta.checkpoints import torch_zip
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource
 from git_theta.checkpoints.torch_tree import TensorNode, decode_tree, encode_tree, unique_name
 from git_theta.errors import CheckpointError
@@ -83,24 +92,22 @@ class PytorchFormat(CheckpointFormat):
         return len(head) >= 14 and head[0:1] == b"\x80" and head[2:14] == LEGACY_MAGIC
 
     def read(self, stream: BinaryIO, path: str, sink: ParamSink) -> dict[str, Any]:
-        torch = import_torch()
         # torch.load can only mmap a named file; mmap keeps the model out of RAM.
         with tempfile.NamedTemporaryFile(prefix="git-theta-", suffix=".pt") as spooled:
-            shutil.copyfileobj(stream, spooled, 16 << 20)
-            spooled.flush()
+            digest = _spool(stream, spooled)
+            size = spooled.tell()
             spooled.seek(0)
             is_zip = spooled.read(4) == ZIP_MAGIC
+            fast = torch_zip.read(spooled, size, digest, sink, _DTYPE_NAMES) if is_zip else None
+            if fast is not None:
+                tree, zip_section = fast
+                return {"serialization": "zip", **_structure(tree, sink), **zip_section}
+            torch = import_torch()
             loaded = self._load(torch, spooled.name, is_zip)
         tree, tensors = encode_tree(loaded, torch)
         for name, tensor in _params(torch, tensors):
             sink.add(name, tensor)
-        section: dict[str, Any] = {"serialization": "zip" if is_zip else "legacy"}
-        tree_json = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-        if len(tree_json) > INLINE_TREE_BYTES:
-            section["structure_blob"] = sink.put_blob(tree_json.encode("utf-8"))
-        else:
-            section["structure"] = tree
-        return section
+        return {"serialization": "zip" if is_zip else "legacy", **_structure(tree, sink)}
 
     @staticmethod
     def _load(torch: Any, filename: str, is_zip: bool) -> Any:
@@ -115,6 +122,9 @@ class PytorchFormat(CheckpointFormat):
             raise CheckpointError(f"torch.load failed: {reason}") from None
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+        if "layout" in file:
+            torch_zip.write(file, source, out)  # byte for byte, no torch needed
+            return
         torch = import_torch()
         if "structure_blob" in file:
             tree = json.loads(source.get_blob(file["structure_blob"]))
@@ -127,6 +137,32 @@ class PytorchFormat(CheckpointFormat):
         built = {name: _to_torch(torch, name, tensor) for name, tensor in zip(needed, source.tensors(needed))}
         obj = decode_tree(tree, built, torch)
         torch.save(obj, out, _use_new_zipfile_serialization=file.get("serialization", "zip") == "zip")
+
+    def file_for_params(
+        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+    ) -> dict[str, Any]:
+        """Values changing in place; a byte-exact zip also gets the new storages' CRC-32s in its skeleton."""
+        section = super().file_for_params(file, before, after, source, sink)
+        if "layout" not in file or all(before[name].hash == after[name].hash for name in after):
+            return section
+        return torch_zip.patch_crcs(file, source, sink)
+
+
+def _spool(stream: BinaryIO, spooled: IO[bytes]) -> str:
+    """Copy the stream to the temp file; its BLAKE3, to check the zip fast path's pieces against."""
+    hasher = blake3.blake3()
+    while chunk := stream.read(16 << 20):
+        hasher.update(chunk)
+        spooled.write(chunk)
+    spooled.flush()
+    return hasher.hexdigest()
+
+
+def _structure(tree: Any, sink: ParamSink) -> dict[str, Any]:
+    tree_json = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    if len(tree_json) > INLINE_TREE_BYTES:
+        return {"structure_blob": sink.put_blob(tree_json.encode("utf-8"))}
+    return {"structure": tree}
 
 
 def _needed_params(tree: Any) -> list[str]:

@@ -1,0 +1,53 @@
+"""Splitting a zip archive into one "skeleton" blob and payload runs, and putting it back together.
+
+Shared by the .npz and PyTorch zip formats, which both keep every byte that
+is not tensor data (local headers, small members, central directory) in the
+skeleton, and a layout list saying how skeleton runs and payloads interleave:
+`{"raw": n}` is the next n skeleton bytes; any other segment is a payload.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from typing import IO, Any
+
+from git_theta.checkpoints.base import read_exact
+from git_theta.errors import CheckpointError
+
+LOCAL_MAGIC = b"PK\x03\x04"
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+
+
+def data_start(file: IO[bytes], info: zipfile.ZipInfo) -> int:
+    """Where a member's (compressed) data begins: after its local header, name and extra field."""
+    file.seek(info.header_offset)
+    magic, name_length, extra_length = _LOCAL_HEADER.unpack(read_exact(file, _LOCAL_HEADER.size))
+    if magic != LOCAL_MAGIC:
+        raise CheckpointError(f"zip member {info.filename!r} has no local header at byte {info.header_offset}")
+    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+
+
+class SkeletonBuilder:
+    """Copies the bytes between payloads into the skeleton and records the layout."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.skeleton = bytearray()
+        self.layout: list[dict[str, Any]] = []
+        self.position = 0
+
+    def raw_until(self, end: int) -> None:
+        if end > self.position:
+            self.file.seek(self.position)
+            self.skeleton += read_exact(self.file, end - self.position)
+            if self.layout and "raw" in self.layout[-1]:
+                self.layout[-1]["raw"] += end - self.position
+            else:
+                self.layout.append({"raw": end - self.position})
+            self.position = end
+
+    def payload(self, segment: dict[str, Any], end: int) -> None:
+        """A payload segment that the file holds up to byte `end`; its bytes stay out of the skeleton."""
+        self.layout.append(segment)
+        self.position = end

@@ -18,7 +18,6 @@ tests/api_test.py executes them.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -94,6 +93,7 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
     """
     from git_theta import git, snapshots
     from git_theta.errors import ThetaError
+    from git_theta.files import write_atomically
 
     here = _start(path, repo)
     root = git.toplevel(here)
@@ -102,8 +102,7 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
         raise ThetaError(f"{relative}: not tracked by git-theta; run `git theta track` with a pattern that matches it first")
     tensors = {str(name): _to_tensor(name, value) for name, value in state_dict.items()}
     target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(target, lambda out: _write_checkpoint(relative, tensors, out))
+    write_atomically(target, lambda out: _write_checkpoint(relative, tensors, out))
     git.run("add", "--", relative, cwd=root)
     has_head = git.run("rev-parse", "--verify", "--quiet", "HEAD", cwd=root, check=False).returncode == 0
     if has_head and git.run("diff", "--cached", "--quiet", "HEAD", "--", relative, cwd=root, check=False).returncode == 0:
@@ -183,19 +182,6 @@ def _to_tensor(name: object, value: Any) -> Tensor:
     if isinstance(value, np.ndarray):
         return Tensor.from_numpy(value)
     raise ThetaError(f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)")
-
-
-def _write_atomically(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_checkpoint(path: str, tensors: dict[str, Tensor], out: Any) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import tempfile
 from pathlib import Path
 
 from git_theta import git, metadata, smudge
+from git_theta.files import write_atomically
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 
@@ -36,20 +36,7 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
         with open(target, "rb") as current:
             if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
                 return False  # already a checkpoint; never clobber local work silently
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo))
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)))
     return True
 
 

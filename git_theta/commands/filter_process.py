@@ -7,7 +7,7 @@ import os
 import sys
 from typing import IO
 
-from git_theta import clean, filter_protocol, git, progress, smudge
+from git_theta import clean, filter_protocol, git, invoker, progress, smudge
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 
@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
     if git.config_get("theta.progress", cwd=repo.worktree) == "false":
         progress.set_quiet()
-    # Read once here: leave metadata in the working tree for `git theta checkout`.
-    skip_smudge = os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0")
+    # Read once here: leave metadata in the working tree for `git theta checkout`,
+    # or for textconv when git only displays blobs (see git_theta/invoker.py).
+    skip_smudge = os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or invoker.display_only(invoker.invoking_git_command())
 
     def on_clean(path: str, content: IO[bytes], out: IO[bytes]) -> None:
         out.write(clean.clean(repo, path, content))

@@ -5,10 +5,13 @@ diff of two such views then lists added (+), removed (-) and modified (- then +)
 parameter groups with dtype, shape, update types and stored size. Metadata is
 rendered without loading any tensor or object, so it works in a fresh clone.
 
-Git hands textconv the working tree file itself (a real checkpoint, not
-metadata) when the version to show is the one checked out; that file is read
-as the index's metadata when it is unchanged since staging, and otherwise
-cleaned in memory (hashes and sizes computed, nothing stored, index untouched).
+For committed versions the smudge filter passes metadata through when a
+display-only git command started it (git_theta/invoker.py). Git hands
+textconv the working tree file itself (a real checkpoint, not metadata) when
+the version to show is the one checked out; that file is read as the index's
+metadata when it is unchanged since staging, and otherwise cleaned in memory
+(hashes and sizes computed, nothing stored, index untouched). A rebuilt
+checkpoint from elsewhere is matched to its metadata (git_theta/identify.py).
 """
 
 from __future__ import annotations

@@ -95,10 +95,16 @@ class PacketReader(io.RawIOBase):
 
 
 class PacketWriter(io.RawIOBase):
-    """Writes bytes as data packets of at most MAX_PAYLOAD bytes; `close_stream` sends the flush."""
+    """Frames bytes into full data packets (MAX_PAYLOAD each, whatever the sizes of the writes)
+    and hands them to the stream in batches of about BATCH_BYTES, so a large file costs few
+    system calls; `close_stream` sends the last short packet and the flush."""
+
+    BATCH_BYTES = 1 << 20
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
+        self._pending = bytearray()  # the start of the next packet's payload
+        self._batch = bytearray()  # framed packets not yet written
         self.written = 0
 
     def writable(self) -> bool:
@@ -106,11 +112,34 @@ class PacketWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        for start in range(0, len(view), MAX_PAYLOAD):
-            write_packet(self._stream, bytes(view[start : start + MAX_PAYLOAD]))
-        self.written += len(view)
-        return len(view)
+        size = len(view)
+        if self._pending:
+            take = min(MAX_PAYLOAD - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) == MAX_PAYLOAD:
+                self._frame(self._pending)
+                self._pending = bytearray()
+        while len(view) >= MAX_PAYLOAD:
+            self._frame(view[:MAX_PAYLOAD])
+            view = view[MAX_PAYLOAD:]
+        self._pending += view
+        self.written += size
+        return size
+
+    def _frame(self, payload: Any) -> None:
+        self._batch += b"%04x" % (len(payload) + 4)
+        self._batch += payload
+        if len(self._batch) >= self.BATCH_BYTES:
+            self._stream.write(self._batch)
+            self._batch = bytearray()
 
     def close_stream(self) -> None:
+        if self._pending:
+            self._frame(self._pending)
+            self._pending = bytearray()
+        if self._batch:
+            self._stream.write(self._batch)
+            self._batch = bytearray()
         self._stream.write(FLUSH)
         self._stream.flush()

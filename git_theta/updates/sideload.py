@@ -141,6 +141,7 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
     memory, checkpoint, file_section = _read_checkpoint(repo, path, target)
     bundles = make_updates(update_type, memory.by_name, update_file, alpha)
     prior = repo.prior_metadata(path)
+    before = _layout(memory)
     entries: dict[str, ParamEntry] = {}
     for param, bundle in sorted(bundles.items()):
         base = memory.by_name[param]
@@ -151,6 +152,8 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
         memory.by_name[param] = new
     pending.write(repo.common_dir, path, entries)
     try:
+        # The format may need a new file section for new values (a .pt zip records each storage's CRC-32).
+        file_section = checkpoint.file_for_params(file_section, before, _layout(memory), memory, memory)
         _rewrite_and_add(root, path, target, checkpoint, file_section, memory)
     finally:
         pending.remove(repo.common_dir, path)
@@ -171,9 +174,14 @@ def _read_checkpoint(repo: Repo, path: str, target: Path) -> tuple[_MemoryCheckp
     return memory, checkpoint, file_section
 
 
+def _layout(memory: _MemoryCheckpoint) -> dict[str, ParamEntry]:
+    """Entries (no stored links) describing the tensors held in memory now."""
+    return {name: ParamEntry(t.dtype, t.shape, t.hash(), ()) for name, t in memory.by_name.items()}
+
+
 def _rewrite_and_add(root: Path, path: str, target: Path, checkpoint: Any, file_section: dict[str, Any], memory: _MemoryCheckpoint) -> None:
     """Write the new file next to the old one, swap them, `git add`; put the old one back on failure."""
-    params = {name: ParamEntry(t.dtype, t.shape, t.hash(), ()) for name, t in memory.by_name.items()}
+    params = _layout(memory)
     fd, new_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.new-")
     backup = f"{new_name}.orig"
     try:

@@ -183,20 +183,12 @@ def _needed_params(tree: Any) -> list[str]:
     return list(found)
 
 
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return tuple(reversed(strides))
-
-
 def _owns_storage(tensor: Any, nbytes: int) -> bool:
     """True if the tensor is exactly its whole storage, laid out in C order."""
     return (
         torch_dtype_name(tensor.dtype) in _DTYPE_NAMES
         and tensor.storage_offset() == 0
-        and tuple(tensor.stride()) == _contiguous_strides(tuple(tensor.shape))
+        and tuple(tensor.stride()) == torch_zip.contiguous_strides(tuple(tensor.shape))
         and tensor.numel() * tensor.element_size() == nbytes
     )
 

@@ -232,7 +232,8 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-order tensor of this shape."""
     strides, step = [], 1
     for size in reversed(shape):
         strides.append(step)
@@ -262,7 +263,7 @@ def _groups(nodes: list[TensorNode], dtype_names: Mapping[str, str]) -> dict[str
 
         def owns(t: _Tensor) -> bool:
             whole = math.prod(t.shape) * _ITEMSIZE.get(t.dtype, 0) == storage.nbytes
-            return t.dtype in dtype_names and t.offset == 0 and t.strides == _contiguous_strides(t.shape) and whole
+            return t.dtype in dtype_names and t.offset == 0 and t.strides == contiguous_strides(t.shape) and whole
 
         owner = next((n for n in members if owns(n.tensor)), None)
         if owner is not None:

@@ -106,7 +106,10 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     formats = plugins.load_group(plugins.CHECKPOINTS)
     forced = git.check_attr(FORMAT_ATTRIBUTE, path, cwd=repo.worktree)
     if forced is not None and forced != "set":
-        plugin: type[CheckpointFormat] = plugins.get(plugins.CHECKPOINTS, forced)
+        try:
+            plugin: type[CheckpointFormat] = plugins.get(plugins.CHECKPOINTS, forced)
+        except ThetaError as error:
+            raise CheckpointError(f"{path}: {FORMAT_ATTRIBUTE}={forced} in .gitattributes: {error}") from None
         return plugin()
     by_extension = [f for f in formats.values() if path.lower().endswith(tuple(f.extensions))]
     others = [f for f in formats.values() if f not in by_extension]

@@ -77,7 +77,13 @@ def torch_dtype_name(dtype: Any) -> str:
 
 def _weights_only_reason(error: Exception) -> str:
     found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", str(error))
-    return found.group(1).strip() if found else str(error).strip().splitlines()[0]
+    if found and found.group(1).strip():
+        return found.group(1).strip()
+    lines = str(error).strip().splitlines()
+    # torch's generic refusal suggests weights_only=False, which git-theta never does: say what it means instead.
+    if not lines or lines[0].startswith("Weights only load failed"):
+        return "it is not a PyTorch checkpoint that loads without running code (or it is damaged)"
+    return lines[0]
 
 
 class PytorchFormat(CheckpointFormat):

@@ -50,7 +50,9 @@ def compare(old: Tensor, new: Tensor) -> ChangeStats:
         end = start + CHUNK_ELEMENTS
         a = old_values[start:end].astype(np.float64)
         b = new_values[start:end].astype(np.float64)
-        delta = b - a
+        same = old_bits[start:end] == new_bits[start:end]
+        # Unchanged entries contribute exactly 0, even where they hold inf (inf - inf would be NaN).
+        delta = np.where(same, 0.0, b - a)
         delta_sq += float(delta @ delta)
         old_sq += float(a @ a)
         new_sq += float(b @ b)
@@ -59,7 +61,7 @@ def compare(old: Tensor, new: Tensor) -> ChangeStats:
             largest = float(np.max(np.abs(delta)))
             if largest > max_abs or math.isnan(largest):  # a NaN stays NaN
                 max_abs = largest
-        changed += int(np.count_nonzero(old_bits[start:end] != new_bits[start:end]))
+        changed += int(same.size - np.count_nonzero(same))
     norm = math.sqrt(delta_sq)
     old_norm, new_norm = math.sqrt(old_sq), math.sqrt(new_sq)
     return ChangeStats(

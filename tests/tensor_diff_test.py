@@ -53,3 +53,9 @@ def test_zero_norms_and_integers() -> None:
 def test_layouts_must_match() -> None:
     with pytest.raises(ValueError, match="cannot compare F32"):
         compare(np.zeros(3, dtype=np.float32), np.zeros(4, dtype=np.float32))
+
+
+def test_unchanged_infinities_do_not_poison_the_change() -> None:
+    # An attention-mask style -inf that both versions hold: only the changed entry counts.
+    stats = compare(np.array([-np.inf, 1.0, 2.0], dtype=np.float32), np.array([-np.inf, 1.0, 3.0], dtype=np.float32))
+    assert stats.norm == 1.0 and stats.max_abs == 1.0 and stats.changed_count == 1

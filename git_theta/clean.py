@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import IO, Any, BinaryIO
@@ -55,20 +56,23 @@ class StoringSink:
         for meta in prior:
             for entry in meta.params.values():
                 self.by_hash.setdefault(entry.hash, entry)
-        self.pending: list[tuple[str, int, Future[ParamEntry]]] = []
+        self.pending: deque[tuple[str, int, Future[ParamEntry]]] = deque()
+        self.pending_names: set[str] = set()
         self.done: dict[str, ParamEntry] = {}
         self.in_flight = 0
 
     def add(self, name: str, tensor: Tensor) -> None:
-        if name in self.done or any(name == p[0] for p in self.pending):
+        if name in self.done or name in self.pending_names:
             raise CheckpointError(f"parameter {name!r} appears twice")
         while self.pending and self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES:
             self._collect_oldest()
         self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(name, tensor))))
+        self.pending_names.add(name)
         self.in_flight += tensor.nbytes
 
     def _collect_oldest(self) -> None:
-        name, size, future = self.pending.pop(0)
+        name, size, future = self.pending.popleft()
+        self.pending_names.discard(name)
         self.done[name] = future.result()
         self.in_flight -= size
 
@@ -82,10 +86,13 @@ class StoringSink:
         if side_hash == digest and all(self.store.has(link.object) for link in side_chain):
             return ParamEntry(tensor.dtype, tensor.shape, digest, side_chain)
         prior = auto.prior_entry(self.prior, name, tensor, self.store)
-        return auto.store_changed(self.store, name, tensor, digest, prior)
+        entry = auto.store_changed(self.store, name, tensor, digest, prior)
+        # A later group with the same bytes (tied weights, zero biases) reuses this entry.
+        self.by_hash.setdefault(digest, entry)
+        return entry
 
     def put_blob(self, data: bytes) -> dict[str, Any]:
-        oid, size = self.store.put(objects.encode(objects.Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)})))
+        oid, size = self.store.put(objects.encode_blob(data))
         return {"object": oid, "size": size}
 
     def finish(self) -> dict[str, ParamEntry]:

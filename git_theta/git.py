@@ -83,18 +83,11 @@ def check_attr(attribute: str, path: str, cwd: Path | str | None = None) -> str 
     return None if value in ("unspecified", "unset") else value
 
 
-def ls_files_with_attr(attribute: str, value: str, revs: list[str] | None = None, cwd: Path | str | None = None) -> list[str]:
+def ls_files_with_attr(attribute: str, value: str, cwd: Path | str | None = None) -> list[str]:
     """Paths in the index whose `attribute` is `value`."""
-    paths = run("ls-files", "-z", cwd=cwd).stdout.split(b"\0")
-    paths = [p for p in paths if p]
-    if not paths:
-        return []
-    out = run("check-attr", "-z", "--stdin", attribute, cwd=cwd, input=b"\0".join(paths) + b"\0").stdout.split(b"\0")
-    found = []
-    for index in range(0, len(out) - 2, 3):
-        if out[index + 2].decode() == value:
-            found.append(out[index].decode("utf-8", errors="surrogateescape"))
-    return found
+    paths = [p.decode("utf-8", errors="surrogateescape") for p in run("ls-files", "-z", cwd=cwd).stdout.split(b"\0") if p]
+    values = attr_for_paths(attribute, paths, cwd=cwd)
+    return [path for path in paths if values.get(path) == value]
 
 
 def ls_tree_blobs(rev: str, cwd: Path | str | None = None) -> list[tuple[str, str]]:
@@ -122,7 +115,7 @@ def cat_file_batch(object_ids: list[str], cwd: Path | str | None = None) -> dict
         end = out.index(b"\n", position)
         header = out[position:end].split()
         position = end + 1
-        if len(header) < 3 or header[1] == b"missing":
+        if header[-1] == b"missing" or len(header) < 3:
             continue
         size = int(header[2])
         found[oid] = out[position : position + size]

@@ -62,6 +62,14 @@ def invoking_git_command() -> list[str]:
     return []
 
 
+SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
+
+
+def skip_smudge() -> bool:
+    """Pass metadata through instead of rebuilding: asked for by GIT_THETA_SKIP_SMUDGE, or a display-only git command."""
+    return os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or display_only(invoking_git_command())
+
+
 def display_only(command: list[str]) -> bool:
     """True for git commands that only show blobs (diff, log -p, show, stash show)."""
     if not command:

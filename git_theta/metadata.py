@@ -27,7 +27,6 @@ from git_theta.store import check_oid
 VERSION = "git-theta/1"
 PREFIX = b'{"version":"git-theta/'
 MAX_BYTES = 256 << 20
-HASH_HEX_LENGTH = 64
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -152,7 +151,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -170,7 +169,7 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
     dtype = value.get("dtype")
     _checked(dtypes.itemsize, dtype, source, where)
     shape = value.get("shape")
-    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+    if not isinstance(shape, list) or not all(is_count(n) for n in shape):
         raise MetadataError(f"{source}: {where} has an invalid shape {shape!r}")
     digest = value.get("hash")
     if not isinstance(digest, str) or not HASH_PATTERN.match(digest):
@@ -184,7 +183,7 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
             raise MetadataError(f"{source}: {where} has a malformed stored entry {link!r}")
         oid = _checked(check_oid, link.get("object"), source, where)
         size = link.get("size")
-        if not _is_count(size):
+        if not is_count(size):
             raise MetadataError(f"{source}: {where} has an invalid object size {size!r}")
         parsed.append(StoredLink(link["update"], oid, size))
     return ParamEntry(dtype, tuple(shape), digest, tuple(parsed))

@@ -18,6 +18,7 @@ import zstandard
 
 from git_theta import dtypes, parallel
 from git_theta.errors import StoreError
+from git_theta.metadata import is_count
 from git_theta.tensor import Buffer, Tensor
 
 MAGIC = b"gtheta\x00\x01"
@@ -109,6 +110,11 @@ def encode(bundle: Bundle) -> list[bytes]:
     return [MAGIC, _LENGTH.pack(len(header_bytes)), header_bytes, *frames]
 
 
+def encode_blob(data: bytes) -> list[bytes]:
+    """The object for non-tensor bytes of a file (a header, a pickle, a zip skeleton)."""
+    return encode(Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)}))
+
+
 def read_header(data: bytes) -> tuple[dict[str, Any], int]:
     """Parse and validate the header; returns it and the offset of the first frame."""
     if data[: len(MAGIC)] != MAGIC:
@@ -127,10 +133,6 @@ def read_header(data: bytes) -> tuple[dict[str, Any], int]:
         raise StoreError(f"object header is not JSON: {error}") from None
     _check_header(header)
     return header, start + size
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_header(header: Any) -> None:
@@ -155,10 +157,10 @@ def _check_buffer(buf: dict[str, Any]) -> None:
     if buf.get("dtype") not in dtypes.ITEMSIZE:
         raise StoreError(f"{where}: unknown dtype {buf.get('dtype')!r}")
     shape, chunks, frames = buf.get("shape"), buf.get("chunk_bytes"), buf.get("frame_bytes")
-    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+    if not isinstance(shape, list) or not all(is_count(n) for n in shape):
         raise StoreError(f"{where}: invalid shape {shape!r}")
     for sizes in (chunks, frames):
-        if not isinstance(sizes, list) or not all(_is_count(n) and n > 0 for n in sizes):
+        if not isinstance(sizes, list) or not all(is_count(n) and n > 0 for n in sizes):
             raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
     itemsize = dtypes.itemsize(buf["dtype"])
     if sum(chunks) != math.prod(shape) * itemsize or len(chunks) != len(frames):
@@ -188,8 +190,6 @@ def decode(data: bytes) -> Bundle:
             offset += frame_len
             start += raw_len
         buffers[buf["name"]] = Tensor(buf["dtype"], tuple(buf["shape"]), output)
-    if offset != len(data):
-        raise StoreError(f"object is {len(data)} bytes, its header describes {offset}")
     view = memoryview(data)
     parallel.map_ordered(lambda j: _decompress_into(view[j[0] : j[0] + j[1]], j[2], j[3]), jobs)
     return Bundle(header["kind"], buffers, header["fields"])

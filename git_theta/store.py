@@ -25,6 +25,16 @@ def check_oid(oid: str) -> str:
     return oid
 
 
+def object_id(pieces: Iterable[bytes]) -> tuple[str, int]:
+    """(oid, size) that `ObjectStore.put` gives these pieces, without writing them."""
+    hasher = hashlib.sha256()
+    size = 0
+    for piece in pieces:
+        hasher.update(piece)
+        size += len(piece)
+    return hasher.hexdigest(), size
+
+
 class ObjectStore:
     def __init__(self, lfs_dir: Path) -> None:
         self.lfs_dir = lfs_dir

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from git_theta import git
+from git_theta import git, snapshots
 from git_theta.errors import ThetaError
 from git_theta.repo import Repo
 from git_theta.updates import sideload
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lora_alpha is not None and args.update_type != "low-rank":
         raise ThetaError("--lora-alpha only applies to --update-type low-rank")
     root = git.toplevel()
-    path = sideload.repo_path(root, args.paths[0])
+    path = snapshots.repo_paths(root, args.paths[:1])[0]
     entries = sideload.stage(Repo.discover(root), path, args.update_type, args.update_data, args.lora_alpha)
     stored = sum(entry.stored[-1].size for entry in entries.values())
     print(f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged")

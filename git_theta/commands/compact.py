@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from git_theta import git, metadata, smudge
+from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.repo import Repo
 from git_theta.updates import auto
-from git_theta.updates.sideload import repo_path
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     root = git.toplevel()
     repo = Repo.discover(root)
     if args.paths:
-        paths = [repo_path(root, path) for path in args.paths]
+        paths = snapshots.repo_paths(root, args.paths)
     else:
         paths = git.ls_files_with_attr("filter", "theta", cwd=root)
     for path in paths:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
 import sys
 from typing import IO
 
@@ -12,7 +11,6 @@ from git_theta import clean, filter_protocol, git, invoker, progress, smudge
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 
-SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         progress.set_quiet()
     # Read once here: leave metadata in the working tree for `git theta checkout`,
     # or for textconv when git only displays blobs (see git_theta/invoker.py).
-    skip_smudge = os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or invoker.display_only(invoker.invoking_git_command())
+    skip_smudge = invoker.skip_smudge()
 
     def on_clean(path: str, content: IO[bytes], out: IO[bytes]) -> None:
         out.write(clean.clean(repo, path, content))

@@ -12,13 +12,12 @@ terminal prompt decide, as in `git merge`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from git_theta import git, metadata, smudge
+from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
+from git_theta.files import write_atomically
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import merge_metadata
 from git_theta.merging.policy import make_choice, parse_assignments
@@ -51,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     if args.redo:
         if args.revisions or args.path or args.base:
             raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
-        path = repo_path(toplevel, args.redo)
+        path = snapshots.repo_paths(toplevel, [args.redo])[0]
         specs, base_spec, labels = [f":2:{path}", f":3:{path}"], f":1:{path}", ["ours", "theirs"]
     else:
         if len(args.revisions) < 2 or not args.path:
             raise ThetaError("give two or more revisions and --path PATH (or --redo PATH, or --list-strategies)")
-        path = repo_path(toplevel, args.path)
+        path = snapshots.repo_paths(toplevel, [args.path])[0]
         refuse_local_changes(toplevel, path)
         base_rev = args.base or merge_base(args.revisions, toplevel)
         specs, labels = [f"{rev}:{path}" for rev in args.revisions], list(args.revisions)
@@ -73,15 +72,6 @@ def run(args: argparse.Namespace) -> int:
     write_and_stage(repo, toplevel, path, result.metadata)
     print(result.summary(path).replace("git-theta: merged", "git-theta: merged and staged"), file=sys.stderr)
     return 0
-
-
-def repo_path(toplevel: Path, given: str) -> str:
-    """The path relative to the repository root, from a path relative to the current directory."""
-    absolute = Path(os.path.abspath(given))
-    try:
-        return absolute.relative_to(toplevel.resolve()).as_posix()
-    except ValueError:
-        raise ThetaError(f"{given}: outside the repository {toplevel}") from None
 
 
 def refuse_local_changes(toplevel: Path, path: str) -> None:
@@ -115,17 +105,7 @@ def read_version(spec: str, toplevel: Path, required: bool) -> metadata.Metadata
 def write_and_stage(repo: Repo, toplevel: Path, path: str, meta: metadata.Metadata) -> None:
     """Write the merged checkpoint to the working tree (atomically), then stage exactly this metadata."""
     data = meta.serialize()
-    target = toplevel / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-merge-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            smudge.smudge(repo.store, path, data, out)
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    write_atomically(toplevel / path, lambda out: smudge.smudge(repo.store, path, data, out))
     blob = git.run("hash-object", "-w", "--no-filters", "--stdin", cwd=toplevel, input=data).stdout.decode().strip()
     git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=toplevel)
     # Re-adds the file with the metadata just staged as the prior version: nothing is stored

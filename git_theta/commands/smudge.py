@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from git_theta import invoker, smudge
-from git_theta.commands.filter_process import SKIP_SMUDGE_VARIABLE
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 
@@ -20,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     data = sys.stdin.buffer.read()
-    if os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or invoker.display_only(invoker.invoking_git_command()):
+    if invoker.skip_smudge():
         sys.stdout.buffer.write(data)
     else:
         repo = Repo.discover()

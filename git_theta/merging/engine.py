@@ -17,15 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from git_theta import dtypes, objects, parallel, plugins
+from git_theta import dtypes, parallel, plugins
 from git_theta.clean import StoringSink
 from git_theta.errors import StoreError, ThetaError
 from git_theta.merging.plan import Conflict, layout, plan
 from git_theta.merging.policy import Choice
-from git_theta.metadata import Metadata, ParamEntry, StoredLink
+from git_theta.metadata import Metadata, ParamEntry
 from git_theta.smudge import StoreSource, rebuild
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
+from git_theta.updates import auto
 
 # Parameters computed at once (one per core of the tensor pool); each holds its versions in float64.
 PARALLEL_MERGES = 2
@@ -169,5 +170,4 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     same = next((e for e in [*entries, conflict.base] if e is not None and e.hash == digest), None)
     if same is not None:
         return same
-    oid, size = store.put(objects.encode(objects.Bundle("dense", {"value": tensor})))
-    return ParamEntry(tensor.dtype, tensor.shape, digest, (StoredLink("dense", oid, size),))
+    return auto.store_dense(store, tensor, digest)

@@ -13,7 +13,6 @@ Steps, in an order that leaves nothing behind on a mismatch:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
 from git_theta.repo import Repo
+from git_theta.store import object_id
 from git_theta.tensor import Tensor
 from git_theta.updates import auto, ia3, low_rank, peft, pending, sparse
 
@@ -45,25 +45,15 @@ class _MemoryCheckpoint:
         self.by_name[name] = Tensor(tensor.dtype, tensor.shape, bytes(tensor.data))
 
     def put_blob(self, data: bytes) -> dict[str, Any]:
-        pieces = objects.encode(Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)}))
-        oid = hashlib.sha256(b"".join(pieces)).hexdigest()
+        oid, size = object_id(objects.encode_blob(data))
         self.blobs[oid] = data
-        return {"object": oid, "size": sum(len(p) for p in pieces)}
+        return {"object": oid, "size": size}
 
     def tensors(self, names: Sequence[str]) -> Iterator[Tensor]:
         return (self.by_name[name] for name in names)
 
     def get_blob(self, ref: Mapping[str, Any]) -> bytes:
         return self.blobs[ref["object"]]
-
-
-def repo_path(repo_root: Path, path: str) -> str:
-    """PATH (relative to the current directory) as git names it: relative to the top level, with slashes."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return absolute.relative_to(repo_root.resolve()).as_posix()
-    except ValueError:
-        raise ThetaError(f"{path} is outside the repository at {repo_root}") from None
 
 
 def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:

@@ -1,4 +1,10 @@
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One list of built-in plugins, shared with git_theta.plugins (read as a file: the package is not installed yet).
+BUILTIN_PLUGINS = runpy.run_path(str(Path(__file__).resolve().parent / "git_theta" / "builtin_plugins.py"))["BUILTIN_PLUGINS"]
 
 setup(
     name="git-theta",
@@ -22,28 +28,6 @@ setup(
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],
-        "git_theta.checkpoints": [
-            "safetensors = git_theta.checkpoints.safetensors:SafetensorsFormat",
-            "pytorch = git_theta.checkpoints.pytorch:PytorchFormat",
-            "npz = git_theta.checkpoints.npz:NpzFormat",
-        ],
-        "git_theta.updates": [
-            "dense = git_theta.updates.dense:DenseUpdate",
-            "ia3 = git_theta.updates.ia3:Ia3Update",
-            "low-rank = git_theta.updates.low_rank:LowRankUpdate",
-            "sparse = git_theta.updates.sparse:SparseUpdate",
-            "xor = git_theta.updates.xor:XorUpdate",
-        ],
-        "git_theta.merges": [
-            "average = git_theta.merges.average:AverageStrategy",
-            "base = git_theta.merges.pick:BaseStrategy",
-            "dare = git_theta.merges.dare:DareStrategy",
-            "ours = git_theta.merges.pick:OursStrategy",
-            "slerp = git_theta.merges.slerp:SlerpStrategy",
-            "task-arithmetic = git_theta.merges.task_arithmetic:TaskArithmeticStrategy",
-            "theirs = git_theta.merges.pick:TheirsStrategy",
-            "ties = git_theta.merges.ties:TiesStrategy",
-            "weighted = git_theta.merges.weighted:WeightedStrategy",
-        ],
+        **{group: [f"{name} = {target}" for name, target in plugins.items()] for group, plugins in BUILTIN_PLUGINS.items()},
     },
 )

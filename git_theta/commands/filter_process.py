@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import sys
 from typing import IO
 
-from git_theta import clean, filter_protocol, git, invoker, progress, smudge
+from git_theta import filter_protocol, git, invoker, progress
 from git_theta.repo import Repo
-from git_theta.transfer import on_demand
-
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     # or for textconv when git only displays blobs (see git_theta/invoker.py).
     skip_smudge = invoker.skip_smudge()
 
+    # clean and smudge are imported at their first request: a checkout never needs
+    # clean's modules, and git waits for this process to start.
     def on_clean(path: str, content: IO[bytes], out: IO[bytes]) -> None:
+        from git_theta import clean
+
         out.write(clean.clean(repo, path, content))
 
     def on_smudge(path: str, content: IO[bytes], out: IO[bytes]) -> None:
@@ -47,8 +50,16 @@ def run(args: argparse.Namespace) -> int:
         if skip_smudge:
             out.write(data)
         else:
+            from git_theta import smudge
+            from git_theta.transfer import on_demand
+
             smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo))  # type: ignore[arg-type]
 
     _widen_pipes()
     filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, {"clean": on_clean, "smudge": on_smudge})
-    return 0
+    # git waits for this process to exit before it exits itself. Every answer is
+    # written and nothing is left to clean up, so skip the interpreter's teardown
+    # (joining idle pool threads, freeing modules): 30-50 ms after each checkout.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

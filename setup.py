@@ -1,7 +1,7 @@
 import runpy
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 # One list of built-in plugins, shared with git_theta.plugins (read as a file: the package is not installed yet).
 BUILTIN_PLUGINS = runpy.run_path(str(Path(__file__).resolve().parent / "git_theta" / "builtin_plugins.py"))["BUILTIN_PLUGINS"]
@@ -12,6 +12,8 @@ setup(
     description="Version-control machine-learning model checkpoints in git: per-parameter, content-addressed, exact, mergeable.",
     packages=find_packages(include=["git_theta", "git_theta.*"]),
     python_requires=">=3.11",
+    # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
+    ext_modules=[Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True)],
     install_requires=[
         "numpy>=1.24",
         "safetensors>=0.4",

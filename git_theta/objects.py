@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zstandard
 
-from git_theta import dtypes, parallel
+from git_theta import bytegroup, dtypes, parallel
 from git_theta.errors import StoreError
 from git_theta.metadata import is_count
 from git_theta.tensor import Buffer, Tensor
@@ -38,20 +38,14 @@ class Bundle:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _group_bytes(chunk: Buffer, itemsize: int) -> bytes | np.ndarray[Any, Any]:
-    """Put byte k of every element together: exponents and high mantissa bytes compress."""
-    raw = np.frombuffer(chunk, dtype=np.uint8)
-    if itemsize == 1:
-        return raw
-    return np.ascontiguousarray(raw.reshape(-1, itemsize).T)
-
-
 def _compress_chunk(chunk: Buffer, itemsize: int) -> bytes:
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(_group_bytes(chunk, itemsize))
+    # Byte grouping puts exponents and high mantissa bytes together, where zstd finds them.
+    grouped = chunk if itemsize == 1 else bytegroup.group(chunk, itemsize)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(grouped)
 
 
-def _decompress_into(frame: bytes, itemsize: int, target: np.ndarray[Any, Any]) -> None:
-    """Decompress one chunk and scatter its byte planes back into `target` (a uint8 slice)."""
+def _decompress_into(frame: Buffer, itemsize: int, target: memoryview) -> None:
+    """Decompress one chunk and scatter its byte planes back into `target` (a byte slice of the output)."""
     expected = len(target)
     try:
         # zstd allocates what a frame declares, so check that before decompressing.
@@ -63,15 +57,7 @@ def _decompress_into(frame: bytes, itemsize: int, target: np.ndarray[Any, Any]) 
         raise StoreError(f"corrupt compressed chunk: {error}") from None
     if len(grouped) != expected:
         raise StoreError(f"corrupt chunk: {len(grouped)} bytes, expected {expected}")
-    planes = np.frombuffer(grouped, dtype=np.uint8)
-    if itemsize == 1:
-        target[:] = planes
-    else:
-        # One strided copy per plane: ~2 GB/s on a 4 MiB chunk, where assigning
-        # the transposed (itemsize, n) view at once runs at 0.2-0.4 GB/s.
-        elements, grouped_planes = target.reshape(-1, itemsize), planes.reshape(itemsize, -1)
-        for k in range(itemsize):
-            elements[:, k] = grouped_planes[k]
+    bytegroup.ungroup_into(grouped, target, itemsize)
 
 
 def chunk_step(itemsize: int) -> int:
@@ -115,7 +101,7 @@ def encode_blob(data: bytes) -> list[bytes]:
     return encode(Bundle("blob", {"bytes": Tensor("U8", (len(data),), data)}))
 
 
-def read_header(data: bytes) -> tuple[dict[str, Any], int]:
+def read_header(data: bytes | mmap.mmap) -> tuple[dict[str, Any], int]:
     """Parse and validate the header; returns it and the offset of the first frame."""
     if data[: len(MAGIC)] != MAGIC:
         raise StoreError("not a git-theta object (bad magic bytes)")
@@ -171,7 +157,7 @@ def _check_buffer(buf: dict[str, Any]) -> None:
         raise StoreError(f"{where}: chunks must be {step} bytes each except a shorter last one")
 
 
-def decode(data: bytes) -> Bundle:
+def decode(data: bytes | mmap.mmap) -> Bundle:
     """Rebuild the bundle from an object's bytes, validating every size."""
     header, offset = read_header(data)
     # Checked before allocating: a header must not make us reserve memory its frames cannot hold.
@@ -179,11 +165,11 @@ def decode(data: bytes) -> Bundle:
     if described != len(data):
         raise StoreError(f"object is {len(data)} bytes, its header describes {described}")
     buffers: dict[str, Tensor] = {}
-    jobs: list[tuple[int, int, int, np.ndarray[Any, Any]]] = []
+    jobs: list[tuple[int, int, int, memoryview]] = []
     for buf in header["buffers"]:
         itemsize = dtypes.itemsize(buf["dtype"])
         output = bytearray(sum(buf["chunk_bytes"]))
-        target = np.frombuffer(output, dtype=np.uint8)
+        target = memoryview(output)
         start = 0
         for raw_len, frame_len in zip(buf["chunk_bytes"], buf["frame_bytes"]):
             jobs.append((offset, frame_len, itemsize, target[start : start + raw_len]))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import blake3
-import numpy as np
 
 from git_theta import dtypes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -38,11 +40,15 @@ class Tensor:
         return self.nbytes_expected()
 
     def numpy(self) -> np.ndarray[Any, Any]:
+        import numpy as np  # here, not at the top: a checkout never needs numpy (~0.1 s to import)
+
         return np.frombuffer(self.data, dtype=dtypes.numpy_dtype(self.dtype)).reshape(self.shape)
 
     @classmethod
     def from_numpy(cls, array: np.ndarray[Any, Any], dtype: str | None = None) -> Tensor:
         """Wrap an array; a non-contiguous or big-endian array is copied first."""
+        import numpy as np
+
         name = dtype or dtypes.from_numpy(array.dtype)
         # asarray, not ascontiguousarray: the latter turns a 0-d array into shape (1,).
         contiguous = np.asarray(array, dtype=dtypes.numpy_dtype(name), order="C")

@@ -97,14 +97,19 @@ class PacketReader(io.RawIOBase):
 class PacketWriter(io.RawIOBase):
     """Frames bytes into full data packets (MAX_PAYLOAD each, whatever the sizes of the writes)
     and hands them to the stream in batches of about BATCH_BYTES, so a large file costs few
-    system calls; `close_stream` sends the last short packet and the flush."""
+    system calls; `close_stream` sends the last short packet and the flush.
+
+    Packets are framed in one buffer allocated once: a fresh buffer per batch
+    would cost a page fault per 4 KiB written (~20k for a 90 MB checkpoint)."""
 
     BATCH_BYTES = 1 << 20
+    PACKET_BYTES = 4 + MAX_PAYLOAD
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
-        self._pending = bytearray()  # the start of the next packet's payload
-        self._batch = bytearray()  # framed packets not yet written
+        self._batch = bytearray(self.BATCH_BYTES + self.PACKET_BYTES)
+        self._used = 0  # bytes of self._batch holding framed packets not yet written
+        self._pending = 0  # bytes of the open packet's payload, framed after self._used
         self.written = 0
 
     def writable(self) -> bool:
@@ -113,33 +118,32 @@ class PacketWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         size = len(view)
-        if self._pending:
-            take = min(MAX_PAYLOAD - len(self._pending), len(view))
-            self._pending += view[:take]
+        while view:
+            take = min(MAX_PAYLOAD - self._pending, len(view))
+            start = self._used + 4 + self._pending
+            self._batch[start : start + take] = view[:take]
+            self._pending += take
             view = view[take:]
-            if len(self._pending) == MAX_PAYLOAD:
-                self._frame(self._pending)
-                self._pending = bytearray()
-        while len(view) >= MAX_PAYLOAD:
-            self._frame(view[:MAX_PAYLOAD])
-            view = view[MAX_PAYLOAD:]
-        self._pending += view
+            if self._pending == MAX_PAYLOAD:
+                self._close_packet()
         self.written += size
         return size
 
-    def _frame(self, payload: Any) -> None:
-        self._batch += b"%04x" % (len(payload) + 4)
-        self._batch += payload
-        if len(self._batch) >= self.BATCH_BYTES:
-            self._stream.write(self._batch)
-            self._batch = bytearray()
+    def _close_packet(self) -> None:
+        self._batch[self._used : self._used + 4] = b"%04x" % (self._pending + 4)
+        self._used += 4 + self._pending
+        self._pending = 0
+        if self._used >= self.BATCH_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        self._stream.write(memoryview(self._batch)[: self._used])
+        self._used = 0
 
     def close_stream(self) -> None:
         if self._pending:
-            self._frame(self._pending)
-            self._pending = bytearray()
-        if self._batch:
-            self._stream.write(self._batch)
-            self._batch = bytearray()
+            self._close_packet()
+        if self._used:
+            self._send()
         self._stream.write(FLUSH)
         self._stream.flush()

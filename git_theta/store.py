@@ -8,6 +8,7 @@ them. Writes go to a temp file first and are renamed into place.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import re
 import tempfile
@@ -81,11 +82,20 @@ class ObjectStore:
             raise
         return oid, size
 
-    def get(self, oid: str, verify: bool = False) -> bytes:
-        """The object's bytes; `verify` re-hashes them (fsck, downloads)."""
+    def get(self, oid: str, verify: bool = False) -> bytes | mmap.mmap:
+        """The object's bytes, read-only; `verify` re-hashes them (fsck, downloads).
+
+        Mapped from the page cache, not copied: a checkout reads every object
+        once, and a copy costs a fresh page per 4 KiB (~50 ms per 90 MB here).
+        Objects never change in place (see put), so the mapping stays valid.
+        """
         path = self.path(oid)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                # MAP_POPULATE maps every page at once instead of faulting them in one by one.
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                data = mmap.mmap(file.fileno(), size, flags=flags, prot=mmap.PROT_READ) if size else b""
         except FileNotFoundError:
             raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
         if verify and hashlib.sha256(data).hexdigest() != oid:

@@ -97,6 +97,22 @@ def test_packet_writer_splits_at_max_payload() -> None:
     assert b"".join(p for p in found if p) == data
 
 
+def test_packet_writer_frames_uneven_writes_across_batches() -> None:
+    out = io.BytesIO()
+    writer = PacketWriter(out)
+    pieces = [bytes([n % 251]) * size for n, size in enumerate([1, 70000, 3, PacketWriter.BATCH_BYTES, 65516, 12345, 2 * PacketWriter.BATCH_BYTES + 7])]
+    for piece in pieces:
+        assert writer.write(memoryview(piece)) == len(piece)
+    writer.close_stream()
+    data = b"".join(pieces)
+    found = packets(out.getvalue())
+    assert found[-1] is None
+    sizes = [len(p) for p in found[:-1] if p is not None]
+    assert all(size == MAX_PAYLOAD for size in sizes[:-1]) and 0 < sizes[-1] <= MAX_PAYLOAD
+    assert b"".join(p for p in found if p) == data
+    assert writer.written == len(data)
+
+
 def test_packet_reader_streams_up_to_flush() -> None:
     stream = io.BytesIO(b"0008abcd0004000adefgh\n0000" + b"0008next")
     reader = PacketReader(stream)

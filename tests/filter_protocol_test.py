@@ -27,8 +27,8 @@ def checkpoint(seed: int) -> bytes:
 class FilterClient:
     """Plays git's side of the filter protocol against a real `git-theta filter-process`."""
 
-    def __init__(self, repo: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "GIT_THETA_SKIP_SMUDGE"}
+    def __init__(self, repo: Path, **extra_env: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "GIT_THETA_SKIP_SMUDGE"} | extra_env
         self.process = subprocess.Popen(
             ["git-theta", "filter-process"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
@@ -103,6 +103,21 @@ def test_large_content_spans_many_packets(client: FilterClient) -> None:
     meta = client.request("clean", "big.safetensors", original)[1]
     assert client.request("smudge", "big.safetensors", meta)[1] == original
     assert client.close()[0] == 0
+
+
+def test_a_checkout_process_loads_neither_numpy_nor_clean(client: FilterClient, repo: Path) -> None:
+    # Python's start is most of a small checkout's cost: numpy alone adds ~0.1 s.
+    client.handshake(["clean", "smudge"])
+    original = checkpoint(3)
+    meta = client.request("clean", "model.safetensors", original)[1]
+    assert client.close()[0] == 0
+    checkout = FilterClient(repo, PYTHONPROFILEIMPORTTIME="1")
+    checkout.handshake(["clean", "smudge"])
+    assert checkout.request("smudge", "model.safetensors", meta)[1] == original
+    code, imports = checkout.close()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time:")}
+    assert code == 0 and "git_theta.smudge" in imported
+    assert not {"numpy", "git_theta.clean", "importlib.metadata"} & imported
 
 
 def test_metadata_larger_than_a_packet_passes_clean_whole(client: FilterClient) -> None:

@@ -99,8 +99,15 @@ def _read(repo: Repo, oids: list[str]) -> Iterator[bytes]:
 
 def tracked_paths_named(repo: Repo, basename: str) -> list[str]:
     """Tracked checkpoint paths (index or history) whose file name is `basename`."""
-    listing = git.run("log", "--all", "--format=", "--name-only", "--no-renames", "--", f":(glob)**/{basename}", cwd=repo.worktree, check=False).stdout.decode()
-    names = {line for line in listing.splitlines() if line}
+    pattern = f":(glob)**/{_glob_escape(basename)}"
+    # -z: without it git quotes names with non-ASCII bytes or quotes ("m\303\266del.pt")
+    listing = git.run("log", "--all", "--format=", "--name-only", "-z", "--no-renames", "--", pattern, cwd=repo.worktree, check=False).stdout
+    names = {name.strip(b"\n").decode("utf-8", errors="surrogateescape") for name in listing.split(b"\0")} - {""}
     names.update(path for _, path in snapshots.index_blobs(repo) if path.rsplit("/", 1)[-1] == basename)
     attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, sorted(names), cwd=repo.worktree)
     return sorted(path for path in names if attrs.get(path) == snapshots.FILTER_NAME)
+
+
+def _glob_escape(name: str) -> str:
+    """`name` as a literal in a git glob pathspec."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in name)

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     for key in SETTINGS:
         git.config_unset(key, scope)
     print(f"git-theta settings removed from {scope} git config")
-    if args.local:
+    if git.is_inside_repo():
+        # As install sets up the pre-push hook of the repository it runs in, whatever the scope.
         print(hooks.uninstall())
     return 0

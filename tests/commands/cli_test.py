@@ -20,7 +20,7 @@ import pytest
 from conftest import git, theta
 from safetensors.numpy import save
 
-from git_theta import __version__
+from git_theta import __version__, hooks
 from git_theta.commands.install import SETTINGS
 from git_theta.main import build_parser, main
 
@@ -158,6 +158,16 @@ def test_uninstall_local_removes_exactly_our_keys(tmp_path: Path) -> None:
     again = theta(repo, "uninstall", "--local")  # nothing left to remove is not an error
     assert again.returncode == 0
     assert config_list("local", repo) == config_before
+
+
+def test_global_install_and_uninstall_inside_a_repository_add_and_remove_its_hook(tmp_path: Path) -> None:
+    repo, _ = lfs_repo(tmp_path)
+    hooks_before = hook_files(repo)
+    theta(repo, "install")
+    assert hooks.is_ours(repo / ".git" / "hooks" / "pre-push")
+    theta(repo, "uninstall")
+    assert hook_files(repo) == hooks_before
+    assert "[filter \"theta\"]" not in (Path.home() / ".gitconfig").read_text()
 
 
 def test_install_without_local_writes_global_config(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Shown only when stderr is a terminal (git passes a filter's stderr through to
 the user's terminal) and the checkpoint is at least MIN_BYTES; silent
-otherwise, and after `set_quiet()` (commands with a --quiet flag call it).
+otherwise, after `set_quiet()` (commands with a --quiet flag call it), and when
+`git config theta.progress` is false (read once, only when a bar would be drawn).
 clean.py and smudge.py wrap their sink/source with `counting_sink` /
 `counting_source`, so formats know nothing about progress.
 """
@@ -25,11 +26,23 @@ REDRAW_SECONDS = 0.1
 BAR_WIDTH = 24
 
 _quiet = False
+_off_in_config: bool | None = None
 
 
 def set_quiet(quiet: bool = True) -> None:
     global _quiet
     _quiet = quiet
+
+
+def _turned_off_in_config() -> bool:
+    """`git config theta.progress false` (or no/off/0), for every git-theta process, filters included."""
+    global _off_in_config
+    if _off_in_config is None:
+        from git_theta import git
+
+        result = git.run("config", "--type=bool", "--get", "theta.progress", check=False)
+        _off_in_config = result.returncode == 0 and result.stdout.strip() == b"false"
+    return _off_in_config
 
 
 class Progress:
@@ -44,7 +57,13 @@ class Progress:
         self.drawn_at = 0.0
         # Git sets GIT_PAGER_IN_USE for its children while a pager shows its output (e.g. `git log -p`
         # smudging versions for textconv); a bar drawn over the pager would garble the screen.
-        self.enabled = not _quiet and total >= MIN_BYTES and _is_terminal(self.stream) and not os.environ.get("GIT_PAGER_IN_USE")
+        self.enabled = (
+            not _quiet
+            and total >= MIN_BYTES
+            and _is_terminal(self.stream)
+            and not os.environ.get("GIT_PAGER_IN_USE")
+            and not _turned_off_in_config()
+        )
 
     def advance(self, count: int) -> None:
         self.done += count

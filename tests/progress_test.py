@@ -83,3 +83,20 @@ def test_git_add_and_checkout_of_minilm_show_progress_on_a_terminal(repo: Path, 
     # Not a terminal: nothing on stderr.
     (repo / "model.safetensors").unlink()
     assert git(repo, "checkout", "--", "model.safetensors").stderr == ""
+
+
+@pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
+def test_theta_progress_false_silences_both_kinds_of_filter(repo: Path, minilm: Path) -> None:
+    git(repo, "config", "theta.progress", "off")  # any spelling of false git accepts
+    shutil.copy(minilm, repo / "model.safetensors")
+    assert "git-theta" not in run_with_stderr_on_a_pty(repo, "add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v1")
+    (repo / "model.safetensors").unlink()
+    assert "git-theta" not in run_with_stderr_on_a_pty(repo, "checkout", "--", "model.safetensors")
+    # Without filter.theta.process git runs the one-shot `git-theta smudge %f` per file.
+    git(repo, "config", "--unset", "filter.theta.process")
+    (repo / "model.safetensors").unlink()
+    assert "git-theta" not in run_with_stderr_on_a_pty(repo, "checkout", "--", "model.safetensors")
+    git(repo, "config", "theta.progress", "true")
+    (repo / "model.safetensors").unlink()
+    assert "100% [" in run_with_stderr_on_a_pty(repo, "checkout", "--", "model.safetensors")

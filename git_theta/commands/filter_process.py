@@ -8,7 +8,7 @@ import os
 import sys
 from typing import IO
 
-from git_theta import filter_protocol, git, invoker, progress
+from git_theta import filter_protocol, invoker
 from git_theta.repo import Repo
 
 
@@ -32,8 +32,6 @@ def _widen_pipes() -> None:
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
-    if git.config_get("theta.progress", cwd=repo.worktree) == "false":
-        progress.set_quiet()
     # Read once here: leave metadata in the working tree for `git theta checkout`,
     # or for textconv when git only displays blobs (see git_theta/invoker.py).
     skip_smudge = invoker.skip_smudge()

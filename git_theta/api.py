@@ -121,7 +121,7 @@ def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, 
     root = git.toplevel(here)
     relative = snapshots.repo_paths(root, [os.fspath(path)], cwd=here)[0]
     side = snapshots.INDEX if rev == ":" else rev
-    if side != snapshots.INDEX and snapshots.resolve_commit(side, root) is None:
+    if side != snapshots.INDEX and git.commit_id(side, root) is None:
         raise ThetaError(f"{rev}: not a revision in the repository at {root}")
     meta = snapshots.blob_metadata(Repo.discover(root), side, relative)
     if meta is None:

@@ -53,6 +53,23 @@ def is_inside_repo(cwd: Path | str | None = None) -> bool:
     return run("rev-parse", "--git-dir", cwd=cwd, check=False).returncode == 0
 
 
+def commit_id(rev: str, cwd: Path | str | None = None) -> str | None:
+    """The id of the commit `rev` names (tags and other refs peeled), None when it names no commit."""
+    result = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", cwd=cwd, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def commit_ids(revs: list[str], cwd: Path | str | None = None) -> list[str]:
+    """commit_id of each rev; the first that names no commit is a GitError naming it."""
+    found = []
+    for rev in revs:
+        commit = commit_id(rev, cwd)
+        if commit is None:
+            raise GitError(f"{rev!r} names no commit")
+        found.append(commit)
+    return found
+
+
 def blob(spec: str, cwd: Path | str | None = None) -> bytes | None:
     """Contents of `rev:path` (or `:path` for the index), None if absent."""
     result = run("cat-file", "blob", spec, cwd=cwd, check=False)

@@ -28,12 +28,6 @@ def label(side: str) -> str:
     return {INDEX: "index", WORKTREE: "working tree"}.get(side, side)
 
 
-def resolve_commit(rev: str, cwd: Path) -> str | None:
-    """The commit id `rev` names, or None when it names no commit."""
-    result = git.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", cwd=cwd, check=False)
-    return result.stdout.decode().strip() if result.returncode == 0 else None
-
-
 def repo_paths(root: Path, paths: Iterable[str], cwd: Path | None = None) -> list[str]:
     """User paths (relative to `cwd`) as paths from the top level, '/'-separated."""
     here = (cwd or Path.cwd()).resolve()
@@ -88,7 +82,7 @@ def at(repo: Repo, side: str, wanted: list[str] | None = None) -> dict[str, Meta
     if side == INDEX:
         blobs = index_blobs(repo)
     else:
-        commit = resolve_commit(side, repo.worktree)
+        commit = git.commit_id(side, repo.worktree)
         if commit is None:
             raise ThetaError(f"{side}: not a revision in this repository")
         blobs = git.ls_tree_blobs(commit, cwd=repo.worktree)

@@ -63,11 +63,11 @@ def split_items(items: list[str], cached: bool, root: Path) -> tuple[str, str, l
         item = rest[0]
         if ".." in item and not revs and not Path(item).exists():
             a, b = item.split("..", 1)
-            if snapshots.resolve_commit(a or "HEAD", root) and snapshots.resolve_commit(b or "HEAD", root):
+            if git.commit_id(a or "HEAD", root) and git.commit_id(b or "HEAD", root):
                 revs = [a or "HEAD", b or "HEAD"]
                 rest.pop(0)
                 break
-        if snapshots.resolve_commit(item, root) is None:
+        if git.commit_id(item, root) is None:
             break
         revs.append(item)
         rest.pop(0)

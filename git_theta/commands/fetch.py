@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         blobs = scan.rev_list_blobs(["--all", *args.revs], repo.worktree)
     else:
-        blobs = scan.tree_blobs([git.output("rev-parse", "--verify", f"{rev}^{{commit}}", cwd=repo.worktree) for rev in args.revs or ["HEAD"]], repo.worktree)
+        blobs = scan.tree_blobs(git.commit_ids(args.revs or ["HEAD"], repo.worktree), repo.worktree)
     wanted = scan.referenced(scan.metadata_of(blobs, repo.worktree))
     moved = client.download(repo, wanted, args.remote)
     print(f"fetch: {len(wanted)} object(s) referenced, {moved.objects} downloaded ({moved.bytes} bytes)")

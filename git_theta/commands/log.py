@@ -154,7 +154,7 @@ def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     root = git.toplevel()
     repo = Repo.discover(root)
-    if snapshots.resolve_commit(args.rev, root) is None:
+    if git.commit_id(args.rev, root) is None:
         raise ThetaError(f"{args.rev}: not a revision in this repository (no commits yet?)")
     commits = history(repo, args.rev, snapshots.repo_paths(root, args.paths), args.param)
     if args.max_count is not None:

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
     remote = args.remote or endpoint.default_remote(repo.worktree, upload=True)
-    tips = [git.output("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=repo.worktree) for ref in args.refs or ["HEAD"]]
+    tips = git.commit_ids(args.refs or ["HEAD"], repo.worktree)
     wanted = pushing.objects_for(repo, remote, tips, [], everything=args.all)
     moved = client.upload(repo, wanted, remote)
     print(f"push: {len(wanted)} object(s) referenced, {moved.objects} uploaded ({moved.bytes} bytes)")

@@ -44,7 +44,7 @@ def load(spec: str) -> tuple[str, str, Metadata]:
     # REV:PATH names a path from the top level, as in `git show`; ./ or ../ make it relative to here.
     path = snapshots.repo_paths(root, [user_path])[0] if user_path.startswith(("./", "../")) else user_path.strip("/")
     repo = Repo.discover(root)
-    if side != snapshots.INDEX and snapshots.resolve_commit(side, root) is None:
+    if side != snapshots.INDEX and git.commit_id(side, root) is None:
         raise ThetaError(f"{side}: not a revision in this repository")
     meta = snapshots.blob_metadata(repo, side, path)
     if meta is None:

@@ -253,6 +253,13 @@ def test_ls_files_in_an_empty_repository(repo: Path) -> None:
 # --- user errors -------------------------------------------------------------------------------------
 
 
+def test_fetch_and_push_name_a_revision_that_is_no_commit(repo: Path) -> None:
+    one_line_error(in_process(repo, "fetch", "origin", "no-such-branch"), "'no-such-branch' names no commit")
+    git(repo, "tag", "-a", "-m", "annotated", "v1")  # tags peel to their commit
+    git(repo, "remote", "add", "origin", str(repo))
+    one_line_error(in_process(repo, "push", "origin", "v1", "HEAD:model.safetensors"), "'HEAD:model.safetensors' names no commit")
+
+
 def test_local_outside_a_repository(tmp_path: Path) -> None:
     one_line_error(theta(tmp_path, "install", "--local", check=False), "--local needs to run inside a git repository")
     one_line_error(in_process(tmp_path, "uninstall", "--local"), "--local needs to run inside a git repository")

@@ -16,7 +16,7 @@ import io
 import math
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from git_theta import dtypes
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, read_exact, read_into, spool
+from git_theta.checkpoints import zip_layout
 from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, data_start
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
@@ -179,8 +180,13 @@ class _Reader(SkeletonBuilder):
             self.inflate(info, compressed)
 
 
+def _member_name(segment: dict[str, Any]) -> str:
+    """The array a payload segment holds: stored whole ("array") or deflated."""
+    return segment.get("array") or segment["deflated"]  # type: ignore[no-any-return]
+
+
 def _array_names(layout: list[dict[str, Any]]) -> list[str]:
-    return [segment.get("array") or segment["deflated"] for segment in layout if "raw" not in segment]
+    return [_member_name(segment) for segment in layout if "raw" not in segment]
 
 
 class NpzFormat(CheckpointFormat):
@@ -211,31 +217,20 @@ class NpzFormat(CheckpointFormat):
         return {"kept": reader.kept, "layout": reader.layout, "skeleton": skeleton}
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
-        skeleton = memoryview(source.get_blob(file["skeleton"]))
-        names = _array_names(file["layout"])
-        tensors: Iterator[Tensor] = source.tensors(names)
-        position = 0
-        for segment in file["layout"]:
-            if "raw" in segment:
-                out.write(skeleton[position : position + segment["raw"]])
-                position += segment["raw"]
-                continue
-            name = segment.get("array") or segment["deflated"]
-            tensor = next(tensors)
-            if tensor.nbytes != segment["bytes"]:
-                raise CheckpointError(f"array {name!r} has {tensor.nbytes} bytes, the archive layout expects {segment['bytes']}")
+        reader = zip_layout.SkeletonReader(source.get_blob(file["skeleton"]), "archive")
+        arrays = source.tensors(_array_names(file["layout"]))
+        for segment, tensor in reader.payloads(file["layout"], arrays, out, lambda segment: f"array {_member_name(segment)!r}"):
             data = _file_bytes(tensor, segment.get("fortran", False))
             if "array" in segment:
                 out.write(data)
                 continue
-            header = skeleton[position : position + segment["header"]]
-            position += segment["header"]
-            compressed = _deflate(header, data)
+            compressed = _deflate(reader.take(segment["header"]), data)
             if len(compressed) != segment["size"] or _digest(compressed) != segment["blake3"]:
-                raise CheckpointError(f"array {name!r}: this zlib deflates it differently than the one that added it; the file cannot be rebuilt byte for byte here")
+                raise CheckpointError(
+                    f"array {_member_name(segment)!r}: this zlib deflates it differently than the one that added it; "
+                    "the file cannot be rebuilt byte for byte here"
+                )
             out.write(compressed)
-        if position != len(skeleton):
-            raise CheckpointError(f"archive skeleton has {len(skeleton) - position} bytes the layout does not use")
 
     def file_for_params(
         self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink

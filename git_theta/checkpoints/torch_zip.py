@@ -24,7 +24,7 @@ import pickle
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import IO, Any, BinaryIO
@@ -33,6 +33,7 @@ import blake3
 
 from git_theta.checkpoints.base import ParamSink, ParamSource, read_exact, read_into
 from git_theta.checkpoints.torch_tree import TensorNode, encode_tree, unique_name
+from git_theta.checkpoints import zip_layout
 from git_theta.checkpoints.zip_layout import SkeletonBuilder, data_start
 from git_theta.errors import CheckpointError
 from git_theta.tensor import Tensor
@@ -391,20 +392,10 @@ def _storage_names(layout: list[dict[str, Any]]) -> list[str]:
 
 def write(file: Mapping[str, Any], source: ParamSource, out: BinaryIO) -> None:
     """Skeleton runs and storages, interleaved as the layout says."""
-    skeleton = memoryview(source.get_blob(file["skeleton"]))
-    tensors: Iterator[Tensor] = source.tensors(_storage_names(file["layout"]))
-    position = 0
-    for segment in file["layout"]:
-        if "raw" in segment:
-            out.write(skeleton[position : position + segment["raw"]])
-            position += segment["raw"]
-            continue
-        tensor = next(tensors)
-        if tensor.nbytes != segment["bytes"]:
-            raise CheckpointError(f"parameter {segment['storage']!r} has {tensor.nbytes} bytes, the zip layout expects {segment['bytes']}")
+    reader = zip_layout.SkeletonReader(source.get_blob(file["skeleton"]), "zip")
+    storages = source.tensors(_storage_names(file["layout"]))
+    for _, tensor in reader.payloads(file["layout"], storages, out, lambda segment: f"parameter {segment['storage']!r}"):
         out.write(memoryview(tensor.data))
-    if position != len(skeleton):
-        raise CheckpointError(f"zip skeleton has {len(skeleton) - position} bytes the layout does not use")
 
 
 def patch_crcs(file: Mapping[str, Any], source: ParamSource, sink: ParamSink) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from git_theta.checkpoints.base import read_exact
 from git_theta.errors import CheckpointError
+from git_theta.tensor import Tensor
 
 LOCAL_MAGIC = b"PK\x03\x04"
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
@@ -51,3 +53,36 @@ class SkeletonBuilder:
         """A payload segment that the file holds up to byte `end`; its bytes stay out of the skeleton."""
         self.layout.append(segment)
         self.position = end
+
+
+class SkeletonReader:
+    """The way back: writes the skeleton runs of a layout and hands over each payload with its tensor."""
+
+    def __init__(self, skeleton: bytes, what: str) -> None:
+        self.skeleton = memoryview(skeleton)
+        self.what = what  # "zip", "archive": how errors name the file
+        self.position = 0
+
+    def take(self, count: int) -> memoryview:
+        """The next `count` skeleton bytes."""
+        if self.position + count > len(self.skeleton):
+            raise CheckpointError(f"{self.what} skeleton ends {self.position + count - len(self.skeleton)} bytes before its layout does")
+        run = self.skeleton[self.position : self.position + count]
+        self.position += count
+        return run
+
+    def payloads(
+        self, layout: list[dict[str, Any]], tensors: Iterable[Tensor], out: IO[bytes], label: Callable[[dict[str, Any]], str]
+    ) -> Iterator[tuple[dict[str, Any], Tensor]]:
+        """(segment, tensor) for each payload, in order, after writing the skeleton bytes before it to `out`."""
+        values = iter(tensors)
+        for segment in layout:
+            if "raw" in segment:
+                out.write(self.take(segment["raw"]))
+                continue
+            tensor = next(values)
+            if tensor.nbytes != segment["bytes"]:
+                raise CheckpointError(f"{label(segment)} has {tensor.nbytes} bytes, the {self.what} layout expects {segment['bytes']}")
+            yield segment, tensor
+        if self.position != len(self.skeleton):
+            raise CheckpointError(f"{self.what} skeleton has {len(self.skeleton) - self.position} bytes the layout does not use")

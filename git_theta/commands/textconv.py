@@ -26,7 +26,7 @@ from pathlib import Path
 from git_theta import changes, git, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
-from git_theta.store import ObjectStore
+from git_theta.store import ObjectStore, object_id
 
 # Fixed minimum widths (never computed from the content): one group's line must
 # not change when another group is added, or git's line diff would show noise.
@@ -85,12 +85,7 @@ class DryStore(ObjectStore):
     """The repository's store, except that `put` computes ids and sizes and writes nothing (textconv must not store)."""
 
     def put(self, pieces: Iterable[bytes], expect: str | None = None) -> tuple[str, int]:
-        hasher = hashlib.sha256()
-        size = 0
-        for piece in pieces:
-            hasher.update(piece)
-            size += len(piece)
-        return hasher.hexdigest(), size
+        return object_id(pieces)
 
 
 def checkpoint_metadata(file: str) -> Metadata:

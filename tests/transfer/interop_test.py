@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from conftest import git, theta
+from conftest import git
 from git_theta import metadata
 from remote_support import Team, lfs_server, local_objects, team, write_model  # noqa: F401
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from git_theta.errors import GitError
@@ -24,6 +26,31 @@ def run(*args: str, cwd: Path | str | None = None, input: bytes | None = None, c
             f"stderr: {result.stderr.decode(errors='replace').strip()}"
         )
     return result
+
+
+def stream(*args: str, cwd: Path | str | None = None, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:
+    """The stdout of `git args...` in chunks as it comes. A consumer that stops early ends git
+    (closing the generator kills it); a failure after the last chunk raises GitError."""
+    command = ["git", *args]
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: git never blocks on what it says there
+        try:
+            process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=errors)
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+        assert process.stdout is not None
+        finished = False
+        try:
+            yield from iter(lambda: os.read(process.stdout.fileno(), chunk_bytes), b"")  # type: ignore[union-attr]
+            finished = True
+        finally:
+            if not finished:
+                process.kill()
+            process.stdout.close()
+            code = process.wait()
+        if code != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise GitError(f"command failed: {' '.join(command)}\nexit code: {code}\nstderr: {message}")
 
 
 def output(*args: str, cwd: Path | str | None = None) -> str:

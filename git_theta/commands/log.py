@@ -11,8 +11,10 @@ compared with their first parent. Read from metadata alone (no tensor loaded).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,44 +56,78 @@ class Commit:
     files: list[FileChange]
 
 
-def _raw_log(repo: Repo, rev: str, paths: list[str]) -> list[tuple[list[str], list[tuple[str, str, str]]]]:
-    """[(header fields, [(old blob, new blob, path)])] newest first, via one `git log --raw -z`."""
-    out = git.run(
+RawCommit = tuple[list[str], list[tuple[str, str, str]]]
+FIRST_PAGE = 16  # commits read before the first lookups; pages double up to LAST_PAGE
+LAST_PAGE = 1024
+
+
+def _raw_log(repo: Repo, rev: str, paths: list[str]) -> Generator[RawCommit, None, None]:
+    """(header fields, [(old blob, new blob, path)]) per commit, newest first, read from one
+    `git log --raw -z` as git writes it (so `-n 5` on a long history stops early)."""
+    chunks = git.stream(
         "log", f"--format={FORMAT}", "--date=short", "--raw", "-z", "--no-abbrev", "--no-renames",
         "--diff-merges=first-parent", rev, "--", *(paths or ["."]), cwd=repo.worktree,
-    ).stdout.decode("utf-8", errors="surrogateescape")
-    found = []
-    for record in out.split("\x01")[1:]:
-        fields = record.split("\x00")
-        header, rest = fields[:4], [f.strip("\n") for f in fields[4:]]
-        entries = []
-        for index, item in enumerate(rest[:-1]):
-            if item.startswith(":"):  # ":oldmode newmode oldblob newblob status", then the path
-                _, _, old, new, _ = item[1:].split(" ")
-                entries.append((old, new, rest[index + 1]))
-        found.append((header, entries))
-    return found
+    )
+    pending = b""
+    for chunk in chunks:
+        *complete, pending = (pending + chunk).split(b"\x01")
+        yield from (_parse_record(record) for record in complete if record)
+    if pending:
+        yield _parse_record(pending)
 
 
-def history(repo: Repo, rev: str, paths: list[str], param: str | None) -> list[Commit]:
+def _parse_record(record: bytes) -> RawCommit:
+    fields = record.decode("utf-8", errors="surrogateescape").split("\x00")
+    header, rest = fields[:4], [f.strip("\n") for f in fields[4:]]
+    entries = []
+    for index, item in enumerate(rest[:-1]):
+        if item.startswith(":"):  # ":oldmode newmode oldblob newblob status", then the path
+            _, _, old, new, _ = item[1:].split(" ")
+            entries.append((old, new, rest[index + 1]))
+    return header, entries
+
+
+def _pages(raw: Iterator[RawCommit]) -> Iterator[list[RawCommit]]:
+    size = FIRST_PAGE
+    while page := list(itertools.islice(raw, size)):
+        yield page
+        size = min(size * 2, LAST_PAGE)
+
+
+def history(repo: Repo, rev: str, paths: list[str], param: str | None, limit: int | None = None) -> list[Commit]:
+    """The commits that changed tracked checkpoints under `paths` (or group `param`), newest first, at most `limit`.
+
+    Read page by page: each page costs one `git check-attr` for paths not seen
+    yet and one `git cat-file --batch` for its metadata blobs.
+    """
+    commits: list[Commit] = []
+    if limit == 0:
+        return commits
+    tracked: dict[str, bool] = {}
     raw = _raw_log(repo, rev, paths)
-    every_path = sorted({path for _, entries in raw for _, _, path in entries})
-    attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, every_path, cwd=repo.worktree)
-    blob_ids = {oid for _, entries in raw for old, new, path in entries for oid in (old, new) if attrs.get(path) == snapshots.FILTER_NAME and oid != NULL_OID}
-    blobs = git.cat_file_batch(sorted(blob_ids), cwd=repo.worktree)
-    commits = []
-    for header, entries in raw:
-        files = []
-        for old, new, path in entries:
-            if attrs.get(path) != snapshots.FILTER_NAME:
-                continue
-            found = changes.compare(_parse(blobs, old, path), _parse(blobs, new, path))
-            if param is not None:
-                found = [c for c in found if c.name == param]
-            if found:
-                files.append(FileChange(path, found))
-        if files:
-            commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
+    try:
+        for page in _pages(raw):
+            new_paths = sorted({path for _, entries in page for _, _, path in entries} - tracked.keys())
+            attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, new_paths, cwd=repo.worktree)
+            tracked.update((path, attrs.get(path) == snapshots.FILTER_NAME) for path in new_paths)
+            blob_ids = {oid for _, entries in page for old, new, path in entries for oid in (old, new) if tracked[path] and oid != NULL_OID}
+            blobs = git.cat_file_batch(sorted(blob_ids), cwd=repo.worktree)
+            for header, entries in page:
+                files = []
+                for old, new, path in entries:
+                    if not tracked[path]:
+                        continue
+                    found = changes.compare(_parse(blobs, old, path), _parse(blobs, new, path))
+                    if param is not None:
+                        found = [c for c in found if c.name == param]
+                    if found:
+                        files.append(FileChange(path, found))
+                if files:
+                    commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
+                    if len(commits) == limit:
+                        return commits
+    finally:
+        raw.close()  # ends `git log` when the limit stopped us early
     return commits
 
 
@@ -154,11 +190,11 @@ def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     root = git.toplevel()
     repo = Repo.discover(root)
+    if args.max_count is not None and args.max_count < 0:
+        raise ThetaError(f"-n/--max-count must be 0 or more, not {args.max_count}")
     if git.commit_id(args.rev, root) is None:
         raise ThetaError(f"{args.rev}: not a revision in this repository (no commits yet?)")
-    commits = history(repo, args.rev, snapshots.repo_paths(root, args.paths), args.param)
-    if args.max_count is not None:
-        commits = commits[: args.max_count]
+    commits = history(repo, args.rev, snapshots.repo_paths(root, args.paths), args.param, args.max_count)
     if args.json:
         json.dump(to_json(commits), sys.stdout, indent=1)
         sys.stdout.write("\n")

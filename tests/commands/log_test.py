@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import git, theta
 from safetensors.numpy import save_file
 
@@ -78,3 +79,26 @@ def test_no_commits_is_a_clear_error(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     failed = theta(tmp_path, "log", check=False)
     assert failed.returncode == 1 and "not a revision" in failed.stderr
+
+
+def test_pages_and_limits_give_the_same_history(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from git_theta.commands import log
+    from git_theta.repo import Repo
+
+    history(repo)
+    found = Repo.discover(repo)
+    whole = [c.subject for c in log.history(found, "HEAD", [], None)]
+    assert whole == ["other", "v3: add c", "v2: scale a", "v1"]
+    monkeypatch.setattr(log, "FIRST_PAGE", 1)  # every page boundary, then pages of 2
+    monkeypatch.setattr(log, "LAST_PAGE", 2)
+    assert [c.subject for c in log.history(found, "HEAD", [], None)] == whole
+    for limit in range(6):
+        assert [c.subject for c in log.history(found, "HEAD", [], None, limit)] == whole[:limit]
+    assert [c.subject for c in log.history(found, "HEAD", [MODEL], "a", 1)] == ["v2: scale a"]
+
+
+def test_a_negative_limit_is_refused(repo: Path) -> None:
+    history(repo)
+    failed = theta(repo, "log", "-n", "-1", check=False)
+    assert failed.returncode == 1 and "-n/--max-count must be 0 or more, not -1" in failed.stderr
+    assert theta(repo, "log", "-n", "0").stdout == ""

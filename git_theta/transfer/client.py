@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from git_theta.errors import ThetaError, TransferError
 from git_theta.repo import Repo
@@ -64,7 +65,7 @@ def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None) -
                 answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
                 if "error" in answer:
                     failures.append(f"{oid}: {_error(answer)}")
-                elif "download" not in (answer.get("actions") or {}):
+                elif "download" not in _actions(answer):
                     failures.append(f"{oid}: the server offered no download action")
                 else:
                     jobs.append((oid, partial(http.download, answer, repo.store)))
@@ -102,7 +103,7 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
                 answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
                 if "error" in answer:
                     failures.append(f"{oid}: {_error(answer)}")
-                elif "upload" not in (answer.get("actions") or {}):
+                elif "upload" not in _actions(answer):
                     continue  # the server has it
                 elif not repo.store.has(oid):
                     failures.append(f"{oid}: the server lacks it and so does this repository")
@@ -111,6 +112,12 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
             _run(jobs, settings.workers, cancel, moved, failures)
     _finish("upload", "to", where, len(sizes), moved, failures)
     return moved
+
+
+def _actions(answer: dict[str, Any]) -> dict[str, Any]:
+    """The object's actions in a batch answer; anything but an object counts as none (a server's mistake)."""
+    actions = answer.get("actions")
+    return actions if isinstance(actions, dict) else {}
 
 
 def _http(where: Endpoint, operation: str, repo: Repo, settings: Settings, cancel: threading.Event) -> LfsHttp:
@@ -188,7 +195,7 @@ def _groups(items: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     return [items[start : start + BATCH_OBJECTS] for start in range(0, len(items), BATCH_OBJECTS)]
 
 
-def _by_oid(answers: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+def _by_oid(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(answer.get("oid")): answer for answer in answers if isinstance(answer, dict)}
 
 

@@ -8,6 +8,7 @@ inject faults: HTTP 500s, truncated or corrupted downloads, slow downloads.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -66,6 +67,7 @@ class Faults:
     downloads: list[str] = field(default_factory=list)  # "500", "truncate", "corrupt"
     only_oid: str | None = None  # apply `downloads` to this object's GETs only
     batch_500: int = 0
+    batch_bad_actions: int = 0  # batch answers whose objects' "actions" is a number, not an object
     slow_seconds_per_chunk: float = 0.0
 
 
@@ -142,6 +144,11 @@ class LfsServer:
             elif record.path.endswith("/objects/batch") and self.faults.batch_500:
                 self.faults.batch_500 -= 1
                 fault = "500"
+            elif record.path.endswith("/objects/batch") and self.faults.batch_bad_actions:
+                self.faults.batch_bad_actions -= 1
+                fault = "bad actions"
+        if fault == "bad actions":
+            return self._bad_actions(environ, start_response, record)
         if fault == "500":
             record.status = "500"
             start_response("500 Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "4")])
@@ -153,6 +160,19 @@ class LfsServer:
 
         body = self._app(environ, recording_start)
         return self._body(body, record, fault if is_download else None)
+
+    def _bad_actions(self, environ: dict[str, Any], start_response: Any, record: Request) -> list[bytes]:
+        """giftless's batch answer with every object's "actions" replaced by 42 (a server bug to survive)."""
+        answered: dict[str, Any] = {}
+        body = b"".join(self._app(environ, lambda status, headers, exc_info=None: answered.update(status=status, headers=headers)))
+        doc = json.loads(body)
+        for item in doc.get("objects", []):
+            item["actions"] = 42
+        data = json.dumps(doc).encode()
+        record.status = answered["status"]
+        headers = [(k, v) for k, v in answered["headers"] if k.lower() != "content-length"]
+        start_response(answered["status"], [*headers, ("Content-Length", str(len(data)))])
+        return [data]
 
     def _body(self, body: Iterable[bytes], record: Request, fault: str | None) -> Iterator[bytes]:
         try:

@@ -65,6 +65,16 @@ def test_a_404_for_one_object_names_it_and_the_rest_arrive(team: Team) -> None:
     assert local_objects(bob) == local_objects(team.alice)
 
 
+def test_a_batch_answer_with_malformed_actions_is_a_clear_failure(team: Team) -> None:
+    bob = bare_clone(team)
+    team.server.faults.batch_bad_actions = 1
+    result = theta(bob, "fetch", check=False)
+    assert result.returncode == 1, result.stderr
+    assert "the server offered no download action" in result.stderr and "internal error" not in result.stderr
+    theta(bob, "fetch")
+    assert local_objects(bob) == local_objects(team.alice)
+
+
 def test_server_down_during_clone_then_back(team: Team) -> None:
     team.server.stop()
     result = git(team.root, "clone", "-q", str(team.origin), "bob", check=False)

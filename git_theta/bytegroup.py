@@ -8,31 +8,32 @@ same, slower, and costs the numpy import that a checkout otherwise avoids.
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable
 from typing import Union
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-_extension: ModuleType | None
+_group: Callable[[Buffer, int], bytes] | None
+_ungroup_into: Callable[[Buffer, Buffer, int], None] | None
 try:
-    from git_theta import _bytegroup as _extension
+    from git_theta._bytegroup import group as _group, ungroup_into as _ungroup_into
 except ImportError:
-    _extension = None
+    _group = _ungroup_into = None
 
-IMPLEMENTATION = "numpy" if _extension is None else "c"
+IMPLEMENTATION = "numpy" if _group is None else "c"
 
 
 def group(elements: Buffer, itemsize: int) -> bytes:
     """The planes of `elements` (whole elements of `itemsize` bytes), concatenated."""
-    if _extension is not None:
-        return _extension.group(elements, itemsize)  # type: ignore[no-any-return]
+    if _group is not None:
+        return _group(elements, itemsize)
     return group_numpy(elements, itemsize)
 
 
 def ungroup_into(planes: Buffer, target: Buffer, itemsize: int) -> None:
     """Write the elements whose planes are `planes` into the writable buffer `target` of the same size."""
-    if _extension is not None:
-        _extension.ungroup_into(planes, target, itemsize)
+    if _ungroup_into is not None:
+        _ungroup_into(planes, target, itemsize)
     else:
         ungroup_into_numpy(planes, target, itemsize)
 

@@ -122,7 +122,7 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     others = [f for f in formats.values() if f not in by_extension]
     for plugin in by_extension + others:
         if plugin.sniff(head, path):
-            return plugin()  # type: ignore[no-any-return]
+            return plugin()
     if not head:
         raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
     raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)})")
@@ -150,7 +150,7 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
         return metadata.parse(_read_at_most(stream, head, metadata.MAX_BYTES + 1), path).serialize()
     checkpoint = choose_format(repo, path, head)
     sink = StoringSink(repo.store, repo.prior_metadata(path), pending.load(repo.common_dir, path))
-    reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)  # type: ignore[arg-type]
+    reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)
     try:
         with progress.Progress(f"git-theta: storing {path}", _file_size(repo, path)) as bar:
             file_section = checkpoint.read(reader, path, progress.counting_sink(sink, bar))

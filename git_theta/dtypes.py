@@ -62,7 +62,7 @@ def numpy_dtype(dtype: str) -> np.dtype[Any]:
         return np.dtype(_NUMPY_NAMES[dtype])
     import ml_dtypes  # only needed for bf16 / fp8
 
-    extra = {"BF16": ml_dtypes.bfloat16, "F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2}
+    extra: dict[str, type[Any]] = {"BF16": ml_dtypes.bfloat16, "F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2}
     if dtype in extra:
         return np.dtype(extra[dtype])
     raise ThetaError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(ITEMSIZE))}")

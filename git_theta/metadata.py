@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from git_theta import dtypes
 from git_theta.errors import MetadataError
@@ -151,7 +151,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def is_count(value: Any) -> bool:
+def is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -186,4 +186,4 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
         if not is_count(size):
             raise MetadataError(f"{source}: {where} has an invalid object size {size!r}")
         parsed.append(StoredLink(link["update"], oid, size))
-    return ParamEntry(dtype, tuple(shape), digest, tuple(parsed))
+    return ParamEntry(cast(str, dtype), tuple(shape), digest, tuple(parsed))  # a known dtype name, checked above

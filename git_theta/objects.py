@@ -145,9 +145,8 @@ def _check_buffer(buf: dict[str, Any]) -> None:
     shape, chunks, frames = buf.get("shape"), buf.get("chunk_bytes"), buf.get("frame_bytes")
     if not isinstance(shape, list) or not all(is_count(n) for n in shape):
         raise StoreError(f"{where}: invalid shape {shape!r}")
-    for sizes in (chunks, frames):
-        if not isinstance(sizes, list) or not all(is_count(n) and n > 0 for n in sizes):
-            raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
+    if not isinstance(chunks, list) or not isinstance(frames, list) or not all(is_count(n) and n > 0 for n in chunks + frames):
+        raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
     itemsize = dtypes.itemsize(buf["dtype"])
     if sum(chunks) != math.prod(shape) * itemsize or len(chunks) != len(frames):
         raise StoreError(f"{where}: sizes do not match its shape")

@@ -42,7 +42,7 @@ def read_packet(stream: IO[bytes]) -> bytes | None:
 
 def read_text_list(stream: IO[bytes]) -> list[str]:
     """Text packets up to the next flush, without their trailing newlines."""
-    lines = []
+    lines: list[str] = []
     while True:
         payload = read_packet(stream)
         if payload is None:

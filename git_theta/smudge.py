@@ -6,6 +6,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, BinaryIO
 
 from git_theta import dtypes, metadata, objects, parallel, plugins, progress
@@ -59,7 +60,7 @@ class StoreSource:
                     size, future = queue.popleft()
                     ahead -= size
                     yield future.result()
-                queue.append((_nbytes(entry), parallel.submit_tensor_job(lambda n=name, e=entry: rebuild(self.store, n, e, self.source))))
+                queue.append((_nbytes(entry), parallel.submit_tensor_job(partial(rebuild, self.store, name, entry, self.source))))
                 ahead += _nbytes(entry)
             while queue:
                 yield queue.popleft()[1].result()

@@ -54,7 +54,7 @@ class Tensor:
         contiguous = np.asarray(array, dtype=dtypes.numpy_dtype(name), order="C")
         # A uint8 view: the buffer protocol rejects ml_dtypes (bf16) formats and zero-size N-d casts.
         raw = contiguous.reshape(-1).view(np.uint8)
-        return cls(name, tuple(int(n) for n in contiguous.shape), memoryview(raw))
+        return cls(name, tuple(int(n) for n in contiguous.shape), memoryview(raw))  # type: ignore[arg-type]
 
     def hash(self) -> str:
         return tensor_hash(self.dtype, self.shape, self.data)

@@ -109,16 +109,15 @@ class _Reader(SkeletonBuilder):
         if begin + info.compress_size > size:
             raise CheckpointError(f"zip member {info.filename!r} runs past the end of the file (truncated?)")
         name = info.filename[:-4] if info.filename.endswith(".npy") else None
-        plain = name is not None and name not in self.names and not info.flag_bits & 0x1
-        if plain and info.compress_type == zipfile.ZIP_STORED:
-            done = self.stored(info, name, begin)
-        elif plain and info.compress_type == zipfile.ZIP_DEFLATED:
-            done = self.deflated(info, name, begin)
-        else:
-            done = False
-        if done:
-            self.names.add(name)  # type: ignore[arg-type]
-        else:
+        done = False
+        if name is not None and name not in self.names and not info.flag_bits & 0x1:
+            if info.compress_type == zipfile.ZIP_STORED:
+                done = self.stored(info, name, begin)
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                done = self.deflated(info, name, begin)
+            if done:
+                self.names.add(name)
+        if not done:
             self.kept.append(info.filename)
             self.check_crc(info, begin)
         self.raw_until(begin + info.compress_size)
@@ -258,7 +257,7 @@ class NpzFormat(CheckpointFormat):
                     np.lib.format.write_array(member, tensor.numpy(), allow_pickle=False)
         buffer.seek(0)
         checking = _BlobOnlySink(sink, after)
-        section = self.read(buffer, "", checking)  # type: ignore[arg-type]
+        section = self.read(buffer, "", checking)
         missing = sorted(set(after) - checking.seen)
         if missing:
             raise CheckpointError(f"parameter {missing[0]!r} ({after[missing[0]].dtype}) cannot be stored as a plain .npy array")

@@ -178,7 +178,7 @@ def _needed_params(tree: Any) -> list[str]:
     def visit(node: Any) -> None:
         if isinstance(node, dict):
             if "tensor" in node:
-                found.setdefault(node.get("storage", node["tensor"]), None)
+                found.setdefault(node["storage"] if "storage" in node else node["tensor"], None)
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):

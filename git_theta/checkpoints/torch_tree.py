@@ -175,7 +175,8 @@ def _decode_scalar(kind: str, body: Any, torch: Any) -> Any:
     if kind == "float_bits":
         return struct.unpack(">d", bytes.fromhex(body))[0]
     if kind == "complex":
-        return complex(*(_decode_scalar(*next(iter(part.items())), torch) for part in body))
+        nodes = (next(iter(part.items())) for part in body)
+        return complex(*(_decode_scalar(key, inner, torch) for key, inner in nodes))
     if kind in ("bytes", "bytearray"):
         raw = base64.b64decode(body)
         return raw if kind == "bytes" else bytearray(raw)

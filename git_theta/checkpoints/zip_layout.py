@@ -27,7 +27,7 @@ def data_start(file: IO[bytes], info: zipfile.ZipInfo) -> int:
     magic, name_length, extra_length = _LOCAL_HEADER.unpack(read_exact(file, _LOCAL_HEADER.size))
     if magic != LOCAL_MAGIC:
         raise CheckpointError(f"zip member {info.filename!r} has no local header at byte {info.header_offset}")
-    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    return info.header_offset + _LOCAL_HEADER.size + int(name_length) + int(extra_length)
 
 
 class SkeletonBuilder:

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ThetaError("--arg needs --strategy")
     repo = Repo.discover()
     toplevel = git.toplevel()
+    base_spec: str | None
     if args.redo:
         if args.revisions or args.path or args.base:
             raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")

@@ -38,4 +38,4 @@ class SlerpStrategy(MergeStrategy):
         sine = float(np.sin(omega))
         if sine < PARALLEL_EPSILON:
             return (1 - t) * first + t * second
-        return (np.sin((1 - t) * omega) / sine) * first + (np.sin(t * omega) / sine) * second
+        return (np.float64(np.sin((1 - t) * omega)) / sine) * first + (np.float64(np.sin(t * omega)) / sine) * second

@@ -15,10 +15,10 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from git_theta import git
@@ -30,6 +30,8 @@ from git_theta.transfer.credentials import Credential
 LFS_JSON = "application/vnd.git-lfs+json"
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "git-theta (git-lfs protocol)"
+
+R = TypeVar("R")
 
 
 class Cancelled(BaseException):
@@ -185,7 +187,7 @@ class LfsHttp:
                 raise TransferError(f"object {oid}: the server could not verify the upload: HTTP {status}: {_message(payload)}")
         return sent
 
-    def _chunks(self, response: BinaryIO) -> Iterator[bytes]:
+    def _chunks(self, response: http.client.HTTPResponse) -> Iterator[bytes]:
         while True:
             if self.cancel.is_set():
                 raise Cancelled()
@@ -218,7 +220,7 @@ class LfsHttp:
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             raise Transient(f"cannot reach {credentials.describe(url)}: {_reason(error)}") from None
 
-    def _retrying(self, what: str, attempt: Any) -> Any:
+    def _retrying(self, what: str, attempt: Callable[[], R]) -> R:
         for number in range(self.settings.retries + 1):
             if self.cancel.is_set():
                 raise Cancelled()

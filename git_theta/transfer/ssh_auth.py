@@ -67,8 +67,10 @@ def _ask(target: SshTarget, operation: str, cwd: Path) -> tuple[SshAuth, float] 
         return None
     if not isinstance(answer, dict):
         return None
-    header = answer.get("header") if isinstance(answer.get("header"), dict) else {}
-    href = answer.get("href") if isinstance(answer.get("href"), str) else None
+    header = answer.get("header")
+    header = header if isinstance(header, dict) else {}
+    href = answer.get("href")
+    href = href if isinstance(href, str) else None
     lifetime = answer.get("expires_in")
     lifetime = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 else DEFAULT_LIFETIME_SECONDS
     return SshAuth(href.rstrip("/") if href else None, {str(k): str(v) for k, v in header.items()}), lifetime

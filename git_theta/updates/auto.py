@@ -83,7 +83,7 @@ def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[
     indices = np.flatnonzero(new_bits != base_bits)
     found: list[tuple[int, str, list[bytes]]] = []
     if len(indices) * (itemsize + SPARSE_GAP_COST) < limit:
-        values = Tensor(new.dtype, (len(indices),), memoryview(new_bits[indices].view(np.uint8)))
+        values = Tensor(new.dtype, (len(indices),), memoryview(new_bits[indices].view(np.uint8)))  # type: ignore[arg-type]
         pieces = objects.encode(sparse.make_bundle(base, indices, values))
         found.append((_size(pieces), sparse.NAME, pieces))
     cheapest = min([limit, *(f[0] for f in found)])
@@ -146,7 +146,7 @@ def _compressed_estimate(raw: np.ndarray[Any, Any], itemsize: int) -> float:
     """Bytes the object encoding would need for `raw`, from zstd on (a sample of) it."""
     step = SAMPLE_BYTES - SAMPLE_BYTES % itemsize
     if raw.size <= step * SAMPLE_WINDOWS:
-        return float(len(objects._compress_chunk(raw, itemsize)))
+        return float(len(objects._compress_chunk(raw.data, itemsize)))
     starts = (np.linspace(0, raw.size // itemsize - step // itemsize, SAMPLE_WINDOWS).astype(np.int64)) * itemsize
-    sample = sum(len(objects._compress_chunk(raw[s : s + step], itemsize)) for s in starts)
+    sample = sum(len(objects._compress_chunk(raw[s : s + step].data, itemsize)) for s in starts)
     return sample * raw.size / (step * SAMPLE_WINDOWS)

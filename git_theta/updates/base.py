@@ -79,7 +79,7 @@ def from_bits(dtype: str, shape: tuple[int, ...], values: np.ndarray[Any, Any]) 
     """A tensor of `dtype` whose raw bytes are those of the unsigned array `values`."""
     import numpy as np
 
-    return Tensor(dtype, shape, memoryview(np.ascontiguousarray(values).reshape(-1).view(np.uint8)))
+    return Tensor(dtype, shape, memoryview(np.ascontiguousarray(values).reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
 
 
 def compute_dtype(dtype: str) -> np.dtype[Any]:

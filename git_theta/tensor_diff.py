@@ -51,8 +51,10 @@ def compare(old: Tensor, new: Tensor) -> ChangeStats:
         a = old_values[start:end].astype(np.float64)
         b = new_values[start:end].astype(np.float64)
         same = old_bits[start:end] == new_bits[start:end]
-        # Unchanged entries contribute exactly 0, even where they hold inf (inf - inf would be NaN).
-        delta = np.where(same, 0.0, b - a)
+        # Unchanged entries contribute exactly 0, even where they hold inf (inf - inf would be NaN,
+        # computed and then dropped by np.where: no warning for it).
+        with np.errstate(invalid="ignore"):
+            delta = np.where(same, 0.0, b - a)
         delta_sq += float(delta @ delta)
         old_sq += float(a @ a)
         new_sq += float(b @ b)

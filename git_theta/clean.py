@@ -109,8 +109,11 @@ class StoringSink:
 
 
 def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
-    """The format forced by the theta-format attribute, else the one whose sniff accepts the file."""
-    formats = plugins.load_group(plugins.CHECKPOINTS)
+    """The format forced by the theta-format attribute, else the one whose sniff accepts the file.
+
+    A third-party format that fails to load is left out of sniffing (and named if
+    nothing else accepts the file): it must not stop every other `git add`.
+    """
     forced = git.check_attr(FORMAT_ATTRIBUTE, path, cwd=repo.worktree)
     if forced is not None and forced != "set":
         try:
@@ -118,6 +121,7 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
         except ThetaError as error:
             raise CheckpointError(f"{path}: {FORMAT_ATTRIBUTE}={forced} in .gitattributes: {error}") from None
         return plugin()
+    formats, broken = plugins.loadable(plugins.CHECKPOINTS)
     by_extension = [f for f in formats.values() if path.lower().endswith(tuple(f.extensions))]
     others = [f for f in formats.values() if f not in by_extension]
     for plugin in by_extension + others:
@@ -125,7 +129,8 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
             return plugin()
     if not head:
         raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
-    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)})")
+    unloaded = "".join(f"; not tried: {error}" for error in broken.values())
+    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}")
 
 
 def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:

@@ -59,6 +59,17 @@ def load_group(group: str) -> dict[str, Any]:
     return {name: get(group, name) for name in names(group)}
 
 
+def loadable(group: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(name -> plugin class, name -> why it failed to load): one broken plugin must not stop the others."""
+    found, broken = {}, {}
+    for name in names(group):
+        try:
+            found[name] = get(group, name)
+        except PluginError as error:
+            broken[name] = str(error)
+    return found, broken
+
+
 def _load(name: str, target: str, package: str, load: Callable[[], Any]) -> Any:
     try:
         return load()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from conftest import git
@@ -38,3 +40,25 @@ def test_attribute_forces_a_format_and_names_itself_in_errors(repo: Path) -> Non
         attributes.write("model.safetensors theta-format=safetensors\n")
     git(repo, "add", "model.safetensors")
     assert '"format":"safetensors"' in git(repo, "show", ":model.safetensors").stdout
+
+
+def test_a_broken_third_party_format_does_not_stop_other_files(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An installed package whose checkpoint plugin fails to import (as pip would leave it: a dist-info on the path).
+    site = tmp_path / "site"
+    info = site / "broken_format-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-format\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[git_theta.checkpoints]\nbroken = broken_format:Format\n")
+    (site / "broken_format.py").write_text("raise ImportError('missing dependency')\n")
+    monkeypatch.setenv("PYTHONPATH", str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    save_file({"w": np.ones((2, 2), dtype=np.float32)}, str(repo / "model.safetensors"))
+    git(repo, "add", "model.safetensors")
+    assert '"format":"safetensors"' in git(repo, "show", ":model.safetensors").stdout
+    (repo / "notes.bin").write_bytes(b"not a model at all")
+    code, err = _stage(repo, "notes.bin")
+    assert code != 0 and "notes.bin: not a checkpoint git-theta can read" in err
+    assert "not tried: plugin 'broken' (broken_format:Format) from package 'broken-format' failed to load: missing dependency" in err
+    with open(repo / ".gitattributes", "a") as attributes:
+        attributes.write("notes.bin theta-format=broken\n")
+    code, err = _stage(repo, "notes.bin")
+    assert code != 0 and "theta-format=broken in .gitattributes: plugin 'broken'" in err

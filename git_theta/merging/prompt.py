@@ -32,7 +32,8 @@ class TerminalPrompt:
     def __init__(self, tty: TextIO, hint: str) -> None:
         self.tty = tty
         self.hint = hint
-        self.names = list(plugins.load_group(plugins.MERGES))
+        self.strategies = plugins.loadable(plugins.MERGES)[0]  # a broken third-party strategy is not offered
+        self.names = list(self.strategies)
 
     def __call__(self, path: str, conflicts: Sequence[Conflict], labels: Sequence[str]) -> dict[str, Choice]:
         self._say(f"git-theta: {path}: {len(conflicts)} parameter(s) changed differently on several sides ({', '.join(labels)}).")
@@ -49,10 +50,10 @@ class TerminalPrompt:
         return choices
 
     def _list_strategies(self) -> None:
-        group = plugins.load_group(plugins.MERGES)
         for number, name in enumerate(self.names, start=1):
-            arguments = ", ".join(f"{a.name}={a.default}" for a in group[name].arguments)
-            self._say(f"  {number}) {name:<16} {group[name].summary}" + (f"  [{arguments}]" if arguments else ""))
+            strategy = self.strategies[name]
+            arguments = ", ".join(f"{a.name}={a.default}" for a in strategy.arguments)
+            self._say(f"  {number}) {name:<16} {strategy.summary}" + (f"  [{arguments}]" if arguments else ""))
 
     def _ask_choice(self, path: str, left: Sequence[Conflict], labels: Sequence[str]) -> Choice:
         while True:

@@ -36,7 +36,7 @@ def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], ove
 
 
 def unresolved_message(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], hint: str, why: str) -> str:
-    strategies = ", ".join(plugins.load_group(plugins.MERGES))
+    strategies = ", ".join(plugins.names(plugins.MERGES))
     lines = [f"{path}: {len(conflicts)} parameter(s) changed differently on several sides; {why}:"]
     lines += [f"  {conflict.describe(labels)}" for conflict in conflicts[:LISTED]]
     if len(conflicts) > LISTED:

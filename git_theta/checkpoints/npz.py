@@ -18,10 +18,9 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import blake3
-import numpy as np
 
 from git_theta import dtypes
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, read_exact, read_into, spool
@@ -30,6 +29,11 @@ from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, data_
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
+
+# numpy is imported where an archive is actually read or written: `git add` sniffs every
+# format for each file, and a safetensors add should not pay the import (~0.1 s).
+if TYPE_CHECKING:
+    import numpy as np
 
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 MAX_NPY_HEADER = 1 << 20
@@ -53,6 +57,8 @@ class _Array:
 
 def _parse_npy_header(head: bytes, name: str) -> _Array | None:
     """The array a member's leading bytes describe, or None if git-theta keeps it raw."""
+    import numpy as np
+
     stream = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(stream)
@@ -71,6 +77,8 @@ def _parse_npy_header(head: bytes, name: str) -> _Array | None:
 def _to_tensor(array: _Array, data: bytes | bytearray | memoryview) -> Tensor:
     if not array.fortran:
         return Tensor(array.dtype, array.shape, data)
+    import numpy as np
+
     # Fortran-order bytes are the C-order bytes of the transpose.
     view = np.frombuffer(data, dtype=dtypes.numpy_dtype(array.dtype)).reshape(array.shape[::-1]).T
     return Tensor.from_numpy(view, array.dtype)
@@ -79,6 +87,8 @@ def _to_tensor(array: _Array, data: bytes | bytearray | memoryview) -> Tensor:
 def _file_bytes(tensor: Tensor, fortran: bool) -> memoryview | bytes:
     if not fortran:
         return memoryview(tensor.data)
+    import numpy as np
+
     return np.ascontiguousarray(tensor.numpy().T).tobytes()
 
 
@@ -244,6 +254,8 @@ class NpzFormat(CheckpointFormat):
             return dict(file)  # same arrays: the archive, timestamps included, stays as it was
         if file.get("kept"):
             raise CheckpointError(f"the archive has members git-theta keeps whole ({', '.join(file['kept'])}); it cannot be rebuilt with other arrays")
+        import numpy as np
+
         old_order = _array_names(file["layout"])
         order = [n for n in old_order if n in after] + sorted(n for n in after if n not in old_order)
         compressed = any("deflated" in segment for segment in file["layout"])

@@ -18,9 +18,7 @@ Rebuilding a parameter therefore reads at most about twice its dense size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from git_theta import dtypes, objects, plugins, smudge
 from git_theta.errors import ThetaError
@@ -28,8 +26,12 @@ from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
-from git_theta.updates import sparse, xor
 from git_theta.updates.base import UpdateType, bits
+
+# numpy (and the sparse/xor encoders) load only when a delta is weighed: a first add,
+# or a `git status` re-clean that finds nothing changed, never needs them (~0.1 s).
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_CHAIN_DEPTH = 8
 # Considered directly (with cheap estimates first); other registered types with an `encode` are asked too.
@@ -78,6 +80,10 @@ def store_changed(store: ObjectStore, name: str, new: Tensor, digest: str, prior
 
 def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[bytes]] | None:
     """(update name, encoded object) of the smallest delta under `limit` bytes, or None."""
+    import numpy as np
+
+    from git_theta.updates import sparse, xor
+
     itemsize = dtypes.itemsize(new.dtype)
     new_bits, base_bits = bits(new), bits(base)
     indices = np.flatnonzero(new_bits != base_bits)
@@ -103,7 +109,8 @@ def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[
 def _plugin_deltas(new: Tensor, base: Tensor) -> list[tuple[int, str, list[bytes]]]:
     """Candidates from other registered update types that implement `encode`, each checked to rebuild `new` exactly."""
     found = []
-    for name, plugin in plugins.load_group(plugins.UPDATES).items():
+    # A third-party update type that fails to load only loses its candidacy, like one that fails to encode.
+    for name, plugin in plugins.loadable(plugins.UPDATES)[0].items():
         if name in BUILT_IN or plugin.encode is UpdateType.encode or not plugin.needs_base:
             continue
         update, exact = plugin(), False
@@ -128,11 +135,15 @@ def _dense_estimate(prior: ParamEntry, new: Tensor) -> float:
     """A dense copy's size: the prior chain's dense start (same shape and dtype), else a sampled estimate."""
     if prior.stored[0].update == "dense":
         return prior.stored[0].size
+    import numpy as np
+
     raw = np.frombuffer(new.data, dtype=np.uint8)
     return _compressed_estimate(raw, dtypes.itemsize(new.dtype))
 
 
 def _xor_estimate(new_bits: np.ndarray[Any, Any], base_bits: np.ndarray[Any, Any], itemsize: int) -> float:
+    import numpy as np
+
     total = new_bits.size
     window = max(1, SAMPLE_BYTES // itemsize)
     if total <= window * SAMPLE_WINDOWS:
@@ -144,6 +155,8 @@ def _xor_estimate(new_bits: np.ndarray[Any, Any], base_bits: np.ndarray[Any, Any
 
 def _compressed_estimate(raw: np.ndarray[Any, Any], itemsize: int) -> float:
     """Bytes the object encoding would need for `raw`, from zstd on (a sample of) it."""
+    import numpy as np
+
     step = SAMPLE_BYTES - SAMPLE_BYTES % itemsize
     if raw.size <= step * SAMPLE_WINDOWS:
         return float(len(objects._compress_chunk(raw.data, itemsize)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from git_theta.errors import GitError
@@ -28,7 +28,7 @@ def run(*args: str, cwd: Path | str | None = None, input: bytes | None = None, c
     return result
 
 
-def stream(*args: str, cwd: Path | str | None = None, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:
+def stream(*args: str, cwd: Path | str | None = None, chunk_bytes: int = 1 << 16) -> Generator[bytes, None, None]:
     """The stdout of `git args...` in chunks as it comes. A consumer that stops early ends git
     (closing the generator kills it); a failure after the last chunk raises GitError."""
     command = ["git", *args]

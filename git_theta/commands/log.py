@@ -68,12 +68,20 @@ def _raw_log(repo: Repo, rev: str, paths: list[str]) -> Generator[RawCommit, Non
         "log", f"--format={FORMAT}", "--date=short", "--raw", "-z", "--no-abbrev", "--no-renames",
         "--diff-merges=first-parent", rev, "--", *(paths or ["."]), cwd=repo.worktree,
     )
-    pending = b""
-    for chunk in chunks:
-        *complete, pending = (pending + chunk).split(b"\x01")
-        yield from (_parse_record(record) for record in complete if record)
-    if pending:
-        yield _parse_record(pending)
+    pending: list[bytes] = []  # pieces of the record not yet ended: one commit can span many chunks
+    try:
+        for chunk in chunks:
+            *ends, rest = chunk.split(b"\x01")
+            for end in ends:
+                record = b"".join([*pending, end])
+                pending = []
+                if record:
+                    yield _parse_record(record)
+            pending.append(rest)
+    finally:
+        chunks.close()  # ends `git log` when the caller stopped early
+    if record := b"".join(pending):
+        yield _parse_record(record)
 
 
 def _parse_record(record: bytes) -> RawCommit:
@@ -127,7 +135,7 @@ def history(repo: Repo, rev: str, paths: list[str], param: str | None, limit: in
                     if len(commits) == limit:
                         return commits
     finally:
-        raw.close()  # ends `git log` when the limit stopped us early
+        raw.close()  # ends `git log` (see _raw_log) when the limit stopped us early
     return commits
 
 

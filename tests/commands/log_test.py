@@ -102,3 +102,16 @@ def test_a_negative_limit_is_refused(repo: Path) -> None:
     failed = theta(repo, "log", "-n", "-1", check=False)
     assert failed.returncode == 1 and "-n/--max-count must be 0 or more, not -1" in failed.stderr
     assert theta(repo, "log", "-n", "0").stdout == ""
+
+
+def test_records_split_across_many_chunks_parse_the_same(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from git_theta import git as git_module
+    from git_theta.commands import log
+    from git_theta.repo import Repo
+
+    history(repo)
+    found = Repo.discover(repo)
+    whole = log.history(found, "HEAD", [], None)
+    real_stream = git_module.stream
+    monkeypatch.setattr(git_module, "stream", lambda *args, **kwargs: real_stream(*args, **{**kwargs, "chunk_bytes": 3}))
+    assert log.history(found, "HEAD", [], None) == whole

@@ -20,6 +20,10 @@ def run(args: argparse.Namespace) -> int:
         git.config_unset(key, scope)
     print(f"git-theta settings removed from {scope} git config")
     if git.is_inside_repo():
-        # As install sets up the pre-push hook of the repository it runs in, whatever the scope.
-        print(hooks.uninstall())
+        # As install sets up the pre-push hook of the repository it runs in, whatever the scope;
+        # but while another scope still runs our filter here, pushes still need the hook to upload objects.
+        if git.config_get("filter.theta.process") is None:
+            print(hooks.uninstall())
+        else:
+            print("pre-push hook kept: git-theta's filter is still configured for this repository (in another scope)")
     return 0

@@ -170,6 +170,17 @@ def test_global_install_and_uninstall_inside_a_repository_add_and_remove_its_hoo
     assert "[filter \"theta\"]" not in (Path.home() / ".gitconfig").read_text()
 
 
+def test_global_uninstall_keeps_the_hook_of_a_repository_configured_locally(tmp_path: Path) -> None:
+    repo, _ = lfs_repo(tmp_path)
+    theta(repo, "install")
+    theta(repo, "install", "--local")
+    said = theta(repo, "uninstall").stdout
+    assert "pre-push hook kept" in said
+    assert hooks.is_ours(repo / ".git" / "hooks" / "pre-push")  # pushes still upload objects
+    theta(repo, "uninstall", "--local")
+    assert not hooks.is_ours(repo / ".git" / "hooks" / "pre-push")
+
+
 def test_install_without_local_writes_global_config(tmp_path: Path) -> None:
     outside = tmp_path / "nowhere"
     outside.mkdir()

@@ -14,6 +14,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from git_theta.errors import StoreError
 
@@ -34,6 +35,19 @@ def object_id(pieces: Iterable[bytes]) -> tuple[str, int]:
         hasher.update(piece)
         size += len(piece)
     return hasher.hexdigest(), size
+
+
+def _map(file: BinaryIO) -> bytes | mmap.mmap:
+    """The whole file mapped read-only; read instead where it cannot be mapped (empty, some FUSE/9p mounts)."""
+    size = os.fstat(file.fileno()).st_size
+    if size:
+        # MAP_POPULATE maps every page at once instead of faulting them in one by one.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        try:
+            return mmap.mmap(file.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+        except OSError:
+            pass
+    return file.read()
 
 
 class ObjectStore:
@@ -92,10 +106,7 @@ class ObjectStore:
         path = self.path(oid)
         try:
             with open(path, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                # MAP_POPULATE maps every page at once instead of faulting them in one by one.
-                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-                data = mmap.mmap(file.fileno(), size, flags=flags, prot=mmap.PROT_READ) if size else b""
+                data = _map(file)
         except FileNotFoundError:
             raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
         if verify and hashlib.sha256(data).hexdigest() != oid:

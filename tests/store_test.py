@@ -86,6 +86,17 @@ def test_an_emptied_object_reads_as_empty_and_fails_verification(store: ObjectSt
         store.get(OID, verify=True)
 
 
+UNMAPPABLE = Path("/sys/kernel/mm/transparent_hugepage/enabled")  # sysfs: st_size 4096, mmap gives ENODEV
+
+
+@pytest.mark.skipif(not UNMAPPABLE.is_file(), reason="needs a file the kernel refuses to map")
+def test_an_object_on_a_filesystem_that_cannot_map_files_is_read(store: ObjectStore) -> None:
+    path = store.path(OID)
+    path.parent.mkdir(parents=True)
+    path.symlink_to(UNMAPPABLE)
+    assert bytes(store.get(OID)) == UNMAPPABLE.read_bytes()
+
+
 def test_missing_object(store: ObjectStore) -> None:
     with pytest.raises(StoreError, match=f"object {OID} is missing"):
         store.get(OID)

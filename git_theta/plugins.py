@@ -59,8 +59,12 @@ def load_group(group: str) -> dict[str, Any]:
     return {name: get(group, name) for name in names(group)}
 
 
+@functools.lru_cache(maxsize=None)
 def loadable(group: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(name -> plugin class, name -> why it failed to load): one broken plugin must not stop the others."""
+    """(name -> plugin class, name -> why it failed to load): one broken plugin must not stop the others.
+
+    Cached like `get` (whose failures are not): a broken plugin is tried once per process. Do not modify the result.
+    """
     found, broken = {}, {}
     for name in names(group):
         try:

@@ -138,12 +138,10 @@ def run_case(case: Case, scale: float, repeat: int, workdir: Path, env: dict[str
             "changed_tensors": checkpoint.changed,
             "changed_bytes": checkpoint.changed_bytes,
         }
-        results = {}
         try:
-            for tool in ("lfs", "theta"):
-                results[tool] = runner.measure(tool, checkpoint, case.filename, folder, env, repeat)
+            results = runner.measure(("lfs", "theta"), checkpoint, case.filename, folder, env, repeat)
         except runner.BenchError as error:
-            info["error"] = f"{tool}: {error}"
+            info["error"] = str(error)
             return info
         info["checkout_identical"] = {tool: results[tool].checkout_identical for tool in results}
         info["rows"] = case_rows(case, checkpoint, results)

@@ -165,17 +165,21 @@ class ToolRepo:
         return tree_bytes(self.path / ".git" / "objects")
 
 
-def measure(tool: str, checkpoint: Checkpoint, filename: str, workdir: Path, env: dict[str, str], repeat: int) -> ToolResult:
-    """Every step, `repeat` times, each time in a fresh repo."""
-    result = ToolResult()
+def measure(tools: tuple[str, ...], checkpoint: Checkpoint, filename: str, workdir: Path, env: dict[str, str], repeat: int) -> dict[str, ToolResult]:
+    """Every step, `repeat` times per tool, each time in a fresh repo. The tools take turns round by
+    round, so a slow spell of a shared machine falls on both rather than on one tool's rounds."""
+    results = {tool: ToolResult() for tool in tools}
     for round_ in range(repeat):
-        repo = ToolRepo(tool, workdir / f"{tool}-{round_}", env)
-        try:
-            _one_round(repo, checkpoint, filename, result)
-        finally:
-            shutil.rmtree(repo.path, ignore_errors=True)
-            repo.rss_log.unlink(missing_ok=True)
-    return result
+        for tool in tools:
+            repo = ToolRepo(tool, workdir / f"{tool}-{round_}", env)
+            try:
+                _one_round(repo, checkpoint, filename, results[tool])
+            except BenchError as error:
+                raise BenchError(f"{tool}: {error}") from None
+            finally:
+                shutil.rmtree(repo.path, ignore_errors=True)
+                repo.rss_log.unlink(missing_ok=True)
+    return results
 
 
 def _add_commit(repo: ToolRepo, filename: str, message: str) -> tuple[float, Sample, tuple[int, float]]:

@@ -53,12 +53,22 @@ class Team:
         return path
 
 
-@pytest.fixture
-def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
+def _serving(folder: Path, auth: tuple[str, str] | None = None) -> Iterator[LfsServer]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = LfsServer(tmp_path / "server")
+    server = LfsServer(folder, auth=auth)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def locked_server(tmp_path: Path) -> Iterator[LfsServer]:
+    """An LFS server that only user alice, password s3cret, may use."""
+    yield from _serving(tmp_path / "locked", ("alice", "s3cret"))
+
+
+@pytest.fixture
+def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
+    yield from _serving(tmp_path / "server")
 
 
 @pytest.fixture

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import git, theta
 from git_theta.transfer import endpoint
 from lfs_server import LfsServer
-from remote_support import local_objects, write_model
+from remote_support import local_objects, locked_server, write_model  # noqa: F401 (locked_server: a fixture)
 
 
 @pytest.mark.parametrize(
@@ -27,14 +25,6 @@ from remote_support import local_objects, write_model
 def test_ssh_target(url: str, user_host: str, port: int | None, path: str) -> None:
     assert endpoint.ssh_target(url) == endpoint.SshTarget(user_host, port, path)
     assert endpoint.ssh_target("https://github.com/org/model.git") is None
-
-
-@pytest.fixture
-def locked_server(tmp_path: Path) -> Iterator[LfsServer]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = LfsServer(tmp_path / "locked", auth=("alice", "s3cret"))
-    yield server
-    server.stop()
 
 
 def fake_ssh(tmp_path: Path, server: LfsServer) -> tuple[Path, Path]:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import git, theta
 from lfs_server import LfsServer
-from remote_support import Team, leftover_temp_files, lfs_server, local_objects, team, write_model  # noqa: F401
+from remote_support import Team, leftover_temp_files, lfs_server, local_objects, locked_server, team, write_model  # noqa: F401
 
 MODEL = "model.safetensors"
 
@@ -106,14 +103,6 @@ def test_ctrl_c_mid_transfer_leaves_no_partial_object(team: Team) -> None:
     team.server.faults.slow_seconds_per_chunk = 0.0
     theta(bob, "fetch")
     assert local_objects(bob) == local_objects(team.alice)
-
-
-@pytest.fixture
-def locked_server(tmp_path: Path) -> Iterator[LfsServer]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = LfsServer(tmp_path / "locked", auth=("alice", "s3cret"))
-    yield server
-    server.stop()
 
 
 def test_credentials_come_from_git_credential_helpers(team: Team, locked_server: LfsServer) -> None:

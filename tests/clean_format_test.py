@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import git
+from conftest import fake_distribution, git
 
 
 def _stage(repo: Path, name: str) -> tuple[int, str]:
@@ -44,12 +44,7 @@ def test_attribute_forces_a_format_and_names_itself_in_errors(repo: Path) -> Non
 
 def test_a_broken_third_party_format_does_not_stop_other_files(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # An installed package whose checkpoint plugin fails to import (as pip would leave it: a dist-info on the path).
-    site = tmp_path / "site"
-    info = site / "broken_format-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-format\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[git_theta.checkpoints]\nbroken = broken_format:Format\n")
-    (site / "broken_format.py").write_text("raise ImportError('missing dependency')\n")
+    site = fake_distribution(tmp_path / "site", "[git_theta.checkpoints]\nbroken = broken_format:Format\n", "raise ImportError('missing dependency')\n", "broken_format")
     monkeypatch.setenv("PYTHONPATH", str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     save_file({"w": np.ones((2, 2), dtype=np.float32)}, str(repo / "model.safetensors"))
     git(repo, "add", "model.safetensors")

@@ -51,6 +51,17 @@ def theta(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return result
 
 
+def fake_distribution(root: Path, entry_points: str, module: str, name: str = "fake_plugins") -> Path:
+    """An installed package on path entry `root`, as pip would leave it: a dist-info with entry_points.txt
+    and the module `name` whose source is `module`. Put `root` on PYTHONPATH to use it."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    (root / f"{name}.py").write_text(module)
+    return root
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Path]:
     """A fresh repository with `git theta install --local` done and *.safetensors/*.pt/*.npz tracked."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import fake_distribution
+
 from git_theta import plugins
 from git_theta.builtin_plugins import BUILTIN_PLUGINS
 from git_theta.errors import PluginError
@@ -49,18 +51,8 @@ def test_a_builtin_is_found_without_scanning_entry_points_or_importing_other_plu
     assert result.stdout.strip() == "[]"
 
 
-def _fake_distribution(root: Path, entry_points: str, module: str) -> Path:
-    """A package 'fake-plugins' on a path entry, as pip would leave it (dist-info with entry_points.txt)."""
-    info = root / "fake_plugins-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugins\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(entry_points)
-    (root / "fake_plugins.py").write_text(module)
-    return root
-
-
 def test_third_party_plugins_come_from_entry_points_and_cannot_replace_a_builtin(tmp_path: Path) -> None:
-    root = _fake_distribution(
+    root = fake_distribution(
         tmp_path,
         "[git_theta.checkpoints]\nsafetensors = fake_plugins:Impostor\nfakefmt = fake_plugins:Fake\n",
         "class Impostor: pass\nclass Fake: pass\n",
@@ -82,7 +74,7 @@ def test_third_party_plugins_come_from_entry_points_and_cannot_replace_a_builtin
 
 
 def test_a_broken_third_party_plugin_names_itself_and_its_package(tmp_path: Path) -> None:
-    root = _fake_distribution(tmp_path, "[git_theta.merges]\nbroken = fake_plugins:Missing\n", "raise ImportError('no such thing')\n")
+    root = fake_distribution(tmp_path, "[git_theta.merges]\nbroken = fake_plugins:Missing\n", "raise ImportError('no such thing')\n")
     code = (
         "from git_theta import plugins\n"
         "from git_theta.errors import PluginError\n"

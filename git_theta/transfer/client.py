@@ -12,7 +12,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -59,13 +59,9 @@ def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None) -
     else:
         http = _http(where, "download", repo, settings, cancel)
         for group in _groups(list(missing.items())):
-            answers = _by_oid(http.batch("download", group))
             jobs = []
-            for oid, _ in group:
-                answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
-                if "error" in answer:
-                    failures.append(f"{oid}: {_error(answer)}")
-                elif "download" not in _actions(answer):
+            for oid, answer in _answers(http, "download", group, failures):
+                if answer is None:
                     failures.append(f"{oid}: the server offered no download action")
                 else:
                     jobs.append((oid, partial(http.download, answer, repo.store)))
@@ -98,12 +94,8 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
         http = _http(where, "upload", repo, settings, cancel)
         for group in _groups(list(sizes.items())):
             jobs = []
-            answers = _by_oid(http.batch("upload", group, ref))
-            for oid, _ in group:
-                answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
-                if "error" in answer:
-                    failures.append(f"{oid}: {_error(answer)}")
-                elif "upload" not in _actions(answer):
+            for oid, answer in _answers(http, "upload", group, failures, ref):
+                if answer is None:
                     continue  # the server has it
                 elif not repo.store.has(oid):
                     failures.append(f"{oid}: the server lacks it and so does this repository")
@@ -112,6 +104,20 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
             _run(jobs, settings.workers, cancel, moved, failures)
     _finish("upload", "to", where, len(sizes), moved, failures)
     return moved
+
+
+def _answers(
+    http: LfsHttp, operation: str, group: list[tuple[str, int]], failures: list[str], ref: str | None = None
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(oid, the server's answer) for one batch request; an answer without the operation's action comes as
+    None, and an error (or no answer at all) goes to `failures` instead."""
+    answers = _by_oid(http.batch(operation, group, ref))
+    for oid, _ in group:
+        answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
+        if "error" in answer:
+            failures.append(f"{oid}: {_error(answer)}")
+        else:
+            yield oid, answer if operation in _actions(answer) else None
 
 
 def _actions(answer: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import git, theta
-from remote_support import leftover_temp_files, local_objects, write_model
+from remote_support import leftover_temp_files, local_objects, origin_and_alice, write_model
 
 MODEL = "model.safetensors"
 
@@ -15,13 +15,7 @@ def remote_objects(bare: Path) -> set[str]:
 
 
 def test_clone_push_pull_through_file_remotes(tmp_path: Path) -> None:
-    theta(tmp_path, "install")
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    alice = tmp_path / "alice"
-    alice.mkdir()
-    git(alice, "init", "-q")
-    theta(alice, "track", "*.safetensors")
+    bare, alice = origin_and_alice(tmp_path)
     git(alice, "remote", "add", "origin", f"file://{bare}")
     write_model(alice / MODEL)
     git(alice, "add", ".")
@@ -50,13 +44,7 @@ def test_clone_push_pull_through_file_remotes(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_object_on_a_file_remote_is_not_copied(tmp_path: Path) -> None:
-    theta(tmp_path, "install")
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    alice = tmp_path / "alice"
-    alice.mkdir()
-    git(alice, "init", "-q")
-    theta(alice, "track", "*.safetensors")
+    bare, alice = origin_and_alice(tmp_path)
     write_model(alice / MODEL, tensors=3)
     git(alice, "add", ".")
     git(alice, "commit", "-q", "-m", "v1")

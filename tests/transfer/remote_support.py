@@ -71,18 +71,24 @@ def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
     yield from _serving(tmp_path / "server")
 
 
-@pytest.fixture
-def team(tmp_path: Path, lfs_server: LfsServer, monkeypatch: pytest.MonkeyPatch) -> Team:
-    """alice's repository with one model commit, pushed to origin (objects to the LFS server)."""
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    theta(tmp_path, "install")  # global (in the test's HOME): clones get the filter
-    git(tmp_path, "config", "--global", "lfs.transfer.maxretries", "2")
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(origin))
+def origin_and_alice(tmp_path: Path) -> tuple[Path, Path]:
+    """git-theta installed (globally, in the test's HOME), an empty bare repository and alice's, tracking *.safetensors."""
+    theta(tmp_path, "install")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
     alice = tmp_path / "alice"
     alice.mkdir()
     git(alice, "init", "-q")
     theta(alice, "track", "*.safetensors")
+    return bare, alice
+
+
+@pytest.fixture
+def team(tmp_path: Path, lfs_server: LfsServer, monkeypatch: pytest.MonkeyPatch) -> Team:
+    """alice's repository with one model commit, pushed to origin (objects to the LFS server)."""
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    origin, alice = origin_and_alice(tmp_path)  # global install: clones get the filter
+    git(tmp_path, "config", "--global", "lfs.transfer.maxretries", "2")
     (alice / ".lfsconfig").write_text(f'[lfs]\n\turl = "{lfs_server.url}"\n')
     git(alice, "remote", "add", "origin", str(origin))
     write_model(alice / "model.safetensors")

@@ -86,10 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_bug() -> int:
+    # A bug's message and traceback may quote a URL with a token in it: the log and the line are redacted.
+    from git_theta import redact
+
     fd, log_path = tempfile.mkstemp(prefix="git-theta-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
-        traceback.print_exc(file=log)
-    print(f"git-theta: internal error (a bug): {sys.exc_info()[1]!r}\nthe traceback is in {log_path}; please report it", file=sys.stderr)
+        log.write(redact.text(traceback.format_exc()))
+    print(f"git-theta: internal error (a bug): {redact.text(repr(sys.exc_info()[1]))}\nthe traceback is in {log_path}; please report it", file=sys.stderr)
     return EXIT_BUG
 
 

@@ -4,6 +4,10 @@ A checkout downloads what it needs by itself; fetch does it ahead of time (e.g.
 before going offline). By default the objects of HEAD's checkpoints are fetched;
 REVs name other commits (e.g. origin/main after `git fetch`); --all takes every
 object referenced anywhere in the history of all refs.
+
+--repair also re-hashes every local object those revisions reference and
+downloads each corrupt one again (sha256-verified, then renamed over the
+damaged file): what to run when a checkout or fsck reports a corrupt object.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("remote", nargs="?", help="remote name, URL or path (default: the branch's remote, else origin)")
     parser.add_argument("revs", nargs="*", metavar="REV", help="commits whose checkpoints to fetch (default: HEAD)")
     parser.add_argument("--all", action="store_true", help="every object referenced in the history of all refs")
+    parser.add_argument("--repair", action="store_true", help="also verify the local objects they reference and download corrupt ones again")
     parser.set_defaults(run=run)
 
 
@@ -30,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         blobs = scan.tree_blobs(git.commit_ids(args.revs or ["HEAD"], repo.worktree), repo.worktree)
     wanted = scan.referenced(scan.metadata_of(blobs, repo.worktree))
+    if args.repair:
+        corrupt, moved = client.repair(repo, wanted, args.remote)
+        print(f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} downloaded ({moved.bytes} bytes)")
+        return 0
     moved = client.download(repo, wanted, args.remote)
     print(f"fetch: {len(wanted)} object(s) referenced, {moved.objects} downloaded ({moved.bytes} bytes)")
     return 0

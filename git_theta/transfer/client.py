@@ -2,26 +2,36 @@
 
 Only what is missing moves: downloads skip objects the local store has, uploads
 skip objects the server (or local remote) says it has. Every object lands
-verified by sha256 or not at all; objects received before a failure are kept,
-so running the command again finishes the job.
+verified by sha256 or not at all, and every object is verified before it is
+sent (`verified`): a corrupt local object is never uploaded. Objects received
+before a failure are kept, so running the command again finishes the job.
+`repair` re-downloads local objects that fail verification, replacing each
+atomically once its good copy has arrived whole.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from git_theta.errors import ThetaError, TransferError
+from git_theta import redact
+from git_theta.errors import StoreError, ThetaError, TransferError
 from git_theta.repo import Repo
+from git_theta.store import ObjectStore
 from git_theta.transfer import endpoint, local, ssh_auth
 from git_theta.transfer.endpoint import Endpoint
-from git_theta.transfer.lfs_http import Cancelled, LfsHttp, Settings
+from git_theta.transfer.lfs_http import CHUNK_BYTES, Cancelled, LfsHttp, ServerDown, Settings, answer_problem
 
 BATCH_OBJECTS = 100
 # How long interrupted transfers get to delete their temp files before we exit anyway.
@@ -37,9 +47,10 @@ class Moved:
     bytes: int = 0
 
 
-def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None) -> Moved:
-    """Fetch the objects of `wanted` (oid -> size) that the local store lacks."""
-    missing = {oid: size for oid, size in sorted(wanted.items()) if not repo.store.has(oid)}
+def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None, replace: frozenset[str] = frozenset()) -> Moved:
+    """Fetch the objects of `wanted` (oid -> size) that the local store lacks, and those in `replace` (present but
+    corrupt): each of these is downloaded beside the store and then renamed over the damaged file."""
+    missing = {oid: size for oid, size in sorted(wanted.items()) if oid in replace or not repo.store.has(oid)}
     if not missing:
         return Moved()
     where = endpoint.resolve(remote or endpoint.default_remote(repo.worktree), repo.worktree)
@@ -47,31 +58,114 @@ def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None) -
     cancel = threading.Event()
     settings = Settings.from_config(repo.worktree)
     moved, failures = Moved(), []
-    if where.local is not None:
-        source = local.remote_store(where.local)
-        jobs: list[Job] = []
-        for oid in missing:
-            if source.has(oid):
-                jobs.append((oid, partial(local.copy, source, repo.store, oid, cancel)))
-            else:
-                failures.append(f"{oid}: not in {source.objects_dir}")
-        _run(jobs, settings.workers, cancel, moved, failures)
-    else:
-        http = _http(where, "download", repo, settings, cancel)
-        for group in _groups(list(missing.items())):
-            jobs = []
-            for oid, answer in _answers(http, "download", group, failures):
-                if answer is None:
-                    failures.append(f"{oid}: the server offered no download action")
+    staging = _Staging(repo.store) if replace else None
+    try:
+        if where.local is not None:
+            source = local.remote_store(where.local)
+            jobs: list[Job] = []
+            for oid in missing:
+                if source.has(oid):
+                    jobs.append((oid, _landing(staging, repo.store, oid, partial(local.copy, source), cancel) if oid in replace
+                                 else partial(local.copy, source, repo.store, oid, cancel)))
                 else:
-                    jobs.append((oid, partial(http.download, answer, repo.store)))
+                    failures.append(f"{oid}: not in {source.objects_dir}")
             _run(jobs, settings.workers, cancel, moved, failures)
+        else:
+            http = _http(where, "download", repo, settings, cancel)
+            for group in _groups(list(missing.items())):
+                jobs = []
+                for oid, answer in _answers(http, "download", group, failures):
+                    if answer is None:
+                        failures.append(f"{oid}: the server offered no download action")
+                    elif oid in replace:
+                        jobs.append((oid, _landing(staging, repo.store, oid, partial(_http_get, http, answer), cancel)))
+                    else:
+                        jobs.append((oid, partial(http.download, answer, repo.store)))
+                _run(jobs, settings.workers, cancel, moved, failures)
+    finally:
+        if staging is not None:
+            staging.remove()
     _finish("download", "from", where, len(missing), moved, failures)
     return moved
 
 
+def corrupt_objects(repo: Repo, wanted: Mapping[str, int]) -> list[str]:
+    """Those of `wanted` that the local store has but that fail verification (sha256 or size)."""
+    bad = []
+    for oid, size in sorted(wanted.items()):
+        if repo.store.has(oid):
+            try:
+                verified(repo.store, oid, size)
+            except StoreError:
+                bad.append(oid)
+    return bad
+
+
+def repair(repo: Repo, wanted: Mapping[str, int], remote: str | None = None) -> tuple[list[str], Moved]:
+    """Verify the local objects of `wanted`; download the corrupt ones again (and any missing). Returns (the corrupt
+    ones found, what moved)."""
+    bad = corrupt_objects(repo, wanted)
+    for oid in bad:
+        _log(f"object {oid} is corrupt; downloading it again")
+    return bad, download(repo, wanted, remote, replace=frozenset(bad))
+
+
+def verified(store: ObjectStore, oid: str, size: int | None = None) -> int:
+    """Re-hash a local object before it is sent anywhere; its size in bytes. A corrupt one raises StoreError naming
+    it and the fix (it must never reach a remote, which would then keep the bad copy and refuse a good one)."""
+    path = store.path(oid)
+    hasher = hashlib.sha256()
+    total = 0
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(CHUNK_BYTES):
+                hasher.update(chunk)
+                total += len(chunk)
+    except FileNotFoundError:
+        raise StoreError(f"object {oid} is missing from {store.objects_dir}") from None
+    except OSError as error:
+        raise StoreError(f"object {oid}: cannot read {path}: {error.strerror}") from None
+    if hasher.hexdigest() != oid or (size is not None and size and total != size):
+        raise StoreError(
+            f"object {oid} is corrupt in the local store ({path}: its sha256 or size does not match); not sent. "
+            f"Run `git theta fetch --repair` if a remote has a good copy, else `git add` the checkpoint it came from again"
+        )
+    return total
+
+
+class _Staging:
+    """A private object store under the store's tmp dir: repaired objects arrive whole here before they replace."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.root = tempfile.mkdtemp(dir=store.tmp_dir, prefix="repair-")
+        self.store = ObjectStore(Path(self.root))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _landing(staging: _Staging | None, store: ObjectStore, oid: str, fetch: Callable[[ObjectStore, str, threading.Event], int],
+             cancel: threading.Event) -> Callable[[], int]:
+    """A job that fetches `oid` (verified) into `staging`, then renames it over the store's damaged copy."""
+    assert staging is not None
+
+    def job() -> int:
+        size = fetch(staging.store, oid, cancel)
+        final = store.path(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging.store.path(oid), final)
+        return size
+
+    return job
+
+
+def _http_get(http: LfsHttp, answer: dict[str, Any], target: ObjectStore, oid: str, cancel: threading.Event) -> int:
+    return http.download(answer, target)
+
+
 def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None = None) -> Moved:
-    """Send the objects of `wanted` that the remote lacks; returns what moved."""
+    """Send the objects of `wanted` that the remote lacks, each verified first; returns what moved."""
     if not wanted:
         return Moved()
     sizes = {oid: _local_size(repo, oid, size) for oid, size in sorted(wanted.items())}
@@ -86,7 +180,7 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
             if target.has(oid):
                 continue
             if repo.store.has(oid):
-                jobs.append((oid, partial(local.copy, repo.store, target, oid, cancel)))
+                jobs.append((oid, partial(_verified_copy, repo.store, target, oid, sizes[oid], cancel)))
             else:
                 failures.append(f"{oid}: the remote lacks it and so does this repository")
         _run(jobs, settings.workers, cancel, moved, failures)
@@ -100,10 +194,20 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
                 elif not repo.store.has(oid):
                     failures.append(f"{oid}: the server lacks it and so does this repository")
                 else:
-                    jobs.append((oid, partial(http.upload, answer, repo.store.path(oid))))
+                    jobs.append((oid, partial(_verified_upload, http, answer, repo.store, oid)))
             _run(jobs, settings.workers, cancel, moved, failures)
     _finish("upload", "to", where, len(sizes), moved, failures)
     return moved
+
+
+def _verified_copy(source: ObjectStore, target: ObjectStore, oid: str, size: int, cancel: threading.Event) -> int:
+    verified(source, oid, size)
+    return local.copy(source, target, oid, cancel)
+
+
+def _verified_upload(http: LfsHttp, answer: dict[str, Any], store: ObjectStore, oid: str) -> int:
+    verified(store, oid, int(answer["size"]))
+    return http.upload(answer, store.path(oid))
 
 
 def _answers(
@@ -112,12 +216,15 @@ def _answers(
     """(oid, the server's answer) for one batch request; an answer without the operation's action comes as
     None, and an error (or no answer at all) goes to `failures` instead."""
     answers = _by_oid(http.batch(operation, group, ref))
-    for oid, _ in group:
+    for oid, size in group:
         answer = answers.get(oid, {"error": {"message": "the server did not answer for it"}})
+        problem = None if "error" in answer else answer_problem(answer, size, operation)
         if "error" in answer:
             failures.append(f"{oid}: {_error(answer)}")
+        elif problem is not None:
+            failures.append(f"{oid}: {problem} ({http.shown})")
         else:
-            yield oid, answer if operation in _actions(answer) else None
+            yield oid, {**answer, "oid": oid, "size": size} if operation in _actions(answer) else None
 
 
 def _actions(answer: dict[str, Any]) -> dict[str, Any]:
@@ -143,16 +250,19 @@ def _local_size(repo: Repo, oid: str, recorded: int) -> int:
 
 
 def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, failures: list[str]) -> None:
-    """Run transfer jobs on daemon threads; Ctrl-C stops them and lets them delete their temp files."""
+    """Run transfer jobs on daemon threads; Ctrl-C stops them and lets them delete their temp files. A server found
+    down (ServerDown) stops the rest at once: every remaining job would only wait for it in turn."""
     if not jobs:
         return
     todo: queue.Queue[Job] = queue.Queue()
     for job in jobs:
         todo.put(job)
     done: queue.Queue[tuple[str, int, str | None]] = queue.Queue()
+    stop = threading.Event()
+    down: list[ServerDown] = []
 
     def worker() -> None:
-        while not cancel.is_set():
+        while not cancel.is_set() and not stop.is_set():
             try:
                 oid, job = todo.get_nowait()
             except queue.Empty:
@@ -161,21 +271,32 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
                 done.put((oid, job(), None))
             except Cancelled:
                 return
+            except ServerDown as error:
+                down.append(error)
+                stop.set()
+                done.put((oid, 0, str(error)))
             except ThetaError as error:
                 done.put((oid, 0, str(error)))
             except Exception as error:  # a bug in one transfer must not hang the others
-                done.put((oid, 0, f"{type(error).__name__}: {error}"))
+                done.put((oid, 0, redact.text(f"{type(error).__name__}: {error}")))
 
     threads = [threading.Thread(target=worker, daemon=True, name="theta-transfer") for _ in range(min(workers, len(jobs)))]
     for thread in threads:
         thread.start()
     try:
-        for _ in jobs:
-            oid, size, problem = done.get()
+        received = 0
+        while received < len(jobs):
+            try:
+                oid, size, problem = done.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set() and not any(thread.is_alive() for thread in threads) and done.empty():
+                    break  # the jobs never started are abandoned: the server is down
+                continue
+            received += 1
             if problem is None:
                 moved.objects += 1
                 moved.bytes += size
-            else:
+            elif not down:
                 failures.append(problem if oid in problem else f"{oid}: {problem}")
     except KeyboardInterrupt:
         cancel.set()
@@ -183,6 +304,8 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         raise
+    if down:
+        raise down[0]
 
 
 def _finish(verb: str, direction: str, where: Endpoint, total: int, moved: Moved, failures: list[str]) -> None:
@@ -201,15 +324,16 @@ def _groups(items: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     return [items[start : start + BATCH_OBJECTS] for start in range(0, len(items), BATCH_OBJECTS)]
 
 
-def _by_oid(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {str(answer.get("oid")): answer for answer in answers if isinstance(answer, dict)}
+def _by_oid(answers: list[Any]) -> dict[str, dict[str, Any]]:
+    """Answers by object id; anything that is not an object with a string oid is no answer."""
+    return {answer["oid"]: answer for answer in answers if isinstance(answer, dict) and isinstance(answer.get("oid"), str)}
 
 
 def _error(answer: Mapping[str, object]) -> str:
     error = answer.get("error")
     if isinstance(error, dict):
-        return f"server error {error.get('code', '?')}: {error.get('message', 'no message')}"
-    return f"server error: {error}"
+        return f"server error {redact.one_line(error.get('code', '?'), 20)}: {redact.one_line(error.get('message', 'no message'))}"
+    return f"server error: {redact.one_line(error)}"
 
 
 def _size(count: int) -> str:

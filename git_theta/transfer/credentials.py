@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from git_theta import git
+from git_theta import git, redact
 from git_theta.errors import GitError, TransferError
 
 
@@ -40,10 +40,7 @@ def from_url(url: str) -> Credential | None:
 
 def describe(url: str) -> str:
     """The URL without any credentials in it, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl()
+    return redact.url(url)
 
 
 def _request(url: str) -> list[tuple[str, str]]:
@@ -63,7 +60,7 @@ def fill(url: str, cwd: Path) -> Credential:
     except GitError as error:
         raise TransferError(
             f"{describe(url)} asks for credentials and none are available "
-            f"(configure a git credential helper, e.g. `git config credential.helper store`): {error}"
+            f"(configure a git credential helper, e.g. `git config credential.helper store`): {redact.text(str(error))}"
         ) from None
     fields = []
     for line in result.stdout.decode().splitlines():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from git_theta import git
+from git_theta import git, redact
 from git_theta.errors import GitError, TransferError
 
 SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
@@ -42,7 +42,8 @@ class Endpoint:
     ssh: SshTarget | None = None
 
     def describe(self) -> str:
-        return self.url if self.url is not None else str(self.local)
+        """Where, for messages: the URL without credentials (git_theta.redact)."""
+        return redact.url(self.url) if self.url is not None else str(self.local)
 
 
 def lfs_url_from_remote_url(url: str) -> str:
@@ -58,7 +59,7 @@ def lfs_url_from_remote_url(url: str) -> str:
     match = SCP_LIKE.match(url)
     if match and not parts.scheme:
         return lfs_url_from_remote_url(f"https://{match['host']}/{match['path'].lstrip('/')}")
-    raise TransferError(f"cannot derive an LFS server URL from remote URL {url!r}; set lfs.url or remote.<name>.lfsurl")
+    raise TransferError(f"cannot derive an LFS server URL from remote URL {redact.url(url)!r}; set lfs.url or remote.<name>.lfsurl")
 
 
 def ssh_target(url: str) -> SshTarget | None:
@@ -90,7 +91,7 @@ def local_git_dir(url: str, base: Path) -> Path:
         return (path / ".git").resolve()
     if path.is_dir():
         return path.resolve()
-    raise TransferError(f"local remote {url!r} does not exist (looked for {path})")
+    raise TransferError(f"local remote {redact.url(url)!r} does not exist (looked for {path})")
 
 
 def lookup(key: str, cwd: Path) -> str | None:

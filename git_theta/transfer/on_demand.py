@@ -5,7 +5,7 @@ Kept import-light: the transfer machinery (urllib, http) loads only when somethi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -29,3 +29,16 @@ def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata], None]
             raise TransferError(f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: {error}") from None
 
     return fetch
+
+
+def repair(repo: Repo, corrupt: Mapping[str, int], remote: str | None = None) -> None:
+    """Download again the objects of `corrupt` (oid -> size) that the store has but that failed verification on use,
+    each sha256-verified and renamed over the damaged file; for the smudge path that detects a corrupt object
+    (the same as `git theta fetch --repair` does for whole revisions). Raises TransferError if any stays corrupt."""
+    from git_theta.errors import TransferError
+    from git_theta.transfer import client
+
+    try:
+        client.download(repo, corrupt, remote, replace=frozenset(corrupt))
+    except TransferError as error:
+        raise TransferError(f"{len(corrupt)} corrupt object(s) could not be downloaded again: {error}") from None

@@ -34,6 +34,11 @@ def set_quiet(quiet: bool = True) -> None:
     _quiet = quiet
 
 
+def is_quiet() -> bool:
+    """--quiet was given: informational lines (e.g. the transfer client's "downloading ...") are not shown either."""
+    return _quiet
+
+
 def _turned_off_in_config() -> bool:
     """`git config theta.progress false` (or no/off/0), for every git-theta process, filters included."""
     global _off_in_config

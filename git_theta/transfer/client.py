@@ -341,5 +341,8 @@ def _size(count: int) -> str:
 
 
 def _log(message: str) -> None:
-    print(f"git-theta: {message}", file=sys.stderr, flush=True)
+    from git_theta import progress
+
+    if not progress.is_quiet():
+        print(f"git-theta: {message}", file=sys.stderr, flush=True)
 

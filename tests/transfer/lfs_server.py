@@ -191,3 +191,115 @@ class LfsServer:
                 time.sleep(self.faults.slow_seconds_per_chunk)
             record.sent += len(data[start : start + step])
             yield data[start : start + step]
+
+
+@dataclass
+class Seen:
+    """One request a ScriptedServer received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Answer = tuple[int, list[tuple[str, str]], bytes | Iterable[bytes]]
+
+
+class ScriptedServer:
+    """A plain HTTP server (http.server, in a thread) whose every answer a test writes: a hostile or broken LFS
+    server, a redirector, or a second host (bind 127.0.0.2) that records what it was sent.
+
+    `handle(seen) -> (status, headers, body)`; the body may be an iterable of chunks (streamed, no Content-Length
+    unless given)."""
+
+    def __init__(self, handle: Callable[[Seen], Answer], host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen: list[Seen] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length) if length else b"")
+                server.seen.append(seen)
+                status, headers, body = handle(seen)
+                self.send_response(status)
+                names = {name.lower() for name, _ in headers}
+                for name, value in headers:
+                    self.send_header(name, value)
+                if isinstance(body, bytes):
+                    if "content-length" not in names:
+                        self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    try:
+                        for chunk in body:
+                            self.wfile.write(chunk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client stopped reading: that is what a limit does
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = _any
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self.host = host
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = f"/{ORG}/{REPO}.git/info/lfs") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers (a hung server); counts the connections; stops itself after
+    `lifetime` seconds so no test can hang on it."""
+
+    def __init__(self, lifetime: float = 120.0) -> None:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.2)
+        self.port = self._socket.getsockname()[1]
+        self.connections = 0
+        self._held: list[Any] = []
+        self._deadline = time.monotonic() + lifetime
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ORG}/{REPO}.git/info/lfs"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set() and time.monotonic() < self._deadline:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._held.append(connection)  # kept open, never read or answered
+        for connection in self._held:
+            connection.close()
+        self._socket.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()

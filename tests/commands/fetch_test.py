@@ -1,0 +1,66 @@
+"""git theta fetch --repair against a real LFS server (giftless on 127.0.0.1): corrupt local objects come back whole."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
+from conftest import git, theta  # noqa: E402
+from hostile_support import assert_store_whole, run_bounded  # noqa: E402
+from remote_support import Team, lfs_server, local_objects, team  # noqa: E402, F401
+
+MODEL = "model.safetensors"
+
+
+def object_path(repo: Path, oid: str) -> Path:
+    return repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+
+
+def corrupt(repo: Path, oid: str) -> None:
+    path = object_path(repo, oid)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+
+
+def test_fetch_repair_replaces_a_corrupt_object_and_checkout_works_again(team: Team) -> None:
+    bob = team.clone("bob")
+    victims = sorted(local_objects(bob))[:2]
+    for oid in victims:
+        corrupt(bob, oid)
+    (bob / MODEL).unlink()
+    broken = git(bob, "checkout", "--", MODEL, check=False)
+    assert broken.returncode != 0 and "corrupt" in broken.stderr, broken.stderr  # the smudge side's hint: fetch --repair
+    assert theta(bob, "fsck", check=False).returncode != 0  # fsck sees it too
+    plain = theta(bob, "fetch")
+    assert "0 downloaded" in plain.stdout  # a plain fetch trusts what is present: that is what --repair is for
+    team.server.reset_counts()
+    result = run_bounded(["git-theta", "fetch", "--repair"], cwd=bob)
+    assert result.returncode == 0, result.describe()
+    assert "2 corrupt, 2 downloaded" in result.stdout
+    assert team.server.count("GET", "/objects/storage/") == 2  # only the corrupt ones move
+    for oid in victims:
+        assert hashlib.sha256(object_path(bob, oid).read_bytes()).hexdigest() == oid
+        assert f"object {oid} is corrupt" in result.stderr
+    assert_store_whole(bob)  # no staging files left
+    (bob / MODEL).unlink(missing_ok=True)
+    git(bob, "checkout", "--", MODEL)
+    assert (bob / MODEL).read_bytes() == (team.alice / MODEL).read_bytes()
+    assert theta(bob, "fsck").returncode == 0
+    again = theta(bob, "fetch", "--repair")
+    assert "0 corrupt, 0 downloaded" in again.stdout
+
+
+def test_fetch_repair_keeps_the_damaged_copy_when_the_remote_has_no_good_one(team: Team) -> None:
+    bob = team.clone("bob")
+    oid = sorted(local_objects(bob))[0]
+    corrupt(bob, oid)
+    damaged = object_path(bob, oid).read_bytes()
+    team.server.object_path(oid).unlink()
+    result = run_bounded(["git-theta", "fetch", "--repair"], cwd=bob)
+    assert result.returncode == 1 and oid in result.stderr and "404" in result.stderr, result.describe()
+    assert object_path(bob, oid).read_bytes() == damaged  # replaced only by a verified copy, never removed
+    assert not list((bob / ".git" / "lfs" / "tmp").glob("repair-*"))

@@ -224,7 +224,9 @@ def _answers(
         elif problem is not None:
             failures.append(f"{oid}: {problem} ({http.shown})")
         else:
-            yield oid, {**answer, "oid": oid, "size": size} if operation in _actions(answer) else None
+            # the size asked for (or, if it was unknown, the one answered) bounds what a download may write
+            known = size or answer.get("size") or 0
+            yield oid, {**answer, "oid": oid, "size": known} if operation in _actions(answer) else None
 
 
 def _actions(answer: dict[str, Any]) -> dict[str, Any]:

@@ -127,11 +127,12 @@ def _strip_credentials(url: str) -> str:
 
 
 def answer_problem(answer: dict[str, Any], size: int, operation: str) -> str | None:
-    """What is wrong with a server's answer for one object of `size` bytes (None: usable). Checked before any of it is
+    """What is wrong with a server's answer for one object of `size` bytes (0: unknown) (None: usable). Checked before any of it is
     used: a size other than the one asked for, an href that is not http(s), headers that are not strings or would
     inject lines into the request."""
     answered = answer.get("size")
-    if answered is not None and (type(answered) is not int or answered != size):
+    # size 0 is "not recorded" (a file-section object of old metadata): any whole number may answer it
+    if answered is not None and (type(answered) is not int or answered < 0 or (size and answered != size)):
         return f"the server answered for size {redact.one_line(answered, 40)}, not the {size} bytes asked for"
     actions = answer.get("actions")
     if not isinstance(actions, dict):
@@ -181,6 +182,7 @@ class LfsHttp:
         self._last_activity = time.monotonic()
         self._waiting_for = ""
         self._watchdog: threading.Thread | None = None
+        self._said_waiting = False
 
     # -- batch API -------------------------------------------------------
 
@@ -256,7 +258,7 @@ class LfsHttp:
                 if response.status != 200:
                     raise TransferError(f"object {oid}: HTTP {response.status} from {redact.url(href)}")
                 try:
-                    return store.put(self._chunks(response, oid, size if isinstance(size, int) else None), expect=oid)[1]
+                    return store.put(self._chunks(response, oid, size if isinstance(size, int) and size > 0 else None), expect=oid)[1]
                 except StoreError as error:
                     raise Transient(str(error)) from None
 
@@ -397,7 +399,7 @@ class LfsHttp:
             if self._busy == 1:
                 self._last_activity = time.monotonic()
             self._waiting_for = f"{redact.url(url)} ({what})"
-            if self._watchdog is None:
+            if self._watchdog is None and not self._said_waiting:
                 self._watchdog = threading.Thread(target=self._watch, daemon=True, name="theta-transfer-watchdog")
                 self._watchdog.start()
         try:
@@ -431,8 +433,11 @@ class LfsHttp:
         """Say once, on stderr, what we wait for when the server has been silent for WAIT_NOTICE_SECONDS."""
         while not self.cancel.wait(0.25):
             with self._lock:
+                if self._busy == 0:
+                    self._watchdog = None  # idle: the next request starts a new one (no thread left per client)
+                    return
                 silent = time.monotonic() - self._last_activity
-                waiting = self._busy > 0 and silent >= WAIT_NOTICE_SECONDS
+                waiting = silent >= WAIT_NOTICE_SECONDS
                 what = self._waiting_for
             if waiting:
                 timeout = f"{self.settings.timeout:g} s" if self.settings.timeout else "no limit"
@@ -442,6 +447,9 @@ class LfsHttp:
                     file=sys.stderr,
                     flush=True,
                 )
+                with self._lock:
+                    self._said_waiting = True
+                    self._watchdog = None
                 return
 
 

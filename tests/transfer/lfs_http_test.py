@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -341,3 +342,27 @@ def test_push_to_a_dead_storage_host_fails_fast_not_once_per_object(team: Team) 
     line = assert_refused(result, names=f"127.0.0.2:{dead.port}")
     assert "Connection refused" in line
     assert result.seconds < 12, result.describe()
+
+
+def test_once_a_server_is_given_up_on_later_transfers_in_the_same_process_fail_at_once(team: Team, bob: Path) -> None:
+    """What a filter process meets when git goes on to the next checkpoint: the second transfer does not wait again."""
+    dead = ScriptedServer(lambda seen: (500, [], b""))
+    dead.stop()
+    git(bob, "config", "lfs.url", dead.url())
+    git(bob, "config", "lfs.transfer.maxretries", "3")  # 0.25 + 0.5 + 1 s of backoff for the first transfer
+    program = (
+        "import time\nfrom git_theta.errors import TransferError\nfrom git_theta.repo import Repo\n"
+        "from git_theta.transfer import client, scan\nfrom git_theta import git\n"
+        "repo = Repo.discover('.')\n"
+        "wanted = scan.referenced(scan.metadata_of(scan.tree_blobs(git.commit_ids(['HEAD'], repo.worktree), repo.worktree), repo.worktree))\n"
+        "for half in (dict(list(wanted.items())[:10]), dict(list(wanted.items())[10:])):\n"
+        "    start = time.monotonic()\n"
+        "    try:\n"
+        "        client.download(repo, half)\n"
+        "    except TransferError as error:\n"
+        "        print(f'{time.monotonic() - start:.2f} {error}')\n"
+    )
+    result = run_bounded([sys.executable, "-c", program], cwd=bob, max_seconds=30)
+    first, second = result.stdout.splitlines()
+    assert float(first.split()[0]) >= 1.5 and "gave up after 4 attempt(s)" in first, result.describe()
+    assert float(second.split()[0]) < 1.0 and "not trying it again" in second, result.describe()

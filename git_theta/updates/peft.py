@@ -93,10 +93,15 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     return found
 
 
-def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> dict[str, dict[str, Tensor]]:
-    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry."""
+def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
+    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry. Also
+    parameter name -> the file's entry names for it (for messages).
+
+    Two entries for one role of one parameter (e.g. `fc.lora_A.weight` and `base_model.model.fc.lora_A.weight`)
+    are refused naming both: keeping either would silently drop the other."""
     suffixes = SUFFIXES[update_type]
     grouped: dict[str, dict[str, Tensor]] = {}
+    keys: dict[tuple[str, str], str] = {}
     for key in sorted(tensors):
         name = key.removeprefix(PEFT_PREFIX)
         suffix = next((s for s in suffixes if name.endswith(s)), None)
@@ -108,14 +113,17 @@ def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapp
         if param is None:
             raise ThetaError(f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have")
         roles = grouped.setdefault(param, {})
-        if suffixes[suffix] in roles:
-            raise ThetaError(f"{source}: parameter {param!r} has two {suffixes[suffix]} entries")
-        roles[suffixes[suffix]] = tensors[key]
+        role = suffixes[suffix]
+        if role in roles:
+            raise ThetaError(f"{source}: parameter {param!r} has two {role} entries, {keys[param, role]!r} and {key!r}; keep one")
+        roles[role] = tensors[key]
+        keys[param, role] = key
     for param, roles in grouped.items():
         missing = [role for role in ROLES[update_type] if role not in roles]
         if missing:
             raise ThetaError(f"{source}: parameter {param!r} has no {missing[0]} entry")
-    return grouped
+    named = {param: " and ".join(repr(keys[param, role]) for role in ROLES[update_type]) for param in grouped}
+    return grouped, named
 
 
 def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:

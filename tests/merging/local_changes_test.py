@@ -39,7 +39,8 @@ def _diverged(repo: Path) -> np.ndarray[Any, Any]:
 
 def _merge(repo: Path) -> BoundedResult:
     # No controlling terminal (as in CI): with no policy the driver cannot prompt, so the merge would conflict.
-    return run_bounded(["setsid", "git", "merge", "other", "-m", "merge other"], cwd=repo)
+    # Not a hostile input: the bound only keeps a hang from stalling the suite on a loaded machine.
+    return run_bounded(["setsid", "git", "merge", "other", "-m", "merge other"], cwd=repo, max_seconds=300)
 
 
 def _edit_uncommitted(repo: Path, ours: np.ndarray[Any, Any]) -> bytes:

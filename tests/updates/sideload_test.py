@@ -73,3 +73,46 @@ def test_two_sparse_entries_for_one_parameter_are_refused_naming_both(repo: Path
                   "base_model.model.fc.weight.sparse_indices": np.array([2]),
                   "base_model.model.fc.weight.sparse_values": np.array([6.0], np.float32)})
     _refused_side_load(repo, "sparse", update, ["'fc.weight'", "'base_model.model.fc.weight.sparse_indices'", "'fc.weight.sparse_indices'"])
+
+
+# --- a hostile adapter_config.json beside the update file (someone else's adapter) ------------------------------
+
+HOSTILE_CONFIGS = {
+    "nan_alpha": ('{"lora_alpha": NaN}', "lora_alpha must be a finite number"),
+    "inf_alpha": ('{"lora_alpha": Infinity}', "lora_alpha must be a finite number"),
+    "string_alpha": ('{"lora_alpha": "sixteen"}', "lora_alpha must be a finite number"),
+    "bool_alpha": ('{"lora_alpha": true}', "lora_alpha must be a finite number"),
+    "not_an_object": ("[1, 2, 3]", "must hold a JSON object"),
+    "deeply_nested": ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    "not_json": ("{lora_alpha = 16}", "is not valid JSON"),
+    "not_utf8": ('{"lora_alpha": "\xff"}', "is not valid JSON"),
+    "too_large": ('{"pad": "' + "x" * (2 << 20) + '"}', "larger than the 1048576 bytes"),
+}
+
+
+def _lora_update(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(10)
+    (tmp_path / "adapter").mkdir()
+    update = tmp_path / "adapter" / "adapter_model.safetensors"
+    save(update, {"base_model.model.fc.lora_A.weight": rng.normal(0, 0.1, (2, 6)).astype(np.float32),
+                  "base_model.model.fc.lora_B.weight": rng.normal(0, 0.1, (8, 2)).astype(np.float32)})
+    return update
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+def test_a_hostile_adapter_config_is_refused_in_one_line(repo: Path, tmp_path: Path, case: str) -> None:
+    _committed_model(repo)
+    update = _lora_update(tmp_path)
+    text, message = HOSTILE_CONFIGS[case]
+    (update.parent / "adapter_config.json").write_bytes(text.encode("latin-1" if case == "not_utf8" else "utf-8"))
+    line = _refused_side_load(repo, "low-rank", update, [str(update.parent / "adapter_config.json")])
+    assert message in line and len(line) < 400, line
+
+
+def test_a_non_finite_lora_alpha_option_is_refused(repo: Path, tmp_path: Path) -> None:
+    _committed_model(repo)
+    update = _lora_update(tmp_path)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(update), "--lora-alpha", "nan"], cwd=repo)
+    assert "--lora-alpha must be a finite number" in assert_refused(result, "--lora-alpha")
+    state.assert_unchanged(repo)

@@ -97,3 +97,14 @@ def test_worktree_differs_compares_content_not_stat(repo: Path) -> None:
     assert local_changes.worktree_differs(repo, MODEL, committed)
     (repo / MODEL).unlink()
     assert not local_changes.worktree_differs(repo, MODEL, committed)  # a deleted file holds nothing to lose
+
+
+def test_checkout_m_carries_the_edit_into_a_merge_it_is_ours_not_a_loss(repo: Path) -> None:
+    """`git checkout -m` merges the working tree itself (as ours): the edit is the merge's input, never refused."""
+    ours = _diverged(repo)
+    git(repo, "config", "theta.merge.strategy", "average")
+    _edit_uncommitted(repo, ours)
+    result = run_bounded(["setsid", "git", "checkout", "-m", "other"], cwd=repo, max_seconds=300)
+    assert result.returncode == 0 and "uncommitted changes" not in result.stderr, result.describe()
+    theirs = np.arange(16, dtype=np.float32).reshape(4, 4) * 3
+    np.testing.assert_array_equal(load_file(repo / MODEL)["w"], (ours * -7 + theirs) / 2)

@@ -118,3 +118,18 @@ def test_redo_right_after_the_conflict_needs_no_force(repo: Path) -> None:
     theta(repo, "merge", "--redo", MODEL, "--strategy", "theirs")
     np.testing.assert_array_equal(load_file(repo / MODEL)["w"], base["w"] * 3)
     assert not (repo / ".git" / "theta" / "backup").exists()
+
+
+def test_redo_over_a_file_that_is_no_longer_a_checkpoint_is_refused_in_one_line(repo: Path) -> None:
+    base = {"w": np.arange(6, dtype=np.float32)}
+    commit_model(repo, base, "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_model(repo, {"w": base["w"] * 3}, "theirs")
+    git(repo, "checkout", "-q", "main")
+    commit_model(repo, {"w": base["w"] + 1}, "ours")
+    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    (repo / MODEL).write_bytes(b"notes saved over the model by mistake\n")
+    refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
+    assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr
+    assert "not in the merge's 'ours' version" in refused.stderr
+    assert (repo / MODEL).read_bytes() == b"notes saved over the model by mistake\n"

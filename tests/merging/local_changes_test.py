@@ -108,4 +108,3 @@ def test_checkout_m_carries_the_edit_into_a_merge_it_is_ours_not_a_loss(repo: Pa
     assert result.returncode == 0 and "uncommitted changes" not in result.stderr, result.describe()
     theirs = np.arange(16, dtype=np.float32).reshape(4, 4) * 3
     np.testing.assert_array_equal(load_file(repo / MODEL)["w"], (ours * -7 + theirs) / 2)
-

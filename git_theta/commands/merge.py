@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 def refuse_local_changes(toplevel: Path, path: str) -> None:
     """The merge overwrites PATH in the working tree and the index: never over uncommitted work."""
-    unstaged = git.run("diff-files", "--quiet", "--", path, cwd=toplevel, check=False).returncode != 0
+    # By content, as git does: a checkpoint whose timestamp changed but whose content did not is no change.
+    index_version = git.blob(f":0:{path}", cwd=toplevel)
+    unstaged = index_version is not None and local_changes.worktree_differs(toplevel, path, index_version)
     has_head = git.run("rev-parse", "--verify", "-q", "HEAD", cwd=toplevel, check=False).returncode == 0
     staged = has_head and git.run("diff-index", "--cached", "--quiet", "HEAD", "--", path, cwd=toplevel, check=False).returncode != 0
     if unstaged or staged:

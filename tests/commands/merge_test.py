@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -133,3 +134,10 @@ def test_redo_over_a_file_that_is_no_longer_a_checkpoint_is_refused_in_one_line(
     assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr
     assert "not in the merge's 'ours' version" in refused.stderr
     assert (repo / MODEL).read_bytes() == b"notes saved over the model by mistake\n"
+
+
+def test_a_touched_but_unchanged_checkpoint_is_no_uncommitted_change(repo: Path) -> None:
+    three_tasks(repo)
+    os.utime(repo / MODEL, (1, 1))
+    theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average")
+    assert git(repo, "status", "--porcelain").stdout == f"M  {MODEL}\n"

@@ -78,9 +78,9 @@ def test_track_installs_the_hook_but_a_foreign_hooks_path_is_left_alone(tmp_path
     work.mkdir()
     git(work, "init", "-q")
     git(work, "config", "core.hooksPath", ".husky")
-    theta(work, "track", "*.safetensors")
+    theta(work, "track", "--force", "*.safetensors")  # no filter configured: only the hook is under test
     assert not (work / ".husky" / "pre-push").exists() and not (work / ".git" / "hooks" / "pre-push").exists()
     git(work, "config", "--unset", "core.hooksPath")
-    theta(work, "track", "*.pt")
+    theta(work, "track", "--force", "*.pt")
     assert hooks.is_ours(work / ".git" / "hooks" / "pre-push")
     assert os.access(work / ".git" / "hooks" / "pre-push", os.X_OK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from git_theta import git, metadata, smudge
+from git_theta import git, metadata, raw_blobs, smudge
 from git_theta.errors import StoreError, ThetaError
 from git_theta.repo import Repo
 
@@ -62,7 +62,7 @@ def _verify_object(repo: Repo, oid: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
-    problems = check(repo, args.quick)
+    problems = check(repo, args.quick) + raw_blobs.problems(repo.worktree)
     for problem in problems:
         print(f"error: {problem}")
     print(f"fsck: {'ok' if not problems else f'{len(problems)} problem(s)'}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.files import write_atomically
+from git_theta.merging import local_changes
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import merge_metadata
 from git_theta.merging.policy import make_choice, parse_assignments
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--strategy", metavar="NAME", help="strategy for every parameter changed on several sides (overrides git config and the policy file)")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several")
     parser.add_argument("--list-strategies", action="store_true", help="print every strategy with its definition and arguments")
+    parser.add_argument("--force", action="store_true", help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)")
     parser.set_defaults(run=run)
 
 
@@ -53,11 +55,14 @@ def run(args: argparse.Namespace) -> int:
             raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
         path = snapshots.repo_paths(toplevel, [args.redo])[0]
         specs, base_spec, labels = [f":2:{path}", f":3:{path}"], f":1:{path}", ["ours", "theirs"]
+        if not args.force:
+            refuse_edits_since_conflict(toplevel, path)
     else:
         if len(args.revisions) < 2 or not args.path:
             raise ThetaError("give two or more revisions and --path PATH (or --redo PATH, or --list-strategies)")
         path = snapshots.repo_paths(toplevel, [args.path])[0]
-        refuse_local_changes(toplevel, path)
+        if not args.force:
+            refuse_local_changes(toplevel, path)
         base_rev = args.base or merge_base(args.revisions, toplevel)
         specs, labels = [f"{rev}:{path}" for rev in args.revisions], list(args.revisions)
         base_spec = f"{base_rev}:{path}" if base_rev else None
@@ -70,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except UnresolvedConflicts as error:
         print(f"git-theta: {error}", file=sys.stderr)
         return 1
+    if args.force and (toplevel / path).is_file():
+        backup = local_changes.back_up(repo.common_dir, toplevel, path)
+        print(f"git-theta: the working-tree {path} before this merge is kept as {backup}", file=sys.stderr)
     write_and_stage(repo, toplevel, path, result.metadata)
     print(result.summary(path).replace("git-theta: merged", "git-theta: merged and staged"), file=sys.stderr)
     return 0
@@ -77,11 +85,22 @@ def run(args: argparse.Namespace) -> int:
 
 def refuse_local_changes(toplevel: Path, path: str) -> None:
     """The merge overwrites PATH in the working tree and the index: never over uncommitted work."""
-    unstaged = git.run("diff-files", "--quiet", "--", path, cwd=toplevel, check=False).returncode != 0
+    # By content, as git does: a checkpoint whose timestamp changed but whose content did not is no change.
+    index_version = git.blob(f":0:{path}", cwd=toplevel)
+    unstaged = index_version is not None and local_changes.worktree_differs(toplevel, path, index_version)
     has_head = git.run("rev-parse", "--verify", "-q", "HEAD", cwd=toplevel, check=False).returncode == 0
     staged = has_head and git.run("diff-index", "--cached", "--quiet", "HEAD", "--", path, cwd=toplevel, check=False).returncode != 0
     if unstaged or staged:
-        raise ThetaError(f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry)")
+        raise local_changes.LocalChangesError(f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry), or rerun with --force (a backup is kept under .git/theta/backup/)")
+
+
+def refuse_edits_since_conflict(toplevel: Path, path: str) -> None:
+    """--redo replaces PATH; the conflict left our version (:2:) there, so anything else is the user's work."""
+    ours = git.blob(f":2:{path}", cwd=toplevel)
+    if ours is not None and local_changes.worktree_differs(toplevel, path, ours):
+        raise local_changes.LocalChangesError(
+            f"{path}: the working-tree file has changes that are not in the merge's 'ours' version (:2:{path}); "
+            f"--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under .git/theta/backup/)")
 
 
 def merge_base(revisions: list[str], toplevel: Path) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from git_theta import git, metadata
 from git_theta.errors import MetadataError
+from git_theta.merging import local_changes
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import MergeError, merge_metadata
 from git_theta.merging.resolve import UnresolvedConflicts
@@ -41,6 +42,10 @@ def read_metadata(file: str, path: str, side: str, optional: bool = False) -> me
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
+    toplevel = git.toplevel()
+    ours_bytes = Path(args.ours).read_bytes()
+    if local_changes.worktree_differs(toplevel, args.path, ours_bytes):
+        return refuse_dirty(args.path, args.ours, ours_bytes)
     base = read_metadata(args.base, args.path, "merge base", optional=True)
     ours = read_metadata(args.ours, args.path, "ours")
     theirs = read_metadata(args.theirs, args.path, "theirs")
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         f"redo this file's merge now: `git theta merge --redo {args.path} --strategy NAME [--arg NAME=VALUE]`, then `git commit`\n"
         f"  - or take one side whole: `git checkout --ours -- {args.path}` (or --theirs), then `git add {args.path}`"
     )
-    choose = chooser(git.toplevel(), args.path, LABELS, None, hint)
+    choose = chooser(toplevel, args.path, LABELS, None, hint)
     try:
         result = merge_metadata(repo.store, args.path, [ours, theirs], base, LABELS, choose)
     except UnresolvedConflicts as error:
@@ -62,3 +67,17 @@ def run(args: argparse.Namespace) -> int:
     Path(args.ours).write_bytes(result.metadata.serialize())
     print(result.summary(args.path), file=sys.stderr)
     return 0
+
+
+def refuse_dirty(path: str, ours_file: str, ours_bytes: bytes) -> int:
+    """Make git refuse the whole merge the way it does for an ordinary dirty file, before anything is touched.
+
+    A conflict answer with %A different from ours makes the merge want to write this path, so git's own
+    up-to-date check sees the uncommitted edit and aborts ("Your local changes to the following files would be
+    overwritten by merge"): no MERGE_HEAD, no unmerged entries, and the edit stays. The bytes (ours plus a
+    newline, still our metadata) are never checked out: git aborts exactly because the file is dirty.
+    """
+    Path(ours_file).write_bytes(ours_bytes + b"\n")
+    print(f"git-theta: error: {path}: your uncommitted changes to this checkpoint would be overwritten by the merge; "
+          f"commit them (`git commit {path}`) or stash them (`git stash`), then merge again. Nothing was merged.", file=sys.stderr)
+    return 1

@@ -10,6 +10,7 @@ terminal, or the merge stops.
 from __future__ import annotations
 
 import fnmatch
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ CONFIG_STRATEGY = "theta.merge.strategy"
 CONFIG_ARG = "theta.merge.arg"
 # Keys of a policy rule that are not strategy arguments.
 RULE_KEYS = ("params", "path", "strategy")
+# The policy file is committed by collaborators, so it is untrusted input: these bound the work it can ask for
+# (every conflicting parameter is matched against every rule) and what a message can echo back.
+MAX_POLICY_BYTES = 1 << 20
+MAX_RULES = 256
+MAX_TEXT_CHARS = 1024  # a pattern, a strategy name, a string argument
+MAX_LIST_ITEMS = 64  # a list argument (e.g. one weight per merged branch)
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,39 @@ def _show(value: Any) -> str:
 
 def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Choice:
     """Look the strategy up and validate its arguments; errors name `source`."""
+    _check_text(strategy, "strategy", source)
+    for name, value in arguments.items():
+        _check_argument(name, value, source)
     try:
         plugin: type[MergeStrategy] = plugins.get(plugins.MERGES, strategy)
         parsed = plugin.parse_arguments(arguments)
     except ThetaError as error:
         raise ThetaError(f"{source}: {error}") from None
+    for name, value in parsed.items():
+        # "nan" or "1e999" given as text parses to a float no range check catches (NaN compares false).
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+            raise ThetaError(f"{source}: argument {name}={_show(value)} is not a finite number")
     return Choice(strategy, parsed, source)
+
+
+def _check_text(value: str, what: str, source: str) -> None:
+    if len(value) > MAX_TEXT_CHARS:
+        raise ThetaError(f"{source}: {what} of {len(value)} characters is longer than the {MAX_TEXT_CHARS} allowed")
+
+
+def _check_argument(name: str, value: Any, source: str) -> None:
+    """A strategy argument is a string, a finite number or a flat, short list of them (TOML can say far more)."""
+    _check_text(name, "argument name", source)
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_LIST_ITEMS:
+        raise ThetaError(f"{source}: argument {name} lists {len(items)} values, more than the {MAX_LIST_ITEMS} allowed")
+    for item in items:
+        if isinstance(item, str):
+            _check_text(item, f"argument {name}", source)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ThetaError(f"{source}: argument {name}={item} is not a finite number")
+        elif not isinstance(item, (int, float)):
+            raise ThetaError(f"{source}: argument {name} must be a number, a string or a list of them, not a {type(item).__name__}")
 
 
 def parse_assignments(items: Sequence[str], source: str) -> dict[str, str]:
@@ -105,6 +139,10 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ThetaError(f"{source}: not valid TOML: {error}") from None
+    except ValueError:  # Python refuses to convert an integer of more than 4300 digits
+        raise ThetaError(f"{source}: an integer with more digits than a policy file may have") from None
+    except RecursionError:
+        raise ThetaError(f"{source}: arrays or tables nested too deeply for a policy file") from None
     unknown = sorted(set(doc) - {"default", "rule"})
     if unknown:
         raise ThetaError(f"{source}: unknown table {unknown[0]!r}; expected [default] and [[rule]]")
@@ -114,6 +152,8 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
     rules = doc.get("rule", [])
     if not isinstance(rules, list):
         raise ThetaError(f"{source}: `rule` must be an array of tables ([[rule]])")
+    if len(rules) > MAX_RULES:
+        raise ThetaError(f"{source}: {len(rules)} [[rule]] tables, more than the {MAX_RULES} allowed (use wider patterns)")
     for index, table in enumerate(rules, start=1):
         where = f"{source} [[rule]] #{index}"
         if not isinstance(table, dict) or not isinstance(table.get("params"), str):
@@ -121,6 +161,8 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
         path = table.get("path")
         if path is not None and not isinstance(path, str):
             raise ThetaError(f"{where}: path must be a string pattern")
+        _check_text(table["params"], "params pattern", where)
+        _check_text(path or "", "path pattern", where)
         policy.rules.append(Rule(table["params"], path, _table_choice(table, where)))
     return policy
 
@@ -130,7 +172,18 @@ def load_policy(toplevel: Path) -> Policy | None:
     path = toplevel / POLICY_FILE
     if not path.is_file():
         return None
-    return parse_policy(path.read_text(encoding="utf-8"), str(path))
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_POLICY_BYTES + 1)  # never more, whatever it is (a symlink to a huge file)
+    except OSError as error:
+        raise ThetaError(f"{path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise ThetaError(f"{path}: larger than the {MAX_POLICY_BYTES} bytes a policy file may have")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ThetaError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    return parse_policy(text, str(path))
 
 
 def config_choice(cwd: Path | str | None = None) -> Choice | None:

@@ -18,6 +18,7 @@ for `<P>` itself, each falling back to the other.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +29,8 @@ from git_theta.errors import ThetaError
 from git_theta.tensor import Tensor
 
 PEFT_PREFIX = "base_model.model."
+# PEFT writes a few hundred bytes; the file sits next to an adapter someone else may have made.
+MAX_ADAPTER_CONFIG_BYTES = 1 << 20
 # update type -> {suffix: role}; longer suffixes first so `.lora_A.weight` wins over `.lora_A`.
 SUFFIXES: dict[str, dict[str, str]] = {
     "low-rank": {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"},
@@ -93,10 +96,15 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     return found
 
 
-def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> dict[str, dict[str, Tensor]]:
-    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry."""
+def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
+    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry. Also
+    parameter name -> the file's entry names for it (for messages).
+
+    Two entries for one role of one parameter (e.g. `fc.lora_A.weight` and `base_model.model.fc.lora_A.weight`)
+    are refused naming both: keeping either would silently drop the other."""
     suffixes = SUFFIXES[update_type]
     grouped: dict[str, dict[str, Tensor]] = {}
+    keys: dict[tuple[str, str], str] = {}
     for key in sorted(tensors):
         name = key.removeprefix(PEFT_PREFIX)
         suffix = next((s for s in suffixes if name.endswith(s)), None)
@@ -108,29 +116,51 @@ def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapp
         if param is None:
             raise ThetaError(f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have")
         roles = grouped.setdefault(param, {})
-        if suffixes[suffix] in roles:
-            raise ThetaError(f"{source}: parameter {param!r} has two {suffixes[suffix]} entries")
-        roles[suffixes[suffix]] = tensors[key]
+        role = suffixes[suffix]
+        if role in roles:
+            raise ThetaError(f"{source}: parameter {param!r} has two {role} entries, {keys[param, role]!r} and {key!r}; keep one")
+        roles[role] = tensors[key]
+        keys[param, role] = key
     for param, roles in grouped.items():
         missing = [role for role in ROLES[update_type] if role not in roles]
         if missing:
             raise ThetaError(f"{source}: parameter {param!r} has no {missing[0]} entry")
-    return grouped
+    named = {param: " and ".join(repr(keys[param, role]) for role in ROLES[update_type]) for param in grouped}
+    return grouped, named
 
 
 def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:
     """alpha / r (alpha / sqrt(r) for rsLoRA); alpha from --lora-alpha, else adapter_config.json beside the file, else r."""
-    config: dict[str, Any] = {}
     config_path = update_file.parent / "adapter_config.json"
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except ValueError as error:
-            raise ThetaError(f"{config_path} is not valid JSON: {error}") from None
+    config = _read_adapter_config(config_path) if config_path.is_file() else {}
     if config.get("alpha_pattern"):
         raise ThetaError(f"{config_path}: per-module alpha_pattern is not supported; merge those modules separately")
+    source = "--lora-alpha"
     if alpha is None:
-        alpha = float(config.get("lora_alpha", rank))
+        alpha, source = config.get("lora_alpha", rank), f"{config_path}: lora_alpha"
+    # A NaN or infinite scale would commit a checkpoint of NaNs "exactly"; a bool is not a number here.
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ThetaError(f"{source} must be a finite number, not {str(alpha)[:40]!r}")
     if config.get("use_rslora"):
         return float(alpha / rank**0.5)
     return float(alpha / rank)
+
+
+def _read_adapter_config(config_path: Path) -> dict[str, Any]:
+    """PEFT's adapter_config.json (a few hundred bytes): bounded, and a JSON object or an error naming the file."""
+    try:
+        with open(config_path, "rb") as stream:
+            data = stream.read(MAX_ADAPTER_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ThetaError(f"{config_path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_ADAPTER_CONFIG_BYTES:
+        raise ThetaError(f"{config_path}: larger than the {MAX_ADAPTER_CONFIG_BYTES} bytes an adapter config may have")
+    try:
+        config = json.loads(data)
+    except ValueError as error:  # also not UTF-8
+        raise ThetaError(f"{config_path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ThetaError(f"{config_path}: JSON nested too deeply") from None
+    if not isinstance(config, dict):
+        raise ThetaError(f"{config_path}: must hold a JSON object (PEFT's adapter config), not a {type(config).__name__}")
+    return config

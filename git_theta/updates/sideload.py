@@ -62,15 +62,29 @@ def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file
     if not tensors:
         raise ThetaError(f"update file {update_file} holds no tensors")
     layout = {name: (t.dtype, t.shape) for name, t in checkpoint.items()}
-    grouped = peft.group_by_param(update_type, tensors, layout, str(update_file))
+    grouped, entries = peft.group_by_param(update_type, tensors, layout, str(update_file))
     bundles: dict[str, Bundle] = {}
+    origin: dict[str, str] = {}  # parameter -> the entries its update comes from
     for param, roles in grouped.items():
         base = checkpoint[param]
         try:
-            bundles.update(_bundles_for(update_type, param, base, roles, checkpoint, update_file, alpha))
+            made = _bundles_for(update_type, param, base, roles, checkpoint, update_file, alpha)
         except ThetaError as error:
             raise ThetaError(f"{update_file}: parameter {param!r} ({base.dtype}{list(base.shape)}): {error}") from None
+        for target in made:
+            if target in origin:
+                raise _two_updates(update_file, target, origin[target], entries[param])
+            origin[target] = entries[param]
+        bundles.update(made)
     return bundles
+
+
+def _two_updates(update_file: Path, param: str, first: str, second: str) -> ThetaError:
+    """One parameter, two updates: applying both in some order (or keeping one) would commit a value nobody trained."""
+    why = ""
+    if param.endswith(".bias"):
+        why = " (PEFT's IA3 scales an output-scaled layer's bias with that layer's own vector, so a separate bias entry is not PEFT's)"
+    return ThetaError(f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the entries")
 
 
 def _bundles_for(update_type: str, param: str, base: Tensor, roles: dict[str, Tensor], checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,62 @@ def test_usage_errors(repo: Path) -> None:
     redo = theta(repo, "merge", "--redo", MODEL, "--strategy", "ours", check=False)
     assert redo.returncode == 1 and ":2:model.safetensors: no such file" in redo.stderr
     assert "### `ties`" in theta(repo, "merge", "--list-strategies").stdout
+
+
+def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(repo: Path) -> None:
+    base = {"w": np.arange(6, dtype=np.float32)}
+    commit_model(repo, base, "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_model(repo, {"w": base["w"] * 3}, "theirs")
+    git(repo, "checkout", "-q", "main")
+    commit_model(repo, {"w": base["w"] + 1}, "ours")
+    conflict = subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    assert conflict.returncode == 1 and "CONFLICT" in conflict.stdout
+    save_file({"w": base["w"] * -7}, repo / MODEL)  # the user works on the conflicted file
+    edit = (repo / MODEL).read_bytes()
+    refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
+    assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr
+    assert f"git-theta: error: {MODEL}: the working-tree file has changes that are not in the merge's 'ours' version" in refused.stderr
+    assert "--force" in refused.stderr and (repo / MODEL).read_bytes() == edit
+    assert git(repo, "status", "--porcelain").stdout == f"UU {MODEL}\n"
+    forced = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", "--force")
+    backups = list((repo / ".git" / "theta" / "backup").iterdir())
+    assert len(backups) == 1 and backups[0].read_bytes() == edit and str(backups[0]) in forced.stderr
+    np.testing.assert_array_equal(load_file(repo / MODEL)["w"], (base["w"] + 1 + base["w"] * 3) / 2)
+    assert git(repo, "status", "--porcelain").stdout == f"M  {MODEL}\n"
+
+
+def test_redo_right_after_the_conflict_needs_no_force(repo: Path) -> None:
+    """The conflict leaves our version in the working tree: that is not an edit (stat differs from no stage 0)."""
+    base = {"w": np.arange(6, dtype=np.float32)}
+    commit_model(repo, base, "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_model(repo, {"w": base["w"] * 3}, "theirs")
+    git(repo, "checkout", "-q", "main")
+    commit_model(repo, {"w": base["w"] + 1}, "ours")
+    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    theta(repo, "merge", "--redo", MODEL, "--strategy", "theirs")
+    np.testing.assert_array_equal(load_file(repo / MODEL)["w"], base["w"] * 3)
+    assert not (repo / ".git" / "theta" / "backup").exists()
+
+
+def test_redo_over_a_file_that_is_no_longer_a_checkpoint_is_refused_in_one_line(repo: Path) -> None:
+    base = {"w": np.arange(6, dtype=np.float32)}
+    commit_model(repo, base, "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_model(repo, {"w": base["w"] * 3}, "theirs")
+    git(repo, "checkout", "-q", "main")
+    commit_model(repo, {"w": base["w"] + 1}, "ours")
+    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    (repo / MODEL).write_bytes(b"notes saved over the model by mistake\n")
+    refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
+    assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr
+    assert "not in the merge's 'ours' version" in refused.stderr
+    assert (repo / MODEL).read_bytes() == b"notes saved over the model by mistake\n"
+
+
+def test_a_touched_but_unchanged_checkpoint_is_no_uncommitted_change(repo: Path) -> None:
+    three_tasks(repo)
+    os.utime(repo / MODEL, (1, 1))
+    theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average")
+    assert git(repo, "status", "--porcelain").stdout == f"M  {MODEL}\n"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import git
+from hostile_support import assert_refused, run_bounded
+from safetensors.numpy import save_file
 
 from git_theta.errors import ThetaError
 from git_theta.merging.policy import config_choice, load_policy, parse_policy
@@ -74,3 +77,55 @@ def test_git_config_choice(repo: Path) -> None:
     git(repo, "config", "--add", "theta.merge.arg", "q=1")
     with pytest.raises(ThetaError, match="git config theta.merge.strategy=dare: merge strategy 'dare' has no argument 'q'"):
         config_choice(repo)
+
+
+# --- a hostile .thetamerge.toml (a collaborator commits it), through a real `git merge` -------------------------
+
+_DEFAULT = "[default]\nstrategy = 'task-arithmetic'\n"
+HOSTILE_POLICIES = {
+    "nested_arrays": (_DEFAULT + "x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    "nested_inline_tables": (_DEFAULT + "x = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n", "nested too deeply"),
+    "nan_lambda": (_DEFAULT + "lambda = nan\n", "lambda=nan is not a finite number"),
+    "inf_lambda": (_DEFAULT + "lambda = inf\n", "lambda=inf is not a finite number"),
+    "inf_seed": ("[default]\nstrategy = 'dare'\nseed = inf\n", "seed=inf is not a finite number"),
+    "huge_integer": ("[default]\nstrategy = 'dare'\nseed = " + "9" * 5000 + "\n", "an integer with more digits"),
+    "huge_weight_list": ("[default]\nstrategy = 'weighted'\nweights = [" + ",".join(["1"] * 100_000) + "]\n", "more than the 64 allowed"),
+    "table_argument": ("[default]\nstrategy = 'ties'\nk = {a = 1}\n", "must be a number, a string or a list of them"),
+    "date_argument": ("[default]\nstrategy = 'ties'\nk = 1979-05-27\n", "must be a number, a string or a list of them"),
+    "huge_strategy_name": ("[default]\nstrategy = '" + "x" * 100_000 + "'\n", "strategy of 100000 characters"),
+    "many_rules": ("".join(f"[[rule]]\nparams = 'p{i}.*'\nstrategy = 'average'\n" for i in range(20_000)), "more than the 256 allowed"),
+    "long_pattern": ("[[rule]]\nparams = '" + "*a" * 5000 + "'\nstrategy = 'average'\n", "params pattern of 10000 characters"),
+    "too_large": (_DEFAULT + "# " + "x" * (2 << 20) + "\n", "larger than the 1048576 bytes"),
+    "not_utf8": (None, "not UTF-8 text"),
+}
+
+
+def _conflicting_branches(repo: Path) -> bytes:
+    """main and `other` changed tensor w differently; returns main's committed checkpoint bytes."""
+    model = repo / "model.safetensors"
+    save_file({"w": np.arange(8, dtype=np.float32)}, model)
+    git(repo, "add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    save_file({"w": np.arange(8, dtype=np.float32) * 3}, model)
+    git(repo, "commit", "-q", "-am", "theirs")
+    git(repo, "checkout", "-q", "main")
+    save_file({"w": np.arange(8, dtype=np.float32) + 1}, model)
+    git(repo, "commit", "-q", "-am", "ours")
+    return model.read_bytes()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_POLICIES))
+def test_a_hostile_policy_file_stops_the_merge_with_one_line(repo: Path, case: str) -> None:
+    ours = _conflicting_branches(repo)
+    text, message = HOSTILE_POLICIES[case]
+    (repo / ".thetamerge.toml").write_bytes(text.encode() if text is not None else b"[default]\nstrategy = '\xff'\n")
+    git(repo, "add", ".thetamerge.toml")
+    git(repo, "commit", "-q", "-m", "a collaborator's policy")
+    # setsid: no terminal to ask on, as in CI
+    result = run_bounded(["setsid", "git", "merge", "other", "-m", "merge"], cwd=repo, max_rss_mb=400, max_seconds=120)
+    line = assert_refused(result, ".thetamerge.toml", exit_code=1)
+    assert message in line and len(line) < 400, line
+    assert (repo / "model.safetensors").read_bytes() == ours
+    git(repo, "merge", "--abort")
+    assert git(repo, "status", "--porcelain").stdout == ""

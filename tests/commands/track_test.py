@@ -1,0 +1,50 @@
+"""git theta track refuses to write .gitattributes when git would not run git-theta's filter (nothing raw in git)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hostile_support import RepoState, assert_refused, git_theta_lines, run_bounded
+from safetensors.numpy import save_file
+
+from conftest import git
+
+
+def _fresh(tmp_path: Path) -> Path:
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    return repo
+
+
+def test_track_before_install_is_refused_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "track", "*.safetensors"], cwd=repo)
+    line = assert_refused(result, [".gitattributes", "*.safetensors", "`git theta install`", "--force"])
+    assert "filter.theta.* is unset" in line
+    state.assert_unchanged(repo)
+    assert not (repo / ".gitattributes").exists()
+
+
+def test_track_with_a_filter_program_that_cannot_run_is_refused(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path)
+    git(repo, "config", "filter.theta.process", "/nonexistent/bin/git-theta filter-process")
+    line = assert_refused(run_bounded(["git-theta", "track", "*.safetensors"], cwd=repo), [".gitattributes", "/nonexistent/bin/git-theta", "filter.theta.process"])
+    assert "not on PATH" in line and not (repo / ".gitattributes").exists()
+
+
+def test_track_force_writes_with_a_warning_and_install_then_track_is_quiet(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path)
+    forced = run_bounded(["git-theta", "track", "--force", "*.safetensors"], cwd=repo)
+    assert forced.returncode == 0 and forced.stdout == "tracking: *.safetensors\n", forced.describe()
+    [warning] = git_theta_lines(forced.stderr)
+    assert warning.startswith("git-theta: warning: git-theta's filter is not configured")
+    (repo / ".gitattributes").unlink()
+    git(repo, "config", "filter.theta.process", "git-theta filter-process")  # what `git theta install` sets
+    tracked = run_bounded(["git-theta", "track", "*.safetensors"], cwd=repo)
+    assert tracked.returncode == 0 and tracked.stderr == "", tracked.describe()
+    save_file({"w": np.ones(4, np.float32)}, repo / "m.safetensors")
+    git(repo, "add", "m.safetensors")
+    assert git(repo, "show", ":m.safetensors").stdout.startswith('{"version":"git-theta/')

@@ -1,0 +1,118 @@
+"""Side-loading (`git theta add --update-type`): one update per parameter, never one silently replacing another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hostile_support import RepoState, assert_refused, run_bounded
+from update_helpers import commit, load, save, weights
+
+ModelArrays = dict[str, np.ndarray[Any, Any]]
+
+
+def _committed_model(repo: Path) -> ModelArrays:
+    model = weights(np.random.default_rng(7), "F32", {"fc.weight": (8, 6), "fc.bias": (8,)})
+    save(repo / "model.safetensors", model)
+    commit(repo, "base")
+    return model
+
+
+def _refused_side_load(repo: Path, update_type: str, update_file: Path, names: list[str]) -> str:
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", update_type, "--update-data", str(update_file)], cwd=repo)
+    line = assert_refused(result, [str(update_file), *names])
+    state.assert_unchanged(repo)
+    return line
+
+
+def test_ia3_weight_vector_and_a_bias_entry_for_the_same_layer_are_refused(repo: Path, tmp_path: Path) -> None:
+    """The weight's (out, 1) vector also scales fc.bias (PEFT's merge); a second entry for fc.bias would be overwritten."""
+    _committed_model(repo)
+    rng = np.random.default_rng(8)
+    update = tmp_path / "ia3.safetensors"
+    save(update, {"base_model.model.fc.ia3_l": rng.uniform(0.5, 1.5, (8, 1)).astype(np.float32),
+                  "base_model.model.fc.bias.ia3_l": rng.uniform(0.5, 1.5, (8,)).astype(np.float32)})
+    line = _refused_side_load(repo, "ia3", update, ["'fc.bias'", "base_model.model.fc.ia3_l", "base_model.model.fc.bias.ia3_l"])
+    assert "two updates" in line and "bias" in line
+
+
+def test_ia3_bias_entry_alone_is_applied(repo: Path, tmp_path: Path) -> None:
+    """Without the weight's vector, a vector for the bias alone is one update for one parameter: accepted."""
+    model = _committed_model(repo)
+    update = tmp_path / "ia3.safetensors"
+    save(update, {"fc.bias.ia3_l": np.full((8,), 2.0, np.float32)})
+    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "ia3", "--update-data", str(update)], cwd=repo)
+    assert result.returncode == 0, result.describe()
+    got = load(repo / "model.safetensors")
+    assert got["fc.bias"].tobytes() == (model["fc.bias"] * 2).tobytes() and got["fc.weight"].tobytes() == model["fc.weight"].tobytes()
+
+
+@pytest.mark.parametrize(("update_type", "entries", "named"), [
+    ("ia3", {"fc.ia3_l": (8, 1), "fc.weight.ia3_l": (8, 1)}, ["'fc.ia3_l'", "'fc.weight.ia3_l'"]),
+    ("low-rank", {"fc.lora_A.weight": (2, 6), "base_model.model.fc.lora_A.weight": (2, 6), "fc.lora_B.weight": (8, 2)},
+     ["'fc.lora_A.weight'", "'base_model.model.fc.lora_A.weight'"]),
+    ("low-rank", {"fc.lora_A.weight": (2, 6), "fc.lora_B.weight": (8, 2), "fc.weight.lora_A": (2, 6), "fc.weight.lora_B": (8, 2)},
+     ["'fc.lora_A.weight'", "'fc.weight.lora_A'"]),
+])
+def test_two_entries_for_one_parameter_are_refused_naming_both(repo: Path, tmp_path: Path, update_type: str, entries: dict[str, tuple[int, ...]], named: list[str]) -> None:
+    _committed_model(repo)
+    rng = np.random.default_rng(9)
+    update = tmp_path / "update.safetensors"
+    save(update, {name: rng.uniform(0.5, 1.5, shape).astype(np.float32) for name, shape in entries.items()})
+    line = _refused_side_load(repo, update_type, update, ["'fc.weight'", *named])
+    assert "two" in line
+
+
+def test_two_sparse_entries_for_one_parameter_are_refused_naming_both(repo: Path, tmp_path: Path) -> None:
+    _committed_model(repo)
+    update = tmp_path / "sparse.safetensors"
+    save(update, {"fc.weight.sparse_indices": np.array([1]), "fc.weight.sparse_values": np.array([5.0], np.float32),
+                  "base_model.model.fc.weight.sparse_indices": np.array([2]),
+                  "base_model.model.fc.weight.sparse_values": np.array([6.0], np.float32)})
+    _refused_side_load(repo, "sparse", update, ["'fc.weight'", "'base_model.model.fc.weight.sparse_indices'", "'fc.weight.sparse_indices'"])
+
+
+# --- a hostile adapter_config.json beside the update file (someone else's adapter) ------------------------------
+
+HOSTILE_CONFIGS = {
+    "nan_alpha": ('{"lora_alpha": NaN}', "lora_alpha must be a finite number"),
+    "inf_alpha": ('{"lora_alpha": Infinity}', "lora_alpha must be a finite number"),
+    "string_alpha": ('{"lora_alpha": "sixteen"}', "lora_alpha must be a finite number"),
+    "bool_alpha": ('{"lora_alpha": true}', "lora_alpha must be a finite number"),
+    "not_an_object": ("[1, 2, 3]", "must hold a JSON object"),
+    "deeply_nested": ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    "not_json": ("{lora_alpha = 16}", "is not valid JSON"),
+    "not_utf8": ('{"lora_alpha": "\xff"}', "is not valid JSON"),
+    "too_large": ('{"pad": "' + "x" * (2 << 20) + '"}', "larger than the 1048576 bytes"),
+}
+
+
+def _lora_update(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(10)
+    (tmp_path / "adapter").mkdir()
+    update = tmp_path / "adapter" / "adapter_model.safetensors"
+    save(update, {"base_model.model.fc.lora_A.weight": rng.normal(0, 0.1, (2, 6)).astype(np.float32),
+                  "base_model.model.fc.lora_B.weight": rng.normal(0, 0.1, (8, 2)).astype(np.float32)})
+    return update
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+def test_a_hostile_adapter_config_is_refused_in_one_line(repo: Path, tmp_path: Path, case: str) -> None:
+    _committed_model(repo)
+    update = _lora_update(tmp_path)
+    text, message = HOSTILE_CONFIGS[case]
+    (update.parent / "adapter_config.json").write_bytes(text.encode("latin-1" if case == "not_utf8" else "utf-8"))
+    line = _refused_side_load(repo, "low-rank", update, [str(update.parent / "adapter_config.json")])
+    assert message in line and len(line) < 400, line
+
+
+def test_a_non_finite_lora_alpha_option_is_refused(repo: Path, tmp_path: Path) -> None:
+    _committed_model(repo)
+    update = _lora_update(tmp_path)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(update), "--lora-alpha", "nan"], cwd=repo)
+    assert "--lora-alpha must be a finite number" in assert_refused(result, "--lora-alpha")
+    state.assert_unchanged(repo)

@@ -1,0 +1,106 @@
+"""What every fuzz target asserts, and the fixed budget that keeps CI time bounded.
+
+Each parser under fuzz (safetensors header and stream reader, metadata, store objects, pkt-line) is called
+in-process on bytes hypothesis makes: any bytes, and structured mutations of valid inputs (flip a byte, cut at any
+point, change a length field, duplicate a key, nest deeper). For every input the parser must either return a
+result or raise a git_theta.errors.ThetaError subclass: never another exception, never allocate more than the input
+can justify (tracemalloc peak), never loop (an alarm). Valid inputs must round-trip.
+
+Budget: CI runs FUZZ_EXAMPLES examples per target (derandomized, so a failure reproduces on every machine, and with
+no example database, so no .hypothesis directory appears). A longer, random campaign by hand:
+
+    GIT_THETA_FUZZ_EXAMPLES=20000 PYTHONPATH=. python3 -m pytest -q -p no:randomly tests/fuzz
+
+With GIT_THETA_FUZZ_EXAMPLES set the search is randomized (a new seed each run; hypothesis prints the seed and the
+minimal failing input of a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from git_theta.errors import ThetaError
+
+_CAMPAIGN = os.environ.get("GIT_THETA_FUZZ_EXAMPLES")
+FUZZ_EXAMPLES = int(_CAMPAIGN) if _CAMPAIGN else 150
+
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,  # wall time on a shared 2-core machine is no signal; the alarm below catches real loops
+    derandomize=_CAMPAIGN is None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
+
+# A parse of a few KB that runs this long is looping (or exponential), not slow.
+MAX_SECONDS_PER_INPUT = 10
+# What the input can justify: a parser builds Python objects for what it reads (JSON values cost ~100 bytes per
+# input byte at worst: "[0,0,0" is 2 bytes per list slot of 8 bytes plus growth), plus a fixed allowance.
+FIXED_ALLOWANCE = 4 << 20
+BYTES_PER_INPUT_BYTE = 128
+
+T = TypeVar("T")
+
+
+class _Looping(Exception):
+    pass
+
+
+@contextmanager
+def _alarm(seconds: int) -> Iterator[None]:
+    def ring(signum: int, frame: FrameType | None) -> None:
+        raise _Looping(f"still parsing after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def bounded_parse(parse: Callable[[], T], input_bytes: int, *, allowance: int | None = None) -> T | ThetaError:
+    """Run `parse`; its result, or the ThetaError it raised. Any other exception fails the example, and so does a
+    tracemalloc peak above what `input_bytes` of input can justify (or `allowance` bytes when given)."""
+    limit = allowance if allowance is not None else FIXED_ALLOWANCE + BYTES_PER_INPUT_BYTE * input_bytes
+    tracemalloc.start()
+    try:
+        with _alarm(MAX_SECONDS_PER_INPUT):
+            try:
+                outcome: T | ThetaError = parse()
+            except ThetaError as error:
+                outcome = error
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= limit, f"peak {peak} bytes allocated for {input_bytes} bytes of input (limit {limit})"
+    return outcome
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
+    """`valid` with one structural damage: a flipped bit, a cut, a byte set, a run inserted or removed."""
+    kind = draw(st.sampled_from(["flip", "cut", "set", "insert", "delete", "as_is"]))
+    if kind == "as_is" or not valid:
+        return valid
+    at = draw(st.integers(0, len(valid) - 1))
+    if kind == "flip":
+        return valid[:at] + bytes([valid[at] ^ (1 << draw(st.integers(0, 7)))]) + valid[at + 1 :]
+    if kind == "cut":
+        return valid[:at]
+    if kind == "set":
+        return valid[:at] + bytes([draw(st.integers(0, 255))]) + valid[at + 1 :]
+    if kind == "insert":
+        return valid[:at] + draw(st.binary(min_size=1, max_size=16)) + valid[at:]
+    return valid[:at] + valid[at + draw(st.integers(1, 16)) :]

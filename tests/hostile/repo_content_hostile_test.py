@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import git
+from conftest import GIT_ENV, git
 from hostile_support import BoundedResult, RepoState, assert_nothing_internal, assert_refused, git_theta_lines, run_bounded
 from safetensors.numpy import save
 
@@ -104,20 +104,44 @@ HOSTILE_POLICIES = {
 }
 
 
-def conflicting_branches(repo: Path, policy: str) -> None:
-    """main and `other` both changed layer.weight; the (hostile) policy was committed before they forked."""
+@pytest.fixture(scope="module")
+def branches_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once (a merge setup costs a dozen git-theta starts): main and `other` both changed layer.weight."""
+    root = tmp_path_factory.mktemp("branches")
+    env = {**os.environ, **GIT_ENV, "HOME": str(root), "XDG_CONFIG_HOME": str(root / ".config")}
+    (root / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    path = root / "repo"
+    path.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=path, env=env, check=True, capture_output=True)
+
+    run("git", "init", "-q")
+    run("git-theta", "install", "--local")
+    run("git-theta", "track", "*.safetensors")
+    for branch, scale in (("main", 1.0), ("other", 2.0), ("main", 3.0)):
+        if scale == 2.0:
+            run("git", "checkout", "-q", "-b", "other")
+        elif scale == 3.0:
+            run("git", "checkout", "-q", "main")
+        (path / MODEL).write_bytes(checkpoint(0, scale=scale))
+        run("git", "add", ".gitattributes", MODEL)
+        run("git", "commit", "-q", "-m", f"{branch} x{scale}")
+    return path
+
+
+def conflicting_branches(template: Path, repo: Path, policy: str) -> None:
+    """A copy of the template with the (hostile) policy committed on main, the branch being merged into."""
+    shutil.copytree(template, repo, symlinks=True)
     (repo / ".thetamerge.toml").write_text(policy)
     git(repo, "add", ".thetamerge.toml")
-    commit_model(repo, checkpoint(0), "base with policy")
-    git(repo, "checkout", "-q", "-b", "other")
-    commit_model(repo, checkpoint(0, scale=2.0), "theirs")
-    git(repo, "checkout", "-q", "main")
-    commit_model(repo, checkpoint(0, scale=3.0), "ours")
+    git(repo, "commit", "-q", "-m", "a collaborator's merge policy")
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_POLICIES))
-def test_a_hostile_merge_policy_stops_the_merge_naming_the_policy_file(repo: Path, tmp_path: Path, case: str) -> None:
-    conflicting_branches(repo, HOSTILE_POLICIES[case])
+def test_a_hostile_merge_policy_stops_the_merge_naming_the_policy_file(branches_template: Path, tmp_path: Path, case: str) -> None:
+    repo = tmp_path / "repo"
+    conflicting_branches(branches_template, repo, HOSTILE_POLICIES[case])
     marker = tmp_path / "imported"
     pythonpath = plant_markers([repo, tmp_path], ["x", "no_such_strategy"], marker)
     state = RepoState.capture(repo)
@@ -286,7 +310,7 @@ def test_a_fifo_at_a_tracked_path_never_hangs(repo: Path, command: list[str]) ->
     commit_model(repo)
     (repo / MODEL).unlink()
     os.mkfifo(repo / MODEL)
-    result = run_bounded(command, cwd=repo, max_seconds=20)
+    result = run_bounded(command, cwd=repo, max_seconds=10)
     assert_nothing_internal(result)
     if result.returncode != 0:
         assert len(git_theta_lines(result.stderr)) <= 1, result.describe()

@@ -249,9 +249,11 @@ def test_a_request_without_a_pathname_is_answered_error(repo: Path) -> None:
     out.write(text_list(["command=clean"]))
     PacketWriter(out).close_stream()
     result = run_filter(repo, HANDSHAKE + out.getvalue() + request("clean", "model.safetensors", checkpoint()))
+    assert result.returncode == 0, result.describe()
     assert_nothing_internal(result)
     statuses = [status for status, _ in answers(result)]
-    assert statuses[-1] == ["status=success"], result.describe()
+    assert statuses == [["status=error"], ["status=success"]], result.describe()
+    assert len(git_theta_lines(result.stderr)) == 1, result.describe()
 
 
 def test_many_bad_requests_then_good_ones_in_one_process(repo: Path) -> None:

@@ -99,7 +99,7 @@ def test_a_duplicated_key_is_refused(meta: Metadata, where: int) -> None:
 @pytest.mark.parametrize("where", ["file", "param", "link"])
 def test_deep_nesting_is_metadata_error(depth: int, bracket: str, where: str) -> None:
     """Nesting a few hundred KB deep (a collaborator's commit) is refused with MetadataError: no RecursionError."""
-    opening, closing = bracket
+    opening, closing = bracket[0], bracket[1]
     if opening == "{":
         opening = '{"a":'
     nested = opening * depth + "1" + closing * depth

@@ -41,6 +41,7 @@ class BoundedResult:
     stderr: str
     max_rss_mb: float
     seconds: float
+    stdout_bytes: bytes = b""  # stdout as written (a protocol's binary answer); `stdout` is it decoded for messages
 
     def describe(self) -> str:
         return (f"{' '.join(self.args)} -> exit {self.returncode}, {self.max_rss_mb:.0f} MB, {self.seconds:.1f} s\n"
@@ -61,8 +62,9 @@ def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: 
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
-        result = BoundedResult(list(args), status, out.read().decode(errors="replace"),
-                               err.read().decode(errors="replace"), usage.ru_maxrss / 1024, seconds)
+        raw = out.read()
+        result = BoundedResult(list(args), status, raw.decode(errors="replace"),
+                               err.read().decode(errors="replace"), usage.ru_maxrss / 1024, seconds, raw)
     assert seconds <= max_seconds, f"took {seconds:.1f} s > {max_seconds} s\n{result.describe()}"
     assert result.max_rss_mb <= max_rss_mb, f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
     return result

@@ -65,6 +65,19 @@ def load(common_dir: Path, path: str) -> dict[str, tuple[str, tuple[StoredLink, 
     return found
 
 
+def referenced_objects(common_dir: Path) -> set[str]:
+    """Every object any record names (`git theta gc` keeps them: the clean filter is about to use them)."""
+    oids: set[str] = set()
+    for target in sorted((common_dir / "theta" / "pending").glob("*.json")):
+        try:
+            doc = json.loads(target.read_bytes()) if target.stat().st_size <= MAX_RECORD_BYTES else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("path"), str):
+            oids.update(link.object for _, chain in load(common_dir, doc["path"]).values() for link in chain)
+    return oids
+
+
 def remove(common_dir: Path, path: str) -> None:
     try:
         record_path(common_dir, path).unlink()

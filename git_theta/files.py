@@ -98,10 +98,10 @@ def is_ours(path: Path) -> bool:
 
 
 def remove_stale(directory: Path, prefix: str = "") -> int:
-    """Remove the stale temp files (`is_stale`) named `<prefix>theta-...` in `directory`; how many went."""
+    """Remove the stale temp files (`is_stale`) named `<prefix>...theta-...` in `directory`; how many went."""
     removed = 0
     try:
-        candidates = list(directory.glob(f"{glob_escape(prefix)}{TEMP_INFIX}*"))
+        candidates = list(directory.glob(f"{glob_escape(prefix)}*{TEMP_INFIX}*"))
     except OSError:
         return 0
     for path in candidates:

@@ -36,7 +36,9 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
         with open(target, "rb") as current:
             if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
                 return False  # already a checkpoint; never clobber local work silently
-    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)))
+    # Written inside .git and renamed into place: a killed checkout leaves nothing `git add -A` could pick up,
+    # and the next run (or `git theta gc`) removes what it left.
+    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)), temp_dir=repo.store.tmp_dir)
     return True
 
 

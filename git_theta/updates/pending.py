@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from git_theta import metadata
+from git_theta import files, metadata
 from git_theta.errors import MetadataError
 from git_theta.metadata import ParamEntry, StoredLink
 
@@ -37,10 +35,9 @@ def write(common_dir: Path, path: str, entries: Mapping[str, ParamEntry]) -> Pat
     target = record_path(common_dir, path)
     target.parent.mkdir(parents=True, exist_ok=True)
     doc = {"path": path, "params": {name: entry.to_json() for name, entry in sorted(entries.items())}}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="pending-")
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out, sort_keys=True)
-    os.replace(tmp, target)
+    with files.temp_file(target.parent, "pending-") as (out, temp):
+        out.write(json.dumps(doc, sort_keys=True).encode())
+        files.replace(out, temp, target, 0o644)
     return target
 
 

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,9 +131,10 @@ class RepoState:
         return cls(index=_git(repo, "ls-files", "--stage", "-z"), status=_git(repo, "status", "--porcelain=v1", "-z"),
                    files=_tree_hashes(repo), objects=frozenset(_store_objects(repo)))
 
-    def assert_unchanged(self, repo: Path, *, store_may_grow: bool = False) -> None:
+    def assert_unchanged(self, repo: Path, *, store_may_grow: bool = False, known_damaged: Collection[str] = ()) -> None:
         """`store_may_grow`: a refused add may have stored some verified objects before it met the bad part
-        (content-addressed and harmless); they must still be whole (their sha256 is their name)."""
+        (content-addressed and harmless); they must still be whole (their sha256 is their name).
+        `known_damaged`: objects the test itself damaged; every other object must be whole."""
         after = RepoState.capture(repo)
         assert after.index == self.index, "the index changed"
         assert after.status == self.status, f"git status changed:\n{self.status!r}\n->\n{after.status!r}"
@@ -141,14 +143,14 @@ class RepoState:
             assert self.objects <= after.objects, "objects were lost from the store"
         else:
             assert after.objects == self.objects, f"the store changed: {sorted(after.objects ^ self.objects)}"
-        assert_store_whole(repo)
+        assert_store_whole(repo, known_damaged)
 
 
-def assert_store_whole(repo: Path) -> None:
-    """Every object in the store is named by its sha256, and no temp file was left behind."""
+def assert_store_whole(repo: Path, known_damaged: Collection[str] = ()) -> None:
+    """Every object in the store (but `known_damaged`) is named by its sha256, and no temp file was left behind."""
     lfs = _lfs_dir(repo)
     for path in sorted((lfs / "objects").glob("??/??/*")):
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, f"object {path} is not whole"
+        assert path.name in known_damaged or hashlib.sha256(path.read_bytes()).hexdigest() == path.name, f"object {path} is not whole"
     leftovers = sorted(p.name for p in (lfs / "tmp").iterdir()) if (lfs / "tmp").is_dir() else []
     assert not leftovers, f"temp files left in {lfs / 'tmp'}: {leftovers}"
 

@@ -173,7 +173,7 @@ def test_failure_after_output_started_sends_error_after_the_content(client: Filt
     assert client.request("smudge", "other.safetensors", client.request("clean", "other.safetensors", checkpoint(10))[1])[1] == checkpoint(10)
     code, stderr = client.close()
     assert code == 0
-    assert stderr.startswith(f"git-theta: model.safetensors: parameter 'layer.weight': object {oid}: ")
+    assert stderr.startswith(f"git-theta: model.safetensors: parameter 'layer.weight': object {oid} is corrupt (")
     assert stderr.count("\n") == 1, stderr
 
 

@@ -163,6 +163,9 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     except ThetaError as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {error}") from None
+    except (OSError, MemoryError):
+        sink.abandon()
+        raise  # the machine's failure (disk full, permission denied), not the file's: described where caught
     except Exception as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error

@@ -6,6 +6,7 @@ leftovers of a killed process (pid gone) from the writes of a live one and remov
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -21,19 +22,25 @@ TEMP_INFIX = "theta-"
 STALE_SECONDS = 300
 # <prefix>theta-<pid>-<8 random chars from mkstemp>, nothing after (a sideload's ".orig" backup is the
 # user's own file and never removed).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 _TEMP_NAME = re.compile(r"theta-(\d+)-[a-z0-9_]{8}$")
 
 
 @contextmanager
-def temp_file(directory: Path, prefix: str = "") -> Iterator[tuple[BinaryIO, Path]]:
+def temp_file(directory: Path, prefix: str = "", label: Path | None = None) -> Iterator[tuple[BinaryIO, Path]]:
     """A new file `<prefix>theta-<pid>-XXXXXXXX` in `directory`, open for writing; removed on the way out
-    unless the caller has renamed it away (see `replace`)."""
+    unless the caller has renamed it away (see `replace`). A failed write (disk full, I/O error) names
+    `label` (default: the temp file), as the system's error for a write to an open file names nothing."""
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{TEMP_INFIX}{os.getpid()}-")
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as file:
             yield file, path
+    except OSError as error:
+        if error.filename is None and error.errno in _WRITE_ERRNOS:
+            error.filename = str(label or path)
+        raise
     finally:
         try:
             path.unlink()
@@ -76,7 +83,7 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], temp_dir: 
         remove_stale(temp_dir)
         if os.stat(temp_dir).st_dev == os.stat(target.parent).st_dev:
             directory, prefix = temp_dir, "checkout-"
-    with temp_file(directory, prefix) as (out, temp):
+    with temp_file(directory, prefix, label=target) as (out, temp):
         write(out)
         replace(out, temp, target, mode)
 

@@ -153,3 +153,20 @@ def test_gc_and_add_racing_lose_nothing(repo: Path) -> None:
         assert gc_loop.wait() == 0
         assert theta(repo, "fsck").returncode == 0
         git(repo, "rm", "-q", "--cached", MODEL)
+
+
+def test_gc_keeps_every_stage_of_a_conflict(repo: Path) -> None:
+    """A conflicted merge leaves the base, ours and theirs in the index (stages 1-3), nothing else has them."""
+    lines = []
+    for stage in (1, 2, 3):
+        write_model(repo / MODEL, tensors=2, changed={0}, version=stage)
+        with open(repo / MODEL, "rb") as model:
+            text = subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, check=True).stdout
+        blob = git(repo, "hash-object", "-w", "--stdin", input=text).stdout.strip()
+        lines.append(f"100644 {blob} {stage}\t{MODEL}\n")
+    git(repo, "update-index", "--index-info", input="".join(lines).encode())
+    assert len(git(repo, "ls-files", "--unmerged").stdout.splitlines()) == 3
+    stored = local_objects(repo)
+    assert len(stored) >= 4  # three versions of tensor 0, one of tensor 1 (and the file's header)
+    assert "0 unreachable" in gc(repo)
+    assert local_objects(repo) == stored

@@ -65,6 +65,18 @@ def test_a_killed_checkout_leaves_nothing_for_git_and_the_next_run_cleans_up(rep
     assert _temp_files(repo) == []
 
 
+def test_temp_files_of_a_killed_filter_go_when_the_next_filter_starts(repo: Path) -> None:
+    _big_model(repo / "small.safetensors", megabytes=1)
+    git(repo, "add", "small.safetensors")
+    _big_model(repo / MODEL, megabytes=48)
+    left = _kill_when_a_temp_file_appears(["git-theta", "clean", MODEL], repo, stdin=repo / MODEL)
+    assert left
+    _age(left, STALE_SECONDS + 60)
+    (repo / "small.safetensors").unlink()
+    git(repo, "checkout", "--", "small.safetensors")  # a smudge: every object is there, nothing is written
+    assert _temp_files(repo) == []
+
+
 def test_temp_files_of_a_killed_filter_go_at_the_next_write(repo: Path) -> None:
     _big_model(repo / MODEL, megabytes=48)
     left = _kill_when_a_temp_file_appears(["git-theta", "clean", MODEL], repo, stdin=repo / MODEL)

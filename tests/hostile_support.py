@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,19 +52,23 @@ class BoundedResult:
 def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: dict[str, str] | None = None,
                 max_rss_mb: float = DEFAULT_MAX_RSS_MB, max_seconds: float = DEFAULT_MAX_SECONDS) -> BoundedResult:
     """Run `args` (git or git-theta; git's filters are descendants it reaps, so their memory counts) and assert the
-    bounds. Peak RSS comes from wait4 on this one child, so other tests of the same worker do not count. A command
+    bounds. Peak RSS comes from wait4 on this one command (forked by a small launcher, see _MEASURE), so neither the
+    test process nor other tests of the same worker count. A command
     still running at 2 x max_seconds is killed and fails the test instead of hanging the suite."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as peak:
         start = time.monotonic()
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        process = subprocess.Popen([sys.executable, "-c", _MEASURE, str(peak.fileno()), *args], cwd=cwd, env=env,
+                                   stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=[peak.fileno()],
+                                   start_new_session=True)
         feeder = threading.Thread(target=_feed, args=(process, input or b""), daemon=True)
         feeder.start()
-        status, usage = _wait(process, deadline=start + 2 * max_seconds)
+        status = _wait(process, args, deadline=start + 2 * max_seconds)
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
+        peak.seek(0)
         result = BoundedResult(list(args), status, out.read().decode(errors="replace"),
-                               err.read().decode(errors="replace"), usage.ru_maxrss / 1024, seconds)
+                               err.read().decode(errors="replace"), int(peak.read() or 0) / 1024, seconds)
     assert seconds <= max_seconds, f"took {seconds:.1f} s > {max_seconds} s\n{result.describe()}"
     assert result.max_rss_mb <= max_rss_mb, f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
     return result
@@ -78,17 +83,40 @@ def _feed(process: subprocess.Popen[bytes], data: bytes) -> None:
         pass  # the command stopped reading: that is its answer to the input
 
 
-def _wait(process: subprocess.Popen[bytes], deadline: float) -> tuple[int, resource.struct_rusage]:
+# The command is forked from this small launcher, not from the test process: a child forked (or vforked) from a
+# pytest worker starts with the worker's memory, and the kernel counts that in the child's peak RSS, so a worker
+# grown to 500 MB made `true` measure 500 MB. The launcher reports the command's peak (wait4) on fd argv[1] and
+# exits as the command did (the same signal, if it was killed).
+_MEASURE = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as error:
+        print(f"cannot run {sys.argv[2]}: {error}", file=sys.stderr)
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
+if os.WIFSIGNALED(status):
+    if os.WTERMSIG(status) not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _wait(process: subprocess.Popen[bytes], args: list[str], deadline: float) -> int:
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
-            return process.returncode, usage
+            return process.returncode
         if time.monotonic() > deadline:
-            process.kill()
-            _, status, usage = os.wait4(process.pid, 0)
+            os.killpg(process.pid, signal.SIGKILL)  # the launcher and the command (its own session)
+            _, status = os.waitpid(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
-            raise AssertionError(f"{' '.join(process.args)} still ran at its time limit (killed)")  # type: ignore[arg-type]
+            raise AssertionError(f"{' '.join(args)} still ran at its time limit (killed)")
         time.sleep(0.01)
 
 

@@ -80,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("git-theta: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _silence_stdout()
         return EXIT_USER_ERROR
     except OSError as error:
         message = describe_os_error(error)
@@ -93,16 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except Exception:
         return _report_bug()
-
-
-def _silence_stdout() -> None:
-    """Whoever read our output is gone: point stdout at /dev/null, so the interpreter's last flush at exit
-    does not print "Exception ignored ... BrokenPipeError" (the recipe in Python's signal docs)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def _report_bug() -> int:

@@ -81,11 +81,20 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], temp_dir: 
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         remove_stale(temp_dir)
-        if os.stat(temp_dir).st_dev == os.stat(target.parent).st_dev:
+        if same_file_system(temp_dir, target.parent):
             directory, prefix = temp_dir, "checkout-"
     with temp_file(directory, prefix, label=target) as (out, temp):
         write(out)
         replace(out, temp, target, mode)
+
+
+def same_file_system(first: Path, second: Path) -> bool:
+    """Whether a file can be renamed from one directory into the other (both must exist)."""
+    return os.stat(first).st_dev == os.stat(second).st_dev
+
+
+# For .git/info/exclude: temp files written beside a file (see write_atomically) are never shown or added.
+BESIDE_PATTERN = f".*.{TEMP_INFIX}*"
 
 
 def is_stale(path: Path, now: float | None = None) -> bool:

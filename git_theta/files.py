@@ -7,6 +7,7 @@ leftovers of a killed process (pid gone) from the writes of a live one and remov
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import re
 import tempfile
@@ -22,8 +23,9 @@ TEMP_INFIX = "theta-"
 STALE_SECONDS = 300
 # <prefix>theta-<pid>-<8 random chars from mkstemp>, nothing after (a sideload's ".orig" backup is the
 # user's own file and never removed).
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 _TEMP_NAME = re.compile(r"theta-(\d+)-[a-z0-9_]{8}$")
+# Errors of a write to an open file, which name no file by themselves.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 @contextmanager
@@ -97,13 +99,13 @@ def same_file_system(first: Path, second: Path) -> bool:
 BESIDE_PATTERN = f".*.{TEMP_INFIX}*"
 
 
-def is_stale(path: Path, now: float | None = None) -> bool:
+def is_stale(path: Path) -> bool:
     """A temp file of ours whose writer is gone and which nobody has written for STALE_SECONDS."""
     match = _TEMP_NAME.search(path.name)
     if match is None:
         return False
     try:
-        age = (time.time() if now is None else now) - path.lstat().st_mtime
+        age = time.time() - path.lstat().st_mtime
     except FileNotFoundError:
         return False
     return age > STALE_SECONDS and not _alive(int(match.group(1)))
@@ -117,7 +119,7 @@ def remove_stale(directory: Path, prefix: str = "") -> int:
     """Remove the stale temp files (`is_stale`) named `<prefix>...theta-...` in `directory`; how many went."""
     removed = 0
     try:
-        candidates = list(directory.glob(f"{glob_escape(prefix)}*{TEMP_INFIX}*"))
+        candidates = list(directory.glob(f"{glob.escape(prefix)}*{TEMP_INFIX}*"))
     except OSError:
         return 0
     for path in candidates:
@@ -128,10 +130,6 @@ def remove_stale(directory: Path, prefix: str = "") -> int:
             except FileNotFoundError:
                 pass  # another run removed it first
     return removed
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def _alive(pid: int) -> bool:

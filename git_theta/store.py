@@ -103,6 +103,8 @@ class ObjectStore:
             os.utime(final)
         except FileNotFoundError:
             return False  # not there, or gc removed it just now: write it
+        except PermissionError:
+            return False  # another user's object: a fresh copy renamed over it is young too (as git does)
         return True
 
     def get(self, oid: str, verify: bool = False) -> bytes | mmap.mmap:

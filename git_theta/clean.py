@@ -10,7 +10,7 @@ from typing import IO, Any, BinaryIO
 
 from git_theta import git, metadata, objects, parallel, plugins, progress
 from git_theta.checkpoints.base import SNIFF_BYTES, CheckpointFormat
-from git_theta.errors import CheckpointError, ThetaError
+from git_theta.errors import OUT_OF_MEMORY, CheckpointError, ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
@@ -163,6 +163,12 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     except ThetaError as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {error}") from None
+    except OSError:
+        sink.abandon()
+        raise  # the machine's failure (disk full, permission denied), not the file's: described where caught
+    except MemoryError:
+        sink.abandon()
+        raise CheckpointError(f"{path}: {OUT_OF_MEMORY}") from None
     except Exception as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error

@@ -1,25 +1,142 @@
-"""Writing a working-tree file so that a reader never sees half of it."""
+"""Temp files renamed into place: a reader never sees half a file, a crash leaves nothing that looks real.
+
+Every temp file this tool writes is named `<prefix>theta-<pid>-<random>`, so the next run can tell
+leftovers of a killed process (pid gone) from the writes of a live one and remove them.
+"""
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+TEMP_INFIX = "theta-"
+# A leftover is removed only once its writer's pid is gone AND it has not been written to for this long:
+# a pid may be another container's (not visible here), and a live writer touches its file as it goes.
+STALE_SECONDS = 300
+# <prefix>theta-<pid>-<8 random chars from mkstemp>, nothing after (a sideload's ".orig" backup is the
+# user's own file and never removed).
+_TEMP_NAME = re.compile(r"theta-(\d+)-[a-z0-9_]{8}$")
+# Errors of a write to an open file, which name no file by themselves.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write` on a temp file beside `target`, then rename it over `target` (keeping its mode)."""
+
+@contextmanager
+def temp_file(directory: Path, prefix: str = "", label: Path | None = None) -> Iterator[tuple[BinaryIO, Path]]:
+    """A new file `<prefix>theta-<pid>-XXXXXXXX` in `directory`, open for writing; removed on the way out
+    unless the caller has renamed it away (see `replace`). A failed write (disk full, I/O error) names
+    `label` (default: the temp file), as the system's error for a write to an open file names nothing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{TEMP_INFIX}{os.getpid()}-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file, path
+    except OSError as error:
+        if error.filename is None and error.errno in _WRITE_ERRNOS:
+            error.filename = str(label or path)
+        raise
+    finally:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass  # renamed into place
+
+
+def replace(file: BinaryIO, temp: Path, target: Path, mode: int) -> None:
+    """Make the written temp file durable, then rename it over `target`: after a power cut the target is
+    the old file or the whole new one, never an empty or partial one."""
+    file.flush()
+    os.fsync(file.fileno())
+    os.chmod(temp, mode)
+    os.replace(temp, target)
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], None], temp_dir: Path | None = None) -> None:
+    """Call `write` on a temp file, then rename it over `target` (keeping its mode).
+
+    The temp file goes in `temp_dir` when that is on the same file system as `target` (e.g. inside .git,
+    where a killed write is invisible to `git status` and `git add -A`), else beside `target`.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.theta-")
+    directory, prefix = target.parent, f".{target.name}."
+    remove_stale(directory, prefix)
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale(temp_dir)
+        if same_file_system(temp_dir, target.parent):
+            directory, prefix = temp_dir, "checkout-"
+    with temp_file(directory, prefix, label=target) as (out, temp):
+        write(out)
+        replace(out, temp, target, mode)
+
+
+def same_file_system(first: Path, second: Path) -> bool:
+    """Whether a file can be renamed from one directory into the other (both must exist)."""
+    return os.stat(first).st_dev == os.stat(second).st_dev
+
+
+# For .git/info/exclude: temp files written beside a file (see write_atomically) are never shown or added.
+BESIDE_PATTERN = f".*.{TEMP_INFIX}*"
+
+
+def is_stale(path: Path) -> bool:
+    """A temp file of ours whose writer is gone and which nobody has written for STALE_SECONDS."""
+    match = _TEMP_NAME.search(path.name)
+    if match is None:
+        return False
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        age = time.time() - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > STALE_SECONDS and not _alive(int(match.group(1)))
+
+
+def is_ours(path: Path) -> bool:
+    return _TEMP_NAME.search(path.name) is not None
+
+
+def remove_stale(directory: Path, prefix: str = "") -> int:
+    """Remove the stale temp files (`is_stale`) named `<prefix>...theta-...` in `directory`; how many went."""
+    removed = 0
+    try:
+        candidates = list(directory.glob(f"{glob.escape(prefix)}*{TEMP_INFIX}*"))
+    except OSError:
+        return 0
+    for path in candidates:
+        if is_stale(path):
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass  # another run removed it first
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or a pid we cannot ask about): assume it is writing
+    return True

@@ -2,7 +2,10 @@
 
 Knows nothing of models: each request goes to a handler that turns the
 content stream into output. A failing request answers status=error and the
-process carries on with the next file.
+process carries on with the next file; an environment failure (disk full,
+permission denied) is one such failure. When git goes away mid-request (killed,
+out of memory: our stdin ends or our stdout is a broken pipe) the process ends
+quietly: nobody is left to answer.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from typing import IO
+from typing import IO, Any
 
 from git_theta import pktline
-from git_theta.errors import ThetaError
-from git_theta.pktline import PacketReader, PacketWriter, ProtocolError
+from git_theta.errors import OUT_OF_MEMORY, ThetaError, describe_os_error
+from git_theta.pktline import PacketReader, PacketWriter, ProtocolError, TruncatedPacket
 
 # handler(pathname, content, output): reads the whole content, writes the result.
 Handler = Callable[[str, IO[bytes], IO[bytes]], None]
+
+
+class _GitGone(BaseException):
+    """git closed its end of the pipes in the middle of a request. A BaseException, as KeyboardInterrupt is:
+    no handler's `except Exception` may turn it into a failure of the file being filtered."""
 
 
 def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> list[str]:
@@ -36,22 +44,25 @@ def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> l
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes], handlers: Mapping[str, Handler], stderr: IO[str] = sys.stderr) -> None:
-    """Answer requests until git closes our stdin."""
+    """Answer requests until git closes our stdin (or goes away in the middle of one)."""
     handshake(stdin, stdout, list(handlers))
-    while True:
-        try:
-            request = pktline.read_text_list(stdin)
-        except EOFError:
-            return
-        fields = dict(line.split("=", 1) for line in request if "=" in line)
-        command, path = fields.get("command", ""), fields.get("pathname", "")
-        content = PacketReader(stdin)
-        handler = handlers.get(command)
-        if handler is None:
-            content.drain()
-            _send_error(stdout, stderr, f"git-theta: unsupported filter command {command!r}")
-            continue
-        _answer(handler, path, content, stdout, stderr)
+    try:
+        while True:
+            try:
+                request = pktline.read_text_list(stdin)
+            except EOFError:
+                return
+            fields = dict(line.split("=", 1) for line in request if "=" in line)
+            command, path = fields.get("command", ""), fields.get("pathname", "")
+            content = _Content(stdin)
+            handler = handlers.get(command)
+            if handler is None:
+                content.drain()
+                _send_error(stdout, stderr, f"git-theta: unsupported filter command {command!r}")
+                continue
+            _answer(handler, path, content, stdout, stderr)
+    except (_GitGone, BrokenPipeError, ConnectionResetError):
+        return  # git is gone (our own writes to it and its end of stdin both failed): nothing left to answer
 
 
 def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes], stderr: IO[str]) -> None:
@@ -64,11 +75,39 @@ def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes
         content.drain()
         output.fail(stderr, f"git-theta: {error}")
         return
+    except OSError as error:
+        message = describe_os_error(error)
+        content.drain()
+        if message is None:
+            output.fail(stderr, f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
+        else:
+            output.fail(stderr, f"git-theta: {path}: {message}")
+        return
+    except MemoryError:
+        content.drain()
+        output.fail(stderr, f"git-theta: {path}: {OUT_OF_MEMORY}")
+        return
     except Exception:
         content.drain()
         output.fail(stderr, f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
         return
     output.finish()
+
+
+class _Content(PacketReader):
+    """The request's content; the end of stdin in the middle of it means git is gone."""
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return super().readinto(buffer)
+        except (EOFError, TruncatedPacket):
+            raise _GitGone from None
+
+    def drain(self) -> None:
+        try:
+            super().drain()
+        except (EOFError, TruncatedPacket):
+            raise _GitGone from None
 
 
 class _Deferred:
@@ -79,10 +118,13 @@ class _Deferred:
         self._writer: PacketWriter | None = None
 
     def write(self, data: bytes) -> int:
-        if self._writer is None:
-            pktline.write_text_list(self._stdout, ["status=success"])
-            self._writer = PacketWriter(self._stdout)
-        return self._writer.write(data)
+        try:
+            if self._writer is None:
+                pktline.write_text_list(self._stdout, ["status=success"])
+                self._writer = PacketWriter(self._stdout)
+            return self._writer.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _GitGone from None  # not a failure of this file: the handler must not report it as one
 
     def flush(self) -> None:
         pass

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 
 from git_theta import __version__
-from git_theta.errors import ThetaError
+from git_theta.errors import OUT_OF_MEMORY, ThetaError, describe_os_error
 
 # verb -> module in git_theta.commands, in the order `--help` lists them. Modules
 # are imported only when needed: git starts some verbs (filters, textconv) often.
@@ -80,6 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("git-theta: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        return EXIT_USER_ERROR
+    except OSError as error:
+        message = describe_os_error(error)
+        if message is None:
+            return _report_bug()
+        print(f"git-theta: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        print(f"git-theta: error: {OUT_OF_MEMORY}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception:
         return _report_bug()

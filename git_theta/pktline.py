@@ -19,13 +19,17 @@ class ProtocolError(ThetaError):
     """The peer broke pkt-line framing or the filter protocol."""
 
 
+class TruncatedPacket(ProtocolError):
+    """The stream ended inside a packet: the peer went away (or was killed) mid-write."""
+
+
 def read_packet(stream: IO[bytes]) -> bytes | None:
     """The next payload; None for a flush packet. EOFError at a clean end of stream."""
     header = stream.read(4)
     if not header:
         raise EOFError
     if len(header) != 4:
-        raise ProtocolError(f"truncated pkt-line header {header!r}")
+        raise TruncatedPacket(f"truncated pkt-line header {header!r}")
     # int(x, 16) alone would also accept " 00a", "+0a" or "0_0a"
     if not all(c in b"0123456789abcdefABCDEF" for c in header):
         raise ProtocolError(f"invalid pkt-line header {header!r}")
@@ -36,7 +40,7 @@ def read_packet(stream: IO[bytes]) -> bytes | None:
         raise ProtocolError(f"invalid pkt-line length {length}")
     payload = stream.read(length - 4)
     if len(payload) != length - 4:
-        raise ProtocolError("truncated pkt-line payload")
+        raise TruncatedPacket("truncated pkt-line payload")
     return payload
 
 

@@ -31,14 +31,29 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") 
                 raise StoreError(f"{link.update} update has no base to apply to")
             value = update.apply(bundle, value)
         except ThetaError as error:
-            raise StoreError(f"{where}: object {link.object}: {error}") from None
+            raise _damage(store, where, [link.object], error) from None
     assert value is not None  # metadata.parse guarantees at least one link
     if value.dtype != entry.dtype or value.shape != entry.shape or value.hash() != entry.hash:
-        raise StoreError(
-            f"{where}: rebuilt tensor does not match its recorded hash "
-            f"(objects {', '.join(entry.objects())} are corrupt); run `git theta fsck`"
-        )
+        raise _damage(store, where, entry.objects(), StoreError("rebuilt tensor does not match its recorded hash"))
     return value
+
+
+def corrupt_object(store: ObjectStore, oid: str) -> str:
+    """What to say about an object whose bytes do not hash to its name, and how to get a good copy."""
+    return (f"object {oid} is corrupt ({store.path(oid)}); run `git theta fetch --repair` to download a good copy, "
+            "or `git theta fsck` to list all")
+
+
+def _damage(store: ObjectStore, where: str, oids: Sequence[str], error: ThetaError) -> StoreError:
+    """The error for a value that could not be rebuilt: a corrupt object (re-hashed only now, on failure, so a
+    good checkout hashes nothing twice) when one is, else the objects are whole and the metadata is at fault."""
+    for oid in dict.fromkeys(oids):
+        try:
+            store.get(oid, verify=True)
+        except StoreError:
+            return StoreError(f"{where}: {corrupt_object(store, oid)}")
+    named = ", ".join(dict.fromkeys(oids))
+    return StoreError(f"{where}: object(s) {named}: {error} (their bytes match their sha256: what was committed is wrong)")
 
 
 class StoreSource:
@@ -79,7 +94,7 @@ class StoreSource:
         try:
             bundle = objects.decode(self.store.get(oid))
         except ThetaError as error:
-            raise StoreError(f"{self.source}: file data object {oid}: {error}") from None
+            raise _damage(self.store, f"{self.source}: file data", [oid], error) from None
         return bytes(bundle.buffers["bytes"].data)
 
 

@@ -2,7 +2,8 @@
 
 Objects live at <git-common-dir>/lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>,
 oid = sha256 of the object's bytes, so stock git-lfs and LFS servers accept
-them. Writes go to a temp file first and are renamed into place.
+them. Writes go to a temp file first, are synced and renamed into place; an
+object that is written again keeps its file and gets a fresh mtime (gc's grace).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import hashlib
 import mmap
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from git_theta import files
 from git_theta.errors import StoreError
 
 OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -55,6 +56,7 @@ class ObjectStore:
         self.lfs_dir = lfs_dir
         self.objects_dir = lfs_dir / "objects"
         self.tmp_dir = lfs_dir / "tmp"
+        self._swept = False
 
     def path(self, oid: str) -> Path:
         check_oid(oid)
@@ -69,32 +71,41 @@ class ObjectStore:
         With `expect` (a download), bytes that do not hash to it are discarded
         and StoreError is raised: a corrupt or truncated object never lands.
         """
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            # Leftovers of killed writers (named with their pid, see git_theta.files) go at the next write.
+            self._swept = True
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            files.remove_stale(self.tmp_dir)
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix="theta-")
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                for piece in pieces:
-                    hasher.update(piece)
-                    tmp.write(piece)
-                    size += len(piece)
+        with files.temp_file(self.tmp_dir) as (tmp, tmp_name):
+            for piece in pieces:
+                hasher.update(piece)
+                tmp.write(piece)
+                size += len(piece)
             oid = hasher.hexdigest()
             if expect is not None and oid != expect:
                 raise StoreError(f"object {expect}: received {size} bytes whose sha256 is {oid}; discarded")
             final = self.path(oid)
             # An existing object of the wrong size (a damaged copy) is replaced, not trusted.
-            if final.is_file() and final.stat().st_size == size:
-                os.unlink(tmp_name)
-            else:
+            if not self._reuse(final, size):
                 final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(tmp_name, 0o644)
-                os.replace(tmp_name, final)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+                files.replace(tmp, tmp_name, final, 0o644)
         return oid, size
+
+    @staticmethod
+    def _reuse(final: Path, size: int) -> bool:
+        """Keep an existing whole object, refreshing its mtime as git does for a loose object it finds
+        again: `git theta gc` spares young objects, and this one is about to be referenced anew."""
+        try:
+            if final.stat().st_size != size:
+                return False
+            os.utime(final)
+        except FileNotFoundError:
+            return False  # not there, or gc removed it just now: write it
+        except PermissionError:
+            return False  # another user's object: a fresh copy renamed over it is young too (as git does)
+        return True
 
     def get(self, oid: str, verify: bool = False) -> bytes | mmap.mmap:
         """The object's bytes, read-only; `verify` re-hashes them (fsck, downloads).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_failure_after_output_started_sends_error_after_the_content(client: Filt
     assert client.request("smudge", "other.safetensors", client.request("clean", "other.safetensors", checkpoint(10))[1])[1] == checkpoint(10)
     code, stderr = client.close()
     assert code == 0
-    assert stderr.startswith(f"git-theta: model.safetensors: parameter 'layer.weight': object {oid}: ")
+    assert stderr.startswith(f"git-theta: model.safetensors: parameter 'layer.weight': object {oid} is corrupt (")
     assert stderr.count("\n") == 1, stderr
 
 
@@ -228,3 +229,70 @@ def test_git_checkout_runs_smudge_through_the_process_filter(repo: Path) -> None
     git(repo, *ONLY_PROCESS, "checkout", "--", "model.safetensors")
     assert (repo / "model.safetensors").read_bytes() == data
     assert git(repo, "config", "filter.theta.process").stdout.strip() == "git-theta filter-process"
+
+
+def _quiet_end(client: FilterClient) -> str:
+    """git is gone: the process must end by itself, saying nothing of a bug."""
+    client.stdin.close()
+    client.stdout.close()
+    client.process.wait(timeout=60)
+    assert client.process.stderr is not None
+    stderr = client.process.stderr.read().decode()
+    for text in ("Traceback", "internal error", "git-theta-crash-", "Exception ignored"):
+        assert text not in stderr, stderr
+    return stderr
+
+
+@pytest.mark.parametrize("cut", ["between packets", "inside a packet"])
+def test_git_gone_in_the_middle_of_the_content(client: FilterClient, cut: str) -> None:
+    client.handshake(["clean", "smudge"])
+    pktline.write_text_list(client.stdin, ["command=clean", "pathname=model.safetensors"])
+    data = checkpoint(6)
+    pktline.write_packet(client.stdin, data[:100])
+    client.stdin.write(b"0100" + data[100:150] if cut == "inside a packet" else b"")
+    assert _quiet_end(client) == ""
+
+
+def test_git_gone_while_the_checkpoint_streams_out(client: FilterClient) -> None:
+    client.handshake(["clean", "smudge"])
+    big = save({f"layer{i}": np.random.default_rng(i).standard_normal(1 << 20).astype("<f4") for i in range(8)})  # 32 MB
+    meta = client.request("clean", "big.safetensors", big)[1]
+    pktline.write_text_list(client.stdin, ["command=smudge", "pathname=big.safetensors"])
+    writer = PacketWriter(client.stdin)
+    writer.write(meta)
+    writer.close_stream()
+    assert pktline.read_text_list(client.stdout) == ["status=success"]
+    assert pktline.read_packet(client.stdout)  # the output has started; then git dies
+    assert _quiet_end(client) == ""
+
+
+def test_git_killed_during_checkout_leaves_a_quiet_filter(repo: Path) -> None:
+    big = save({f"layer{i}": np.random.default_rng(i).standard_normal(1 << 20).astype("<f4") for i in range(24)})
+    (repo / "big.safetensors").write_bytes(big)
+    git(repo, "add", "big.safetensors")
+    (repo / "big.safetensors").unlink()
+    checkout = subprocess.Popen(["git", "checkout", "--", "big.safetensors"], cwd=repo, stderr=subprocess.PIPE)
+    # kill git once its filter has started answering (the file's first bytes are written by git)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _filter_children(checkout.pid):
+        time.sleep(0.005)
+    time.sleep(0.3)
+    checkout.kill()
+    assert checkout.stderr is not None
+    stderr = checkout.stderr.read().decode()  # EOF only once the orphaned filter has ended too
+    checkout.wait()
+    for text in ("Traceback", "internal error", "git-theta-crash-", "Exception ignored"):
+        assert text not in stderr, stderr
+
+
+def _filter_children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and b"filter-process" in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,20 +53,24 @@ class BoundedResult:
 def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: dict[str, str] | None = None,
                 max_rss_mb: float = DEFAULT_MAX_RSS_MB, max_seconds: float = DEFAULT_MAX_SECONDS) -> BoundedResult:
     """Run `args` (git or git-theta; git's filters are descendants it reaps, so their memory counts) and assert the
-    bounds. Peak RSS comes from wait4 on this one child, so other tests of the same worker do not count. A command
+    bounds. Peak RSS comes from wait4 on this one command (forked by a small launcher, see _MEASURE), so neither the
+    test process nor other tests of the same worker count. A command
     still running at 2 x max_seconds is killed and fails the test instead of hanging the suite."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as peak:
         start = time.monotonic()
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        process = subprocess.Popen([sys.executable, "-c", _MEASURE, str(peak.fileno()), *args], cwd=cwd, env=env,
+                                   stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=[peak.fileno()],
+                                   start_new_session=True)
         feeder = threading.Thread(target=_feed, args=(process, input or b""), daemon=True)
         feeder.start()
-        status, usage = _wait(process, deadline=start + 2 * max_seconds)
+        status = _wait(process, args, deadline=start + 2 * max_seconds)
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
+        peak.seek(0)
         raw = out.read()
         result = BoundedResult(list(args), status, raw.decode(errors="replace"),
-                               err.read().decode(errors="replace"), usage.ru_maxrss / 1024, seconds, raw)
+                               err.read().decode(errors="replace"), int(peak.read() or 0) / 1024, seconds, raw)
     assert seconds <= max_seconds, f"took {seconds:.1f} s > {max_seconds} s\n{result.describe()}"
     assert result.max_rss_mb <= max_rss_mb, f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
     return result
@@ -79,17 +85,40 @@ def _feed(process: subprocess.Popen[bytes], data: bytes) -> None:
         pass  # the command stopped reading: that is its answer to the input
 
 
-def _wait(process: subprocess.Popen[bytes], deadline: float) -> tuple[int, resource.struct_rusage]:
+# The command is forked from this small launcher, not from the test process: a child forked (or vforked) from a
+# pytest worker starts with the worker's memory, and the kernel counts that in the child's peak RSS, so a worker
+# grown to 500 MB made `true` measure 500 MB. The launcher reports the command's peak (wait4) on fd argv[1] and
+# exits as the command did (the same signal, if it was killed).
+_MEASURE = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as error:
+        print(f"cannot run {sys.argv[2]}: {error}", file=sys.stderr)
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
+if os.WIFSIGNALED(status):
+    if os.WTERMSIG(status) not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _wait(process: subprocess.Popen[bytes], args: list[str], deadline: float) -> int:
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
-            return process.returncode, usage
+            return process.returncode
         if time.monotonic() > deadline:
-            process.kill()
-            _, status, usage = os.wait4(process.pid, 0)
+            os.killpg(process.pid, signal.SIGKILL)  # the launcher and the command (its own session)
+            _, status = os.waitpid(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
-            raise AssertionError(f"{' '.join(process.args)} still ran at its time limit (killed)")  # type: ignore[arg-type]
+            raise AssertionError(f"{' '.join(args)} still ran at its time limit (killed)")
         time.sleep(0.01)
 
 
@@ -132,9 +161,10 @@ class RepoState:
         return cls(index=_git(repo, "ls-files", "--stage", "-z"), status=_git(repo, "status", "--porcelain=v1", "-z"),
                    files=_tree_hashes(repo), objects=frozenset(_store_objects(repo)))
 
-    def assert_unchanged(self, repo: Path, *, store_may_grow: bool = False) -> None:
+    def assert_unchanged(self, repo: Path, *, store_may_grow: bool = False, known_damaged: Collection[str] = ()) -> None:
         """`store_may_grow`: a refused add may have stored some verified objects before it met the bad part
-        (content-addressed and harmless); they must still be whole (their sha256 is their name)."""
+        (content-addressed and harmless); they must still be whole (their sha256 is their name).
+        `known_damaged`: objects the test itself damaged; every other object must be whole."""
         after = RepoState.capture(repo)
         assert after.index == self.index, "the index changed"
         assert after.status == self.status, f"git status changed:\n{self.status!r}\n->\n{after.status!r}"
@@ -143,14 +173,14 @@ class RepoState:
             assert self.objects <= after.objects, "objects were lost from the store"
         else:
             assert after.objects == self.objects, f"the store changed: {sorted(after.objects ^ self.objects)}"
-        assert_store_whole(repo)
+        assert_store_whole(repo, known_damaged)
 
 
-def assert_store_whole(repo: Path) -> None:
-    """Every object in the store is named by its sha256, and no temp file was left behind."""
+def assert_store_whole(repo: Path, known_damaged: Collection[str] = ()) -> None:
+    """Every object in the store (but `known_damaged`) is named by its sha256, and no temp file was left behind."""
     lfs = _lfs_dir(repo)
     for path in sorted((lfs / "objects").glob("??/??/*")):
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, f"object {path} is not whole"
+        assert path.name in known_damaged or hashlib.sha256(path.read_bytes()).hexdigest() == path.name, f"object {path} is not whole"
     leftovers = sorted(p.name for p in (lfs / "tmp").iterdir()) if (lfs / "tmp").is_dir() else []
     assert not leftovers, f"temp files left in {lfs / 'tmp'}: {leftovers}"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,12 +37,13 @@ def test_put_uses_the_git_lfs_layout(store: ObjectStore, tmp_path: Path) -> None
     assert os.listdir(tmp_path / "lfs" / "tmp") == []
 
 
-def test_put_is_idempotent(store: ObjectStore, tmp_path: Path) -> None:
+def test_put_is_idempotent_and_refreshes_the_mtime(store: ObjectStore, tmp_path: Path) -> None:
     store.put(CONTENT)
+    os.utime(store.path(OID), (1, 1))  # as old as can be: gc judges age by mtime
     before = store.path(OID).stat()
     assert store.put([b"hello object store"]) == (OID, 18)
     after = store.path(OID).stat()
-    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+    assert before.st_ino == after.st_ino and after.st_mtime > 1e9
     assert list(store.all_oids()) == [OID]
     assert os.listdir(tmp_path / "lfs" / "tmp") == []
 
@@ -124,3 +127,16 @@ def test_store_lives_in_the_common_git_dir(repo: Path, tmp_path: Path) -> None:
     main = Repo.discover(repo).store.objects_dir
     assert main == (repo / ".git" / "lfs" / "objects").resolve()
     assert Repo.discover(tmp_path / "wt").store.objects_dir == main
+
+
+def test_put_replaces_an_object_whose_mtime_it_may_not_set(store: ObjectStore) -> None:
+    """Another user's object (0644, not ours): a fresh copy is renamed over it, young for gc too."""
+    store.put(CONTENT)
+    os.utime(store.path(OID), (1, 1))
+    os.chown(store.path(OID), 65534, 65534)  # nobody's; the tests run as root, so drop the override below
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+              "from pathlib import Path\nfrom git_theta.store import ObjectStore\n"
+              f"print(ObjectStore(Path({str(store.lfs_dir)!r})).put([b'hello object store']))")
+    subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", sys.executable, "-c", script], check=True)
+    assert store.path(OID).stat().st_mtime > 1e9 and store.path(OID).stat().st_uid == os.getuid()
+    assert bytes(store.get(OID, verify=True)) == b"hello object store"

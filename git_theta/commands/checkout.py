@@ -13,7 +13,7 @@ import fnmatch
 import os
 from pathlib import Path
 
-from git_theta import git, metadata, smudge
+from git_theta import files, git, metadata, smudge
 from git_theta.files import write_atomically
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
@@ -36,8 +36,28 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
         with open(target, "rb") as current:
             if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
                 return False  # already a checkpoint; never clobber local work silently
-    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)))
+    # Written inside .git and renamed into place: a killed checkout leaves nothing `git add -A` could pick up,
+    # and the next run (or `git theta gc`) removes what it left. A worktree on another file system gets its
+    # temp file beside the checkpoint instead, hidden from git by .git/info/exclude.
+    repo.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not files.same_file_system(repo.store.tmp_dir, target.parent):
+        _exclude_temp_files(repo)
+    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)), temp_dir=repo.store.tmp_dir)
     return True
+
+
+def _exclude_temp_files(repo: Repo) -> None:
+    exclude = repo.common_dir / "info" / "exclude"
+    try:
+        lines = exclude.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    if files.BESIDE_PATTERN not in lines:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as out:
+            prefix = "\n" if lines and exclude.read_bytes()[-1:] != b"\n" else ""
+            out.write(f"{prefix}# git-theta: temp files of an interrupted `git theta checkout`\n{files.BESIDE_PATTERN}\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import IO
 
-from git_theta import filter_protocol, invoker
+from git_theta import files, filter_protocol, invoker
 from git_theta.repo import Repo
 
 
@@ -32,6 +32,8 @@ def _widen_pipes() -> None:
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
+    # Temp files a killed filter left in lfs/tmp go now, not only at the next write or gc (one listdir).
+    files.remove_stale(repo.store.tmp_dir)
     # Read once here: leave metadata in the working tree for `git theta checkout`,
     # or for textconv when git only displays blobs (see git_theta/invoker.py).
     skip_smudge = invoker.skip_smudge()

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from git_theta import metadata
+from git_theta import files, metadata
 from git_theta.errors import MetadataError
 from git_theta.metadata import ParamEntry, StoredLink
 
@@ -37,10 +35,9 @@ def write(common_dir: Path, path: str, entries: Mapping[str, ParamEntry]) -> Pat
     target = record_path(common_dir, path)
     target.parent.mkdir(parents=True, exist_ok=True)
     doc = {"path": path, "params": {name: entry.to_json() for name, entry in sorted(entries.items())}}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="pending-")
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out, sort_keys=True)
-    os.replace(tmp, target)
+    with files.temp_file(target.parent, "pending-") as (out, temp):
+        out.write(json.dumps(doc, sort_keys=True).encode())
+        files.replace(out, temp, target, 0o644)
     return target
 
 
@@ -63,6 +60,19 @@ def load(common_dir: Path, path: str) -> dict[str, tuple[str, tuple[StoredLink, 
             return {}  # a damaged record is ignored whole: automatic selection takes over
         found[name] = (entry.hash, entry.stored)
     return found
+
+
+def referenced_objects(common_dir: Path) -> set[str]:
+    """Every object any record names (`git theta gc` keeps them: the clean filter is about to use them)."""
+    oids: set[str] = set()
+    for target in sorted((common_dir / "theta" / "pending").glob("*.json")):
+        try:
+            doc = json.loads(target.read_bytes()) if target.stat().st_size <= MAX_RECORD_BYTES else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("path"), str):
+            oids.update(link.object for _, chain in load(common_dir, doc["path"]).values() for link in chain)
+    return oids
 
 
 def remove(common_dir: Path, path: str) -> None:

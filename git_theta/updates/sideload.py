@@ -14,14 +14,13 @@ Steps, in an order that leaves nothing behind on a mismatch:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from git_theta import clean, dtypes, git, objects, plugins
+from git_theta import clean, dtypes, files, git, objects, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
@@ -186,20 +185,17 @@ def _layout(memory: _MemoryCheckpoint) -> dict[str, ParamEntry]:
 def _rewrite_and_add(root: Path, path: str, target: Path, checkpoint: Any, file_section: dict[str, Any], memory: _MemoryCheckpoint) -> None:
     """Write the new file next to the old one, swap them, `git add`; put the old one back on failure."""
     params = _layout(memory)
-    fd, new_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.new-")
-    backup = f"{new_name}.orig"
-    try:
-        with os.fdopen(fd, "wb") as out:
-            checkpoint.write(file_section, params, memory, out)
-        os.chmod(new_name, target.stat().st_mode & 0o7777)
-        os.replace(target, backup)
-        os.replace(new_name, target)
+    mode = target.stat().st_mode & 0o7777
+    with files.temp_file(target.parent, f".{target.name}.") as (out, new_name):
+        backup = new_name.with_name(f"{new_name.name}.orig")
         try:
-            git.run("add", "--", path, cwd=root)
-        except BaseException:
-            os.replace(backup, target)
-            raise
-    finally:
-        for leftover in (new_name, backup):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+            checkpoint.write(file_section, params, memory, out)
+            os.replace(target, backup)
+            try:
+                files.replace(out, new_name, target, mode)
+                git.run("add", "--", path, cwd=root)
+            except BaseException:  # the user's file comes back whatever failed (disk full at the sync too)
+                os.replace(backup, target)
+                raise
+        finally:
+            backup.unlink(missing_ok=True)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import git, theta
+
+from git_theta.store import ObjectStore
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
 from remote_support import local_objects, write_model  # noqa: E402
@@ -83,3 +87,86 @@ def test_gc_keeps_objects_of_the_index_and_young_objects(repo: Path) -> None:
     assert "unreachable object(s), freed" in gc(repo)
     assert local_objects(repo) == set()
     assert os.path.isdir(repo / ".git" / "lfs" / "objects")
+
+
+def _age_store(repo: Path, seconds: int) -> None:
+    """Every object as if written `seconds` ago (left from a version since deleted)."""
+    then = time.time() - seconds
+    for path in (repo / ".git" / "lfs" / "objects").glob("??/??/*"):
+        os.utime(path, (then, then))
+
+
+def _stage_as_git_add_does(repo: Path, path: str, metadata_text: str) -> None:
+    """The second half of `git add`: git writes the filter's output as a blob and records it in the index."""
+    blob = git(repo, "hash-object", "-w", "--stdin", input=metadata_text.encode()).stdout.strip()
+    git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+
+
+def test_gc_spares_old_objects_an_add_in_progress_reused(repo: Path, tmp_path: Path) -> None:
+    write_model(repo / MODEL, tensors=3)
+    with open(repo / MODEL, "rb") as model:
+        subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, check=True)
+    stored = local_objects(repo)
+    _age_store(repo, 2 * 3600)  # older than gc's default grace, referenced by nothing
+    # `git add` of the same content: its clean filter finds every object already stored ...
+    with open(repo / MODEL, "rb") as model:
+        cleaned = subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, text=True, check=True).stdout
+    assert local_objects(repo) == stored
+    # ... and a gc runs before git has written the index
+    assert "0 unreachable" in theta(repo, "gc").stdout
+    assert local_objects(repo) == stored
+    _stage_as_git_add_does(repo, MODEL, cleaned)
+    git(repo, "commit", "-q", "-m", "v1")
+    theta(tmp_path, "install")  # globally, for the clone
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    assert (clone / MODEL).read_bytes() == (repo / MODEL).read_bytes()
+
+
+def test_gc_keeps_what_the_index_and_pending_side_loads_reference(repo: Path) -> None:
+    from git_theta.metadata import ParamEntry, StoredLink
+    from git_theta.updates import pending
+
+    write_model(repo / MODEL, tensors=2)
+    git(repo, "add", MODEL)  # stage 0 of the index only
+    staged = local_objects(repo)
+    side_loaded = ObjectStore(repo / ".git" / "lfs").put([b"an update object waiting for its clean filter"])[0]
+    entry = ParamEntry("F32", (1,), "0" * 64, (StoredLink("dense", side_loaded, 45),))
+    pending.write((repo / ".git").resolve(), MODEL, {"layer000.weight": entry})
+    _age_store(repo, 2 * 3600)
+    assert "0 unreachable" in theta(repo, "gc").stdout
+    assert local_objects(repo) == staged | {side_loaded}
+    pending.remove((repo / ".git").resolve(), MODEL)
+    assert "1 unreachable object(s)" in theta(repo, "gc").stdout
+    assert local_objects(repo) == staged
+
+
+def test_gc_and_add_racing_lose_nothing(repo: Path) -> None:
+    """gc with no grace at all, over and over, while `git add` reuses old objects: the commit checks out."""
+    write_model(repo / MODEL, tensors=20)
+    git(repo, "add", MODEL)
+    git(repo, "rm", "-q", "--cached", MODEL)
+    for _ in range(3):
+        _age_store(repo, 2 * 3600)
+        gc_loop = subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do git-theta gc >/dev/null || exit 1; done"], cwd=repo)
+        git(repo, "add", MODEL)
+        assert gc_loop.wait() == 0
+        assert theta(repo, "fsck").returncode == 0
+        git(repo, "rm", "-q", "--cached", MODEL)
+
+
+def test_gc_keeps_every_stage_of_a_conflict(repo: Path) -> None:
+    """A conflicted merge leaves the base, ours and theirs in the index (stages 1-3), nothing else has them."""
+    lines = []
+    for stage in (1, 2, 3):
+        write_model(repo / MODEL, tensors=2, changed={0}, version=stage)
+        with open(repo / MODEL, "rb") as model:
+            text = subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, check=True).stdout
+        blob = git(repo, "hash-object", "-w", "--stdin", input=text).stdout.strip()
+        lines.append(f"100644 {blob} {stage}\t{MODEL}\n")
+    git(repo, "update-index", "--index-info", input="".join(lines).encode())
+    assert len(git(repo, "ls-files", "--unmerged").stdout.splitlines()) == 3
+    stored = local_objects(repo)
+    assert len(stored) >= 4  # three versions of tensor 0, one of tensor 1 (and the file's header)
+    assert "0 unreachable" in gc(repo)
+    assert local_objects(repo) == stored

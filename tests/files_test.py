@@ -1,0 +1,53 @@
+"""Temp files named with their writer's pid: removed once stale, never while their writer lives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from git_theta import files
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    path.write_bytes(b"partial")
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_only_old_temp_files_of_dead_writers_are_stale(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    old = files.STALE_SECONDS + 60
+    stale = _aged(tmp_path / f"theta-{dead}-abcd_123", old)
+    fresh = _aged(tmp_path / f"theta-{dead}-abcd_124", 1)  # its pid may be another container's
+    live = _aged(tmp_path / f"theta-{os.getpid()}-abcd_125", old)
+    backup = _aged(tmp_path / f".model.safetensors.theta-{dead}-abcd_126.orig", old)  # the user's own file
+    foreign = _aged(tmp_path / "lfs-tmp-object", old)
+    assert files.remove_stale(tmp_path) == 1
+    assert sorted(tmp_path.iterdir()) == sorted([fresh, live, backup, foreign])
+    assert not stale.exists()
+
+
+def test_a_failed_temp_file_is_removed_and_a_renamed_one_stays(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with files.temp_file(tmp_path, "x-") as (out, temp):
+            assert temp.name.startswith(f"x-theta-{os.getpid()}-")
+            out.write(b"half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    target = tmp_path / "done"
+    with files.temp_file(tmp_path) as (out, temp):
+        out.write(b"whole")
+        files.replace(out, temp, target, 0o640)
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"whole"
+    assert target.stat().st_mode & 0o777 == 0o640

@@ -1,0 +1,69 @@
+"""Smudge: a damaged object at checkout is named, with the command that repairs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+sys.path.insert(0, str(Path(__file__).parent / "workflows"))
+sys.path.insert(0, str(Path(__file__).parent))
+from hostile_support import RepoState, assert_refused, run_bounded  # noqa: E402
+from workflow_support import blob_metadata, param_objects, save_small, store_path, weights  # noqa: E402
+
+MODEL = "model.safetensors"
+REPAIR = "run `git theta fetch --repair` to download a good copy, or `git theta fsck` to list all"
+
+
+def _damaged(repo: Path, how: str) -> tuple[str, Path]:
+    save_small(repo / MODEL, weights(1))
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    [oid] = param_objects(blob_metadata(repo, f"HEAD:{MODEL}"), "layer.1.weight")
+    path = store_path(repo, oid)
+    data = bytearray(path.read_bytes())
+    if how == "bit flip":
+        data[-5] ^= 0x01  # inside the tensor's bytes: decodes, rebuilds to another hash
+    else:
+        del data[len(data) // 2:]  # does not decode
+    path.write_bytes(bytes(data))
+    (repo / MODEL).unlink()
+    return oid, path.resolve()
+
+
+@pytest.mark.parametrize("how", ["bit flip", "truncated"])
+@pytest.mark.parametrize("command", [["git", "checkout", "--", MODEL], ["git-theta", "checkout"]])
+def test_a_corrupt_object_is_named_with_the_repair(repo: Path, how: str, command: list[str]) -> None:
+    oid, path = _damaged(repo, how)
+    if command[0] == "git-theta":  # its own streaming checkout starts from the metadata text
+        subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True)
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(command, cwd=repo), [MODEL, "'layer.1.weight'"])
+    assert line.endswith(f"object {oid} is corrupt ({path}); {REPAIR}"), line
+    state.assert_unchanged(repo, known_damaged={oid})
+
+
+def test_whole_objects_under_wrong_metadata_are_not_called_corrupt(repo: Path) -> None:
+    save_small(repo / MODEL, weights(1))
+    git(repo, "add", MODEL)
+    text = git(repo, "cat-file", "blob", ":" + MODEL).stdout
+    recorded = _tensor_hash(text, "layer.1.weight")
+    forged = text.replace(recorded, "0" * 64)
+    blob = git(repo, "hash-object", "-w", "--stdin", input=forged.encode()).stdout.strip()
+    git(repo, "update-index", "--cacheinfo", f"100644,{blob},{MODEL}")
+    (repo / MODEL).unlink()
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, "'layer.1.weight'"])
+    assert "rebuilt tensor does not match its recorded hash" in line and "what was committed is wrong" in line, line
+    assert "fetch --repair" not in line
+    state.assert_unchanged(repo)
+
+
+def _tensor_hash(metadata_text: str, name: str) -> str:
+    from git_theta import metadata
+
+    return metadata.parse(metadata_text.encode()).params[name].hash

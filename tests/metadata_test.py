@@ -221,3 +221,15 @@ def test_clean_of_a_fixed_checkpoint_matches_golden_metadata(repo: Path) -> None
     (repo / "tiny.safetensors").unlink()
     git(repo, "checkout", "--", "tiny.safetensors")
     assert (repo / "tiny.safetensors").read_bytes() == checkpoint
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    assert metadata.json_depth(b'{"a":[1,{"b":[]}]}') == 4
+    assert metadata.json_depth(b'{"a":"[[[{{\\"[[","b":[1]}') == 2  # brackets and an escaped quote inside a string
+    assert metadata.json_depth(b"[" * 100_000 + b"]" * 100_000) == 100_000
+
+
+def test_parse_refuses_deep_nesting_before_decoding() -> None:
+    data = b'{"version":"git-theta/1","format":"x","file":' + b"[" * 65 + b"]" * 65 + b',"params":{}}'
+    with pytest.raises(MetadataError, match="nested 66 levels deep, more than the limit of 64"):
+        metadata.parse(data, "m")

@@ -182,6 +182,22 @@ def test_swapped_header_blob_is_refused_at_checkout_and_in_fsck(repo: Path) -> N
     assert header_oid in fsck_refused(repo)
 
 
+def test_swapped_zip_skeleton_is_refused_at_checkout_and_in_fsck(repo: Path) -> None:
+    np.savez(repo / "a.npz", x=np.arange(6, dtype=np.float32), note=np.array(["first"]))
+    np.savez(repo / "b.npz", x=np.zeros(6, dtype=np.float32), note=np.array(["second, longer"]))
+    git(repo, "add", "a.npz", "b.npz")
+    git(repo, "commit", "-q", "-m", "two archives")
+    skeletons = [json.loads(git(repo, "cat-file", "blob", f"HEAD:{name}").stdout)["file"]["skeleton"]["object"] for name in ("a.npz", "b.npz")]
+    assert skeletons[0] != skeletons[1]
+    store_path(repo, skeletons[0]).write_bytes(store_path(repo, skeletons[1]).read_bytes())
+    (repo / "a.npz").unlink()
+    state = RepoState.capture(repo)
+    result = run_bounded(["git", "checkout", "--", "a.npz"], cwd=repo)
+    assert_refused(result, ["a.npz", skeletons[0], "git theta fetch --repair"])
+    assert not (repo / "a.npz").exists() and state.files == RepoState.capture(repo).files
+    assert skeletons[0] in fsck_refused(repo, "a.npz")
+
+
 # 5. Hostile committed metadata: each refused at checkout, in fsck and in `git diff`.
 
 def edit(change: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], bytes]:

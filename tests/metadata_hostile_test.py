@@ -91,7 +91,7 @@ def deep_file_section(meta: dict[str, Any]) -> bytes:
 
 def test_deep_metadata_at_checkout(repo: Path) -> None:
     state = commit_hostile(repo, deep_file_section(commit_good(repo)))
-    assert "levels deep, more than the limit of 64" in checkout_refused(repo, state)
+    assert "nested more than 64 levels deep" in checkout_refused(repo, state)
 
 
 def test_deep_metadata_in_fsck(repo: Path) -> None:

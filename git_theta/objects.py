@@ -18,13 +18,22 @@ import zstandard
 
 from git_theta import bytegroup, dtypes, parallel
 from git_theta.errors import StoreError
-from git_theta.metadata import is_count
+from git_theta.metadata import is_count, loads_bounded
 from git_theta.tensor import Buffer, Tensor
 
 MAGIC = b"gtheta\x00\x01"
 CODEC = "bgzstd"
 CHUNK_BYTES = 4 << 20
 MAX_HEADER_BYTES = 16 << 20
+# Deepest nesting of the header's JSON (real headers nest 3 levels; json.loads recurses once per level).
+MAX_HEADER_DEPTH = 64
+# What one object may decode to, checked against its header before any buffer is allocated: a few KB of zstd
+# frames can declare gigabytes. A link of a parameter of N elements decodes to at most
+# LINK_BYTES_PER_ELEMENT * N + LINK_SLACK_BYTES (dense and xor: itemsize * N <= 8N; sparse: gaps and values,
+# <= 16N; low-rank: r * (in + out) <= 2N values of <= 8 bytes); a file-level blob to at most MAX_BLOB_BYTES.
+LINK_BYTES_PER_ELEMENT = 16
+LINK_SLACK_BYTES = 64 << 10
+MAX_BLOB_BYTES = 256 << 20
 _LENGTH = struct.Struct("<I")
 ZSTD_LEVEL = 1
 
@@ -58,6 +67,19 @@ def _decompress_into(frame: Buffer, itemsize: int, target: memoryview) -> None:
     if len(grouped) != expected:
         raise StoreError(f"corrupt chunk: {len(grouped)} bytes, expected {expected}")
     bytegroup.ungroup_into(grouped, target, itemsize)
+
+
+def _check_frames(data: bytes | mmap.mmap, offset: int, buf: dict[str, Any]) -> None:
+    """Each frame declares the size its chunk_bytes entry says (read from frame headers only, nothing allocated)."""
+    view = memoryview(data)
+    for raw_len, frame_len in zip(buf["chunk_bytes"], buf["frame_bytes"]):
+        try:
+            declared = zstandard.frame_content_size(view[offset : offset + frame_len])
+        except zstandard.ZstdError as error:
+            raise StoreError(f"object buffer {buf['name']!r}: corrupt compressed chunk: {error}") from None
+        if declared != raw_len:
+            raise StoreError(f"object buffer {buf['name']!r}: corrupt chunk: its zstd frame declares {declared} bytes, expected {raw_len}")
+        offset += frame_len
 
 
 def chunk_step(itemsize: int) -> int:
@@ -114,7 +136,7 @@ def read_header(data: bytes | mmap.mmap) -> tuple[dict[str, Any], int]:
     if len(data) < start + size:
         raise StoreError(f"object is truncated: its header needs {size} bytes, {len(data) - start} remain")
     try:
-        header = json.loads(data[start : start + size])
+        header = loads_bounded(memoryview(data)[start : start + size], MAX_HEADER_DEPTH)
     except ValueError as error:
         raise StoreError(f"object header is not JSON: {error}") from None
     _check_header(header)
@@ -156,13 +178,30 @@ def _check_buffer(buf: dict[str, Any]) -> None:
         raise StoreError(f"{where}: chunks must be {step} bytes each except a shorter last one")
 
 
-def decode(data: bytes | mmap.mmap) -> Bundle:
-    """Rebuild the bundle from an object's bytes, validating every size."""
+def link_limit(elements: int) -> int:
+    """The most bytes an object of one link of a parameter of `elements` elements may decode to."""
+    return LINK_BYTES_PER_ELEMENT * elements + LINK_SLACK_BYTES
+
+
+def decode(data: bytes | mmap.mmap, max_bytes: int = MAX_BLOB_BYTES) -> Bundle:
+    """Rebuild the bundle from an object's bytes, validating every size.
+
+    `max_bytes` bounds what its buffers may hold in all: a link's object is decoded with the link_limit of its
+    entry (smudge.rebuild), a blob with MAX_BLOB_BYTES. The header is checked against it, and against the
+    object's real length and its frames' declared sizes, before anything is allocated.
+    """
     header, offset = read_header(data)
     # Checked before allocating: a header must not make us reserve memory its frames cannot hold.
     described = offset + sum(sum(buf["frame_bytes"]) for buf in header["buffers"])
     if described != len(data):
         raise StoreError(f"object is {len(data)} bytes, its header describes {described}")
+    declared = sum(sum(buf["chunk_bytes"]) for buf in header["buffers"])
+    if declared > max_bytes:
+        raise StoreError(f"object declares {declared} bytes of buffers, more than the {max_bytes} its entry can hold")
+    at = offset
+    for buf in header["buffers"]:
+        _check_frames(data, at, buf)
+        at += sum(buf["frame_bytes"])
     buffers: dict[str, Tensor] = {}
     jobs: list[tuple[int, int, int, memoryview]] = []
     for buf in header["buffers"]:

@@ -24,9 +24,9 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") 
     where = f"{source}: parameter {name!r}" if source else f"parameter {name!r}"
     value: Tensor | None = None
     for link in entry.stored:
-        update = plugins.get(plugins.UPDATES, link.update)()
         try:
-            bundle = objects.decode(store.get(link.object))
+            update = plugins.get(plugins.UPDATES, link.update)()
+            bundle = objects.decode(store.get(link.object), objects.link_limit(math.prod(entry.shape)))
             if update.needs_base and value is None:
                 raise StoreError(f"{link.update} update has no base to apply to")
             value = update.apply(bundle, value)
@@ -90,12 +90,25 @@ class StoreSource:
             raise StoreError(f"{self.source}: the file needs parameter {name!r}, which the metadata lacks") from None
 
     def get_blob(self, ref: Mapping[str, Any]) -> bytes:
-        oid = ref["object"]
-        try:
-            bundle = objects.decode(self.store.get(oid))
-        except ThetaError as error:
-            raise _damage(self.store, f"{self.source}: file data", [oid], error) from None
-        return bytes(bundle.buffers["bytes"].data)
+        return read_blob(self.store, ref["object"], self.source)
+
+
+def read_blob(store: ObjectStore, oid: str, source: str) -> bytes:
+    """A file-level blob (header, skeleton, structure), verified: nothing else checks these bytes.
+
+    A tensor is checked by its hash after rebuilding; a blob only by its sha256, so a different valid blob under
+    the same name would otherwise become a silently different file.
+    """
+    try:
+        bundle = objects.decode(store.get(oid, verify=True), objects.MAX_BLOB_BYTES)
+        if bundle.kind != "blob" or set(bundle.buffers) != {"bytes"}:
+            raise StoreError(f"a {bundle.kind!r} object with buffers {sorted(bundle.buffers)}, not a file data blob")
+    except ThetaError as error:
+        raise StoreError(
+            f"{source}: file data object {oid}: {error}; "
+            f"get a good copy with `git theta fetch --repair`, then check out again"
+        ) from None
+    return bytes(bundle.buffers["bytes"].data)
 
 
 def _nbytes(entry: ParamEntry) -> int:
@@ -131,6 +144,9 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
             + why
             + "; fetch them from a remote or run `git theta fsck`"
         )
-    checkpoint = plugins.get(plugins.CHECKPOINTS, meta.format)()
+    try:
+        checkpoint = plugins.get(plugins.CHECKPOINTS, meta.format)()
+    except ThetaError as error:
+        raise StoreError(f"{path}: {error}") from None
     with progress.Progress(f"git-theta: writing {path}", sum(_nbytes(e) for e in meta.params.values())) as bar:
         checkpoint.write(meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out)

@@ -206,3 +206,27 @@ def _tree_hashes(repo: Path) -> dict[str, str]:
 
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+# Committed metadata and store objects as a hostile collaborator leaves them: written straight into git and the
+# store, past the filters that would never produce them.
+
+def commit_blob(repo: Path, path: str, data: bytes, message: str = "hostile") -> str:
+    """Commit `data` as the blob at `path` without running any filter; returns the new commit id."""
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=data, capture_output=True, check=True).stdout.decode().strip()
+    _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    _git(repo, "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+def put_object(repo: Path, data: bytes) -> str:
+    """Store `data` as an object named by its sha256 (a well-formed name, whatever the bytes are); returns the oid."""
+    oid = hashlib.sha256(data).hexdigest()
+    path = store_path(repo, oid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return oid
+
+
+def store_path(repo: Path, oid: str) -> Path:
+    return _lfs_dir(repo) / "objects" / oid[:2] / oid[2:4] / oid

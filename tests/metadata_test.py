@@ -221,3 +221,21 @@ def test_clean_of_a_fixed_checkpoint_matches_golden_metadata(repo: Path) -> None
     (repo / "tiny.safetensors").unlink()
     git(repo, "checkout", "--", "tiny.safetensors")
     assert (repo / "tiny.safetensors").read_bytes() == checkpoint
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    assert metadata.json_depth(b'{"a":[1,{"b":[]}]}', 64) == 4
+    assert metadata.json_depth(b'[[],[[]],{"a":{}}]', 64) == 3
+    assert metadata.json_depth(b'{"a":"[[[{{\\"[[","b":[1]}', 64) == 2  # brackets and an escaped quote inside a string
+    assert metadata.json_depth(b"[" * 100_000 + b"]" * 100_000, 64) == 65  # deeper than the limit
+    assert metadata.json_depth(b"[" * 100_000, 64) == 65  # unbalanced: json.loads would still recurse on each
+    assert metadata.json_depth(b"[[]", 64) == 2
+
+
+def test_parse_refuses_deep_nesting_before_decoding() -> None:
+    def nested(arrays: int) -> bytes:  # the top object, the file section, then `arrays` arrays
+        return b'{"version":"git-theta/1","format":"x","file":{"x":' + b"[" * arrays + b"]" * arrays + b'},"params":{}}'
+
+    with pytest.raises(MetadataError, match="nested more than 64 levels deep"):
+        metadata.parse(nested(63), "m")
+    assert metadata.parse(nested(62), "m").file["x"]  # 64 levels: accepted

@@ -261,3 +261,10 @@ def test_frame_without_a_content_size() -> None:
     head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     decoded = objects.decode(objects.MAGIC + struct.pack("<I", len(head)) + head + with_size)
     assert bytes(decoded.buffers["x"].data) == raw
+
+
+def test_decode_refuses_more_buffer_bytes_than_allowed_before_allocating() -> None:
+    data = b"".join(objects.encode(Bundle("dense", {"value": Tensor("F32", (1024,), bytes(4096))})))
+    assert len(objects.decode(data, 4096).buffers["value"].data) == 4096
+    with pytest.raises(StoreError, match="declares 4096 bytes of buffers, more than the 4095"):
+        objects.decode(data, 4095)

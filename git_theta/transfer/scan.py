@@ -8,6 +8,7 @@ updates included) and the file section's objects.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,10 @@ def metadata_of(sizes: dict[str, int], cwd: Path) -> list[metadata.Metadata]:
         if metadata.looks_like_metadata(data):
             try:
                 found.append(metadata.parse(data, f"blob {blob_id}"))
-            except MetadataError:
-                continue  # cannot be checked out either; nothing of it to move
+            except MetadataError as error:
+                # Cannot be checked out either, so nothing of it to move; it must not block a push or gc. Say so.
+                print(f"git-theta: warning: {error} (skipped: no objects are moved or kept for it)", file=sys.stderr)
+                continue
     return found
 
 

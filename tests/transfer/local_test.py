@@ -40,7 +40,7 @@ def test_clone_push_pull_through_file_remotes(tmp_path: Path) -> None:
     path = alice / ".git" / "lfs" / "objects" / fetched[:2] / fetched[2:4] / fetched
     path.write_bytes(path.read_bytes()[:-1])
     result = theta(alice, "fsck", "--quick", check=False)
-    assert result.returncode == 1 and f"object {fetched} is corrupt" in result.stdout
+    assert result.returncode == 1 and f"object {fetched} is corrupt" in result.stderr
 
 
 def test_a_corrupt_object_on_a_file_remote_is_not_copied(tmp_path: Path) -> None:

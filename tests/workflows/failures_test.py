@@ -95,8 +95,8 @@ def test_corrupt_and_missing_objects_are_named_by_fsck_and_checkout(repo: Path) 
 
     fsck = theta(repo, "fsck", check=False)
     assert fsck.returncode == 1
-    assert f"{MODEL}: parameter 'layer.1.weight': object {corrupt_oid} is corrupt" in fsck.stdout, fsck.stdout
-    assert "'layer.0.bias'" in fsck.stdout and f"object {missing_oid} is missing" in fsck.stdout, fsck.stdout
+    assert f"parameter 'layer.1.weight': object {corrupt_oid} is corrupt" in fsck.stderr and f"error: {MODEL}@" in fsck.stderr, fsck.stderr
+    assert "'layer.0.bias'" in fsck.stderr and f"object {missing_oid} is missing" in fsck.stderr, fsck.stderr
 
     (repo / MODEL).unlink()
     checkout = git(repo, "checkout", "--", MODEL, check=False)

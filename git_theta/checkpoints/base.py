@@ -39,6 +39,10 @@ MAX_TENSOR_BYTES = (1 << 63) - 1
 READ_CHUNK = 16 << 20
 
 
+class LimitError(CheckpointError):
+    """The file declares more than a documented limit allows: final, no fallback reader is tried."""
+
+
 class ParamSink(Protocol):
     """Where `read` sends what it finds."""
 

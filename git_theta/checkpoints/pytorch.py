@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from typing import IO, Any, BinaryIO
 
@@ -108,6 +110,8 @@ class PytorchFormat(CheckpointFormat):
             if fast is not None:
                 tree, zip_section = fast
                 return {"serialization": "zip", **_structure(tree, sink), **zip_section}
+            if is_zip:
+                _check_zip(spooled, size)
             torch = import_torch()
             loaded = self._load(torch, spooled.name, is_zip)
         tree, tensors = encode_tree(loaded, torch)
@@ -152,6 +156,17 @@ class PytorchFormat(CheckpointFormat):
         if "layout" not in file or all(before[name].hash == after[name].hash for name in after):
             return section
         return torch_zip.patch_crcs(file, source, sink)
+
+
+def _check_zip(file: IO[bytes], size: int) -> None:
+    """The fast path's limits, before torch.load reads the archive (torch would allocate what it declares)."""
+    try:
+        infos = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError, NotImplementedError, struct.error):
+        return  # a directory zipfile cannot read declares nothing to check; torch.load says what is wrong
+    finally:
+        file.seek(0)
+    torch_zip.check_limits(infos, size)
 
 
 def _spool(stream: BinaryIO, spooled: IO[bytes]) -> str:

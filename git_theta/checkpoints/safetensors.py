@@ -118,14 +118,16 @@ class SafetensorsFormat(CheckpointFormat):
             raise CheckpointError(f"safetensors header length {size} is not between 2 and the limit of {MAX_HEADER_BYTES} bytes")
         header_bytes = read_exact(stream, size)
         entries = parse_header(header_bytes)
-        for name, dtype, shape, begin, end in entries:
+        for index, (name, dtype, shape, begin, end) in enumerate(entries):
             try:
                 data = read_into(stream, end - begin)
             except CheckpointError as error:
                 raise CheckpointError(f"tensor {shown(name)} (data_offsets [{begin}, {end}]): {error} (truncated?)") from None
+            if index == len(entries) - 1 and stream.read(1):
+                raise CheckpointError(f"file has bytes after the last tensor, which ends at data offset {end}")
             sink.add(name, Tensor(dtype, shape, data))
-        if stream.read(1):
-            raise CheckpointError("file has bytes after the last tensor")
+        if not entries and stream.read(1):
+            raise CheckpointError("file has bytes after its header, which declares no tensors")
         # Stored last: a file that turns out truncated leaves no header object behind.
         return {"header": sink.put_blob(size_bytes + header_bytes)}
 

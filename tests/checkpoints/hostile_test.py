@@ -242,3 +242,22 @@ def test_an_npy_header_declaring_a_huge_array_stays_whole_and_costs_nothing(repo
     result = run_bounded(["git", "add", "arrays.npz"], cwd=repo, max_rss_mb=MAX_RSS_MB, max_seconds=30)
     assert result.returncode == 0, result.describe()
     assert '"kept":["w.npy"]' in git(repo, "show", ":arrays.npz").stdout
+
+
+def test_the_documented_limits_are_the_code_s() -> None:
+    from git_theta.checkpoints import base, safetensors, torch_tree, torch_zip, zip_layout
+
+    text = (Path(__file__).parents[2] / "docs" / "formats.md").read_text()
+    section = text[text.index("## 2a. Checkpoint files") : text.index("## 3. Objects")]
+    documented = {}
+    for name, value in re.findall(r"`(MAX_[A-Z_]+)` = (2\^\d+ - 1|[0-9,]+(?: MiB)?)", section):
+        power = re.fullmatch(r"2\^(\d+) - 1", value)
+        if power:
+            documented[name] = (1 << int(power.group(1))) - 1
+        elif value.endswith(" MiB"):
+            documented[name] = int(value.removesuffix(" MiB")) << 20
+        else:
+            documented[name] = int(value.replace(",", ""))
+    modules = (base, safetensors, torch_tree, torch_zip, zip_layout)
+    code = {name: getattr(module, name) for module in modules for name in dir(module) if name in documented}
+    assert documented == code and len(documented) == 9

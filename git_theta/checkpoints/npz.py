@@ -72,7 +72,7 @@ def _parse_npy_header(head: bytes, name: str) -> _Array | None:
         ours = dtypes.from_numpy(dtype)
         # numpy takes True for a dimension and allows negative ones: such a member stays whole in the skeleton.
         checked, _ = checked_shape(shape, ours, f"array {name!r}")
-    except (ValueError, ThetaError):
+    except Exception:  # numpy's header parser (literal_eval) raises many kinds; any header it cannot read stays whole
         return None
     return _Array(name, stream.tell(), ours, checked, bool(fortran))
 

@@ -368,7 +368,7 @@ def read(file: IO[bytes], size: int, whole_digest: str, sink: ParamSink, dtype_n
         tree, members, groups, crcs = _plan(file, size, dtype_names)
     except LimitError:
         raise  # torch.load would meet the same limit, after loading torch and the whole pickle
-    except (Unsupported, CheckpointError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError):
+    except (Unsupported, CheckpointError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError, NotImplementedError, OSError):
         return None
     builder = SkeletonBuilder(file)
     check, hashed = blake3.blake3(), 0

@@ -40,10 +40,10 @@ def check_members(infos: list[zipfile.ZipInfo], size: int) -> None:
     if len(infos) > MAX_MEMBERS:
         raise LimitError(f"zip declares {len(infos)} members, more than the limit of {MAX_MEMBERS}")
     for info in infos:
-        if info.header_offset + _LOCAL_HEADER.size + info.compress_size > size:
+        if info.header_offset < 0 or info.header_offset + _LOCAL_HEADER.size + info.compress_size > size:
             raise LimitError(
                 f"zip member {info.filename!r} declares {info.compress_size} bytes at byte {info.header_offset}, "
-                f"past the end of the {size}-byte file (truncated?)"
+                f"outside the {size}-byte file (truncated?)"
             )
         if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024:
             raise LimitError(

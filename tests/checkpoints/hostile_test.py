@@ -103,6 +103,16 @@ def _forge(content: bytes, member: str, field: str, value: int) -> bytes:
     raise AssertionError(f"no member {member}")
 
 
+def _directory_moved(content: bytes, by: int = 100) -> bytes:
+    """`content` whose end record puts the central directory `by` bytes later than it is: zipfile then places
+    every member `by` bytes earlier, the first one before the start of the file."""
+    data = bytearray(content)
+    at, field, width = (data.rindex(b"PK\x06\x06"), 48, 8) if b"PK\x06\x06" in data else (data.rindex(b"PK\x05\x06"), 16, 4)
+    offset = int.from_bytes(data[at + field : at + field + width], "little")
+    data[at + field : at + field + width] = (offset + by).to_bytes(width, "little")
+    return bytes(data)
+
+
 def _torch_file(obj: Any) -> bytes:
     import torch
 
@@ -164,8 +174,9 @@ PYTORCH: dict[str, tuple[Callable[[], bytes], str]] = {
     "lists nested 40 deep": (lambda: _torch_file({"w": _torch_zeros(), "x": _deep_list(40)}), "more than 32 deep"),
     "a list holding itself": (lambda: _torch_file({"w": _torch_zeros(), "x": _self_holding()}), "more than 32 deep"),
     "data.pkl declares 300 MiB": (lambda: _forge(_small_pt(), "archive/data.pkl", "file_size", 300 << 20), "limit"),
-    "storage runs past the end": (lambda: _forge(_small_pt(), "archive/data/0", "compress_size", 1 << 30), "past the end"),
+    "storage runs past the end": (lambda: _forge(_small_pt(), "archive/data/0", "compress_size", 1 << 30), "outside the"),
     "truncated zip": (lambda: _small_pt()[:400], "pytorch"),
+    "members placed before the file starts": (lambda: _directory_moved(_small_pt()), "outside the"),
 }
 
 
@@ -188,7 +199,8 @@ def _flip_byte(content: bytes, needle: bytes, delta: int = 1) -> bytes:
 
 NPZ: dict[str, tuple[Callable[[], bytes], str]] = {
     "deflate bomb declares 4 GiB": (lambda: _forge(_npz(True, w=np.zeros(1000, np.float32)), "w.npy", "file_size", 0xFFFF0000), "more than deflate can hold"),
-    "member runs past the end": (lambda: _forge(_npz(w=np.zeros(4, np.float32)), "w.npy", "compress_size", 1 << 30), "past the end"),
+    "member runs past the end": (lambda: _forge(_npz(w=np.zeros(4, np.float32)), "w.npy", "compress_size", 1 << 30), "outside the"),
+    "members placed before the file starts": (lambda: _directory_moved(_npz(w=np.zeros(4, np.float32))), "outside the"),
     "truncated archive": (lambda: _npz(w=np.zeros(256, np.float32))[:300], "not a valid zip archive"),
     "stored array CRC mismatch": (lambda: _flip_byte(_npz(w=np.arange(64, dtype=np.float32)), np.float32(63).tobytes()), "CRC-32"),
     "corrupt deflate data": (lambda: _corrupt_deflate(), "w.npy"),
@@ -230,6 +242,15 @@ def test_a_pickle_calling_os_system_never_runs(repo: Path, tmp_path: Path, filen
     assert not marker.exists(), "the pickle ran a command"
     assert not PYTHON_INTERNAL.search(line), line
     state.assert_unchanged(repo)
+
+
+def test_an_npy_header_numpy_cannot_parse_stays_whole(repo: Path) -> None:
+    # numpy's header parser raised tokenize.TokenError here, which became the reason `git add` failed.
+    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + b"{'descr': '<f4', 'fortran_order': False, 'shape': (4," + b" " * 66 + b"\n" + bytes(16)
+    (repo / "arrays.npz").write_bytes(_zip([("w.npy", member)]))
+    result = run_bounded(["git", "add", "arrays.npz"], cwd=repo, max_rss_mb=MAX_RSS_MB, max_seconds=30)
+    assert result.returncode == 0, result.describe()
+    assert '"kept":["w.npy"]' in git(repo, "show", ":arrays.npz").stdout
 
 
 def test_an_npy_header_declaring_a_huge_array_stays_whole_and_costs_nothing(repo: Path) -> None:

@@ -136,16 +136,19 @@ class PytorchFormat(CheckpointFormat):
             torch_zip.write(file, source, out)  # byte for byte, no torch needed
             return
         torch = import_torch()
-        if "structure_blob" in file:
-            tree = json.loads(source.get_blob(file["structure_blob"]))
-        else:
-            tree = file["structure"]
-        needed = _needed_params(tree)
+        try:
+            tree = json.loads(source.get_blob(file["structure_blob"])) if "structure_blob" in file else file["structure"]
+            needed = _needed_params(tree)
+        except (ValueError, RecursionError) as error:  # committed metadata is untrusted: a blob may be anything
+            raise CheckpointError(f"the structure tree is not valid JSON or nests too deeply: {str(error)[:200]}") from None
         for name in needed:
             if name not in params:
                 raise CheckpointError(f"the structure needs parameter {name!r}, which the metadata lacks")
         built = {name: _to_torch(torch, name, tensor) for name, tensor in zip(needed, source.tensors(needed))}
-        obj = decode_tree(tree, built, torch)
+        try:
+            obj = decode_tree(tree, built, torch)
+        except (RecursionError, KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError("the structure tree in the metadata is malformed (a node that describes no value): it cannot be rebuilt") from None
         torch.save(obj, out, _use_new_zipfile_serialization=file.get("serialization", "zip") == "zip")
 
     def file_for_params(

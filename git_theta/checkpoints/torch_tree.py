@@ -32,10 +32,12 @@ from git_theta.checkpoints.base import LimitError
 from git_theta.errors import CheckpointError
 
 # Limits on the loaded object (docs/formats.md, "Checkpoint files"), checked before its tree is built: containers
-# inside containers (a state dict nests 2-6 deep), and the tree's nodes, counting a container that the pickle
-# shares at every place it appears (the tree copies it there, so 30 levels of `a = [a, a]` would be 2^30 nodes).
+# inside containers (a state dict nests 2-6 deep), the tree's nodes, and the nodes that copies of shared
+# containers add: the tree copies a container the pickle shares to every place it appears, so 20 levels of
+# `a = [a, a]` (1.7 KB of pickle) would be 2^21 nodes, 160 s and 1 GB. A state dict shares no containers.
 MAX_DEPTH = 32
 MAX_NODES = 4_000_000
+MAX_COPIED_NODES = 100_000
 
 _DICT_TYPES: dict[type, str] = {dict: "dict", OrderedDict: "odict", Counter: "counter"}
 _SEQUENCE_TYPES: dict[type, str] = {list: "list", tuple: "tuple"}
@@ -158,13 +160,15 @@ def _children(value: Any) -> list[Any] | None:
 
 
 def check_limits(obj: Any) -> None:
-    """LimitError if the tree of `obj` would nest deeper than MAX_DEPTH or have more than MAX_NODES nodes.
+    """LimitError if the tree of `obj` would nest deeper than MAX_DEPTH, have more than MAX_NODES nodes, or
+    more than MAX_COPIED_NODES nodes that are copies of shared containers.
 
     Without recursion and in time linear in the distinct objects: each container's
     expanded node count is computed once (by id) however often the pickle shares it.
     A container that holds itself never finishes its count and runs into MAX_DEPTH.
     """
     sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded node count, nesting height)
+    distinct = 0  # nodes of the containers counted so far, each once: the expanded count less the copies
     stack: list[tuple[Any, int, bool]] = [(obj, 1, False)]
     while stack:
         value, depth, counted = stack.pop()
@@ -174,8 +178,13 @@ def check_limits(obj: Any) -> None:
         if counted:
             below = [sizes[id(child)] for child in children if _children(child) is not None]
             total = 1 + len(children) - len(below) + sum(count for count, _ in below)
+            distinct += 1 + len(children) - len(below)
             if total > MAX_NODES:
-                raise LimitError(f"the pickled object expands to more than {MAX_NODES} structure nodes (it shares containers many times over)")
+                raise LimitError(f"the pickled object has more than {MAX_NODES} structure nodes")
+            if total - distinct > MAX_COPIED_NODES:
+                raise LimitError(
+                    f"the pickled object shares containers so often that copying them adds more than {MAX_COPIED_NODES} structure nodes"
+                )
             sizes[id(value)] = (total, 1 + max((height for _, height in below), default=0))
             continue
         if depth > MAX_DEPTH:

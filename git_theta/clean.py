@@ -163,6 +163,9 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     except ThetaError as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {error}") from None
+    except MemoryError:
+        sink.abandon()  # readers never allocate what a file declares, so this is a real file too large for free memory
+        raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: out of memory (free memory or add it on a larger machine)") from None
     except Exception as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error

@@ -30,6 +30,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return dict(pairs)
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
@@ -39,10 +43,11 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _load_header(header_bytes: bytes) -> dict[str, Any]:
-    """The header as a JSON object: strict JSON (no NaN/Infinity, no repeated keys), not nested deeply."""
+def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
+    """The header as a JSON object, not nested deeply; when adding, strict JSON (no NaN/Infinity, no repeated keys)."""
     try:
-        header = json.loads(header_bytes, object_pairs_hook=_unique_pairs, parse_constant=_refuse_constant)
+        strict = {"object_pairs_hook": _unique_pairs, "parse_constant": _refuse_constant} if adding else {"object_pairs_hook": _last_wins}
+        header = json.loads(header_bytes, **strict)
     except RecursionError:
         raise CheckpointError("safetensors header is nested too deeply to be a safetensors header") from None
     except ValueError as error:  # includes UnicodeDecodeError: names and values must be UTF-8
@@ -66,9 +71,10 @@ def _offsets(name: str, value: Any) -> tuple[int, int]:
     return value[0], value[1]
 
 
-def _entry(name: str, info: Any) -> tuple[str, str, tuple[int, ...], int, int]:
+def _entry(name: str, info: Any, adding: bool) -> tuple[str, str, tuple[int, ...], int, int]:
     try:
-        name.encode("utf-8")
+        if adding:
+            name.encode("utf-8")
     except UnicodeEncodeError:
         raise CheckpointError(f"tensor name {shown(name)} is not valid Unicode (it holds a lone surrogate)") from None
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
@@ -83,12 +89,17 @@ def _entry(name: str, info: Any) -> tuple[str, str, tuple[int, ...], int, int]:
     return name, dtype, shape, begin, end
 
 
-def parse_header(header_bytes: bytes) -> list[tuple[str, str, tuple[int, ...], int, int]]:
-    """(name, dtype, shape, begin, end) for each tensor, sorted by offset, validated."""
-    header = _load_header(header_bytes)
-    if "__metadata__" in header:
+def parse_header(header_bytes: bytes, *, adding: bool = True) -> list[tuple[str, str, tuple[int, ...], int, int]]:
+    """(name, dtype, shape, begin, end) for each tensor, sorted by offset, validated.
+
+    `adding=False` (checkout, merge: a header git-theta stored earlier) keeps every check that guards memory
+    and offsets but not the stricter rules `git add` learned later (repeated keys, `__metadata__` values, lone
+    surrogates in names), so a header an older git-theta committed still checks out.
+    """
+    header = _load_header(header_bytes, adding)
+    if adding and "__metadata__" in header:
         _check_metadata(header["__metadata__"])
-    entries = [_entry(name, info) for name, info in header.items() if name != "__metadata__"]
+    entries = [_entry(name, info, adding) for name, info in header.items() if name != "__metadata__"]
     entries.sort(key=lambda e: (e[3], e[4]))
     position = 0
     for name, _, _, begin, end in entries:
@@ -133,7 +144,7 @@ class SafetensorsFormat(CheckpointFormat):
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
         header = source.get_blob(file["header"])
-        entries = parse_header(header[8:])
+        entries = parse_header(header[8:], adding=False)
         for name, dtype, shape, _, _ in entries:
             entry = params.get(name)
             if entry is None or entry.dtype != dtype or entry.shape != shape:
@@ -154,7 +165,7 @@ class SafetensorsFormat(CheckpointFormat):
         if _layout(before) == _layout(after):
             return dict(file)
         old_bytes = source.get_blob(file["header"])[8:]
-        old_order = [entry[0] for entry in parse_header(old_bytes)]
+        old_order = [entry[0] for entry in parse_header(old_bytes, adding=False)]
         old = json.loads(old_bytes)
         names = [name for name in old_order if name in after] + sorted(set(after) - set(old_order))
         header: dict[str, Any] = {"__metadata__": old["__metadata__"]} if "__metadata__" in old else {}

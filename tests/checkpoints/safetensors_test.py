@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import git
 from hostile_support import RepoState, assert_refused, run_bounded
 
@@ -62,3 +63,18 @@ def test_a_valid_file_still_round_trips(repo: Path) -> None:
     (repo / "model.safetensors").unlink()
     git(repo, "checkout", "--", "model.safetensors")
     assert (repo / "model.safetensors").read_bytes() == content
+
+
+def test_a_header_an_older_git_theta_committed_still_checks_out() -> None:
+    # `git add` now refuses repeated keys, NaN and non-string __metadata__ values; headers already committed
+    # with them must still be read at checkout (the memory and offset checks stay).
+    from git_theta.checkpoints.safetensors import parse_header
+    from git_theta.errors import CheckpointError
+
+    entry = b'{"dtype":"F32","shape":[4],"data_offsets":[0,16]}'
+    old = b'{"__metadata__":{"step":1,"lr":NaN},"w":' + entry + b',"w":' + entry + b"}"
+    assert parse_header(old, adding=False) == [("w", "F32", (4,), 0, 16)]
+    with pytest.raises(CheckpointError):
+        parse_header(old)
+    with pytest.raises(CheckpointError, match="invalid shape"):
+        parse_header(b'{"w":{"dtype":"F32","shape":[true,4],"data_offsets":[0,16]}}', adding=False)

@@ -48,7 +48,7 @@ def slippery_repo(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return repo
 
 
-@pytest.mark.parametrize("content, problem", [(b"bool" + bytes(12), "invalid shape"), (b"file" + bytes(12), "file section")])
+@pytest.mark.parametrize("content, problem", [(b"bool" + bytes(12), "invalid shape"), (b"file" + bytes(12), "file section")], ids=["bool-dimension", "bad-object-id"])
 def test_metadata_that_checkout_would_refuse_is_refused_at_add(slippery_repo: Path, content: bytes, problem: str) -> None:
     (slippery_repo / "model.slip").write_bytes(content)
     state = RepoState.capture(slippery_repo)

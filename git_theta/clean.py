@@ -10,7 +10,7 @@ from typing import IO, Any, BinaryIO
 
 from git_theta import git, metadata, objects, parallel, plugins, progress
 from git_theta.checkpoints.base import SNIFF_BYTES, CheckpointFormat
-from git_theta.errors import OUT_OF_MEMORY, CheckpointError, ThetaError
+from git_theta.errors import OUT_OF_MEMORY, CheckpointError, MetadataError, ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
@@ -172,7 +172,18 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     except Exception as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error
-    return Metadata(checkpoint.name, file_section, params).serialize()
+    return _checked_metadata(Metadata(checkpoint.name, file_section, params), path)
+
+
+def _checked_metadata(meta: Metadata, path: str) -> bytes:
+    """The serialized metadata, once the parser checkout uses accepts it: clean must never commit
+    metadata that smudge would refuse (a reader's slip, or a plugin's, is caught here, at `git add`)."""
+    data = meta.serialize()
+    try:
+        metadata.parse(data, "its metadata")
+    except MetadataError as error:
+        raise CheckpointError(f"{path}: cannot store as {meta.format}: {error}; checkout would refuse it, so nothing was added") from None
+    return data
 
 
 def _file_size(repo: Repo, path: str) -> int:

@@ -17,18 +17,30 @@ Register a format in your package's setup.py:
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, BinaryIO, ClassVar, Protocol
 
+from git_theta import dtypes
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
 # How many leading bytes `sniff` is shown.
 SNIFF_BYTES = 4096
+# Limits on what a checkpoint declares about one tensor (docs/formats.md, "Checkpoint files"): numpy and torch
+# allow 64 dimensions, and a byte size must fit a signed 64-bit offset (every index and length the readers use).
+MAX_RANK = 64
+MAX_TENSOR_BYTES = (1 << 63) - 1
+# read_into grows its buffer by at most this much beyond the bytes that actually arrived.
+READ_CHUNK = 16 << 20
+
+
+class LimitError(CheckpointError):
+    """The file declares more than a documented limit allows: final, no fallback reader is tried."""
 
 
 class ParamSink(Protocol):
@@ -106,17 +118,37 @@ def read_exact(stream: IO[bytes], size: int) -> bytes:
 
 
 def read_into(stream: IO[bytes], size: int) -> bytearray:
-    """Like read_exact, into one preallocated buffer (no joined copy)."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < size:
-        chunk = stream.read(min(size - filled, 16 << 20))
+    """Like read_exact, into one buffer (no joined copy).
+
+    The buffer grows with the bytes that arrive, never from the declared `size`:
+    a file that declares a huge tensor and then ends costs what it held.
+    """
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = stream.read(min(size - len(buffer), READ_CHUNK))
         if not chunk:
-            raise CheckpointError(f"file ends early: needed {size} bytes, got {filled}")
-        view[filled : filled + len(chunk)] = chunk
-        filled += len(chunk)
+            raise CheckpointError(f"file ends early: needed {size} bytes, got {len(buffer)}")
+        buffer += chunk  # realloc: large buffers grow in place (mremap), without a copy
     return buffer
+
+
+def checked_shape(value: Any, dtype: str, what: str) -> tuple[tuple[int, ...], int]:
+    """(shape, byte size) of a declared shape: a list of at most MAX_RANK non-negative ints (not bools, not
+    floats) whose byte size is at most MAX_TENSOR_BYTES; else CheckpointError naming `what`."""
+    if type(value) not in (list, tuple) or len(value) > MAX_RANK or not all(type(n) is int and n >= 0 for n in value):
+        raise CheckpointError(f"{what} has an invalid shape {shown(value)}: it must be a list of at most {MAX_RANK} non-negative integers")
+    shape = tuple(value)
+    if any(n > MAX_TENSOR_BYTES for n in shape) or math.prod(shape) * dtypes.itemsize(dtype) > MAX_TENSOR_BYTES:
+        raise CheckpointError(f"{what}: shape {list(shape)} of {dtype} exceeds {MAX_TENSOR_BYTES} bytes")
+    return shape, math.prod(shape) * dtypes.itemsize(dtype)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A declared value for an error message, cut short: hostile input can be megabytes long."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > 16:
+        return f"(a {type(value).__name__} of {len(value)} items)"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def spool(stream: IO[bytes]) -> IO[bytes]:

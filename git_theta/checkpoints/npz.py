@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -23,9 +24,9 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import blake3
 
 from git_theta import dtypes
-from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, read_exact, read_into, spool
+from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, checked_shape, read_exact, read_into, spool
 from git_theta.checkpoints import zip_layout
-from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, data_start
+from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, check_members, data_start
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
@@ -69,9 +70,11 @@ def _parse_npy_header(head: bytes, name: str) -> _Array | None:
         else:
             return None
         ours = dtypes.from_numpy(dtype)
-    except (ValueError, ThetaError):
+        # numpy takes True for a dimension and allows negative ones: such a member stays whole in the skeleton.
+        checked, _ = checked_shape(shape, ours, f"array {name!r}")
+    except Exception:  # numpy's header parser (literal_eval) raises many kinds; any header it cannot read stays whole
         return None
-    return _Array(name, stream.tell(), ours, tuple(int(n) for n in shape), bool(fortran))
+    return _Array(name, stream.tell(), ours, checked, bool(fortran))
 
 
 def _to_tensor(array: _Array, data: bytes | bytearray | memoryview) -> Tensor:
@@ -216,8 +219,9 @@ class NpzFormat(CheckpointFormat):
             size = file.seek(0, io.SEEK_END)
             try:
                 infos = sorted(zipfile.ZipFile(file).infolist(), key=lambda i: i.header_offset)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError, NotImplementedError, struct.error) as error:
                 raise CheckpointError(f"not a valid zip archive: {error}") from None
+            check_members(infos, size)
             reader = _Reader(file, sink)
             for info in infos:
                 reader.member(info, size)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from typing import IO, Any, BinaryIO
 
@@ -108,6 +110,8 @@ class PytorchFormat(CheckpointFormat):
             if fast is not None:
                 tree, zip_section = fast
                 return {"serialization": "zip", **_structure(tree, sink), **zip_section}
+            if is_zip:
+                _check_zip(spooled, size)
             torch = import_torch()
             loaded = self._load(torch, spooled.name, is_zip)
         tree, tensors = encode_tree(loaded, torch)
@@ -132,16 +136,19 @@ class PytorchFormat(CheckpointFormat):
             torch_zip.write(file, source, out)  # byte for byte, no torch needed
             return
         torch = import_torch()
-        if "structure_blob" in file:
-            tree = json.loads(source.get_blob(file["structure_blob"]))
-        else:
-            tree = file["structure"]
-        needed = _needed_params(tree)
+        try:
+            tree = json.loads(source.get_blob(file["structure_blob"])) if "structure_blob" in file else file["structure"]
+            needed = _needed_params(tree)
+        except (ValueError, RecursionError) as error:  # committed metadata is untrusted: a blob may be anything
+            raise CheckpointError(f"the structure tree is not valid JSON or nests too deeply: {str(error)[:200]}") from None
         for name in needed:
             if name not in params:
                 raise CheckpointError(f"the structure needs parameter {name!r}, which the metadata lacks")
         built = {name: _to_torch(torch, name, tensor) for name, tensor in zip(needed, source.tensors(needed))}
-        obj = decode_tree(tree, built, torch)
+        try:
+            obj = decode_tree(tree, built, torch)
+        except (RecursionError, KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError("the structure tree in the metadata is malformed (a node that describes no value): it cannot be rebuilt") from None
         torch.save(obj, out, _use_new_zipfile_serialization=file.get("serialization", "zip") == "zip")
 
     def file_for_params(
@@ -152,6 +159,17 @@ class PytorchFormat(CheckpointFormat):
         if "layout" not in file or all(before[name].hash == after[name].hash for name in after):
             return section
         return torch_zip.patch_crcs(file, source, sink)
+
+
+def _check_zip(file: IO[bytes], size: int) -> None:
+    """The fast path's limits, before torch.load reads the archive (torch would allocate what it declares)."""
+    try:
+        infos = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError, NotImplementedError, struct.error):
+        return  # a directory zipfile cannot read declares nothing to check; torch.load says what is wrong
+    finally:
+        file.seek(0)
+    torch_zip.check_limits(infos, size)
 
 
 def _spool(stream: BinaryIO, spooled: IO[bytes]) -> str:

@@ -14,43 +14,97 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from git_theta import dtypes
-from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, read_exact, read_into
+from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, checked_shape, read_exact, read_into, shown
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
+# Limits on what a header declares (docs/formats.md, "Checkpoint files"). The header length is checked before
+# anything is read; the entry count is checked on the parsed header (whose size the length cap bounds).
 MAX_HEADER_BYTES = 100 << 20
+MAX_TENSORS = 1_000_000
 _U64 = struct.Struct("<Q")
 
 
-def parse_header(header_bytes: bytes) -> list[tuple[str, str, tuple[int, ...], int, int]]:
-    """(name, dtype, shape, begin, end) for each tensor, sorted by offset, validated."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return dict(pairs)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"key {shown(key)} appears twice")
+        found[key] = value
+    return found
+
+
+def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
+    """The header as a JSON object, not nested deeply; when adding, strict JSON (no NaN/Infinity, no repeated keys)."""
     try:
-        header = json.loads(header_bytes)
-    except ValueError as error:
+        strict = {"object_pairs_hook": _unique_pairs, "parse_constant": _refuse_constant} if adding else {"object_pairs_hook": _last_wins}
+        header = json.loads(header_bytes, **strict)
+    except RecursionError:
+        raise CheckpointError("safetensors header is nested too deeply to be a safetensors header") from None
+    except ValueError as error:  # includes UnicodeDecodeError: names and values must be UTF-8
         raise CheckpointError(f"safetensors header is not valid JSON: {error}") from None
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object")
-    entries = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"tensor {name!r} has a malformed header entry") from None
-        if dtype not in dtypes.ITEMSIZE:
-            raise CheckpointError(f"tensor {name!r} has unsupported dtype {dtype!r}")
-        if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise CheckpointError(f"tensor {name!r} has an invalid shape {list(shape)}")
-        if end - begin != math.prod(shape) * dtypes.itemsize(dtype):
-            raise CheckpointError(f"tensor {name!r}: data_offsets [{begin}, {end}] do not fit {dtype}{list(shape)}")
-        entries.append((name, dtype, shape, begin, end))
+    if len(header) > MAX_TENSORS + 1:
+        raise CheckpointError(f"safetensors header declares {len(header)} entries, more than the limit of {MAX_TENSORS} tensors")
+    return header
+
+
+def _check_metadata(value: Any) -> None:
+    """`__metadata__` is a map of strings to strings (the safetensors specification)."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise CheckpointError(f"safetensors __metadata__ must map strings to strings, not {shown(value)}")
+
+
+def _offsets(name: str, value: Any) -> tuple[int, int]:
+    if type(value) is not list or len(value) != 2 or not all(type(n) is int for n in value) or not 0 <= value[0] <= value[1]:
+        raise CheckpointError(f"tensor {shown(name)} has invalid data_offsets {shown(value)}: two integers 0 <= begin <= end")
+    return value[0], value[1]
+
+
+def _entry(name: str, info: Any, adding: bool) -> tuple[str, str, tuple[int, ...], int, int]:
+    try:
+        if adding:
+            name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CheckpointError(f"tensor name {shown(name)} is not valid Unicode (it holds a lone surrogate)") from None
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        raise CheckpointError(f"tensor {shown(name)} has a malformed header entry: it needs dtype, shape and data_offsets")
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in dtypes.ITEMSIZE:
+        raise CheckpointError(f"tensor {shown(name)} has unsupported dtype {shown(dtype)}; known: {', '.join(sorted(dtypes.ITEMSIZE))}")
+    shape, nbytes = checked_shape(info["shape"], dtype, f"tensor {shown(name)}")
+    begin, end = _offsets(name, info["data_offsets"])
+    if end - begin != nbytes:
+        raise CheckpointError(f"tensor {shown(name)}: data_offsets [{begin}, {end}] do not fit {dtype}{list(shape)} ({nbytes} bytes)")
+    return name, dtype, shape, begin, end
+
+
+def parse_header(header_bytes: bytes, *, adding: bool = True) -> list[tuple[str, str, tuple[int, ...], int, int]]:
+    """(name, dtype, shape, begin, end) for each tensor, sorted by offset, validated.
+
+    `adding=False` (checkout, merge: a header git-theta stored earlier) keeps every check that guards memory
+    and offsets but not the stricter rules `git add` learned later (repeated keys, `__metadata__` values, lone
+    surrogates in names), so a header an older git-theta committed still checks out.
+    """
+    header = _load_header(header_bytes, adding)
+    if adding and "__metadata__" in header:
+        _check_metadata(header["__metadata__"])
+    entries = [_entry(name, info, adding) for name, info in header.items() if name != "__metadata__"]
     entries.sort(key=lambda e: (e[3], e[4]))
     position = 0
     for name, _, _, begin, end in entries:
         if begin != position:
-            raise CheckpointError(f"tensor {name!r} starts at byte {begin}, expected {position} (offsets must be contiguous)")
+            raise CheckpointError(f"tensor {shown(name)} starts at byte {begin}, expected {position} (offsets must be contiguous)")
         position = end
     return entries
 
@@ -71,20 +125,26 @@ class SafetensorsFormat(CheckpointFormat):
         if len(size_bytes) != 8:
             raise CheckpointError("file is too short to be safetensors")
         (size,) = _U64.unpack(size_bytes)
-        if size > MAX_HEADER_BYTES:
-            raise CheckpointError(f"safetensors header of {size} bytes exceeds {MAX_HEADER_BYTES}")
+        if not 2 <= size <= MAX_HEADER_BYTES:
+            raise CheckpointError(f"safetensors header length {size} is not between 2 and the limit of {MAX_HEADER_BYTES} bytes")
         header_bytes = read_exact(stream, size)
         entries = parse_header(header_bytes)
-        header_ref = sink.put_blob(size_bytes + header_bytes)
-        for name, dtype, shape, begin, end in entries:
-            sink.add(name, Tensor(dtype, shape, read_into(stream, end - begin)))
-        if stream.read(1):
-            raise CheckpointError("file has bytes after the last tensor")
-        return {"header": header_ref}
+        for index, (name, dtype, shape, begin, end) in enumerate(entries):
+            try:
+                data = read_into(stream, end - begin)
+            except CheckpointError as error:
+                raise CheckpointError(f"tensor {shown(name)} (data_offsets [{begin}, {end}]): {error} (truncated?)") from None
+            if index == len(entries) - 1 and stream.read(1):
+                raise CheckpointError(f"file has bytes after the last tensor, which ends at data offset {end}")
+            sink.add(name, Tensor(dtype, shape, data))
+        if not entries and stream.read(1):
+            raise CheckpointError("file has bytes after its header, which declares no tensors")
+        # Stored last: a file that turns out truncated leaves no header object behind.
+        return {"header": sink.put_blob(size_bytes + header_bytes)}
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
         header = source.get_blob(file["header"])
-        entries = parse_header(header[8:])
+        entries = parse_header(header[8:], adding=False)
         for name, dtype, shape, _, _ in entries:
             entry = params.get(name)
             if entry is None or entry.dtype != dtype or entry.shape != shape:
@@ -105,7 +165,7 @@ class SafetensorsFormat(CheckpointFormat):
         if _layout(before) == _layout(after):
             return dict(file)
         old_bytes = source.get_blob(file["header"])[8:]
-        old_order = [entry[0] for entry in parse_header(old_bytes)]
+        old_order = [entry[0] for entry in parse_header(old_bytes, adding=False)]
         old = json.loads(old_bytes)
         names = [name for name in old_order if name in after] + sorted(set(after) - set(old_order))
         header: dict[str, Any] = {"__metadata__": old["__metadata__"]} if "__metadata__" in old else {}

@@ -28,7 +28,16 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from git_theta.checkpoints.base import LimitError
 from git_theta.errors import CheckpointError
+
+# Limits on the loaded object (docs/formats.md, "Checkpoint files"), checked before its tree is built: containers
+# inside containers (a state dict nests 2-6 deep), the tree's nodes, and the nodes that copies of shared
+# containers add: the tree copies a container the pickle shares to every place it appears, so 20 levels of
+# `a = [a, a]` (1.7 KB of pickle) would be 2^21 nodes, 160 s and 1 GB. A state dict shares no containers.
+MAX_DEPTH = 32
+MAX_NODES = 4_000_000
+MAX_COPIED_NODES = 100_000
 
 _DICT_TYPES: dict[type, str] = {dict: "dict", OrderedDict: "odict", Counter: "counter"}
 _SEQUENCE_TYPES: dict[type, str] = {list: "list", tuple: "tuple"}
@@ -140,8 +149,55 @@ def _scalar(value: Any, path: list[str]) -> dict[str, Any]:
     raise CheckpointError(f"{'.'.join(path) or 'the root object'}: values of type {kind.__name__} are not supported")
 
 
+def _children(value: Any) -> list[Any] | None:
+    """The values a container holds, or None for anything the tree holds as one node."""
+    kind = type(value)
+    if kind in _DICT_TYPES:
+        return [*value.keys(), *value.values()]
+    if kind in _SEQUENCE_TYPES or kind is set:
+        return list(value)
+    return None
+
+
+def check_limits(obj: Any) -> None:
+    """LimitError if the tree of `obj` would nest deeper than MAX_DEPTH, have more than MAX_NODES nodes, or
+    more than MAX_COPIED_NODES nodes that are copies of shared containers.
+
+    Without recursion and in time linear in the distinct objects: each container's
+    expanded node count is computed once (by id) however often the pickle shares it.
+    A container that holds itself never finishes its count and runs into MAX_DEPTH.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded node count, nesting height)
+    distinct = 0  # nodes of the containers counted so far, each once: the expanded count less the copies
+    stack: list[tuple[Any, int, bool]] = [(obj, 1, False)]
+    while stack:
+        value, depth, counted = stack.pop()
+        children = _children(value)
+        if children is None or (not counted and id(value) in sizes):
+            continue
+        if counted:
+            below = [sizes[id(child)] for child in children if _children(child) is not None]
+            total = 1 + len(children) - len(below) + sum(count for count, _ in below)
+            distinct += 1 + len(children) - len(below)
+            if total > MAX_NODES:
+                raise LimitError(f"the pickled object has more than {MAX_NODES} structure nodes")
+            if total - distinct > MAX_COPIED_NODES:
+                raise LimitError(
+                    f"the pickled object shares containers so often that copying them adds more than {MAX_COPIED_NODES} structure nodes"
+                )
+            sizes[id(value)] = (total, 1 + max((height for _, height in below), default=0))
+            continue
+        if depth > MAX_DEPTH:
+            break
+        stack.append((value, depth, True))
+        stack.extend((child, depth + 1, False) for child in children if _children(child) is not None and id(child) not in sizes)
+    if stack or sizes.get(id(obj), (0, 0))[1] > MAX_DEPTH:
+        raise LimitError(f"the pickled object nests containers more than {MAX_DEPTH} deep (or holds itself)")
+
+
 def encode_tree(obj: Any, torch: Any) -> tuple[Any, list[TensorNode]]:
     """The tree for a loaded object, and its tensors in order (their nodes are completed by the caller)."""
+    check_limits(obj)
     encoder = _Encoder(torch)
     return encoder.value(obj, []), encoder.tensors
 

@@ -31,10 +31,10 @@ from typing import IO, Any, BinaryIO
 
 import blake3
 
-from git_theta.checkpoints.base import ParamSink, ParamSource, read_exact, read_into
+from git_theta.checkpoints.base import LimitError, ParamSink, ParamSource, read_exact, read_into
 from git_theta.checkpoints.torch_tree import TensorNode, encode_tree, unique_name
 from git_theta.checkpoints import zip_layout
-from git_theta.checkpoints.zip_layout import SkeletonBuilder, data_start
+from git_theta.checkpoints.zip_layout import SkeletonBuilder, check_members, data_start
 from git_theta.errors import CheckpointError
 from git_theta.tensor import Tensor
 
@@ -51,6 +51,9 @@ _STORAGE_TYPES = {
     "ByteStorage": "uint8",
     "BoolStorage": "bool",
 }
+# The pickle is read whole into memory (and its objects are several times its size): a state dict's pickle
+# takes ~100 bytes per tensor, so this admits millions of tensors (docs/formats.md, "Checkpoint files").
+MAX_PICKLE_BYTES = 256 << 20
 _ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1, "bool": 1}
 _ITEMSIZE.update({f"{kind}{bits}": bits // 8 for kind in ("int", "uint") for bits in (8, 16, 32, 64)})
 
@@ -311,10 +314,20 @@ def _crc_offsets(file: IO[bytes], info: zipfile.ZipInfo, start: int, central: in
     return places
 
 
+def check_limits(infos: list[zipfile.ZipInfo], size: int) -> None:
+    """LimitError if the archive's directory declares more than a file of `size` bytes can hold or a pickle
+    larger than MAX_PICKLE_BYTES: final for torch.load too, so pytorch.py checks it before that as well."""
+    check_members(infos, size)
+    for info in infos:
+        if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
+            raise LimitError(f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a pickle")
+
+
 def _plan(file: IO[bytes], size: int, dtype_names: Mapping[str, str]) -> tuple[Any, dict[str, zipfile.ZipInfo], dict[str, _Group], dict[str, list[int]]]:
     """Check the archive and its pickle; raise Unsupported for anything the fast path does not handle."""
     archive = zipfile.ZipFile(file)
     infos = sorted(archive.infolist(), key=lambda info: info.header_offset)
+    check_limits(infos, size)
     by_name = {info.filename: info for info in infos}
     if not infos or len(by_name) != len(infos) or not infos[0].filename.endswith("/data.pkl"):
         raise Unsupported("unexpected member list")
@@ -353,7 +366,9 @@ def read(file: IO[bytes], size: int, whole_digest: str, sink: ParamSink, dtype_n
     """
     try:
         tree, members, groups, crcs = _plan(file, size, dtype_names)
-    except (Unsupported, CheckpointError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError):
+    except LimitError:
+        raise  # torch.load would meet the same limit, after loading torch and the whole pickle
+    except (Unsupported, CheckpointError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError, NotImplementedError, OSError):
         return None
     builder = SkeletonBuilder(file)
     check, hashed = blake3.blake3(), 0

@@ -13,11 +13,16 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from git_theta.checkpoints.base import read_exact
+from git_theta.checkpoints.base import LimitError, read_exact
 from git_theta.errors import CheckpointError
 from git_theta.tensor import Tensor
 
 LOCAL_MAGIC = b"PK\x03\x04"
+# Limits on what a zip's directory declares (docs/formats.md, "Checkpoint files"), checked by `check_members`
+# before any member is read. Deflate cannot expand data more than 1032:1 (zlib's documented maximum), so a member
+# declaring more than that is lying; the count bounds the per-member work a small directory can ask for.
+MAX_MEMBERS = 1_000_000
+MAX_DEFLATE_RATIO = 1032
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 
@@ -28,6 +33,23 @@ def data_start(file: IO[bytes], info: zipfile.ZipInfo) -> int:
     if magic != LOCAL_MAGIC:
         raise CheckpointError(f"zip member {info.filename!r} has no local header at byte {info.header_offset}")
     return info.header_offset + _LOCAL_HEADER.size + int(name_length) + int(extra_length)
+
+
+def check_members(infos: list[zipfile.ZipInfo], size: int) -> None:
+    """LimitError unless every member's declared place and sizes fit a file of `size` bytes."""
+    if len(infos) > MAX_MEMBERS:
+        raise LimitError(f"zip declares {len(infos)} members, more than the limit of {MAX_MEMBERS}")
+    for info in infos:
+        if info.header_offset < 0 or info.header_offset + _LOCAL_HEADER.size + info.compress_size > size:
+            raise LimitError(
+                f"zip member {info.filename!r} declares {info.compress_size} bytes at byte {info.header_offset}, "
+                f"outside the {size}-byte file (truncated?)"
+            )
+        if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024:
+            raise LimitError(
+                f"zip member {info.filename!r} declares {info.file_size} bytes from {info.compress_size} deflated bytes, "
+                f"more than deflate can hold ({MAX_DEFLATE_RATIO}:1)"
+            )
 
 
 class SkeletonBuilder:

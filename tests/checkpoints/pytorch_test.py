@@ -247,3 +247,22 @@ def test_unsupported_tensor_kinds_are_refused() -> None:
     buffer.seek(0)
     with pytest.raises(CheckpointError, match="sparse: only dense CPU tensors"):
         PytorchFormat().read(buffer, "m.pt", None)  # type: ignore[arg-type]
+
+
+def test_a_malformed_committed_structure_tree_fails_checkout_with_one_line(repo: Path) -> None:
+    # Committed metadata is untrusted: a structure node that describes no value must not surface as a TypeError.
+    from hostile_support import assert_refused, run_bounded
+
+    torch.save({"w": torch.zeros(3)}, repo / "old.pth", _use_new_zipfile_serialization=False)
+    git(repo, "add", "old.pth")
+    meta = git(repo, "show", ":old.pth").stdout
+    assert '"structure":{"dict":' in meta
+    hostile = meta.replace('"structure":{"dict":', '"structure":{"list":5,"x":', 1)
+    blob = git(repo, "hash-object", "-w", "--stdin", input=hostile.encode()).stdout.strip()
+    git(repo, "update-index", "--cacheinfo", f"100644,{blob},old.pth")
+    git(repo, "commit", "-q", "-m", "hostile structure")
+    (repo / "old.pth").unlink()
+    result = run_bounded(["git", "checkout", "--", "old.pth"], cwd=repo)
+    # git's own line names the file; smudge.py (not this reader) does not yet prefix a format's write errors with it.
+    line = assert_refused(result, [])
+    assert "old.pth" in result.stderr and "structure tree" in line and "TypeError" not in line

@@ -1,0 +1,80 @@
+"""The safetensors reader through real `git add`: a header git-theta cannot check out is refused at add,
+and nothing a header declares is allocated before the file has delivered it."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import git
+from hostile_support import RepoState, assert_refused, run_bounded
+
+
+def safetensors_bytes(header: dict[str, Any], data: bytes = b"") -> bytes:
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + data
+
+
+def _refused_add(repo: Path, content: bytes, *, max_rss_mb: float = 300, max_seconds: float = 30) -> str:
+    (repo / "model.safetensors").write_bytes(content)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git", "add", "model.safetensors"], cwd=repo, max_rss_mb=max_rss_mb, max_seconds=max_seconds)
+    line = assert_refused(result, "model.safetensors")
+    state.assert_unchanged(repo)
+    return line
+
+
+def test_a_bool_dimension_is_refused_at_add_not_at_checkout(repo: Path) -> None:
+    # `true` is an int to Python: the reader took [true, 4] as [1, 4] and committed metadata no checkout can read.
+    content = safetensors_bytes({"w": {"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}}, bytes(16))
+    line = _refused_add(repo, content)
+    assert "invalid shape [True, 4]" in line
+
+
+def test_float_and_negative_dimensions_and_too_many_dimensions_are_refused(repo: Path) -> None:
+    for shape, nbytes in (([2.0, 2], 16), ([-1, -4], 16), ([1] * 65, 4)):
+        content = safetensors_bytes({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, nbytes]}}, bytes(nbytes))
+        assert "invalid shape" in _refused_add(repo, content)
+
+
+def test_a_declared_2_gib_tensor_in_a_few_kb_file_is_refused_without_allocating_it(repo: Path) -> None:
+    header = {"w": {"dtype": "F32", "shape": [1 << 29], "data_offsets": [0, 1 << 31]}}
+    line = _refused_add(repo, safetensors_bytes(header, bytes(4000)), max_rss_mb=300, max_seconds=20)
+    assert "file ends early" in line and "'w'" in line
+
+
+def test_a_shape_whose_size_overflows_64_bits_is_refused(repo: Path) -> None:
+    big = (1 << 62) + 1
+    header = {"w": {"dtype": "F32", "shape": [big, 8], "data_offsets": [0, big * 32]}}
+    assert "exceeds" in _refused_add(repo, safetensors_bytes(header, bytes(64)))
+
+
+def test_a_valid_file_still_round_trips(repo: Path) -> None:
+    weight = np.arange(12, dtype=np.float32).reshape(3, 4)
+    header = {"__metadata__": {"format": "pt"}, "w": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]}}
+    content = safetensors_bytes(header, weight.tobytes())
+    (repo / "model.safetensors").write_bytes(content)
+    git(repo, "add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "model")
+    (repo / "model.safetensors").unlink()
+    git(repo, "checkout", "--", "model.safetensors")
+    assert (repo / "model.safetensors").read_bytes() == content
+
+
+def test_a_header_an_older_git_theta_committed_still_checks_out() -> None:
+    # `git add` now refuses repeated keys, NaN and non-string __metadata__ values; headers already committed
+    # with them must still be read at checkout (the memory and offset checks stay).
+    from git_theta.checkpoints.safetensors import parse_header
+    from git_theta.errors import CheckpointError
+
+    entry = b'{"dtype":"F32","shape":[4],"data_offsets":[0,16]}'
+    old = b'{"__metadata__":{"step":1,"lr":NaN},"w":' + entry + b',"w":' + entry + b"}"
+    assert parse_header(old, adding=False) == [("w", "F32", (4,), 0, 16)]
+    with pytest.raises(CheckpointError):
+        parse_header(old)
+    with pytest.raises(CheckpointError, match="invalid shape"):
+        parse_header(b'{"w":{"dtype":"F32","shape":[true,4],"data_offsets":[0,16]}}', adding=False)

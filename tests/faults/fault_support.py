@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostile_support import assert_store_whole  # noqa: E402
 
 MODEL = "model.safetensors"
-TENSORS = 24
-SHAPE = (1024, 1024)  # 4 MiB of fp32 per tensor, ~100 MB per model
+TENSORS = 12
+SHAPE = (1024, 1024)  # 4 MiB of fp32 per tensor, ~50 MB per model
 SEEDS = [1, 2, 3]
 # A kill lands at this fraction range of the measured unkilled duration (not at 0: that only tests "never started").
 KILL_RANGE = (0.1, 0.9)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -134,12 +132,6 @@ def test_kill_git_theta_checkout(seed: int, tmp_path: Path, models: Models) -> N
 # -- git push to a real LFS server (the pre-push hook uploads) ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Remote:
-    origin: Path
-    server: LfsServer
-
-
 def publisher(root: Path, models: Models, server: LfsServer, versions: tuple[int, ...]) -> tuple[Path, Path]:
     """alice's repository with `versions` committed, origin a bare repository whose LFS server is `server`."""
     origin = root / "origin.git"
@@ -166,24 +158,26 @@ def assert_server_whole(server: LfsServer) -> None:
         assert sha256_file(server.object_path(oid)) == oid, f"the server holds a damaged object {oid}"
 
 
-@pytest.fixture
-def measuring_server(tmp_path: Path) -> Iterator[LfsServer]:
-    """A second server for the unkilled measuring push, so the killed push still has everything to upload."""
-    server = LfsServer(tmp_path / "measuring")
-    yield server
-    server.stop()
+def wipe(server: LfsServer) -> None:
+    """Empty the server's store (after a measuring push, so the killed push has everything to upload again).
+    One server per test on purpose: giftless registers its transfer adapter process-wide, so with two servers
+    alive the first one's batch answers would come from the second one's storage."""
+    for oid in server.oids():
+        server.object_path(oid).unlink()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_kill_git_push(seed: int, tmp_path: Path, models: Models, lfs_server: LfsServer, measuring_server: LfsServer) -> None:
+def test_kill_git_push(seed: int, tmp_path: Path, models: Models, lfs_server: LfsServer) -> None:
     push = ["git", "push", "-q", "origin", "main"]
     (tmp_path / "measure").mkdir()
-    duration = measured("push", lambda: timed(push, publisher(tmp_path / "measure", models, measuring_server, (1, 2))[1]))
+    duration = measured("push", lambda: timed(push, publisher(tmp_path / "measure", models, lfs_server, (1, 2))[1]))
+    wipe(lfs_server)
     (tmp_path / "case").mkdir()
     origin, alice = publisher(tmp_path / "case", models, lfs_server, (1, 2))
     kill_after(push, alice, kill_delay(seed, duration))
     assert_fsck_ok(alice)
-    assert_server_whole(lfs_server)
+    # giftless's local storage writes an upload in place, so a killed PUT leaves a short file there: the
+    # server's doing; the retry must repair it (the batch answer asks again for an object of the wrong size)
     run(push, alice)
     assert_server_whole(lfs_server)
     assert_status(alice)

@@ -91,7 +91,14 @@ def test_kill_git_checkout(seed: int, tmp_path: Path, models: Models) -> None:
     kill_after(checkout, repo, kill_delay(seed, duration))
     clear_git_lock(repo)
     assert_fsck_ok(repo)
-    run(checkout, repo)
+    retry = run(checkout, repo, check=False)
+    if retry.returncode != 0:
+        # git writes the working tree before the index: killed in between, the file is (part of) v1 while the
+        # index still says v2, and git refuses to overwrite that "local change" (as for any file, filter or not).
+        # Nothing committed is at stake; git's own repair is a forced checkout.
+        assert "Your local changes to the following files would be overwritten" in retry.stderr, retry.stderr
+        assert_status(repo, f" M {MODEL}\n")
+        run(["git", "checkout", "-q", "-f", "v1"], repo)
     assert_status(repo)
     assert_worktree_file(repo, models.sha(1))
     assert_checks_out(repo, "v2", models.sha(2))

@@ -26,7 +26,9 @@ import pytest
 from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transfer"))
 from hostile_support import assert_store_whole  # noqa: E402
+from lfs_server import LfsServer  # noqa: E402
 
 MODEL = "model.safetensors"
 TENSORS = 12
@@ -223,3 +225,47 @@ def init_repo(path: Path) -> Path:
     run(["git", "add", ".gitattributes"], path)
     run(["git", "commit", "-q", "-m", "track checkpoints"], path)
     return path
+
+
+def committed(repo: Path, models: Models, *versions: int) -> Path:
+    """`repo` with one commit (tagged vN) per version of the model, the last one checked out."""
+    for version in versions:
+        models.place(repo, version)
+        run(["git", "add", MODEL], repo)
+        run(["git", "commit", "-q", "-m", f"v{version}"], repo)
+        run(["git", "tag", f"v{version}"], repo)
+    return repo
+
+
+def publisher(root: Path, models: Models, server: LfsServer, versions: tuple[int, ...]) -> tuple[Path, Path]:
+    """alice's repository with `versions` committed, origin a bare repository whose LFS server is `server`."""
+    origin = root / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], root)
+    alice = init_repo(root / "alice")
+    (alice / ".lfsconfig").write_text(f'[lfs]\n\turl = "{server.url}"\n')
+    run(["git", "add", ".lfsconfig"], alice)
+    run(["git", "commit", "-q", "-m", "lfs server"], alice)
+    run(["git", "remote", "add", "origin", str(origin)], alice)
+    committed(alice, models, *versions)
+    return origin, alice
+
+
+def a_clone(root: Path, origin: Path, name: str) -> Path:
+    """A clone with the commits, git-theta installed, and no objects and no checkout yet."""
+    run(["git", "clone", "-q", "--no-checkout", str(origin), name], root)
+    clone = root / name
+    run(["git-theta", "install", "--local"], clone)
+    return clone
+
+
+def assert_server_whole(server: LfsServer) -> None:
+    for oid in server.oids():
+        assert sha256_file(server.object_path(oid)) == oid, f"the server holds a damaged object {oid}"
+
+
+def wipe(server: LfsServer) -> None:
+    """Empty the server's store (after a measuring push, so the killed push has everything to upload again).
+    One server per test on purpose: giftless registers its transfer adapter process-wide, so with two servers
+    alive the first one's batch answers would come from the second one's storage."""
+    for oid in server.oids():
+        server.object_path(oid).unlink()

@@ -19,34 +19,28 @@ from fault_support import (  # noqa: E402
     MODEL,
     SEEDS,
     Models,
+    a_clone,
+    assert_server_whole,
     assert_checks_out,
     assert_fsck_ok,
     assert_status,
     assert_whole,
     assert_worktree_file,
     clear_git_lock,
+    committed,
     fsck_problems,
     init_repo,
     kill_after,
     kill_delay,
     measured,
     models,  # noqa: F401 (a fixture)
+    publisher,
     run,
-    sha256_file,
     timed,
+    wipe,
 )
 from lfs_server import LfsServer  # noqa: E402
 from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
-
-
-def committed(repo: Path, models: Models, *versions: int) -> Path:
-    """`repo` with one commit (tagged vN) per version of the model, the last one checked out."""
-    for version in versions:
-        models.place(repo, version)
-        run(["git", "add", MODEL], repo)
-        run(["git", "commit", "-q", "-m", f"v{version}"], repo)
-        run(["git", "tag", f"v{version}"], repo)
-    return repo
 
 
 # -- git add (the clean filter under git) -------------------------------------------------------------------------
@@ -137,40 +131,6 @@ def test_kill_git_theta_checkout(seed: int, tmp_path: Path, models: Models) -> N
 
 
 # -- git push to a real LFS server (the pre-push hook uploads) ----------------------------------------------------
-
-
-def publisher(root: Path, models: Models, server: LfsServer, versions: tuple[int, ...]) -> tuple[Path, Path]:
-    """alice's repository with `versions` committed, origin a bare repository whose LFS server is `server`."""
-    origin = root / "origin.git"
-    run(["git", "init", "-q", "--bare", str(origin)], root)
-    alice = init_repo(root / "alice")
-    (alice / ".lfsconfig").write_text(f'[lfs]\n\turl = "{server.url}"\n')
-    run(["git", "add", ".lfsconfig"], alice)
-    run(["git", "commit", "-q", "-m", "lfs server"], alice)
-    run(["git", "remote", "add", "origin", str(origin)], alice)
-    committed(alice, models, *versions)
-    return origin, alice
-
-
-def a_clone(root: Path, origin: Path, name: str) -> Path:
-    """A clone with the commits, git-theta installed, and no objects and no checkout yet."""
-    run(["git", "clone", "-q", "--no-checkout", str(origin), name], root)
-    clone = root / name
-    run(["git-theta", "install", "--local"], clone)
-    return clone
-
-
-def assert_server_whole(server: LfsServer) -> None:
-    for oid in server.oids():
-        assert sha256_file(server.object_path(oid)) == oid, f"the server holds a damaged object {oid}"
-
-
-def wipe(server: LfsServer) -> None:
-    """Empty the server's store (after a measuring push, so the killed push has everything to upload again).
-    One server per test on purpose: giftless registers its transfer adapter process-wide, so with two servers
-    alive the first one's batch answers would come from the second one's storage."""
-    for oid in server.oids():
-        server.object_path(oid).unlink()
 
 
 @pytest.mark.parametrize("seed", SEEDS)

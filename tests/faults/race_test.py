@@ -31,6 +31,7 @@ from fault_support import (  # noqa: E402
     models,  # noqa: F401 (a fixture)
     publisher,
     run,
+    timed,
 )
 from lfs_server import LfsServer  # noqa: E402
 from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
@@ -68,11 +69,14 @@ def test_add_while_gc_runs_keeps_every_object_it_reused(tmp_path: Path, models: 
     # v1's objects are in the store but referenced by nothing any more, and old: a checkpoint added, then
     # unstaged hours ago (or a dropped stash). Adding v1 again reuses every one of them.
     models.place(repo, 1)
-    run(["git", "add", MODEL], repo)
+    duration = timed(["git", "add", MODEL], repo)
     run(["git", "reset", "-q"], repo)
     age_store(repo, HOURS_AGO)
     run(["touch", MODEL], repo)  # the add has to clean the file again
     add = start(["git", "add", MODEL], repo)
+    # gc from a third of the way in: the add has met (and kept) some of the old objects by then, and writes
+    # the index, which is what makes them reachable, only at its end
+    time.sleep(duration / 3)
     runs = gc_while(add, repo)
     finish(add)
     assert runs >= 2

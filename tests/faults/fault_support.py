@@ -10,12 +10,15 @@ few seconds: a kill at a random fraction of a measured unkilled run lands inside
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,14 +219,23 @@ def assert_whole(repo: Path) -> None:
     assert_store_whole(repo)
 
 
+_EMPTY_REPO: list[Path] = []
+
+
 def init_repo(path: Path) -> Path:
-    """An empty repository with git-theta installed locally and *.safetensors tracked (one commit)."""
-    path.mkdir(parents=True)
-    run(["git", "init", "-q"], path)
-    run(["git-theta", "install", "--local"], path)
-    run(["git-theta", "track", "*.safetensors"], path)
-    run(["git", "add", ".gitattributes"], path)
-    run(["git", "commit", "-q", "-m", "track checkpoints"], path)
+    """An empty repository with git-theta installed locally and *.safetensors tracked (one commit): a copy of one
+    made once per session (five git and git-theta runs saved per case; the config and hook hold no paths)."""
+    if not _EMPTY_REPO:
+        template = Path(tempfile.mkdtemp(prefix="theta-fault-repo-")) / "repo"
+        atexit.register(shutil.rmtree, template.parent, True)
+        template.mkdir()
+        run(["git", "init", "-q"], template)
+        run(["git-theta", "install", "--local"], template)
+        run(["git-theta", "track", "*.safetensors"], template)
+        run(["git", "add", ".gitattributes"], template)
+        run(["git", "commit", "-q", "-m", "track checkpoints"], template)
+        _EMPTY_REPO.append(template)
+    shutil.copytree(_EMPTY_REPO[0], path, symlinks=True)
     return path
 
 

@@ -139,6 +139,8 @@ def kill_after(args: list[str], cwd: Path, delay: float, env: dict[str, str] | N
     stderr = process.stderr.read().decode(errors="replace")
     process.wait()
     _wait_group_gone(process.pid)
+    # shown with the test's output (pytest -rA): did the kill land inside the operation?
+    print(f"{' '.join(args)}: {'killed at' if killed else 'had finished before'} {delay:.2f} s")
     return Killed(list(args), delay, killed, process.returncode, stderr)
 
 

@@ -9,6 +9,7 @@ out byte-identical, `git status` shows nothing stray and the store holds only wh
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from fault_support import (  # noqa: E402
     models,  # noqa: F401 (a fixture)
     publisher,
     run,
+    sha256_file,
     timed,
     wipe,
 )
@@ -182,3 +184,36 @@ def test_kill_git_theta_fetch(seed: int, tmp_path: Path, models: Models, lfs_ser
     assert_worktree_file(bob, models.sha(2))
     assert_checks_out(bob, "HEAD~1", models.sha(1))
     assert_status(bob)
+
+
+# -- git clone, whose checkout downloads the objects it needs -----------------------------------------------------
+
+
+def published(root: Path, models: Models, server: LfsServer) -> Path:
+    """origin (and the server) with v1 and v2; git-theta installed globally, so a clone's checkout smudges."""
+    if not (root / "origin.git").exists():
+        run(["git-theta", "install"], root)
+        origin, alice = publisher(root, models, server, (1, 2))
+        run(["git", "push", "-q", "origin", "main"], alice)
+    return root / "origin.git"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill_git_clone(seed: int, tmp_path: Path, models: Models, lfs_server: LfsServer) -> None:
+    origin = published(tmp_path, models, lfs_server)
+    clone = ["git", "clone", "-q", str(origin), "bob"]
+    duration = measured("clone", lambda: timed([*clone[:-1], "measured"], tmp_path))
+    bob = tmp_path / "bob"
+    kill_after(clone, tmp_path, kill_delay(seed, duration))
+    if (bob / ".git" / "lfs" / "objects").is_dir():
+        # what the killed clone downloaded is whole (its temp files go with the folder)
+        for path in (bob / ".git" / "lfs" / "objects").glob("??/??/*"):
+            assert sha256_file(path) == path.name, f"a killed clone left a partial object {path}"
+    # git's own answer to a killed clone: the folder is not a finished clone, so remove it and clone again
+    shutil.rmtree(bob, ignore_errors=True)
+    run(clone, tmp_path)
+    assert_worktree_file(bob, models.sha(2))
+    assert_checks_out(bob, "HEAD~1", models.sha(1))
+    assert_status(bob)
+    assert_fsck_ok(bob)
+    assert_whole(bob)

@@ -17,7 +17,9 @@ import hashlib
 import os
 import re
 import resource
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,22 +50,59 @@ class BoundedResult:
                 f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
 
 
+# Linux carries a process's peak RSS across fork and exec, so wait4 on a command this (pytest) process starts
+# reports at least this process's own RSS (~230 MB once torch is imported): a command is started by this small
+# launcher instead, a fresh interpreter that forks it and reports the command's own wait4 peak on a pipe.
+_LAUNCHER = r"""
+import os, signal, sys
+report = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as error:
+        sys.stderr.write(f"cannot run {sys.argv[2]}: {error}\n")
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(report, str(usage.ru_maxrss).encode())
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    try:
+        signal.signal(-code, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+    os.kill(os.getpid(), -code)
+os._exit(code)
+"""
+
+
 def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: dict[str, str] | None = None,
                 max_rss_mb: float = DEFAULT_MAX_RSS_MB, max_seconds: float = DEFAULT_MAX_SECONDS) -> BoundedResult:
     """Run `args` (git or git-theta; git's filters are descendants it reaps, so their memory counts) and assert the
-    bounds. Peak RSS comes from wait4 on this one child, so other tests of the same worker do not count. A command
-    still running at 2 x max_seconds is killed and fails the test instead of hanging the suite."""
+    bounds. Peak RSS comes from wait4 on this one command (through _LAUNCHER), so neither this process nor other
+    tests of the same worker count. A command still running at 2 x max_seconds is killed and fails the test
+    instead of hanging the suite."""
+    report, report_end = os.pipe()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        try:
+            process = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(report_end), *args], cwd=cwd, env=env,
+                                       stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=(report_end,), start_new_session=True)
+        finally:
+            os.close(report_end)
         feeder = threading.Thread(target=_feed, args=(process, input or b""), daemon=True)
         feeder.start()
-        status, usage = _wait(process, deadline=start + 2 * max_seconds)
+        try:
+            status, usage = _wait(process, args, deadline=start + 2 * max_seconds)
+        finally:
+            with os.fdopen(report, "rb") as reported:
+                peak_kb = reported.read()
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
         result = BoundedResult(list(args), status, out.read().decode(errors="replace"),
-                               err.read().decode(errors="replace"), usage.ru_maxrss / 1024, seconds)
+                               err.read().decode(errors="replace"), int(peak_kb or usage.ru_maxrss) / 1024, seconds)
     assert seconds <= max_seconds, f"took {seconds:.1f} s > {max_seconds} s\n{result.describe()}"
     assert result.max_rss_mb <= max_rss_mb, f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
     return result
@@ -78,17 +117,17 @@ def _feed(process: subprocess.Popen[bytes], data: bytes) -> None:
         pass  # the command stopped reading: that is its answer to the input
 
 
-def _wait(process: subprocess.Popen[bytes], deadline: float) -> tuple[int, resource.struct_rusage]:
+def _wait(process: subprocess.Popen[bytes], args: list[str], deadline: float) -> tuple[int, resource.struct_rusage]:
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
             return process.returncode, usage
         if time.monotonic() > deadline:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # the launcher, the command and everything it started
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
-            raise AssertionError(f"{' '.join(process.args)} still ran at its time limit (killed)")  # type: ignore[arg-type]
+            raise AssertionError(f"{' '.join(args)} still ran at its time limit (killed)")
         time.sleep(0.01)
 
 

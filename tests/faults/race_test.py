@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,6 @@ from fault_support import (  # noqa: E402
     models,  # noqa: F401 (a fixture)
     publisher,
     run,
-    timed,
 )
 from lfs_server import LfsServer  # noqa: E402
 from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
@@ -69,17 +69,31 @@ def test_add_while_gc_runs_keeps_every_object_it_reused(tmp_path: Path, models: 
     # v1's objects are in the store but referenced by nothing any more, and old: a checkpoint added, then
     # unstaged hours ago (or a dropped stash). Adding v1 again reuses every one of them.
     models.place(repo, 1)
-    duration = timed(["git", "add", MODEL], repo)
+    run(["git", "add", MODEL], repo)
     run(["git", "reset", "-q"], repo)
     age_store(repo, HOURS_AGO)
     run(["touch", MODEL], repo)  # the add has to clean the file again
-    add = start(["git", "add", MODEL], repo)
-    # gc from a third of the way in: the add has met (and kept) some of the old objects by then, and writes
-    # the index, which is what makes them reachable, only at its end
-    time.sleep(duration / 3)
-    runs = gc_while(add, repo)
+    tmp = repo / ".git" / "lfs" / "tmp"
+    before = tmp.stat().st_mtime_ns
+    add = subprocess.Popen(["git", "add", MODEL], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # The moment that loses objects, made deterministic: the add has met (and kept) an old object -- every store
+    # write goes through a temp file, so the temp folder changed and is empty again -- and has not written the
+    # index yet, which is what makes them reachable. A gc run right then (here: while the add is stopped) must
+    # not delete them.
+    seen = {before}
+    while add.poll() is None:
+        seen.add(tmp.stat().st_mtime_ns)
+        if len(seen) >= 7 and not any(tmp.iterdir()):  # a few puts done (create + unlink each)
+            break
+        time.sleep(0.0005)
+    os.killpg(add.pid, signal.SIGSTOP)
+    try:
+        assert add.poll() is None, "the add finished before it could be paused"
+        run(["git-theta", "gc"], repo)
+    finally:
+        os.killpg(add.pid, signal.SIGCONT)
     finish(add)
-    assert runs >= 2
+    gc_while(subprocess.Popen(["true"]), repo)  # and gc after it: now the index references everything
     run(["git", "commit", "-q", "-m", "v1"], repo)
     assert_fsck_ok(repo)
     assert_checks_out(repo, "HEAD", models.sha(1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,20 +123,26 @@ def _wait(process: subprocess.Popen[bytes], args: list[str], deadline: float) ->
         time.sleep(0.01)
 
 
-def git_theta_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("git-theta:")]
+# A transfer's progress lines ("git-theta: downloading 13 object(s), 42.4 MB, from ..."), not part of a failure.
+TRANSFER_PROGRESS = re.compile(r"^git-theta: (downloading|downloaded|uploading|uploaded) \d+ object\(s\)")
 
 
-def assert_refused(result: BoundedResult, names: str | list[str], exit_code: int | None = None) -> str:
+def git_theta_lines(text: str, progress: bool = False) -> list[str]:
+    """The `git-theta:` lines of `text`; with `progress`, a transfer's progress lines are left out."""
+    return [line for line in text.splitlines() if line.startswith("git-theta:") and not (progress and TRANSFER_PROGRESS.match(line))]
+
+
+def assert_refused(result: BoundedResult, names: str | list[str], exit_code: int | None = None, progress: bool = False) -> str:
     """Failed the way a user can act on: exactly one `git-theta:` line, naming every one of `names`, and nothing a
     user should never see. The exit code is `exit_code`; by default 1 for git-theta itself and, for a git command
     whose filter or driver refused, git's own failure code (1 or 128: git says "fatal: ... clean filter failed").
-    git's own lines around the failure are allowed. Returns the git-theta line."""
+    git's own lines around the failure are allowed; with `progress` (a download or upload), so are its progress
+    lines. Returns the git-theta line."""
     names = [names] if isinstance(names, str) else names
     expected = {exit_code} if exit_code is not None else ({1, 128} if result.args[0] == "git" else {1})
     assert result.returncode in expected, f"expected exit {sorted(expected)}\n{result.describe()}"
     assert_nothing_internal(result)
-    lines = git_theta_lines(result.stderr)
+    lines = git_theta_lines(result.stderr, progress)
     assert len(lines) == 1, f"expected one 'git-theta:' line, got {len(lines)}\n{result.describe()}"
     for name in names:
         assert name in lines[0], f"the error does not name {name!r}\n{result.describe()}"

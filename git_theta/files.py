@@ -1,14 +1,20 @@
 """Temp files renamed into place: a reader never sees half a file, a crash leaves nothing that looks real.
 
-Every temp file this tool writes is named `<prefix>theta-<pid>-<random>`, so the next run can tell
-leftovers of a killed process (pid gone) from the writes of a live one and remove them.
+Every temp file this tool writes is named `<prefix>theta-<pid>.<space>-<random>`, so the next run can tell
+leftovers of a killed process (pid gone) from the writes of a live one and remove them. `<space>` names the
+pid space the pid belongs to (this boot, this pid namespace): only there does "no such process" mean the
+writer is gone, so only there is a leftover removed at once; elsewhere (another container, another machine
+sharing the repository) it must also be old.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import glob
+import hashlib
 import os
+import platform
 import re
 import tempfile
 import time
@@ -21,9 +27,9 @@ TEMP_INFIX = "theta-"
 # A leftover is removed only once its writer's pid is gone AND it has not been written to for this long:
 # a pid may be another container's (not visible here), and a live writer touches its file as it goes.
 STALE_SECONDS = 300
-# <prefix>theta-<pid>-<8 random chars from mkstemp>, nothing after (a sideload's ".orig" backup is the
-# user's own file and never removed).
-_TEMP_NAME = re.compile(r"theta-(\d+)-[a-z0-9_]{8}$")
+# <prefix>theta-<pid>[.<space>]-<8 random chars from mkstemp>, nothing after (a sideload's ".orig" backup is
+# the user's own file and never removed). Names without <space> were written before it existed.
+_TEMP_NAME = re.compile(r"theta-(\d+)(?:\.([0-9a-f]{8}))?-[a-z0-9_]{8}$")
 # Errors of a write to an open file, which name no file by themselves.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
@@ -34,7 +40,7 @@ def temp_file(directory: Path, prefix: str = "", label: Path | None = None) -> I
     unless the caller has renamed it away (see `replace`). A failed write (disk full, I/O error) names
     `label` (default: the temp file), as the system's error for a write to an open file names nothing."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{TEMP_INFIX}{os.getpid()}-")
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{TEMP_INFIX}{os.getpid()}.{pid_space()}-")
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -100,15 +106,33 @@ BESIDE_PATTERN = f".*.{TEMP_INFIX}*"
 
 
 def is_stale(path: Path) -> bool:
-    """A temp file of ours whose writer is gone and which nobody has written for STALE_SECONDS."""
+    """A temp file of ours whose writer is gone: its pid is no process of this pid space, or (written in
+    another pid space, where we cannot ask) it is not alive here and nobody has written it for STALE_SECONDS."""
     match = _TEMP_NAME.search(path.name)
     if match is None:
         return False
+    pid, space = int(match.group(1)), match.group(2)
+    if _alive(pid):
+        return False
+    if space == pid_space():
+        return True
     try:
         age = time.time() - path.lstat().st_mtime
     except FileNotFoundError:
         return False
-    return age > STALE_SECONDS and not _alive(int(match.group(1)))
+    return age > STALE_SECONDS
+
+
+@functools.cache
+def pid_space() -> str:
+    """8 hex digits naming this boot and this pid namespace: where a pid means one process."""
+    parts = [platform.node()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(source) if source.endswith("/ns/pid") else Path(source).read_text().strip())
+        except OSError:
+            parts.append("?")  # not Linux: the host name alone then says whose pid it is
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
 
 
 def is_ours(path: Path) -> bool:

@@ -28,7 +28,7 @@ def _aged(path: Path, seconds: float) -> Path:
 def test_only_old_temp_files_of_dead_writers_are_stale(tmp_path: Path) -> None:
     dead = _dead_pid()
     old = files.STALE_SECONDS + 60
-    stale = _aged(tmp_path / f"theta-{dead}-abcd_123", old)
+    stale = _aged(tmp_path / f"theta-{dead}-abcd_123", old)  # written before names said their pid space
     fresh = _aged(tmp_path / f"theta-{dead}-abcd_124", 1)  # its pid may be another container's
     live = _aged(tmp_path / f"theta-{os.getpid()}-abcd_125", old)
     backup = _aged(tmp_path / f".model.safetensors.theta-{dead}-abcd_126.orig", old)  # the user's own file
@@ -38,10 +38,22 @@ def test_only_old_temp_files_of_dead_writers_are_stale(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
+def test_a_dead_writer_of_this_pid_space_is_gone_at_once_one_of_another_only_once_old(tmp_path: Path) -> None:
+    dead, here = _dead_pid(), files.pid_space()
+    other = "0" * 8 if here != "0" * 8 else "1" * 8
+    just_killed = _aged(tmp_path / f"theta-{dead}.{here}-abcd_123", 1)
+    other_space = _aged(tmp_path / f"theta-{dead}.{other}-abcd_124", 1)  # another container: its pid means nothing here
+    other_space_old = _aged(tmp_path / f"theta-{dead}.{other}-abcd_125", files.STALE_SECONDS + 60)
+    live = _aged(tmp_path / f"theta-{os.getpid()}.{here}-abcd_126", files.STALE_SECONDS + 60)
+    assert files.remove_stale(tmp_path) == 2
+    assert sorted(tmp_path.iterdir()) == sorted([other_space, live])
+    assert not just_killed.exists() and not other_space_old.exists()
+
+
 def test_a_failed_temp_file_is_removed_and_a_renamed_one_stays(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         with files.temp_file(tmp_path, "x-") as (out, temp):
-            assert temp.name.startswith(f"x-theta-{os.getpid()}-")
+            assert temp.name.startswith(f"x-theta-{os.getpid()}.{files.pid_space()}-")
             out.write(b"half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

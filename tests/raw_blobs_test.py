@@ -42,11 +42,11 @@ def test_install_then_fsck_name_the_raw_checkpoint_and_the_fix(tmp_path: Path) -
     assert warning.startswith(f"git-theta: warning: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint")
     assert f"`git add --renormalize {MODEL}`, then `git commit`" in warning
     checked = run_bounded(["git-theta", "fsck"], cwd=repo)
-    assert checked.returncode == 1 and f"error: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint" in checked.stdout
+    assert checked.returncode == 1 and f"error: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint" in checked.stderr
     # The advice works: afterwards both commands are quiet and the committed blob is metadata.
     git(repo, "add", "--renormalize", MODEL)
     staged_only = theta(repo, "fsck", check=False)
-    assert staged_only.returncode == 1 and f"error: {MODEL}: the committed (HEAD) version is the raw checkpoint" in staged_only.stdout
+    assert staged_only.returncode == 1 and f"error: {MODEL}: the committed (HEAD) version is the raw checkpoint" in staged_only.stderr
     git(repo, "commit", "-q", "-m", "renormalize")
     assert _committed(repo).startswith(b'{"version":"git-theta/')
     assert theta(repo, "fsck").stdout.endswith("fsck: ok\n")

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from git_theta import files, git, metadata, smudge
+from git_theta.errors import GitError
 from git_theta.files import write_atomically
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
@@ -68,8 +69,24 @@ def run(args: argparse.Namespace) -> int:
     wanted = [os.path.relpath(cwd / p, root) if not any(c in p for c in "*?[") else p for p in args.paths]
     chosen = [p for p in tracked if not wanted or any(p == w or fnmatch.fnmatch(p, w) for w in wanted)]
     written = [p for p in chosen if materialize(repo, p, args.force)]
-    if written:
-        git.run("update-index", "-q", "--refresh", "--", *written, cwd=root, check=False)
+    if chosen:
+        # Every chosen path, not just those written now: a run killed after its rename left a whole file that git's
+        # index still knows by the metadata's size. A refresh re-cleans only files whose stat changed, so an
+        # unchanged checkpoint costs a stat, and one the user edited stays modified.
+        refreshed = git.run("update-index", "-q", "--refresh", "--", *chosen, cwd=root, check=False)
+        if refreshed.returncode != 0:
+            raise GitError(f"wrote {len(written)} file(s), but git's index could not be refreshed (git status shows them "
+                           f"modified until it is): {_refresh_failure(root, refreshed.stderr)}")
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _refresh_failure(root: Path, stderr: bytes) -> str:
+    """Why `git update-index --refresh` failed; with -q git says nothing of a lock a killed git left behind."""
+    lock = Path(git.run("rev-parse", "--git-path", "index.lock", cwd=root).stdout.decode().strip())
+    lock = lock if lock.is_absolute() else root / lock
+    if lock.exists():
+        return f"{lock} exists (another git command is running, or one was killed: if none is running, remove it and run this again)"
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[0] if lines else "git update-index failed"

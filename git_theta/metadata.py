@@ -176,6 +176,7 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
         raise MetadataError(f"{source}: not git-theta metadata")
     if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise MetadataError(f"{source}: metadata is nested more than {MAX_DEPTH} levels deep (the limit)")
+    _check_link_count(data, source)
     try:
         doc = json.loads(data, object_pairs_hook=_unique_keys)
     except ValueError as error:
@@ -193,6 +194,15 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
     for oid in file_objects(doc["file"]):
         _checked(check_oid, oid, source, "file section")
     return Metadata(doc["format"], doc["file"], params)
+
+
+def _check_link_count(data: bytes, source: str) -> None:
+    """Refuse more links than MAX_LINKS per entry allows before decoding: a chain of a million links costs ~8x its
+    bytes in Python objects before the per-entry check could see it. The bytes `"update"` and `"stored"` occur
+    only as JSON tokens (inside a string a quote is escaped), so counting them bounds the links and entries."""
+    links, entries = data.count(b'"update"'), data.count(b'"stored"')
+    if links > MAX_LINKS * max(entries, 1):
+        raise MetadataError(f"{source}: {links} stored links for {entries} parameter(s), more than the limit of {MAX_LINKS} a chain")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

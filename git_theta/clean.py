@@ -157,7 +157,8 @@ def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
     sink = StoringSink(repo.store, repo.prior_metadata(path), pending.load(repo.common_dir, path))
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)
     try:
-        with progress.Progress(f"git-theta: storing {path}", _file_size(repo, path)) as bar:
+        # one sync for all of the file's new objects, before git gets (and records) the metadata naming them
+        with repo.store.batch(), progress.Progress(f"git-theta: storing {path}", _file_size(repo, path)) as bar:
             file_section = checkpoint.read(reader, path, progress.counting_sink(sink, bar))
             params = sink.finish()
     except ThetaError as error:

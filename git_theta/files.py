@@ -56,14 +56,34 @@ def temp_file(directory: Path, prefix: str = "", label: Path | None = None) -> I
             pass  # renamed into place
 
 
-def replace(file: BinaryIO, temp: Path, target: Path, mode: int) -> None:
+def replace(file: BinaryIO, temp: Path, target: Path, mode: int, durable: bool = True) -> None:
     """Make the written temp file durable, then rename it over `target`: after a power cut the target is
-    the old file or the whole new one, never an empty or partial one."""
+    the old file or the whole new one, never an empty or partial one. `durable=False` leaves the syncing to
+    the caller (`sync_file_system` after a batch of renames, see ObjectStore.batch)."""
     file.flush()
-    os.fsync(file.fileno())
+    if durable:
+        os.fsync(file.fileno())
     os.chmod(temp, mode)
     os.replace(temp, target)
-    _fsync_directory(target.parent)
+    if durable:
+        _fsync_directory(target.parent)
+
+
+def sync_file_system(path: Path) -> None:
+    """Write out everything pending on the file system holding `path` (Linux syncfs; elsewhere sync)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (AttributeError, OSError):
+        pass  # no syncfs here
+    os.sync()
 
 
 def _fsync_directory(directory: Path) -> None:

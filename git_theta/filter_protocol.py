@@ -64,6 +64,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], handlers: Mapping[str, Handler], 
                 content.drain()
                 _send_error(stdout, stderr, f"git-theta: unsupported filter command {command!r}")
                 continue
+            if "\0" in path:
+                # git paths never hold NUL, and no OS call (check-attr, open) accepts one
+                content.drain()
+                _send_error(stdout, stderr, f"git-theta: {path!r}: pathname contains a NUL byte; git never sends one")
+                continue
             _answer(handler, path, content, stdout, stderr)
     except (_GitGone, BrokenPipeError, ConnectionResetError):
         return  # git is gone (our own writes to it and its end of stdin both failed): nothing left to answer

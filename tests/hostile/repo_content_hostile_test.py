@@ -333,6 +333,16 @@ def test_a_fifo_at_a_tracked_path_is_refused_by_commands_that_read_it(repo: Path
     state.assert_unchanged(repo)
 
 
+def test_a_fifo_given_as_update_data_is_refused(repo: Path, tmp_path: Path) -> None:
+    commit_model(repo)
+    update = tmp_path / "u.safetensors"
+    os.mkfifo(update)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "add", "--update-type", "sparse", "--update-data", str(update), MODEL], cwd=repo, max_seconds=20)
+    assert_refused(result, names="u.safetensors")
+    state.assert_unchanged(repo)
+
+
 def test_an_empty_file_at_a_tracked_path_round_trips_or_is_refused(repo: Path) -> None:
     (repo / "empty.safetensors").write_bytes(b"")
     state = RepoState.capture(repo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import io
 import os
 import re
 import stat
@@ -76,7 +77,7 @@ def _fsync_directory(directory: Path) -> None:
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
 
 
-def open_regular(path: Path | str) -> BinaryIO:
+def open_regular(path: Path | str) -> io.BufferedReader:
     """Open a working-tree file for reading; a FIFO, socket, device or directory is refused (ThetaError).
 
     Opened with O_NONBLOCK and checked with fstat on that descriptor (no lstat-then-open race): opening a FIFO

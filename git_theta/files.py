@@ -13,15 +13,19 @@ import errno
 import functools
 import glob
 import hashlib
+import io
 import os
 import platform
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from git_theta.errors import ThetaError
 
 TEMP_INFIX = "theta-"
 # A leftover is removed only once its writer's pid is gone AND it has not been written to for this long:
@@ -94,6 +98,28 @@ def _fsync_directory(directory: Path) -> None:
         pass  # some file systems cannot sync a directory; the data itself is synced
     finally:
         os.close(fd)
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+
+
+def open_regular(path: Path | str) -> io.BufferedReader:
+    """Open a working-tree file for reading; a FIFO, socket, device or directory is refused (ThetaError).
+
+    Opened with O_NONBLOCK and checked with fstat on that descriptor (no lstat-then-open race): opening a FIFO
+    blocking would wait forever for a writer, and a device can be endless. A symlink is followed, as `open` does.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "an unusual file")
+            raise ThetaError(f"{path}: is {kind}, not a regular file; git-theta reads only regular files (remove or rename it)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def write_atomically(target: Path, write: Callable[[BinaryIO], None], temp_dir: Path | None = None) -> None:

@@ -36,8 +36,12 @@ def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> l
         raise ProtocolError("no filter handshake on stdin: `git-theta filter-process` is started by git, not by hand") from None
     if not welcome or welcome[0] != "git-filter-client" or "version=2" not in welcome[1:]:
         raise ProtocolError(f"unexpected filter handshake {welcome!r}")
-    pktline.write_text_list(stdout, ["git-filter-server", "version=2"])
-    offered = {line.removeprefix("capability=") for line in pktline.read_text_list(stdin)}
+    try:
+        pktline.write_text_list(stdout, ["git-filter-server", "version=2"])
+        # git sent a valid welcome, so a clean end of stdin now means git went away, not a run by hand
+        offered = {line.removeprefix("capability=") for line in pktline.read_text_list(stdin)}
+    except EOFError:
+        raise _GitGone from None
     agreed = [name for name in capabilities if name in offered]
     pktline.write_text_list(stdout, [f"capability={name}" for name in agreed])
     return agreed
@@ -45,8 +49,8 @@ def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> l
 
 def serve(stdin: IO[bytes], stdout: IO[bytes], handlers: Mapping[str, Handler], stderr: IO[str] = sys.stderr) -> None:
     """Answer requests until git closes our stdin (or goes away in the middle of one)."""
-    handshake(stdin, stdout, list(handlers))
     try:
+        handshake(stdin, stdout, list(handlers))
         while True:
             try:
                 request = pktline.read_text_list(stdin)
@@ -59,6 +63,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], handlers: Mapping[str, Handler], 
             if handler is None:
                 content.drain()
                 _send_error(stdout, stderr, f"git-theta: unsupported filter command {command!r}")
+                continue
+            if "\0" in path:
+                # git paths never hold NUL, and no OS call (check-attr, open) accepts one
+                content.drain()
+                _send_error(stdout, stderr, f"git-theta: {path!r}: pathname contains a NUL byte; git never sends one")
                 continue
             _answer(handler, path, content, stdout, stderr)
     except (_GitGone, BrokenPipeError, ConnectionResetError):

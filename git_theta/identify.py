@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from git_theta import git, metadata, snapshots
+from git_theta import files, git, metadata, snapshots
 from git_theta.errors import MetadataError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -44,7 +44,7 @@ def fingerprint(repo: Repo, path: str, file: Path, dry_store: Any) -> tuple[str,
     from git_theta import clean
     from git_theta.checkpoints.base import SNIFF_BYTES
 
-    with open(file, "rb") as stream:
+    with files.open_regular(file) as stream:
         head = stream.read(SNIFF_BYTES)
         checkpoint = clean.choose_format(repo, path, head)
         stream.seek(0)

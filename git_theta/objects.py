@@ -162,7 +162,8 @@ def _check_buffer(buf: dict[str, Any]) -> None:
     where = f"object buffer {buf['name']!r}"
     if buf.get("codec") != CODEC:
         raise StoreError(f"{where}: unknown codec {buf.get('codec')!r}")
-    if buf.get("dtype") not in dtypes.ITEMSIZE:
+    # a str first: a list or dict (any JSON) cannot be looked up in a dict
+    if not isinstance(buf.get("dtype"), str) or buf["dtype"] not in dtypes.ITEMSIZE:
         raise StoreError(f"{where}: unknown dtype {buf.get('dtype')!r}")
     shape, chunks, frames = buf.get("shape"), buf.get("chunk_bytes"), buf.get("frame_bytes")
     if not isinstance(shape, list) or not all(is_count(n) for n in shape):

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from git_theta import git, metadata
+from git_theta import files, git, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -107,7 +107,7 @@ def clean_file(repo: Repo, path: str) -> Metadata:
     """Metadata of the working tree file at `path` (stores new objects, leaves the index alone)."""
     from git_theta import clean  # the clean path imports the format plugins; only load it when needed
 
-    with open(repo.worktree / path, "rb") as stream:
+    with files.open_regular(repo.worktree / path) as stream:
         return metadata.parse(clean.clean(repo, path, stream), f"{label(WORKTREE)}:{path}")
 
 

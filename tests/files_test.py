@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files
+from git_theta.errors import ThetaError
 
 
 def _dead_pid() -> int:
@@ -63,3 +64,20 @@ def test_a_failed_temp_file_is_removed_and_a_renamed_one_stays(tmp_path: Path) -
         files.replace(out, temp, target, 0o640)
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"whole"
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_open_regular_reads_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"data")
+    with files.open_regular(tmp_path / "f") as stream:
+        assert stream.read() == b"data"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_open_regular_refuses_a_fifo_or_directory_without_blocking(tmp_path: Path, kind: str) -> None:
+    """A FIFO with no writer: a plain open would block here forever."""
+    target = tmp_path / "model.safetensors"
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    open_fds = len(os.listdir(f"/proc/{os.getpid()}/fd"))
+    with pytest.raises(ThetaError, match=r"model\.safetensors: is a (FIFO|directory), not a regular file"):
+        files.open_regular(target)
+    assert len(os.listdir(f"/proc/{os.getpid()}/fd")) == open_fds, "the descriptor leaked"

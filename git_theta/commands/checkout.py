@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import stat
 from pathlib import Path
 
 from git_theta import files, git, metadata, smudge
@@ -33,7 +34,15 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
     if data is None or not metadata.looks_like_metadata(data):
         return False
     target = repo.worktree / path
-    if target.exists() and not force:
+    try:
+        found = os.lstat(target)
+    except FileNotFoundError:
+        found = None
+    if found is not None and not force:
+        # lstat, never open first: opening a FIFO blocks until a writer comes, a device may never end, and
+        # a symlink would be followed out of the repository. Only a regular file can hold metadata text.
+        if not stat.S_ISREG(found.st_mode):
+            return False  # not metadata text: someone's own thing stands here; --force replaces it as git would
         with open(target, "rb") as current:
             if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
                 return False  # already a checkpoint; never clobber local work silently

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from git_theta import changes, git, metadata
+from git_theta import changes, files, git, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.store import ObjectStore, object_id
@@ -119,7 +119,7 @@ def checkpoint_metadata(file: str) -> Metadata:
         found = identify.find(repo, candidates, *identify.fingerprint(dry, path, Path(file), dry_store))
         if found is not None:
             return found
-    with open(file, "rb") as stream:
+    with files.open_regular(file) as stream:
         return metadata.parse(clean.clean(dry, path, stream), file)
 
 
@@ -131,12 +131,13 @@ def _unchanged_since_staged(root: Path, path: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with open(args.file, "rb") as stream:
+        with files.open_regular(args.file) as stream:
             head = stream.read(len(metadata.PREFIX))
     except OSError as error:
         raise ThetaError(f"textconv: cannot read {args.file}: {error.strerror}") from None
     if metadata.looks_like_metadata(head):
-        sys.stdout.write(render(metadata.parse(Path(args.file).read_bytes(), args.file)))
+        with files.open_regular(args.file) as stream:
+            sys.stdout.write(render(metadata.parse(stream.read(), args.file)))
         return 0
     try:
         meta = checkpoint_metadata(args.file)

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from git_theta import files
 from git_theta.checkpoints.base import SNIFF_BYTES
 from git_theta.checkpoints.safetensors import SafetensorsFormat
 from git_theta.errors import ThetaError
@@ -59,7 +60,7 @@ class _Collect:
 def read_update_file(path: Path) -> dict[str, Tensor]:
     """name -> tensor from a safetensors or torch update file."""
     try:
-        with open(path, "rb") as stream:
+        with files.open_regular(path) as stream:
             if SafetensorsFormat.sniff(stream.read(SNIFF_BYTES), str(path)):
                 stream.seek(0)
                 return _read_safetensors(stream, path)
@@ -149,7 +150,7 @@ def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:
 def _read_adapter_config(config_path: Path) -> dict[str, Any]:
     """PEFT's adapter_config.json (a few hundred bytes): bounded, and a JSON object or an error naming the file."""
     try:
-        with open(config_path, "rb") as stream:
+        with files.open_regular(config_path) as stream:
             data = stream.read(MAX_ADAPTER_CONFIG_BYTES + 1)
     except OSError as error:
         raise ThetaError(f"{config_path}: cannot read: {error.strerror}") from None

@@ -166,7 +166,7 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
 def _read_checkpoint(repo: Repo, path: str, target: Path) -> tuple[_MemoryCheckpoint, Any, dict[str, Any]]:
     memory = _MemoryCheckpoint()
     try:
-        with open(target, "rb") as stream:
+        with files.open_regular(target) as stream:
             checkpoint = clean.choose_format(repo, path, stream.read(4096))
             stream.seek(0)
             file_section = checkpoint.read(stream, path, memory)

@@ -317,6 +317,32 @@ def test_a_fifo_at_a_tracked_path_never_hangs(repo: Path, command: list[str]) ->
     assert (repo / MODEL).is_fifo() or command[1] == "checkout", "the FIFO was replaced by a command that must not write"
 
 
+@pytest.mark.parametrize("command", [["git-theta", "textconv", MODEL], ["git-theta", "add", "--update-type", "sparse", "--update-data", "UPDATE", MODEL]],
+                         ids=["textconv", "add-update-type"])
+def test_a_fifo_at_a_tracked_path_is_refused_by_commands_that_read_it(repo: Path, tmp_path: Path, command: list[str]) -> None:
+    """These commands must read the file at the path: one line naming it, never a blocking open."""
+    commit_model(repo)
+    update = tmp_path / "u.safetensors"
+    update.write_bytes(bytes(save({"layer.weight.sparse_indices": np.array([0]), "layer.weight.sparse_values": np.zeros(1, "<f4")})))
+    (repo / MODEL).unlink()
+    os.mkfifo(repo / MODEL)
+    state = RepoState.capture(repo)
+    result = run_bounded([str(update) if arg == "UPDATE" else arg for arg in command], cwd=repo, max_seconds=20)
+    assert_refused(result, names=MODEL)
+    assert "FIFO" in result.stderr, result.describe()
+    state.assert_unchanged(repo)
+
+
+def test_a_fifo_given_as_update_data_is_refused(repo: Path, tmp_path: Path) -> None:
+    commit_model(repo)
+    update = tmp_path / "u.safetensors"
+    os.mkfifo(update)
+    state = RepoState.capture(repo)
+    result = run_bounded(["git-theta", "add", "--update-type", "sparse", "--update-data", str(update), MODEL], cwd=repo, max_seconds=20)
+    assert_refused(result, names="u.safetensors")
+    state.assert_unchanged(repo)
+
+
 def test_an_empty_file_at_a_tracked_path_round_trips_or_is_refused(repo: Path) -> None:
     (repo / "empty.safetensors").write_bytes(b"")
     state = RepoState.capture(repo)

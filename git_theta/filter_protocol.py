@@ -82,7 +82,9 @@ def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes
         content.drain()
     except ThetaError as error:
         content.drain()
-        output.fail(stderr, f"git-theta: {error}")
+        from git_theta import redact  # a message may quote a URL with a token in it
+
+        output.fail(stderr, f"git-theta: {redact.text(str(error))}")
         return
     except OSError as error:
         message = describe_os_error(error)

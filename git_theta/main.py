@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ThetaError as error:
-        print(f"git-theta: error: {error}", file=sys.stderr)
+        from git_theta import redact  # a message may quote a URL (a remote's, a server's) with a token in it
+
+        print(f"git-theta: error: {redact.text(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("git-theta: interrupted", file=sys.stderr)

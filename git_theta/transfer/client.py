@@ -178,7 +178,8 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
     where = endpoint.resolve(remote, repo.worktree, upload=True)
     cancel = threading.Event()
     settings = Settings.from_config(repo.worktree)
-    moved, failures = Moved(), []
+    moved = Moved()
+    failures: list[str] = []
     try:
         _upload(repo, sizes, where, settings, cancel, moved, failures, ref)
     except OSError as error:

@@ -32,7 +32,9 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
     if data is None or not metadata.looks_like_metadata(data):
         return False
     target = repo.worktree / path
-    if target.exists() and not force:
+    if os.path.lexists(target) and not force:
+        if not target.is_file():  # a FIFO (open would wait for a writer forever), a directory, a device: not ours
+            return False
         with open(target, "rb") as current:
             if not metadata.looks_like_metadata(current.read(len(metadata.PREFIX))):
                 return False  # already a checkpoint; never clobber local work silently

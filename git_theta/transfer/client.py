@@ -11,6 +11,7 @@ atomically once its good copy has arrived whole.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from git_theta import redact
-from git_theta.errors import StoreError, ThetaError, TransferError
+from git_theta.errors import StoreError, ThetaError, TransferError, describe_os_error
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 from git_theta.transfer import endpoint, local, ssh_auth
@@ -37,6 +38,9 @@ BATCH_OBJECTS = 100
 # How long interrupted transfers get to delete their temp files before we exit anyway.
 CANCEL_GRACE_SECONDS = 5.0
 SHOWN_FAILURES = 10
+# OSErrors that are the machine's, not one object's: every other object would meet them too, so the transfer stops at
+# the first and says it once (a full disk, a quota, a read-only or forbidden store).
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 Job = tuple[str, Callable[[], int]]
 
@@ -82,6 +86,8 @@ def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None, r
                     else:
                         jobs.append((oid, partial(http.download, answer, repo.store)))
                 _run(jobs, settings.workers, cancel, moved, failures)
+    except OSError as error:
+        raise _environment_failure(error, "download", "from", where, moved, [repo.store]) from None
     finally:
         if staging is not None:
             staging.remove()
@@ -172,7 +178,18 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
     where = endpoint.resolve(remote, repo.worktree, upload=True)
     cancel = threading.Event()
     settings = Settings.from_config(repo.worktree)
-    moved, failures = Moved(), []
+    moved = Moved()
+    failures: list[str] = []
+    try:
+        _upload(repo, sizes, where, settings, cancel, moved, failures, ref)
+    except OSError as error:
+        raise _environment_failure(error, "upload", "to", where, moved, [repo.store]) from None
+    _finish("upload", "to", where, len(sizes), moved, failures)
+    return moved
+
+
+def _upload(repo: Repo, sizes: dict[str, int], where: Endpoint, settings: Settings, cancel: threading.Event, moved: Moved,
+            failures: list[str], ref: str | None) -> None:
     if where.local is not None:
         target = local.remote_store(where.local)
         jobs: list[Job] = []
@@ -196,8 +213,6 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
                 else:
                     jobs.append((oid, partial(_verified_upload, http, answer, repo.store, oid)))
             _run(jobs, settings.workers, cancel, moved, failures)
-    _finish("upload", "to", where, len(sizes), moved, failures)
-    return moved
 
 
 def _verified_copy(source: ObjectStore, target: ObjectStore, oid: str, size: int, cancel: threading.Event) -> int:
@@ -262,6 +277,7 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
     done: queue.Queue[tuple[str, int, str | None]] = queue.Queue()
     stop = threading.Event()
     down: list[ServerDown] = []
+    environment: list[OSError] = []  # a failure of this machine (ENVIRONMENT_ERRNOS): stops the rest, told once
 
     def worker() -> None:
         while not cancel.is_set() and not stop.is_set():
@@ -279,6 +295,11 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
                 done.put((oid, 0, str(error)))
             except ThetaError as error:
                 done.put((oid, 0, str(error)))
+            except OSError as error:
+                if error.errno in ENVIRONMENT_ERRNOS:
+                    environment.append(error)
+                    stop.set()
+                done.put((oid, 0, redact.text(describe_os_error(error) or f"{type(error).__name__}: {error}")))
             except Exception as error:  # a bug in one transfer must not hang the others
                 done.put((oid, 0, redact.text(f"{type(error).__name__}: {error}")))
 
@@ -298,7 +319,7 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
             if problem is None:
                 moved.objects += 1
                 moved.bytes += size
-            elif not down:
+            elif not down and not environment:
                 failures.append(problem if oid in problem else f"{oid}: {problem}")
     except KeyboardInterrupt:
         cancel.set()
@@ -308,6 +329,23 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
         raise
     if down:
         raise down[0]
+    if environment:
+        raise environment[0]
+
+
+def _environment_failure(error: OSError, verb: str, direction: str, where: Endpoint, moved: Moved,
+                         stores: list[ObjectStore]) -> Exception:
+    """One line for a transfer stopped by the machine (disk full, read-only, permission): the store directory (not a
+    temp file in it), the system's reason and what to do. Any other OSError is returned as it is (main.py decides)."""
+    if error.errno not in ENVIRONMENT_ERRNOS:
+        return error
+    name = error.filename
+    for store in stores:
+        if name is not None and Path(os.fsdecode(name)).is_relative_to(store.lfs_dir):
+            name = store.lfs_dir
+    described = describe_os_error(OSError(error.errno, error.strerror, str(name)) if name is not None else error)
+    kept = f"; {moved.objects} object(s) that did arrive are kept" if moved.objects else ""
+    return TransferError(f"{described} (stopped {verb}ing objects {direction} {where.describe()}{kept})")
 
 
 def _finish(verb: str, direction: str, where: Endpoint, total: int, moved: Moved, failures: list[str]) -> None:

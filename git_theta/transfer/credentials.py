@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from git_theta import git, redact
-from git_theta.errors import GitError, TransferError
+from git_theta.errors import TransferError
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,16 @@ def fill(url: str, cwd: Path) -> Credential:
     """Ask git's credential helpers (and, on a terminal, the user) for the server at `url`."""
     request = _request(url)
     data = "".join(f"{key}={value}\n" for key, value in request).encode() + b"\n"
-    try:
-        result = git.run("credential", "fill", cwd=cwd, input=data)
-    except GitError as error:
+    result = git.run("credential", "fill", cwd=cwd, input=data, check=False)
+    if result.returncode != 0:
+        # git's own reason, its last line ("fatal: could not read Username for '<url>': terminal prompts disabled"),
+        # made one line and redacted: the whole GitError would add lines of command, exit code and output
+        said = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+        reason = f": {redact.one_line(said[-1], 200)}" if said else ""
         raise TransferError(
             f"{describe(url)} asks for credentials and none are available "
-            f"(configure a git credential helper, e.g. `git config credential.helper store`): {redact.text(str(error))}"
-        ) from None
+            f"(configure a git credential helper, e.g. `git config credential.helper store`){reason}"
+        )
     fields = []
     for line in result.stdout.decode().splitlines():
         if "=" in line:

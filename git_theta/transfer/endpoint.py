@@ -19,6 +19,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from git_theta import git, redact
 from git_theta.errors import GitError, TransferError
 
+# URL schemes of SSH remotes: their LFS server is asked over SSH (git-lfs-authenticate), then over https.
+SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+# What an LFS URL (lfs.url, remote.<name>.lfsurl, ...) may be besides a local path or file://; a remote's own URL
+# may also be git:// (its LFS server is then derived: https on the same host).
+LFS_URL_SCHEMES = ("http", "https", *SSH_SCHEMES)
+REMOTE_URL_SCHEMES = (*LFS_URL_SCHEMES, "git")
 SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
 
 
@@ -96,18 +102,26 @@ def local_git_dir(url: str, base: Path) -> Path:
 
 def lookup(key: str, cwd: Path) -> str | None:
     """A key from git config, else from the committed .lfsconfig (worktree file, then HEAD's blob)."""
+    found = lookup_with_source(key, cwd)
+    return found[0] if found else None
+
+
+def lookup_with_source(key: str, cwd: Path) -> tuple[str, str] | None:
+    """(value, where it was found: "git config" or the .lfsconfig) for `lookup`, so a bad value can be blamed."""
     value = git.config_get(key, cwd=cwd)
     if value:
-        return value
+        return value, "git config"
     try:
         top = git.toplevel(cwd)
     except GitError:
         top = None
-    source = ["--file", str(top / ".lfsconfig")] if top and (top / ".lfsconfig").is_file() else ["--blob", "HEAD:.lfsconfig"]
+    in_worktree = top is not None and (top / ".lfsconfig").is_file()
+    source = ["--file", str(top / ".lfsconfig")] if top and in_worktree else ["--blob", "HEAD:.lfsconfig"]
     result = git.run("config", *source, "--get", key, cwd=cwd, check=False)
     if result.returncode != 0:
         return None
-    return result.stdout.decode().strip() or None
+    value = result.stdout.decode().strip()
+    return (value, str(top / ".lfsconfig") if top and in_worktree else "HEAD:.lfsconfig") if value else None
 
 
 def remote_names(cwd: Path) -> list[str]:
@@ -140,14 +154,41 @@ def resolve(remote: str, cwd: Path, upload: bool = False) -> Endpoint:
     if is_name:
         keys += ([f"remote.{remote}.lfspushurl"] if upload else []) + [f"remote.{remote}.lfsurl"]
     for key in keys:
-        value = lookup(key, cwd)
-        if value:
-            return _endpoint_for(remote, value, cwd, derived=False)
+        found = lookup_with_source(key, cwd)
+        if found:
+            value, source = found
+            value = checked_url(value, f"{source}: {key}", LFS_URL_SCHEMES)
+            return _endpoint_for(remote, value, cwd, derived=urlsplit(value).scheme in SSH_SCHEMES)
     url = remote
     if is_name:
         args = ["remote", "get-url"] + (["--push"] if upload else []) + [remote]
         url = git.output(*args, cwd=cwd)
+        url = checked_url(url, f"the URL of remote {remote!r}", REMOTE_URL_SCHEMES)
+    else:
+        url = checked_url(url, "remote", REMOTE_URL_SCHEMES)
     return _endpoint_for(remote, url, cwd, derived=True)
+
+
+def checked_url(url: str, where: str, schemes: tuple[str, ...]) -> str:
+    """`url` if git-theta can use it as an LFS endpoint, else TransferError naming `where` (the config key and the
+    file it came from) and the redacted URL: a committed .lfsconfig is a collaborator's text, not to be trusted."""
+    # one_line before redact.url when there are control characters: urlsplit silently drops \t\r\n and would hide them
+    shown = "'" + redact.one_line(redact.url(url) if url.isprintable() else url) + "'"
+    if not url.isprintable():  # \n, \r, \0: they would forge lines of output or of an HTTP request
+        raise TransferError(f"{where}: the URL {shown} holds control characters; refused. Fix the value")
+    if is_local_url(url) or SCP_LIKE.match(url) and "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as error:  # "Invalid IPv6 URL", "Port out of range 0-65535", a port that is not a number
+        raise TransferError(f"{where}: the URL {shown} is malformed ({error}); fix the value") from None
+    if parts.scheme not in schemes:
+        raise TransferError(f"{where}: the URL {shown} has scheme {redact.one_line(parts.scheme, 40)!r}; git-theta reaches "
+                            f"an LFS server over {', '.join(s + '://' for s in schemes)} (or a local path / file://). Fix the value")
+    if not host:
+        raise TransferError(f"{where}: the URL {shown} names no host; fix the value")
+    return url
 
 
 def _endpoint_for(remote: str, url: str, cwd: Path, derived: bool) -> Endpoint:

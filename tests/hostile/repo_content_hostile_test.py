@@ -159,10 +159,16 @@ def test_a_hostile_merge_policy_stops_the_merge_naming_the_policy_file(branches_
 # --- a hostile .lfsconfig --------------------------------------------------------------------------------------
 
 
+_HELD_PORTS: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port where a connection is refused for the rest of the run: its socket stays bound but never listens, so a
+    server that a test running in parallel starts cannot take the port and answer in its place."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def without_objects(repo: Path, lfsconfig: str) -> None:

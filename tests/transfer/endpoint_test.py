@@ -82,3 +82,49 @@ def test_default_remote(clone: Path) -> None:
     git(clone, "config", "remote.pushDefault", "fork")
     git(clone, "config", "remote.lfsdefault", "upstream")
     assert endpoint.default_remote(clone, upload=True) == "fork"
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ('"ftp://lfs.example.com/lfs"', "scheme 'ftp'"),
+        ('"gopher://lfs.example.com/lfs"', "scheme 'gopher'"),
+        ('"http://[::1:8080/lfs"', "malformed (Invalid IPv6 URL)"),
+        ('"http://lfs.example.com:99999999/lfs"', "malformed (Port out of range"),
+        ('"http://lfs.example.com:port/lfs"', "malformed"),
+        ('"http:///lfs"', "names no host"),
+        ('"http://lfs.example.com/a\\nHost: evil.example"', "control characters"),
+        ('"http://lfs.example.com/a\\bX"', "control characters"),  # git config has no \r escape
+        ('"http://lfs.example.com/a\\tb"', "control characters"),
+    ],
+)
+def test_a_bad_committed_lfs_url_is_refused_naming_the_file_and_key(clone: Path, value: str, problem: str) -> None:
+    (clone / ".lfsconfig").write_text(f'[lfs]\n\turl = {value}\n')
+    with pytest.raises(TransferError) as raised:
+        endpoint.resolve("origin", clone)
+    message = str(raised.value)
+    assert "\n" not in message and "\r" not in message and "\t" not in message, message
+    assert message.startswith(f"{clone / '.lfsconfig'}: lfs.url: the URL "), message
+    assert problem in message, message
+
+
+def test_a_bad_lfs_url_in_git_config_names_git_config_and_hides_credentials(clone: Path) -> None:
+    git(clone, "config", "remote.origin.lfsurl", "https://s3cr3t-token@[::1/lfs?access_token=s3cr3t-query")
+    with pytest.raises(TransferError) as raised:
+        endpoint.resolve("origin", clone)
+    message = str(raised.value)
+    assert message.startswith("git config: remote.origin.lfsurl: "), message
+    assert "s3cr3t" not in message and "malformed" in message, message
+
+
+def test_a_malformed_remote_url_is_refused(clone: Path) -> None:
+    git(clone, "remote", "set-url", "origin", "https://models.example.com:70000/team/model.git")
+    with pytest.raises(TransferError, match="the URL of remote 'origin'.*Port out of range"):
+        endpoint.resolve("origin", clone)
+
+
+def test_an_ssh_lfs_url_is_asked_over_ssh_as_git_lfs_does(clone: Path) -> None:
+    (clone / ".lfsconfig").write_text("[lfs]\n\turl = ssh://git@lfs.example.com:2222/team/model.git\n")
+    where = endpoint.resolve("origin", clone)
+    assert where.url == "https://lfs.example.com/team/model.git/info/lfs"
+    assert where.ssh == endpoint.SshTarget("git@lfs.example.com", 2222, "team/model.git")

@@ -110,6 +110,9 @@ def test_credentials_come_from_git_credential_helpers(team: Team, locked_server:
     git(alice, "config", "lfs.url", locked_server.url)  # git config wins over the committed .lfsconfig
     result = theta(alice, "push", "--all", check=False)
     assert result.returncode == 1 and "asks for credentials and none are available" in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("git-theta: error:")]
+    assert len(error) == 1 and error[0].endswith("terminal prompts disabled"), result.stderr  # git's reason, one line
+    assert "exit code:" not in result.stderr and "command failed" not in result.stderr, result.stderr
     store = team.root / "credentials"
     host = f"127.0.0.1:{locked_server.port}"
     store.write_text(f"http://alice:wrong@{host}\n")

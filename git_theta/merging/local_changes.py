@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from git_theta import git
+from git_theta import git, metadata
 from git_theta.errors import ThetaError
 
 
@@ -41,10 +41,23 @@ def worktree_differs(toplevel: Path, path: str, version: bytes) -> bool:
     staged = git.run("rev-parse", "-q", "--verify", f":0:{path}", cwd=toplevel, check=False).stdout.decode().strip()
     if staged == wanted and git.run("diff-files", "--quiet", "--", path, cwd=toplevel, check=False).returncode == 0:
         return False
-    cleaned = git.run("hash-object", "--", path, cwd=toplevel, check=False)  # runs the clean filter for `path`
+    cleaned = git.run("hash-object", "-w", "--", path, cwd=toplevel, check=False)  # runs the clean filter for `path`
     if cleaned.returncode != 0:
         return True  # not even a checkpoint git-theta can read (the filter said why): certainly not our version
-    return cleaned.stdout.decode().strip() != wanted
+    blob = cleaned.stdout.decode().strip()
+    if blob == wanted:
+        return False
+    # The same tensors can be stored by other chains (a clean that found a base object missing stores it whole
+    # again): what the file holds is its format, its file section and each parameter's dtype, shape and hash.
+    return _content(git.run("cat-file", "blob", blob, cwd=toplevel).stdout) != _content(version)
+
+
+def _content(data: bytes) -> object:
+    try:
+        meta = metadata.parse(data, "metadata")
+    except ThetaError:
+        return data
+    return meta.format, meta.file, {name: (e.dtype, e.shape, e.hash) for name, e in meta.params.items()}
 
 
 def back_up(common_dir: Path, toplevel: Path, path: str) -> Path:

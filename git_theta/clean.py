@@ -117,11 +117,12 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     forced = git.check_attr(FORMAT_ATTRIBUTE, path, cwd=repo.worktree)
     if forced is not None and forced != "set":
         try:
-            plugin: type[CheckpointFormat] = plugins.get(plugins.CHECKPOINTS, forced)
+            plugin = plugins.checkpoint(forced)
         except ThetaError as error:
             raise CheckpointError(f"{path}: {FORMAT_ATTRIBUTE}={forced} in .gitattributes: {error}") from None
         return plugin()
-    formats, broken = plugins.loadable(plugins.CHECKPOINTS)
+    loaded, broken = plugins.loadable(plugins.CHECKPOINTS)
+    formats: dict[str, type[CheckpointFormat]] = loaded
     for name, why in broken.items():
         # A refused plugin that claims this extension was meant to read the file: sniffing another format instead
         # would store it under a format the author did not choose.

@@ -18,13 +18,17 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from git_theta.builtin_plugins import BUILTIN_PLUGINS
 from git_theta.errors import PluginError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+
+    from git_theta.checkpoints.base import CheckpointFormat
+    from git_theta.merges.base import MergeStrategy
+    from git_theta.updates.base import UpdateType
 
 CHECKPOINTS = "git_theta.checkpoints"
 UPDATES = "git_theta.updates"
@@ -68,6 +72,21 @@ def get(group: str, name: str) -> Any:
         kind = group.rsplit(".", 1)[-1]
         raise PluginError(f"unknown {kind} plugin {name!r}; known: {', '.join(names(group)) or 'none'}")
     return _load(group, name, entry.value, entry.dist.name if entry.dist else "unknown package", entry.load)
+
+
+def checkpoint(name: str) -> type[CheckpointFormat]:
+    """The checkpoint format `name` (typed `get`: _load has checked the base class)."""
+    return cast("type[CheckpointFormat]", get(CHECKPOINTS, name))
+
+
+def update(name: str) -> type[UpdateType]:
+    """The update type `name`."""
+    return cast("type[UpdateType]", get(UPDATES, name))
+
+
+def strategy(name: str) -> type[MergeStrategy]:
+    """The merge strategy `name`."""
+    return cast("type[MergeStrategy]", get(MERGES, name))
 
 
 def load_group(group: str) -> dict[str, Any]:

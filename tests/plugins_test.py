@@ -154,3 +154,31 @@ def test_every_builtin_name_equals_its_entry_point() -> None:
     for group, table in BUILTIN_PLUGINS.items():
         for name in table:
             assert plugins.get(group, name).name == name
+
+
+def test_typed_lookups_return_the_plugin_classes() -> None:
+    from git_theta.checkpoints.safetensors import SafetensorsFormat
+    from git_theta.merges.average import AverageStrategy
+    from git_theta.updates.low_rank import LowRankUpdate
+
+    assert plugins.checkpoint("safetensors") is SafetensorsFormat
+    assert plugins.update("low-rank") is LowRankUpdate
+    assert plugins.strategy("average") is AverageStrategy
+    with pytest.raises(PluginError, match="unknown merges plugin 'nope'"):
+        plugins.strategy("nope")
+
+
+def test_a_plugin_package_type_checks_against_git_theta(tmp_path: Path) -> None:
+    # py.typed is shipped (setup.py package_data) so mypy reads an installed git-theta's annotations; here the
+    # source is put on MYPYPATH (the editable install may point elsewhere). A misused typed lookup is an error, not Any.
+    package = Path(plugins.__file__).parent
+    assert (package / "py.typed").is_file()
+    (tmp_path / "user.py").write_text(
+        "from git_theta import plugins\n"
+        "fmt: int = plugins.checkpoint('safetensors')\n"
+    )
+    env = {**os.environ, "MYPYPATH": str(package.parent)}
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user.py"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'Incompatible types in assignment (expression has type "type[CheckpointFormat]", variable has type "int")' in result.stdout

@@ -148,7 +148,7 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
     entries: dict[str, ParamEntry] = {}
     for param, bundle in sorted(bundles.items()):
         base = memory.by_name[param]
-        new = plugins.get(plugins.UPDATES, bundle.kind)().apply(bundle, base)
+        new = plugins.update(bundle.kind)().apply(bundle, base)
         oid, size = repo.store.put(objects.encode(bundle))
         chain = (*_base_chain(repo, prior, base, bundle.fields["base"]), StoredLink(bundle.kind, oid, size))
         entries[param] = ParamEntry(new.dtype, new.shape, new.hash(), chain)

@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 Framework = Literal["numpy", "torch"]
 PathLike = Union[str, "os.PathLike[str]"]
 
-# Our dtype names -> torch dtype attribute names.
-TORCH_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
-    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-}  # fmt: skip
 TORCH_EXTENSIONS = (".pt", ".pth", ".bin")
 
 
@@ -153,7 +146,9 @@ def _convert(tensor: Tensor, framework: Framework) -> Any:
     if framework == "torch":
         import torch
 
-        dtype = getattr(torch, TORCH_DTYPES[tensor.dtype])
+        from git_theta import dtypes
+
+        dtype = getattr(torch, dtypes.TORCH_NAMES[tensor.dtype])
         if tensor.nbytes == 0:
             return torch.empty(tensor.shape, dtype=dtype)
         buffer = tensor.data if isinstance(tensor.data, bytearray) else bytearray(tensor.data)
@@ -173,7 +168,9 @@ def _to_tensor(name: object, value: Any) -> Tensor:
     if type(value).__module__.startswith("torch"):
         import torch
 
-        names = {getattr(torch, attr): ours for ours, attr in TORCH_DTYPES.items() if hasattr(torch, attr)}
+        from git_theta import dtypes
+
+        names = {getattr(torch, attr): ours for ours, attr in dtypes.TORCH_NAMES.items() if hasattr(torch, attr)}
         if value.dtype not in names:
             raise ThetaError(f"parameter {name!r}: torch dtype {value.dtype} has no git-theta name")
         flat = value.detach().cpu().contiguous().reshape(-1)

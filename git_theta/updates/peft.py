@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from git_theta import dtypes
 from git_theta.checkpoints.base import SNIFF_BYTES
 from git_theta.checkpoints.safetensors import SafetensorsFormat
 from git_theta.errors import ThetaError
@@ -34,11 +35,6 @@ PEFT_PREFIX = "base_model.model."
 # PEFT writes a few hundred bytes; the file sits next to an adapter someone else may have made.
 MAX_ADAPTER_CONFIG_BYTES = 1 << 20
 
-
-_TORCH_DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
-    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-}
 
 
 class _Collect:
@@ -84,7 +80,7 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
         raise ThetaError(f"update file {path} must hold a flat mapping of names to tensors")
     found = {}
     for name, value in loaded.items():
-        dtype = _TORCH_DTYPES.get(str(value.dtype).removeprefix("torch."))
+        dtype = dtypes.FROM_TORCH.get(str(value.dtype).removeprefix("torch."))
         if dtype is None:
             raise ThetaError(f"update file {path}: tensor {name!r} has unsupported dtype {value.dtype}")
         raw = value.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()

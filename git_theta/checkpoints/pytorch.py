@@ -78,6 +78,12 @@ class PytorchFormat(CheckpointFormat):
     name = "pytorch"
     extensions = (".pt", ".pth", ".bin")
 
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """torch.save of a flat {name: tensor} state dict."""
+        import torch
+
+        torch.save({name: to_torch(t) for name, t in tensors.items()}, out)
+
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         if head.startswith(ZIP_MAGIC) and len(head) >= 30:
@@ -244,3 +250,14 @@ def _to_torch(torch: Any, name: str, tensor: Tensor) -> Any:
         return torch.empty(tensor.shape, dtype=dtype)
     # A private writable copy: torch tensors must not alias the store's read-only buffers.
     return torch.frombuffer(bytearray(tensor.data), dtype=dtype).reshape(tensor.shape)
+
+
+def to_torch(tensor: Tensor) -> Any:
+    """A writable torch tensor holding the tensor's values (bf16 as torch.bfloat16)."""
+    import torch
+
+    dtype = getattr(torch, dtypes.TORCH_NAMES[tensor.dtype])
+    if tensor.nbytes == 0:
+        return torch.empty(tensor.shape, dtype=dtype)
+    buffer = tensor.data if isinstance(tensor.data, bytearray) else bytearray(tensor.data)
+    return torch.frombuffer(buffer, dtype=dtype).reshape(tensor.shape)

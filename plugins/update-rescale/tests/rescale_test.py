@@ -1,4 +1,4 @@
-"""The scale update type: found through its entry point, exact, chosen by `git add`, side-loadable."""
+"""The rescale update type: found through its entry point, exact, chosen by `git add`, side-loadable."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from safetensors.numpy import load_file, save_file
 from git_theta import plugins
 from git_theta.tensor import Tensor
 from git_theta.testing import assert_round_trip, checkout, commit, run, track
-from git_theta_update_scale import ScaleUpdate
+from git_theta_update_rescale import ScaleUpdate
 
 
 def _weights() -> dict[str, np.ndarray]:
@@ -25,7 +25,7 @@ def _chain(repo: Path, name: str, rev: str = "HEAD") -> list[str]:
 
 
 def test_registered_through_the_entry_point() -> None:
-    assert plugins.update("scale") is ScaleUpdate
+    assert plugins.update("rescale") is ScaleUpdate
 
 
 def test_encode_is_exact_or_nothing() -> None:
@@ -46,7 +46,7 @@ def test_git_add_stores_a_decay_step_as_one_factor(theta_repo: Path) -> None:
     original = (theta_repo / "model.safetensors").read_bytes()
     save_file({**weights, "emb": weights["emb"] * np.float32(0.9999)}, str(theta_repo / "model.safetensors"))
     commit(theta_repo, "model.safetensors", "decayed")
-    assert _chain(theta_repo, "emb") == ["dense", "scale"]
+    assert _chain(theta_repo, "emb") == ["dense", "rescale"]
     assert_round_trip(theta_repo, "model.safetensors")
     assert checkout(theta_repo, first, "model.safetensors") == original
 
@@ -56,10 +56,10 @@ def test_side_loaded_factors(theta_repo: Path, tmp_path: Path) -> None:
     weights = _weights()
     save_file(weights, str(theta_repo / "model.safetensors"))
     commit(theta_repo, "model.safetensors", "v1")
-    save_file({"base_model.model.emb.scale": np.array([0.5], dtype=np.float32)}, str(tmp_path / "update.safetensors"))
-    run(theta_repo, "git-theta", "add", "model.safetensors", "--update-type", "scale", "--update-data", str(tmp_path / "update.safetensors"))
+    save_file({"base_model.model.emb.rescale": np.array([0.5], dtype=np.float32)}, str(tmp_path / "update.safetensors"))
+    run(theta_repo, "git-theta", "add", "model.safetensors", "--update-type", "rescale", "--update-data", str(tmp_path / "update.safetensors"))
     run(theta_repo, "git", "commit", "-q", "-m", "halved")
-    assert _chain(theta_repo, "emb") == ["dense", "scale"]
+    assert _chain(theta_repo, "emb") == ["dense", "rescale"]
     np.testing.assert_array_equal(load_file(str(theta_repo / "model.safetensors"))["emb"], weights["emb"] * np.float32(0.5))
     assert_round_trip(theta_repo, "model.safetensors")
 
@@ -68,8 +68,8 @@ def test_a_bad_side_load_entry_is_refused_by_name(theta_repo: Path, tmp_path: Pa
     track(theta_repo, "*.safetensors")
     save_file(_weights(), str(theta_repo / "model.safetensors"))
     commit(theta_repo, "model.safetensors", "v1")
-    save_file({"emb.scale": np.array([0.5, 2.0], dtype=np.float32)}, str(tmp_path / "update.safetensors"))
-    result = run(theta_repo, "git-theta", "add", "model.safetensors", "--update-type", "scale", "--update-data", str(tmp_path / "update.safetensors"), check=False)
+    save_file({"emb.rescale": np.array([0.5, 2.0], dtype=np.float32)}, str(tmp_path / "update.safetensors"))
+    result = run(theta_repo, "git-theta", "add", "model.safetensors", "--update-type", "rescale", "--update-data", str(tmp_path / "update.safetensors"), check=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"git-theta: error: {tmp_path / 'update.safetensors'}: parameter 'emb' (F32[64, 32]): a .scale entry holds one float factor, not F32[2]"]
+    assert result.stderr.splitlines() == [f"git-theta: error: {tmp_path / 'update.safetensors'}: parameter 'emb' (F32[64, 32]): a .rescale entry holds one float factor, not F32[2]"]
     assert run(theta_repo, "git", "status", "--porcelain").stdout == ""

@@ -1,10 +1,10 @@
-"""An example git-theta update type plugin: `scale`, a parameter stored as its previous value times one factor.
+"""An example git-theta update type plugin: `rescale`, a parameter stored as its previous value times one factor.
 
 A decoupled weight-decay step on a parameter with no gradient (a frozen or unused
 row set, an embedding no batch touched) multiplies it by one float: `w * (1 - lr * wd)`.
-git-theta would store that as a dense or XOR copy; `scale` stores 8 bytes.
+git-theta would store that as a dense or XOR copy; `rescale` stores 8 bytes.
 
-Object layout (kind "scale"):
+Object layout (kind "rescale"):
   buffers "factor" F64, shape [1]: the factor, exact bits.
   fields  "base"   hash of the tensor the factor applies to.
 
@@ -15,8 +15,8 @@ arithmetic git-theta's built-in ia3 uses, so the bits are the same everywhere.
 Two ways in, both through the UpdateType interface only:
   - `encode`: on `git add`, git-theta asks every update type for an exact
     representation and keeps the smallest (it checks `apply` rebuilds the bits);
-  - `side_load`: `git theta add PATH --update-type scale --update-data FILE`, the
-    file holding `<parameter>.scale` entries of one float each.
+  - `side_load`: `git theta add PATH --update-type rescale --update-data FILE`, the
+    file holding `<parameter>.rescale` entries of one float each.
 
 Only git_theta.updates.base, git_theta.objects, git_theta.tensor, git_theta.dtypes
 and git_theta.errors are used: the public surface an update type plugin needs.
@@ -36,7 +36,7 @@ from git_theta.updates.base import SideLoad, UpdateType, as_float, cast_to, comp
 
 __all__ = ["ScaleUpdate", "make_bundle"]
 
-NAME = "scale"
+NAME = "rescale"
 
 
 def make_bundle(base: Tensor, factor: float) -> Bundle:
@@ -46,7 +46,7 @@ def make_bundle(base: Tensor, factor: float) -> Bundle:
 
 class ScaleUpdate(UpdateType):
     name = NAME
-    side_load_suffixes = {".scale": "factor"}
+    side_load_suffixes = {".rescale": "factor"}
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         """The factor new / base, taken at the base's largest finite element; None unless it rebuilds `new` exactly."""
@@ -82,7 +82,7 @@ class ScaleUpdate(UpdateType):
         if not dtypes.is_float(base.dtype):
             raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
         if not dtypes.is_float(entry.dtype) or entry.nbytes != dtypes.itemsize(entry.dtype):
-            raise ThetaError(f"a .scale entry holds one float factor, not {entry.dtype}{list(entry.shape)}")
+            raise ThetaError(f"a .rescale entry holds one float factor, not {entry.dtype}{list(entry.shape)}")
         factor = float(entry.numpy().reshape(-1)[0])
         if not np.isfinite(factor):
             raise ThetaError(f"the factor must be finite, not {factor}")

@@ -11,6 +11,8 @@ setup(
     version="0.3.0",
     description="Version-control machine-learning model checkpoints in git: per-parameter, content-addressed, exact, mergeable.",
     packages=find_packages(include=["git_theta", "git_theta.*"]),
+    # PEP 561: plugin packages type-check against git-theta's own annotations (base classes, plugins.checkpoint()...).
+    package_data={"git_theta": ["py.typed"]},
     python_requires=">=3.11",
     # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
     ext_modules=[Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True)],

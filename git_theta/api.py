@@ -23,21 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 if TYPE_CHECKING:
+    from git_theta.checkpoints.base import CheckpointFormat
     from git_theta.metadata import Metadata
     from git_theta.repo import Repo
     from git_theta.tensor import Tensor
 
 Framework = Literal["numpy", "torch"]
 PathLike = Union[str, "os.PathLike[str]"]
-
-# Our dtype names -> torch dtype attribute names.
-TORCH_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
-    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-}  # fmt: skip
-TORCH_EXTENSIONS = (".pt", ".pth", ".bin")
 
 
 def load(path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy") -> dict[str, Any]:
@@ -80,12 +72,14 @@ def load_param(path: PathLike, name: str, rev: str = "HEAD", repo: PathLike | No
     return _convert(smudge.rebuild(store_repo.store, name, entry, where), framework)
 
 
-def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None) -> str:
+def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None, format: str | None = None) -> str:
     """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the commit id.
 
-    The file is written as safetensors for .safetensors, with torch.save for
-    .pt/.pth/.bin and with numpy.savez for .npz. The path must be tracked
-    (`git theta track`); only this path is committed, whatever else is staged.
+    The file is written by the checkpoint format plugin named `format`, else the
+    one whose extensions match `path` (safetensors for .safetensors, torch.save
+    for .pt/.pth/.bin, numpy.savez for .npz, or a plugin's), with its
+    `write_new`. The path must be tracked (`git theta track`); only this path is
+    committed, whatever else is staged.
 
         >>> commit = git_theta.save({"w": np.full((2, 3), 2, dtype=np.float32)}, "model.safetensors", message="v3")
         >>> len(commit)
@@ -102,7 +96,11 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
         raise ThetaError(f"{relative}: not tracked by git-theta; run `git theta track` with a pattern that matches it first")
     tensors = {str(name): _to_tensor(name, value) for name, value in state_dict.items()}
     target = root / relative
-    write_atomically(target, lambda out: _write_checkpoint(relative, tensors, out))
+    writer = _writer(relative, format)
+    try:
+        write_atomically(target, lambda out: writer.write_new(tensors, out))
+    except ThetaError as error:
+        raise ThetaError(f"{relative}: {error}") from None
     git.run("add", "--", relative, cwd=root)
     has_head = git.run("rev-parse", "--verify", "--quiet", "HEAD", cwd=root, check=False).returncode == 0
     if has_head and git.run("diff", "--cached", "--quiet", "HEAD", "--", relative, cwd=root, check=False).returncode == 0:
@@ -151,13 +149,9 @@ def _convert(tensor: Tensor, framework: Framework) -> Any:
         array = tensor.numpy()
         return array if array.flags.writeable else array.copy()
     if framework == "torch":
-        import torch
+        from git_theta.checkpoints.pytorch import to_torch
 
-        dtype = getattr(torch, TORCH_DTYPES[tensor.dtype])
-        if tensor.nbytes == 0:
-            return torch.empty(tensor.shape, dtype=dtype)
-        buffer = tensor.data if isinstance(tensor.data, bytearray) else bytearray(tensor.data)
-        return torch.frombuffer(buffer, dtype=dtype).reshape(tensor.shape)
+        return to_torch(tensor)
     from git_theta.errors import ThetaError
 
     raise ThetaError(f"unknown framework {framework!r}; use 'numpy' or 'torch'")
@@ -173,7 +167,9 @@ def _to_tensor(name: object, value: Any) -> Tensor:
     if type(value).__module__.startswith("torch"):
         import torch
 
-        names = {getattr(torch, attr): ours for ours, attr in TORCH_DTYPES.items() if hasattr(torch, attr)}
+        from git_theta import dtypes
+
+        names = {getattr(torch, attr): ours for ours, attr in dtypes.TORCH_NAMES.items() if hasattr(torch, attr)}
         if value.dtype not in names:
             raise ThetaError(f"parameter {name!r}: torch dtype {value.dtype} has no git-theta name")
         flat = value.detach().cpu().contiguous().reshape(-1)
@@ -184,41 +180,16 @@ def _to_tensor(name: object, value: Any) -> Tensor:
     raise ThetaError(f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)")
 
 
-def _write_checkpoint(path: str, tensors: dict[str, Tensor], out: Any) -> None:
+def _writer(path: str, name: str | None) -> CheckpointFormat:
+    """The format plugin `name`, else the one claiming `path`'s extension (first by name if several do)."""
+    from git_theta import plugins
     from git_theta.errors import ThetaError
 
-    lower = path.lower()
-    if lower.endswith(".safetensors"):
-        _write_safetensors(tensors, out)
-    elif lower.endswith(TORCH_EXTENSIONS):
-        import torch
-
-        torch.save({name: _convert(t, "torch") for name, t in tensors.items()}, out)
-    elif lower.endswith(".npz"):
-        odd = [name for name, t in tensors.items() if t.dtype in ("BF16", "F8_E4M3", "F8_E5M2")]
-        if odd:
-            raise ThetaError(f"{path}: .npz cannot hold {tensors[odd[0]].dtype} ({odd[0]!r}) faithfully; save as .safetensors or .pt")
-        import numpy as np
-
-        arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
-        np.savez(out, **arrays)
-    else:
-        raise ThetaError(f"{path}: cannot tell the checkpoint format; use a .safetensors, .pt, .pth, .bin or .npz path")
-
-
-def _write_safetensors(tensors: dict[str, Tensor], out: Any) -> None:
-    """The safetensors layout: u64 header length, JSON header (space-padded to 8 bytes), data in header order."""
-    import json
-    import struct
-
-    header: dict[str, Any] = {}
-    offset = 0
-    for name in sorted(tensors):
-        tensor = tensors[name]
-        header[name] = {"dtype": tensor.dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
-        offset += tensor.nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    out.write(struct.pack("<Q", len(encoded)) + encoded)
-    for name in sorted(tensors):
-        out.write(tensors[name].data)
+    if name is not None:
+        return plugins.checkpoint(name)()
+    formats: dict[str, type[CheckpointFormat]] = plugins.loadable(plugins.CHECKPOINTS)[0]
+    for plugin in formats.values():
+        if path.lower().endswith(tuple(plugin.extensions)):
+            return plugin()
+    known = ", ".join(e for plugin in formats.values() for e in plugin.extensions)
+    raise ThetaError(f"{path}: cannot tell the checkpoint format; use a path ending in one of {known}, or pass format=")

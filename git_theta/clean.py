@@ -117,11 +117,18 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     forced = git.check_attr(FORMAT_ATTRIBUTE, path, cwd=repo.worktree)
     if forced is not None and forced != "set":
         try:
-            plugin: type[CheckpointFormat] = plugins.get(plugins.CHECKPOINTS, forced)
+            plugin = plugins.checkpoint(forced)
         except ThetaError as error:
             raise CheckpointError(f"{path}: {FORMAT_ATTRIBUTE}={forced} in .gitattributes: {error}") from None
         return plugin()
-    formats, broken = plugins.loadable(plugins.CHECKPOINTS)
+    loaded, broken = plugins.loadable(plugins.CHECKPOINTS)
+    formats: dict[str, type[CheckpointFormat]] = loaded
+    for name, why in broken.items():
+        # A refused plugin that claims this extension was meant to read the file: sniffing another format instead
+        # would store it under a format the author did not choose.
+        claimed = getattr(plugins.rejected(plugins.CHECKPOINTS, name), "extensions", ())
+        if isinstance(claimed, tuple) and all(isinstance(e, str) for e in claimed) and path.lower().endswith(claimed):
+            raise CheckpointError(f"{path}: {why}")
     by_extension = [f for f in formats.values() if path.lower().endswith(tuple(f.extensions))]
     others = [f for f in formats.values() if f not in by_extension]
     for plugin in by_extension + others:

@@ -31,6 +31,29 @@ ITEMSIZE: dict[str, int] = {
     "BOOL": 1,
 }
 
+# Our (safetensors') names -> torch dtype attribute names: the one table for reading and writing torch tensors
+# (the .pt format, side-loaded torch update files, the API's framework="torch"). Every name torch has; look the
+# attribute up with getattr, an older torch may lack the float8 types.
+TORCH_NAMES: dict[str, str] = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+# torch dtype names (str(dtype) without "torch.") -> ours.
+FROM_TORCH: dict[str, str] = {theirs: ours for ours, theirs in TORCH_NAMES.items()}
+
 _NUMPY_NAMES: dict[str, str] = {
     "F64": "<f8",
     "F32": "<f4",

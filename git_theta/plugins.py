@@ -6,6 +6,11 @@ that table: scanning every installed package's entry points costs ~40 ms, paid
 by each filter process git starts. Third-party plugins are found by entry
 point; one that reuses a built-in name is ignored. Names sort, so every run
 sees the same order.
+
+A loaded plugin is checked before use: it must be a subclass of its group's
+base class, and its class `name` must equal its entry-point name, because
+metadata records the class's name and lookups go by entry-point name: a
+mismatch would let `git add` commit metadata that no checkout can find.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from git_theta.builtin_plugins import BUILTIN_PLUGINS
 from git_theta.errors import PluginError
@@ -21,9 +26,24 @@ from git_theta.errors import PluginError
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from git_theta.checkpoints.base import CheckpointFormat
+    from git_theta.merges.base import MergeStrategy
+    from git_theta.updates.base import UpdateType
+
 CHECKPOINTS = "git_theta.checkpoints"
 UPDATES = "git_theta.updates"
 MERGES = "git_theta.merges"
+
+# group -> (module, class) of the base every plugin of the group subclasses; imported only when a plugin loads.
+_BASES = {
+    CHECKPOINTS: ("git_theta.checkpoints.base", "CheckpointFormat"),
+    UPDATES: ("git_theta.updates.base", "UpdateType"),
+    MERGES: ("git_theta.merges.base", "MergeStrategy"),
+}
+
+# (group, name) -> a class that loaded but was refused (wrong base or name), so a caller can still see what it
+# claims (e.g. a format's extensions) and name the refusal instead of quietly using another plugin.
+_REJECTED: dict[tuple[str, str], type] = {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,12 +66,27 @@ def get(group: str, name: str) -> Any:
     target = BUILTIN_PLUGINS.get(group, {}).get(name)
     if target is not None:
         module, _, attribute = target.partition(":")
-        return _load(name, target, "git-theta", lambda: getattr(importlib.import_module(module), attribute))
+        return _load(group, name, target, "git-theta", lambda: getattr(importlib.import_module(module), attribute))
     entry = _third_party(group).get(name)
     if entry is None:
         kind = group.rsplit(".", 1)[-1]
         raise PluginError(f"unknown {kind} plugin {name!r}; known: {', '.join(names(group)) or 'none'}")
-    return _load(name, entry.value, entry.dist.name if entry.dist else "unknown package", entry.load)
+    return _load(group, name, entry.value, entry.dist.name if entry.dist else "unknown package", entry.load)
+
+
+def checkpoint(name: str) -> type[CheckpointFormat]:
+    """The checkpoint format `name` (typed `get`: _load has checked the base class)."""
+    return cast("type[CheckpointFormat]", get(CHECKPOINTS, name))
+
+
+def update(name: str) -> type[UpdateType]:
+    """The update type `name`."""
+    return cast("type[UpdateType]", get(UPDATES, name))
+
+
+def strategy(name: str) -> type[MergeStrategy]:
+    """The merge strategy `name`."""
+    return cast("type[MergeStrategy]", get(MERGES, name))
 
 
 def load_group(group: str) -> dict[str, Any]:
@@ -74,8 +109,27 @@ def loadable(group: str) -> tuple[dict[str, Any], dict[str, str]]:
     return found, broken
 
 
-def _load(name: str, target: str, package: str, load: Callable[[], Any]) -> Any:
+def rejected(group: str, name: str) -> type | None:
+    """The class of plugin `name` if it loaded but was refused for its name, else None. Not a plugin: read only
+    its plain class attributes to explain the refusal."""
+    return _REJECTED.get((group, name))
+
+
+def _load(group: str, name: str, target: str, package: str, load: Callable[[], Any]) -> Any:
+    where = f"plugin {name!r} ({target}) from package {package!r}"
     try:
-        return load()
+        loaded = load()
     except Exception as error:
-        raise PluginError(f"plugin {name!r} ({target}) from package {package!r} failed to load: {error}") from error
+        raise PluginError(f"{where} failed to load: {error}") from error
+    module, attribute = _BASES[group]
+    base = getattr(importlib.import_module(module), attribute)
+    if not (isinstance(loaded, type) and issubclass(loaded, base)):
+        raise PluginError(f"{where} is not a subclass of {module}.{attribute}; a {group} plugin must be one")
+    declared = getattr(loaded, "name", None)
+    if declared != name:
+        _REJECTED[group, name] = loaded
+        raise PluginError(
+            f"{where}: entry-point name {name!r} differs from the class's name {declared!r}; "
+            "make them equal (metadata records the class's name, lookups use the entry point's)"
+        )
+    return loaded

@@ -25,7 +25,7 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") 
     value: Tensor | None = None
     for link in entry.stored:
         try:
-            update = plugins.get(plugins.UPDATES, link.update)()
+            update = plugins.update(link.update)()
             bundle = objects.decode(store.get(link.object), objects.link_limit(math.prod(entry.shape)))
             if update.needs_base and value is None:
                 raise StoreError(f"{link.update} update has no base to apply to")
@@ -145,7 +145,7 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
             + "; fetch them from a remote or run `git theta fsck`"
         )
     try:
-        checkpoint = plugins.get(plugins.CHECKPOINTS, meta.format)()
+        checkpoint = plugins.checkpoint(meta.format)()
     except ThetaError as error:
         raise StoreError(f"{path}: {error}") from None
     with progress.Progress(f"git-theta: writing {path}", sum(_nbytes(e) for e in meta.params.values())) as bar:

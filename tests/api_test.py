@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +101,27 @@ def test_errors_name_the_problem(repo: Path) -> None:
 def test_import_is_light() -> None:
     code = "import sys, git_theta; print(sorted(m for m in ('numpy', 'torch', 'zstandard', 'git_theta.store') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+JSON_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "json-checkpoint"
+
+
+def test_save_writes_through_a_plugin_format_by_extension_or_name(repo: Path) -> None:
+    # A format plugin (the plugins/json-checkpoint example, installed by bin/setup) is saved through its write_new,
+    # in a fresh process whose path puts this tree's copy of the plugin first.
+    theta = Path(git_theta.__file__).resolve().parents[1]
+    (repo / ".gitattributes").write_text((repo / ".gitattributes").read_text() + "*.json filter=theta diff=theta merge=theta -text\n*.ckpt filter=theta diff=theta merge=theta -text\n")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "track json")
+    code = (
+        "import numpy as np, git_theta\n"
+        "git_theta.save({'w': np.array([[1.5, -0.0], [np.inf, 2.0]], dtype=np.float32)}, 'm.json', message='json')\n"
+        "git_theta.save({'b': np.arange(3, dtype=np.int64)}, 'other.ckpt', message='named', format='json')\n"
+        "print(git_theta.load('m.json')['w'].tolist(), git_theta.load('other.ckpt')['b'].tolist())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(JSON_PLUGIN), str(theta), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("] [") == ["[[1.5, -0.0], [inf, 2.0]", "0, 1, 2]\n"]
+    assert json.loads((repo / "m.json").read_text())["w"] == {"dtype": "F32", "shape": [2, 2], "data": [1.5, -0.0, "inf", 2.0]}
+    assert json.loads(git(repo, "show", "HEAD:other.ckpt").stdout)["format"] == "json"

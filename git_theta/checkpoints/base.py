@@ -86,6 +86,14 @@ class CheckpointFormat(ABC):
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
         """Rebuild the file from its file section and parameter groups into `out`."""
 
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """Write a new file holding `tensors` into `out` (git_theta.save uses this).
+
+        Raise CheckpointError (without the path) for tensors the format cannot hold faithfully. A format that
+        only stores files it did not write may keep this default, which refuses.
+        """
+        raise CheckpointError(f"the {self.name} format cannot write a new file (it does not define write_new)")
+
 
     def file_for_params(
         self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink

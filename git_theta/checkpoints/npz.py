@@ -205,6 +205,16 @@ class NpzFormat(CheckpointFormat):
     name = "npz"
     extensions = (".npz",)
 
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """numpy.savez: .npy members hold numpy's own dtypes, so bf16/fp8 would come back as something else."""
+        odd = [name for name, t in tensors.items() if t.dtype in ("BF16", "F8_E4M3", "F8_E5M2")]
+        if odd:
+            raise CheckpointError(f".npz cannot hold {tensors[odd[0]].dtype} ({odd[0]!r}) faithfully; save as .safetensors or .pt")
+        import numpy as np
+
+        arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
+        np.savez(out, **arrays)
+
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         if head.startswith(EMPTY_ZIP_MAGIC):

@@ -30,6 +30,7 @@ from typing import IO, Any, BinaryIO
 
 import blake3
 
+from git_theta import dtypes
 from git_theta.checkpoints import torch_zip
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource
 from git_theta.checkpoints.torch_tree import TensorNode, decode_tree, encode_tree, unique_name
@@ -44,24 +45,9 @@ LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 INLINE_TREE_BYTES = 256 << 10
 _ZIP_FIRST_NAME = re.compile(rb"^[^/]*/data\.pkl$")
 
-_DTYPE_NAMES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint64": "U64",
-    "uint32": "U32",
-    "uint16": "U16",
-    "uint8": "U8",
-    "bool": "BOOL",
-}
-_TORCH_NAMES = {ours: theirs for theirs, ours in _DTYPE_NAMES.items()}
+# The one dtype table (git_theta.dtypes), by torch name and by ours.
+_DTYPE_NAMES = dtypes.FROM_TORCH
+_TORCH_NAMES = dtypes.TORCH_NAMES
 
 
 def import_torch() -> Any:
@@ -91,6 +77,12 @@ def _weights_only_reason(error: Exception) -> str:
 class PytorchFormat(CheckpointFormat):
     name = "pytorch"
     extensions = (".pt", ".pth", ".bin")
+
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """torch.save of a flat {name: tensor} state dict."""
+        import torch
+
+        torch.save({name: to_torch(t) for name, t in tensors.items()}, out)
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
@@ -258,3 +250,14 @@ def _to_torch(torch: Any, name: str, tensor: Tensor) -> Any:
         return torch.empty(tensor.shape, dtype=dtype)
     # A private writable copy: torch tensors must not alias the store's read-only buffers.
     return torch.frombuffer(bytearray(tensor.data), dtype=dtype).reshape(tensor.shape)
+
+
+def to_torch(tensor: Tensor) -> Any:
+    """A writable torch tensor holding the tensor's values (bf16 as torch.bfloat16)."""
+    import torch
+
+    dtype = getattr(torch, dtypes.TORCH_NAMES[tensor.dtype])
+    if tensor.nbytes == 0:
+        return torch.empty(tensor.shape, dtype=dtype)
+    buffer = tensor.data if isinstance(tensor.data, bytearray) else bytearray(tensor.data)
+    return torch.frombuffer(buffer, dtype=dtype).reshape(tensor.shape)

@@ -120,6 +120,20 @@ class SafetensorsFormat(CheckpointFormat):
         (size,) = _U64.unpack_from(head)
         return 2 <= size <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """The safetensors layout: u64 header length, JSON header (space-padded to 8 bytes), data in name order."""
+        header: dict[str, Any] = {}
+        offset = 0
+        for name in sorted(tensors):
+            tensor = tensors[name]
+            header[name] = {"dtype": tensor.dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
+            offset += tensor.nbytes
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        out.write(_U64.pack(len(encoded)) + encoded)
+        for name in sorted(tensors):
+            out.write(tensors[name].data)
+
     def read(self, stream: BinaryIO, path: str, sink: ParamSink) -> dict[str, Any]:
         size_bytes = stream.read(8)
         if len(size_bytes) != 8:

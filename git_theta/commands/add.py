@@ -20,7 +20,8 @@ from git_theta.updates import sideload
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("add", help="stage checkpoint files, optionally applying an update file", description=__doc__)
     parser.add_argument("paths", nargs="+", metavar="PATH")
-    parser.add_argument("--update-type", choices=sideload.UPDATE_TYPES, help="apply the update file as this type (needs --update-data and one PATH)")
+    # Not argparse choices: plugins may add side-loadable types; sideload names the ones that are.
+    parser.add_argument("--update-type", metavar="TYPE", help="apply the update file as this type: low-rank, ia3, sparse or a plugin's (needs --update-data and one PATH)")
     parser.add_argument("--update-data", type=Path, metavar="FILE", help="safetensors or torch file with the update's tensors (PEFT names; see docs/updates.md)")
     parser.add_argument("--lora-alpha", type=float, metavar="ALPHA", help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r")
     parser.set_defaults(run=run)

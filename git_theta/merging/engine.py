@@ -82,7 +82,7 @@ def merge_metadata(store: ObjectStore, path: str, versions: Sequence[Metadata], 
     params = dict(settled.taken)
     params.update(_merge_conflicts(store, path, settled.conflicts, choices, result))
     start = next((meta for meta in versions if base is not None and meta.file != base.file), versions[0])
-    checkpoint = plugins.get(plugins.CHECKPOINTS, start.format)()
+    checkpoint = plugins.checkpoint(start.format)()
     source = StoreSource(store, params, path)  # file_for_params reads the merged groups
     file_section = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
     result.metadata = Metadata(start.format, file_section, dict(sorted(params.items())))

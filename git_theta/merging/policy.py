@@ -43,7 +43,7 @@ class Choice:
     source: str
 
     def plugin(self) -> MergeStrategy:
-        return plugins.get(plugins.MERGES, self.strategy)()  # type: ignore[no-any-return]
+        return plugins.strategy(self.strategy)()
 
     def label(self) -> str:
         args = " ".join(f"{k}={_show(v)}" for k, v in self.arguments.items() if v is not None)
@@ -60,7 +60,7 @@ def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Cho
     for name, value in arguments.items():
         _check_argument(name, value, source)
     try:
-        plugin: type[MergeStrategy] = plugins.get(plugins.MERGES, strategy)
+        plugin = plugins.strategy(strategy)
         parsed = plugin.parse_arguments(arguments)
     except ThetaError as error:
         raise ThetaError(f"{source}: {error}") from None

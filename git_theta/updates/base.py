@@ -10,11 +10,20 @@ content, never to a commit or a path.
 Register an update type in your package's setup.py:
 
     entry_points={"git_theta.updates": ["myupdate = mypkg.module:MyUpdate"]}
+
+Side-loading (`git theta add PATH --update-type NAME --update-data FILE`) goes
+through two class members, so a plugin can be side-loaded like the built-ins:
+`side_load_suffixes` says how the update file's entries are named (entry
+`<parameter><suffix>` -> role), and `side_load` turns one parameter's roles
+into update objects. A type that sets no suffixes cannot be side-loaded.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from git_theta import dtypes
@@ -30,12 +39,31 @@ if TYPE_CHECKING:
 BITS_DTYPE = {1: "U8", 2: "U16", 4: "U32", 8: "U64"}
 
 
+@dataclass(frozen=True)
+class SideLoad:
+    """What `side_load` may read besides one parameter's entries."""
+
+    # Every tensor of the checkpoint being updated, by name (read only; e.g. IA3 also scales a layer's bias).
+    checkpoint: Mapping[str, Tensor]
+    # The update file given with --update-data (e.g. LoRA reads adapter_config.json beside it).
+    update_file: Path
+    # --lora-alpha, or None when not given (`git theta add` allows it only with --update-type low-rank).
+    alpha: float | None
+
+
 class UpdateType(ABC):
     """How one stored link turns into (or onto) a tensor."""
 
     name: ClassVar[str]
     # False: the link stands alone (starts a chain); True: it applies to a base.
     needs_base: ClassVar[bool] = True
+    # Side-loading: update-file entry suffix -> role, e.g. {".lora_A.weight": "lora_A", ".lora_A": "lora_A"}.
+    # Longer suffixes first (the first that matches wins); PEFT's `base_model.model.` prefix is stripped before
+    # matching. An entry `<stem><suffix>` belongs to parameter `<stem>` (else `<stem>.weight`); a suffix ending in
+    # ".weight", or a type with side_load_weight_first, tries `<stem>.weight` first. Every role must be present
+    # for each parameter. Empty: the type cannot be side-loaded.
+    side_load_suffixes: ClassVar[Mapping[str, str]] = {}
+    side_load_weight_first: ClassVar[bool] = False
 
     @abstractmethod
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
@@ -48,6 +76,21 @@ class UpdateType(ABC):
         side-loaded data (e.g. LoRA factors) keep the default None.
         """
         return None
+
+    def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
+        """Update objects (parameter -> Bundle) from one parameter's side-loaded entries (role -> tensor).
+
+        Usually {param: bundle for base}; may add other parameters (IA3 scales the layer's bias too). Each Bundle
+        must give, through `apply` on its parameter's current value, the value to commit; its fields carry "base"
+        (the hash of that value). Raise a ThetaError saying what is wrong with the entries (the caller names the
+        file and the parameter). Types that set `side_load_suffixes` override this.
+        """
+        raise NotImplementedError(f"update type {self.name!r} sets side_load_suffixes but does not define side_load")
+
+    @classmethod
+    def side_load_roles(cls) -> tuple[str, ...]:
+        """The roles every side-loaded parameter needs, in the order of `side_load_suffixes`."""
+        return tuple(dict.fromkeys(cls.side_load_suffixes.values()))
 
     def checked_base(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         """`base`, after checking it is the tensor this link was made for (its "base" hash field)."""

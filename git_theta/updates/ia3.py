@@ -18,10 +18,13 @@ Object layout (kind "ia3"):
 
 from __future__ import annotations
 
-from git_theta.errors import StoreError
+from collections.abc import Mapping
+
+from git_theta import dtypes
+from git_theta.errors import StoreError, ThetaError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
-from git_theta.updates.base import UpdateType, as_float, cast_to, compute_dtype, require_float
+from git_theta.updates.base import SideLoad, UpdateType, as_float, cast_to, compute_dtype, require_float
 
 NAME = "ia3"
 
@@ -40,6 +43,21 @@ def make_bundle(base: Tensor, scale: Tensor) -> Bundle:
 
 class Ia3Update(UpdateType):
     name = NAME
+    side_load_suffixes = {".ia3_l.weight": "ia3_l", ".ia3_l": "ia3_l"}
+    side_load_weight_first = True  # `<module>.ia3_l` scales `<module>.weight`
+
+    def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
+        """The weight's update, plus the bias's when the vector scales output channels (PEFT merges both)."""
+        if not dtypes.is_float(base.dtype):
+            raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
+        scale = roles["ia3_l"]
+        found = {param: make_bundle(base, scale)}
+        bias_name = param.removesuffix(".weight") + ".bias"
+        bias = context.checkpoint.get(bias_name)
+        scales_outputs = len(base.shape) >= 2 and scale.shape[0] == base.shape[0] and all(n == 1 for n in scale.shape[1:])
+        if param.endswith(".weight") and bias is not None and scales_outputs and bias.shape == (base.shape[0],) and dtypes.is_float(bias.dtype):
+            found[bias_name] = make_bundle(bias, Tensor(scale.dtype, bias.shape, scale.data))
+        return found
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)

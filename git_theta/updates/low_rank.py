@@ -19,14 +19,16 @@ Object layout (kind "low-rank"):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from git_theta.errors import StoreError
+from git_theta import dtypes
+from git_theta.errors import StoreError, ThetaError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
-from git_theta.updates.base import UpdateType, as_float, cast_to, compute_dtype, require_float
+from git_theta.updates.base import SideLoad, UpdateType, as_float, cast_to, compute_dtype, require_float
 
 NAME = "low-rank"
 
@@ -63,6 +65,15 @@ def make_bundle(base: Tensor, a: Tensor, b: Tensor, scale: float) -> Bundle:
 
 class LowRankUpdate(UpdateType):
     name = NAME
+    side_load_suffixes = {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"}
+
+    def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
+        from git_theta.updates import peft  # the adapter config reader: only when side-loading
+
+        if not dtypes.is_float(base.dtype):
+            raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
+        rank = check_factors(base.shape, roles["lora_A"], roles["lora_B"])
+        return {param: make_bundle(base, roles["lora_A"], roles["lora_B"], peft.lora_scale(context.update_file, context.alpha, rank))}
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)

@@ -2,7 +2,8 @@
 
 An update file is safetensors or a torch file (loaded with weights_only=True)
 holding a flat name -> tensor mapping. Names follow PEFT, with the
-`base_model.model.` prefix PEFT adds stripped first:
+`base_model.model.` prefix PEFT adds stripped first. Each update type declares
+its names (UpdateType.side_load_suffixes); the built-ins':
 
   low-rank  `<module>.lora_A.weight` / `<module>.lora_B.weight`  -> parameter `<module>.weight`
             `<P>.lora_A` / `<P>.lora_B`                          -> parameter `<P>` (or `<P>.weight`)
@@ -23,27 +24,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from git_theta import files
+from git_theta import dtypes, files
 from git_theta.checkpoints.base import SNIFF_BYTES
 from git_theta.checkpoints.safetensors import SafetensorsFormat
 from git_theta.errors import ThetaError
 from git_theta.tensor import Tensor
+from git_theta.updates.base import UpdateType
 
 PEFT_PREFIX = "base_model.model."
 # PEFT writes a few hundred bytes; the file sits next to an adapter someone else may have made.
 MAX_ADAPTER_CONFIG_BYTES = 1 << 20
-# update type -> {suffix: role}; longer suffixes first so `.lora_A.weight` wins over `.lora_A`.
-SUFFIXES: dict[str, dict[str, str]] = {
-    "low-rank": {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"},
-    "ia3": {".ia3_l.weight": "ia3_l", ".ia3_l": "ia3_l"},
-    "sparse": {".sparse_indices": "indices", ".sparse_values": "values"},
-}
-ROLES: dict[str, tuple[str, ...]] = {"low-rank": ("lora_A", "lora_B"), "ia3": ("ia3_l",), "sparse": ("indices", "values")}
 
-_TORCH_DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
-    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-}
 
 
 class _Collect:
@@ -89,7 +80,7 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
         raise ThetaError(f"update file {path} must hold a flat mapping of names to tensors")
     found = {}
     for name, value in loaded.items():
-        dtype = _TORCH_DTYPES.get(str(value.dtype).removeprefix("torch."))
+        dtype = dtypes.FROM_TORCH.get(str(value.dtype).removeprefix("torch."))
         if dtype is None:
             raise ThetaError(f"update file {path}: tensor {name!r} has unsupported dtype {value.dtype}")
         raw = value.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
@@ -97,13 +88,13 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     return found
 
 
-def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
+def group_by_param(update: type[UpdateType], tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
     """parameter name -> {role: tensor}, every role of the update type present; errors name the entry. Also
     parameter name -> the file's entry names for it (for messages).
 
     Two entries for one role of one parameter (e.g. `fc.lora_A.weight` and `base_model.model.fc.lora_A.weight`)
     are refused naming both: keeping either would silently drop the other."""
-    suffixes = SUFFIXES[update_type]
+    update_type, suffixes, roles_needed = update.name, update.side_load_suffixes, update.side_load_roles()
     grouped: dict[str, dict[str, Tensor]] = {}
     keys: dict[tuple[str, str], str] = {}
     for key in sorted(tensors):
@@ -112,7 +103,7 @@ def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapp
         if suffix is None:
             raise ThetaError(f"{source}: entry {key!r} is not a {update_type} entry (names end in {', '.join(suffixes)})")
         stem = name[: -len(suffix)]
-        candidates = [stem + ".weight", stem] if suffix.endswith(".weight") or update_type == "ia3" else [stem, stem + ".weight"]
+        candidates = [stem + ".weight", stem] if suffix.endswith(".weight") or update.side_load_weight_first else [stem, stem + ".weight"]
         param = next((c for c in candidates if c in params), None)
         if param is None:
             raise ThetaError(f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have")
@@ -123,10 +114,10 @@ def group_by_param(update_type: str, tensors: Mapping[str, Tensor], params: Mapp
         roles[role] = tensors[key]
         keys[param, role] = key
     for param, roles in grouped.items():
-        missing = [role for role in ROLES[update_type] if role not in roles]
+        missing = [role for role in roles_needed if role not in roles]
         if missing:
             raise ThetaError(f"{source}: parameter {param!r} has no {missing[0]} entry")
-    named = {param: " and ".join(repr(keys[param, role]) for role in ROLES[update_type]) for param in grouped}
+    named = {param: " and ".join(repr(keys[param, role]) for role in roles_needed) for param in grouped}
     return grouped, named
 
 

@@ -18,18 +18,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from git_theta import clean, dtypes, files, git, objects, plugins
+from git_theta import clean, files, git, objects, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
 from git_theta.repo import Repo
 from git_theta.store import object_id
 from git_theta.tensor import Tensor
-from git_theta.updates import auto, ia3, low_rank, peft, pending, sparse
+from git_theta.updates import auto, peft, pending
+from git_theta.updates.base import SideLoad, UpdateType
 
-UPDATE_TYPES = tuple(peft.SUFFIXES)
+
+def side_loadable(name: str) -> type[UpdateType]:
+    """The update type `name`, if it can be side-loaded (declares `side_load_suffixes`); else a ThetaError listing
+    the types that can."""
+    plugin = plugins.update(name)
+    if not plugin.side_load_suffixes:
+        can = [n for n, p in plugins.loadable(plugins.UPDATES)[0].items() if p.side_load_suffixes]
+        raise ThetaError(f"update type {name!r} cannot be side-loaded; types that can: {', '.join(can) or 'none'}")
+    return plugin
 
 
 class _MemoryCheckpoint:
@@ -57,17 +65,19 @@ class _MemoryCheckpoint:
 
 def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:
     """parameter -> update object for every entry of the update file, validated against the checkpoint."""
+    plugin = side_loadable(update_type)
     tensors = peft.read_update_file(update_file)
     if not tensors:
         raise ThetaError(f"update file {update_file} holds no tensors")
     layout = {name: (t.dtype, t.shape) for name, t in checkpoint.items()}
-    grouped, entries = peft.group_by_param(update_type, tensors, layout, str(update_file))
+    grouped, entries = peft.group_by_param(plugin, tensors, layout, str(update_file))
+    update, context = plugin(), SideLoad(checkpoint, update_file, alpha)
     bundles: dict[str, Bundle] = {}
     origin: dict[str, str] = {}  # parameter -> the entries its update comes from
     for param, roles in grouped.items():
         base = checkpoint[param]
         try:
-            made = _bundles_for(update_type, param, base, roles, checkpoint, update_file, alpha)
+            made = update.side_load(param, base, roles, context)
         except ThetaError as error:
             raise ThetaError(f"{update_file}: parameter {param!r} ({base.dtype}{list(base.shape)}): {error}") from None
         for target in made:
@@ -84,46 +94,6 @@ def _two_updates(update_file: Path, param: str, first: str, second: str) -> Thet
     if param.endswith(".bias"):
         why = " (PEFT's IA3 scales an output-scaled layer's bias with that layer's own vector, so a separate bias entry is not PEFT's)"
     return ThetaError(f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the entries")
-
-
-def _bundles_for(update_type: str, param: str, base: Tensor, roles: dict[str, Tensor], checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:
-    if update_type in ("low-rank", "ia3") and not dtypes.is_float(base.dtype):
-        raise ThetaError(f"{update_type} updates need a float parameter, not {base.dtype}")
-    if update_type == "low-rank":
-        rank = low_rank.check_factors(base.shape, roles["lora_A"], roles["lora_B"])
-        return {param: low_rank.make_bundle(base, roles["lora_A"], roles["lora_B"], peft.lora_scale(update_file, alpha, rank))}
-    if update_type == "ia3":
-        return _ia3_bundles(param, base, roles["ia3_l"], checkpoint)
-    return {param: _sparse_bundle(base, roles["indices"], roles["values"])}
-
-
-def _ia3_bundles(param: str, base: Tensor, scale: Tensor, checkpoint: Mapping[str, Tensor]) -> dict[str, Bundle]:
-    """The weight's update, plus the bias's when the vector scales output channels (PEFT merges both)."""
-    found = {param: ia3.make_bundle(base, scale)}
-    bias_name = param.removesuffix(".weight") + ".bias"
-    bias = checkpoint.get(bias_name)
-    scales_outputs = len(base.shape) >= 2 and scale.shape[0] == base.shape[0] and all(n == 1 for n in scale.shape[1:])
-    if param.endswith(".weight") and bias is not None and scales_outputs and bias.shape == (base.shape[0],) and dtypes.is_float(bias.dtype):
-        found[bias_name] = ia3.make_bundle(bias, Tensor(scale.dtype, bias.shape, scale.data))
-    return found
-
-
-def _sparse_bundle(base: Tensor, indices: Tensor, values: Tensor) -> Bundle:
-    if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
-        raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
-    if values.dtype != base.dtype:
-        raise ThetaError(f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)")
-    flat = indices.numpy().reshape(-1).astype(np.int64)
-    if values.nbytes // dtypes.itemsize(values.dtype) != len(flat):
-        raise ThetaError(f"{len(flat)} sparse_indices but {values.nbytes // dtypes.itemsize(values.dtype)} sparse_values")
-    size = int(np.prod(base.shape, dtype=np.int64))
-    if len(flat) and (flat.min() < 0 or flat.max() >= size):
-        raise ThetaError(f"sparse_indices must lie in [0, {size}) (flat, row-major)")
-    order = np.argsort(flat, kind="stable")
-    if len(flat) > 1 and np.any(np.diff(flat[order]) == 0):
-        raise ThetaError("sparse_indices repeat an index")
-    raw = np.frombuffer(values.data, dtype=np.uint8).reshape(len(flat), dtypes.itemsize(values.dtype))[order]
-    return sparse.make_bundle(base, flat[order], Tensor(values.dtype, (len(flat),), raw.tobytes()))
 
 
 def _base_chain(repo: Repo, prior: list[Metadata], base: Tensor, digest: str) -> tuple[StoredLink, ...]:
@@ -148,7 +118,7 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
     entries: dict[str, ParamEntry] = {}
     for param, bundle in sorted(bundles.items()):
         base = memory.by_name[param]
-        new = plugins.get(plugins.UPDATES, bundle.kind)().apply(bundle, base)
+        new = plugins.update(bundle.kind)().apply(bundle, base)
         oid, size = repo.store.put(objects.encode(bundle))
         chain = (*_base_chain(repo, prior, base, bundle.fields["base"]), StoredLink(bundle.kind, oid, size))
         entries[param] = ParamEntry(new.dtype, new.shape, new.hash(), chain)

@@ -13,15 +13,16 @@ size), so -0.0 vs +0.0 and NaN payloads are changes like any other and survive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from git_theta import dtypes
-from git_theta.errors import StoreError
+from git_theta.errors import StoreError, ThetaError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
-from git_theta.updates.base import UpdateType, bits, from_bits
+from git_theta.updates.base import SideLoad, UpdateType, bits, from_bits
 
 NAME = "sparse"
 
@@ -45,6 +46,25 @@ def make_bundle(base: Tensor, indices: np.ndarray[Any, Any], values: Tensor) -> 
 
 class SparseUpdate(UpdateType):
     name = NAME
+    side_load_suffixes = {".sparse_indices": "indices", ".sparse_values": "values"}
+
+    def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
+        indices, values = roles["indices"], roles["values"]
+        if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
+            raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
+        if values.dtype != base.dtype:
+            raise ThetaError(f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)")
+        flat = indices.numpy().reshape(-1).astype(np.int64)
+        if values.nbytes // dtypes.itemsize(values.dtype) != len(flat):
+            raise ThetaError(f"{len(flat)} sparse_indices but {values.nbytes // dtypes.itemsize(values.dtype)} sparse_values")
+        size = int(np.prod(base.shape, dtype=np.int64))
+        if len(flat) and (flat.min() < 0 or flat.max() >= size):
+            raise ThetaError(f"sparse_indices must lie in [0, {size}) (flat, row-major)")
+        order = np.argsort(flat, kind="stable")
+        if len(flat) > 1 and np.any(np.diff(flat[order]) == 0):
+            raise ThetaError("sparse_indices repeat an index")
+        raw = np.frombuffer(values.data, dtype=np.uint8).reshape(len(flat), dtypes.itemsize(values.dtype))[order]
+        return {param: make_bundle(base, flat[order], Tensor(values.dtype, (len(flat),), raw.tobytes()))}
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         if base is None or (base.dtype, base.shape) != (new.dtype, new.shape):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import fake_distribution, git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
-from update_helpers import commit, load, save, weights
+from update_helpers import chain, commit, load, save, staged, weights
 
 ModelArrays = dict[str, np.ndarray[Any, Any]]
 
@@ -115,4 +117,76 @@ def test_a_non_finite_lora_alpha_option_is_refused(repo: Path, tmp_path: Path) -
     state = RepoState.capture(repo)
     result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(update), "--lora-alpha", "nan"], cwd=repo)
     assert "--lora-alpha must be a finite number" in assert_refused(result, "--lora-alpha")
+    state.assert_unchanged(repo)
+
+
+# A third-party update type that side-loads through the UpdateType hook, exactly like the built-ins: entries
+# `<param>.scale` hold one float factor per parameter; checkout multiplies the base by it.
+SCALE_PLUGIN = '''
+from git_theta.objects import Bundle
+from git_theta.tensor import Tensor
+from git_theta.errors import ThetaError
+from git_theta.updates.base import UpdateType, as_float, cast_to, compute_dtype
+
+
+class ScaleUpdate(UpdateType):
+    name = "scale"
+    side_load_suffixes = {".scale": "factor"}
+
+    def side_load(self, param, base, roles, context):
+        if roles["factor"].shape != (1,):
+            raise ThetaError(f"a scale entry holds one factor, not {list(roles['factor'].shape)}")
+        return {param: Bundle("scale", {"factor": roles["factor"]}, {"base": base.hash()})}
+
+    def apply(self, bundle, base):
+        base = self.checked_base(bundle, base)
+        work = compute_dtype(base.dtype)
+        return cast_to(as_float(base, work) * as_float(self.buffer(bundle, "factor"), work)[0], base.dtype, base.shape)
+
+
+class NoSideLoad(UpdateType):
+    name = "noside"
+
+    def apply(self, bundle, base):
+        return base
+'''
+
+
+def _with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_distribution(tmp_path / "site", "[git_theta.updates]\nscale = fake_plugins:ScaleUpdate\nnoside = fake_plugins:NoSideLoad\n", SCALE_PLUGIN)
+    monkeypatch.setenv("PYTHONPATH", f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+def test_a_plugin_update_type_is_side_loaded_through_its_hook(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_plugin(tmp_path, monkeypatch)
+    model = _committed_model(repo)
+    save(tmp_path / "scale.safetensors", {"base_model.model.fc.weight.scale": np.array([0.5], dtype=np.float32)})
+    theta(repo, "add", "model.safetensors", "--update-type", "scale", "--update-data", str(tmp_path / "scale.safetensors"))
+    assert chain(staged(repo), "fc.weight") == ["dense", "scale"]
+    commit(repo, "scaled")
+    expected = {"fc.weight": model["fc.weight"] * np.float32(0.5), "fc.bias": model["fc.bias"]}
+    (repo / "model.safetensors").unlink()
+    git(repo, "checkout", "--", "model.safetensors")
+    found = load(repo / "model.safetensors")
+    assert all(np.array_equal(found[name], value) for name, value in expected.items())
+
+
+def test_a_plugin_hook_error_names_the_file_and_parameter(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_plugin(tmp_path, monkeypatch)
+    _committed_model(repo)
+    update = tmp_path / "scale.safetensors"
+    save(update, {"fc.weight.scale": np.array([0.5, 2.0], dtype=np.float32)})
+    line = _refused_side_load(repo, "scale", update, ["'fc.weight'", "a scale entry holds one factor, not [2]"])
+    assert line.startswith("git-theta: error:")
+
+
+def test_an_update_type_without_the_hook_is_refused_by_name(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_plugin(tmp_path, monkeypatch)
+    _committed_model(repo)
+    update = tmp_path / "x.safetensors"
+    save(update, {"fc.weight.scale": np.array([0.5], dtype=np.float32)})
+    state = RepoState.capture(repo)
+    for name in ("xor", "noside"):
+        result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", name, "--update-data", str(update)], cwd=repo)
+        assert_refused(result, f"update type {name!r} cannot be side-loaded; types that can: ia3, low-rank, scale, sparse")
     state.assert_unchanged(repo)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -103,6 +103,14 @@ def decode_tensor(name: str, value: Any) -> Tensor:
     return Tensor.from_numpy(array.reshape(shape), dtype)
 
 
+def _write_document(items: Iterable[tuple[str, Tensor]], count: int, out: BinaryIO) -> None:
+    out.write(b"{\n")
+    for index, (name, tensor) in enumerate(items):
+        line = json.dumps(name) + ": " + json.dumps(encode_tensor(tensor))
+        out.write((line + (",\n" if index < count - 1 else "\n")).encode("utf-8"))
+    out.write(b"}\n")
+
+
 class JsonFormat(CheckpointFormat):
     """Registered as `json` through the git_theta.checkpoints entry point (see setup.py)."""
 
@@ -126,11 +134,11 @@ class JsonFormat(CheckpointFormat):
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
         names = file["order"]
-        out.write(b"{\n")
-        for index, (name, tensor) in enumerate(zip(names, source.tensors(names))):
-            line = json.dumps(name) + ": " + json.dumps(encode_tensor(tensor))
-            out.write((line + (",\n" if index < len(names) - 1 else "\n")).encode("utf-8"))
-        out.write(b"}\n")
+        _write_document(zip(names, source.tensors(names)), len(names), out)
+
+    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
+        """A new file (git_theta.save): the tensors in name order."""
+        _write_document(((name, tensors[name]) for name in sorted(tensors)), len(tensors), out)
 
     def file_for_params(
         self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink

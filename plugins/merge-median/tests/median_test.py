@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
+from git_theta.testing import commit, run, theta_repo, track
 from git_theta_merge_median.median import MedianStrategy
 
 
@@ -30,27 +30,17 @@ def test_include_base_needs_a_base() -> None:
         MedianStrategy().merge([np.zeros(1)] * 2, None, {"include_base": 1}, "w")
 
 
-def run(repo: Path, *args: str) -> str:
-    result = subprocess.run(args, cwd=repo, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout + result.stderr
-
-
-def test_three_way_merge_with_git_theta(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run(repo, "git", "init", "-q", "-b", "main")
-    run(repo, "git", "config", "user.email", "t@example.com")
-    run(repo, "git", "config", "user.name", "T")
-    run(repo, "git-theta", "install", "--local")
-    run(repo, "git-theta", "track", "*.safetensors")
+def test_three_way_merge_with_git_theta(theta_repo: Path) -> None:
+    repo = theta_repo
+    track(repo, "*.safetensors")
     save_file({"w": np.zeros(3, np.float32)}, repo / "m.safetensors")
-    run(repo, "git", "add", ".")
-    run(repo, "git", "commit", "-q", "-m", "base")
+    commit(repo, "m.safetensors", "base")
     for branch, values in (("a", [1, 5, 9]), ("b", [2, 4, -9]), ("c", [30, 6, 0])):
         run(repo, "git", "checkout", "-q", "-b", branch, "main")
         save_file({"w": np.array(values, np.float32)}, repo / "m.safetensors")
-        run(repo, "git", "commit", "-q", "-am", branch)
-    output = run(repo, "git-theta", "merge", "a", "b", "c", "--path", "m.safetensors", "--strategy", "median")
-    assert "1 computed" in output
+        commit(repo, "m.safetensors", branch)
+    result = run(repo, "git-theta", "merge", "a", "b", "c", "--path", "m.safetensors", "--strategy", "median")
+    assert "1 computed" in result.stdout + result.stderr
     np.testing.assert_array_equal(load_file(repo / "m.safetensors")["w"], [2, 5, 0])
+
+__all__ = ["theta_repo"]  # the fixture, imported from git_theta.testing (no conftest needed for one file)

@@ -188,5 +188,7 @@ def test_an_update_type_without_the_hook_is_refused_by_name(repo: Path, tmp_path
     state = RepoState.capture(repo)
     for name in ("xor", "noside"):
         result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", name, "--update-data", str(update)], cwd=repo)
-        assert_refused(result, f"update type {name!r} cannot be side-loaded; types that can: ia3, low-rank, scale, sparse")
+        line = assert_refused(result, f"update type {name!r} cannot be side-loaded; types that can: ")
+        can = line.split("types that can: ", 1)[1].split(", ")
+        assert can == sorted(can) and {"ia3", "low-rank", "scale", "sparse"} <= set(can) and name not in can
     state.assert_unchanged(repo)

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from git_theta import plugins
 from git_theta.tensor import Tensor
-from git_theta.testing import assert_round_trip, checkout, commit, run, track
+from git_theta.testing import assert_round_trip, checkout, commit, run, theta_repo, track  # noqa: F401 (theta_repo: a fixture)
 from git_theta_update_rescale import ScaleUpdate
 
 

@@ -17,7 +17,7 @@ from conftest import git, theta
 from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hostile_support import RepoState, assert_refused, run_bounded  # noqa: E402
+from hostile_support import RepoState, assert_refused, run_bounded, tmpfs  # noqa: E402
 
 from git_theta.errors import describe_os_error  # noqa: E402
 
@@ -38,15 +38,8 @@ def _model(path: Path, megabytes: float, seed: int = 0) -> bytes:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs of our own (needs root)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", 6) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def _repo_on(disk: Path) -> Path:

@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Collection
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,3 +239,19 @@ def put_object(repo: Path, data: bytes) -> str:
 
 def store_path(repo: Path, oid: str) -> Path:
     return _lfs_dir(repo) / "objects" / oid[:2] / oid[2:4] / oid
+
+
+@contextmanager
+def tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
+    """`folder` as a tmpfs of `megabytes` (a small disk to fill, or another file system), unmounted afterwards.
+    Mounting needs root (CI runs as root); elsewhere the test is skipped, saying why."""
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)

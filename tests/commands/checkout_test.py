@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import git, theta
+from hostile_support import tmpfs
 from safetensors.numpy import save_file
 
 from git_theta.files import STALE_SECONDS
@@ -93,12 +93,7 @@ def test_temp_files_of_a_killed_filter_go_at_the_next_write(repo: Path) -> None:
 
 
 def test_a_worktree_on_another_file_system_hides_its_temp_files_from_git(repo: Path, tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", 160) as disk:
         _big_model(repo / MODEL, megabytes=48)
         want = (repo / MODEL).read_bytes()
         git(repo, "add", MODEL)
@@ -115,8 +110,7 @@ def test_a_worktree_on_another_file_system_hides_its_temp_files_from_git(repo: P
         assert _temp_files(repo, worktree) == []
         theta(worktree, "checkout")  # the exclude line is written once
         assert (repo / ".git" / "info" / "exclude").read_text().count(".*.theta-*") == 1
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
+
 
 
 def test_a_lock_left_by_a_killed_git_is_named_and_after_git_s_recovery_the_checkout_completes(repo: Path) -> None:

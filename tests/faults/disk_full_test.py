@@ -29,7 +29,7 @@ from fault_support import (  # noqa: E402
     publisher,
     run,
 )
-from hostile_support import RepoState, assert_nothing_internal, assert_refused, run_bounded  # noqa: E402
+from hostile_support import RepoState, assert_nothing_internal, assert_refused, run_bounded, tmpfs  # noqa: E402
 from lfs_server import LfsServer  # noqa: E402
 from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
 
@@ -65,15 +65,8 @@ class SmallDisk:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=90m", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small-disk", 90) as folder:
         yield SmallDisk(folder)
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_add_on_a_full_disk_names_the_file_and_changes_nothing(small_disk: SmallDisk, models: Models) -> None:

@@ -149,4 +149,9 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
     except ThetaError as error:
         raise StoreError(f"{path}: {error}") from None
     with progress.Progress(f"git-theta: writing {path}", sum(_nbytes(e) for e in meta.params.values())) as bar:
-        checkpoint.write(meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out)
+        try:
+            checkpoint.write(meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out)
+        except ThetaError as error:
+            if str(error).startswith(f"{path}: "):
+                raise  # the tensor source already named the file
+            raise type(error)(f"{path}: {error}") from None  # a format's own complaint about the committed file section

@@ -263,6 +263,5 @@ def test_a_malformed_committed_structure_tree_fails_checkout_with_one_line(repo:
     git(repo, "commit", "-q", "-m", "hostile structure")
     (repo / "old.pth").unlink()
     result = run_bounded(["git", "checkout", "--", "old.pth"], cwd=repo)
-    # git's own line names the file; smudge.py (not this reader) does not yet prefix a format's write errors with it.
-    line = assert_refused(result, [])
+    line = assert_refused(result, "old.pth")  # the line itself names the file
     assert "old.pth" in result.stderr and "structure tree" in line and "TypeError" not in line

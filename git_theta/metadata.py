@@ -178,7 +178,7 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
         raise MetadataError(f"{source}: metadata is nested more than {MAX_DEPTH} levels deep (the limit)")
     _check_link_count(data, source)
     try:
-        doc = json.loads(data, object_pairs_hook=_unique_keys)
+        doc = json.loads(data, object_pairs_hook=unique_keys)
     except ValueError as error:
         raise MetadataError(f"{source}: metadata is not valid JSON: {error}") from None
     if doc.get("version") != VERSION:
@@ -205,12 +205,13 @@ def _check_link_count(data: bytes, source: str) -> None:
         raise MetadataError(f"{source}: {links} stored links for {entries} parameter(s), more than the limit of {MAX_LINKS} a chain")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object; a repeated key (two entries for one parameter) is an error, not last-wins."""
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object (an `object_pairs_hook`); a repeated key (two entries for one parameter, two tensors of one
+    name) is an error, not last-wins. The error is a ValueError, as json's own, for the caller to name the file."""
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise ValueError(f"key {key!r} appears twice")
+            raise ValueError(f"key {_short(key)} appears twice")
         found[key] = value
     return found
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from git_theta import dtypes
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, checked_shape, read_exact, read_into, shown
 from git_theta.errors import CheckpointError
-from git_theta.metadata import ParamEntry
+from git_theta.metadata import ParamEntry, unique_keys
 from git_theta.tensor import Tensor
 
 # Limits on what a header declares (docs/formats.md, "Checkpoint files"). The header length is checked before
@@ -34,19 +34,10 @@ def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"key {shown(key)} appears twice")
-        found[key] = value
-    return found
-
-
 def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
     """The header as a JSON object, not nested deeply; when adding, strict JSON (no NaN/Infinity, no repeated keys)."""
     try:
-        strict = {"object_pairs_hook": _unique_pairs, "parse_constant": _refuse_constant} if adding else {"object_pairs_hook": _last_wins}
+        strict = {"object_pairs_hook": unique_keys, "parse_constant": _refuse_constant} if adding else {"object_pairs_hook": _last_wins}
         header = json.loads(header_bytes, **strict)
     except RecursionError:
         raise CheckpointError("safetensors header is nested too deeply to be a safetensors header") from None

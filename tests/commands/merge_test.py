@@ -84,7 +84,9 @@ def test_usage_errors(repo: Path) -> None:
     assert "### `ties`" in theta(repo, "merge", "--list-strategies").stdout
 
 
-def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(repo: Path) -> None:
+def conflicted(repo: Path) -> dict[str, np.ndarray]:
+    """main and other both changed the one tensor of the model; `git merge other` stopped in a conflict.
+    Returns the base version."""
     base = {"w": np.arange(6, dtype=np.float32)}
     commit_model(repo, base, "base")
     git(repo, "checkout", "-q", "-b", "other")
@@ -93,6 +95,11 @@ def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(rep
     commit_model(repo, {"w": base["w"] + 1}, "ours")
     conflict = subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
     assert conflict.returncode == 1 and "CONFLICT" in conflict.stdout
+    return base
+
+
+def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(repo: Path) -> None:
+    base = conflicted(repo)
     save_file({"w": base["w"] * -7}, repo / MODEL)  # the user works on the conflicted file
     edit = (repo / MODEL).read_bytes()
     refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
@@ -109,26 +116,14 @@ def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(rep
 
 def test_redo_right_after_the_conflict_needs_no_force(repo: Path) -> None:
     """The conflict leaves our version in the working tree: that is not an edit (stat differs from no stage 0)."""
-    base = {"w": np.arange(6, dtype=np.float32)}
-    commit_model(repo, base, "base")
-    git(repo, "checkout", "-q", "-b", "other")
-    commit_model(repo, {"w": base["w"] * 3}, "theirs")
-    git(repo, "checkout", "-q", "main")
-    commit_model(repo, {"w": base["w"] + 1}, "ours")
-    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    base = conflicted(repo)
     theta(repo, "merge", "--redo", MODEL, "--strategy", "theirs")
     np.testing.assert_array_equal(load_file(repo / MODEL)["w"], base["w"] * 3)
     assert not (repo / ".git" / "theta" / "backup").exists()
 
 
 def test_redo_over_a_file_that_is_no_longer_a_checkpoint_is_refused_in_one_line(repo: Path) -> None:
-    base = {"w": np.arange(6, dtype=np.float32)}
-    commit_model(repo, base, "base")
-    git(repo, "checkout", "-q", "-b", "other")
-    commit_model(repo, {"w": base["w"] * 3}, "theirs")
-    git(repo, "checkout", "-q", "main")
-    commit_model(repo, {"w": base["w"] + 1}, "ours")
-    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    conflicted(repo)
     (repo / MODEL).write_bytes(b"notes saved over the model by mistake\n")
     refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
     assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr

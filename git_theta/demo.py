@@ -1,6 +1,6 @@
 """The demo: track the real MiniLM checkpoint, commit, update, diff, merge and check out, with plain git.
 
-Run it with `bin/demo` (installs first) or `python -m git_theta.demo [--dir DIR]`.
+Run it with `bin/demo` (installs first) or `python -m git_theta.demo [--dir DIR] [--keep]`.
 Every step prints the command it runs and what it printed.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def step(title: str) -> None:
 
 
 def sh(repo: Path, *command: str, show: bool = True) -> str:
-    print("$ " + " ".join(command))
+    print("$ " + shlex.join(command))  # quoted as a shell needs it, so a printed line can be pasted
     result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     out = (result.stdout + result.stderr).rstrip()
     if show and out:
@@ -142,10 +143,21 @@ def run(workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dir", type=Path, help="where to create the demo repository (default: a new temp dir)")
+    parser.add_argument("--dir", type=Path, help="where to create the demo repository (kept); default: a temp dir, removed at the end")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and its repository (~170 MB) to look around")
     args = parser.parse_args(argv)
-    workdir = args.dir or Path(tempfile.mkdtemp(prefix="git-theta-demo-"))
-    run(workdir)
+    if args.dir is not None:
+        run(args.dir)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="git-theta-demo-"))
+    try:
+        run(workdir)
+    finally:
+        if args.keep:
+            print(f"kept {workdir} (remove it with: rm -rf {shlex.quote(str(workdir))})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"removed the demo's temp dir {workdir} (run with --keep or --dir DIR to keep it)")
 
 
 if __name__ == "__main__":

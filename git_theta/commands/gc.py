@@ -53,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
     keep = reachable_objects(repo)
     cutoff = time.time() - args.grace
-    count = freed = 0
+    count = freed = recent = 0
     for oid in repo.store.all_oids():
         path = repo.store.path(oid)
         stat = path.stat()
-        if oid in keep or stat.st_mtime > cutoff:
+        if oid in keep:
+            continue
+        if stat.st_mtime > cutoff:
+            recent += 1
             continue
         count += 1
         freed += stat.st_size
@@ -69,4 +72,7 @@ def run(args: argparse.Namespace) -> int:
         _remove_temp_files(repo.store.tmp_dir, cutoff)
     verb = "would free" if args.dry_run else "freed"
     print(f"gc: {count} unreachable object(s), {verb} {freed} bytes; {len(keep)} referenced object(s) kept")
+    if recent:
+        # Otherwise "0 unreachable" reads as "nothing to collect" while objects wait out the grace period.
+        print(f"gc: {recent} more unreachable object(s) kept: modified in the last {args.grace} s (--grace SECONDS)")
     return 0

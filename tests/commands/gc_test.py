@@ -83,7 +83,9 @@ def test_gc_keeps_objects_of_the_index_and_young_objects(repo: Path) -> None:
     assert staged and "0 unreachable" in gc(repo)
     assert local_objects(repo) == staged
     git(repo, "rm", "-q", "--cached", MODEL)
-    assert "0 unreachable" in theta(repo, "gc").stdout  # default grace: written just now, kept
+    kept = theta(repo, "gc", "--dry-run").stdout  # default grace: written just now, kept, and said so
+    assert "0 unreachable" in kept and f"{len(staged)} more unreachable object(s) kept: modified in the last 3600 s" in kept
+    assert "more unreachable" not in gc(repo, "--dry-run")
     assert "unreachable object(s), freed" in gc(repo)
     assert local_objects(repo) == set()
     assert os.path.isdir(repo / ".git" / "lfs" / "objects")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from git_theta import git, hooks
 from git_theta.commands.install import SETTINGS, scope_of
@@ -14,12 +16,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
+def uninstall(scope: str, cwd: Path | None = None) -> list[str]:
+    """Unset every key set in `scope`; returns those that were set (none on a second run)."""
+    present = [key for key in SETTINGS if git.config_get(key, cwd=cwd, scope=scope) is not None]
+    for key in present:
+        git.config_unset(key, scope, cwd=cwd)
+    return present
+
+
+def unfiltered_checkpoints(cwd: Path | None = None) -> list[str]:
+    """Tracked checkpoints here that git can no longer rebuild: no scope configures the filter any more."""
+    if git.config_get("filter.theta.process", cwd=cwd) is not None:
+        return []
+    return git.ls_files_with_attr("filter", "theta", cwd=git.toplevel(cwd))
+
+
 def run(args: argparse.Namespace) -> int:
     scope = scope_of(args.local)
-    for key in SETTINGS:
-        git.config_unset(key, scope)
-    print(f"git-theta settings removed from {scope} git config")
+    removed = uninstall(scope)
+    if removed:
+        print(f"git-theta settings removed from {scope} git config ({len(removed)} setting(s))")
+    else:
+        print(f"git-theta was not configured in {scope} git config: nothing to remove")
     if git.is_inside_repo():
+        stranded = unfiltered_checkpoints()
+        if stranded:
+            # filter.theta.required only fails when the filter is configured: without it, git checks out the
+            # stored metadata text as the file, silently.
+            print(f"git-theta: warning: {len(stranded)} tracked checkpoint(s) here (e.g. {stranded[0]}) will now check out "
+                  f"as git-theta's metadata text, not the model; run `git theta install` to restore them", file=sys.stderr)
         # As install sets up the pre-push hook of the repository it runs in, whatever the scope;
         # but while another scope still runs our filter here, pushes still need the hook to upload objects.
         if git.config_get("filter.theta.process") is None:

@@ -155,9 +155,20 @@ def test_uninstall_local_removes_exactly_our_keys(tmp_path: Path) -> None:
     theta(repo, "uninstall", "--local")
     assert config_list("local", repo) == config_before
     assert hook_files(repo) == hooks_before
-    again = theta(repo, "uninstall", "--local")  # nothing left to remove is not an error
-    assert again.returncode == 0
+    again = theta(repo, "uninstall", "--local")  # nothing left to remove is not an error, and is said as such
+    assert again.returncode == 0 and "nothing to remove" in again.stdout and "removed" not in again.stdout
     assert config_list("local", repo) == config_before
+
+
+def test_uninstall_warns_while_tracked_checkpoints_would_check_out_as_metadata(repo: Path) -> None:
+    (repo / "model.safetensors").write_bytes(save({"w": np.ones(4, np.float32)}))
+    git(repo, "add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "model")
+    said = theta(repo, "uninstall", "--local")
+    assert said.returncode == 0 and "git-theta settings removed from local git config (8 setting(s))" in said.stdout
+    assert "warning: 1 tracked checkpoint(s) here (e.g. model.safetensors) will now check out as git-theta's metadata" in said.stderr
+    theta(repo, "install", "--local")
+    assert "warning" not in theta(repo, "uninstall").stderr  # the local scope still configures the filter
 
 
 def test_global_install_and_uninstall_inside_a_repository_add_and_remove_its_hook(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ setup(
     packages=find_packages(include=["git_theta", "git_theta.*"]),
     # PEP 561: plugin packages type-check against git-theta's own annotations (base classes, plugins.checkpoint()...).
     package_data={"git_theta": ["py.typed"]},
+    # `git theta --help` runs `man git-theta`; man looks in ../share/man of each bin/ on PATH (a venv's too).
+    data_files=[("share/man/man1", ["docs/man/git-theta.1"])],
     python_requires=">=3.11",
     # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
     ext_modules=[Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True)],

@@ -15,6 +15,7 @@ from safetensors.numpy import save
 
 from git_theta import metadata, pktline
 from git_theta.pktline import PacketWriter
+from git_theta.commands.install import SETTINGS
 
 
 def checkpoint(seed: int) -> bytes:
@@ -228,7 +229,7 @@ def test_git_checkout_runs_smudge_through_the_process_filter(repo: Path) -> None
     # With the one-shot filters broken, only the long-running process can have done the work.
     git(repo, *ONLY_PROCESS, "checkout", "--", "model.safetensors")
     assert (repo / "model.safetensors").read_bytes() == data
-    assert git(repo, "config", "filter.theta.process").stdout.strip() == "git-theta filter-process"
+    assert git(repo, "config", "filter.theta.process").stdout.strip() == SETTINGS["filter.theta.process"]
 
 
 def _quiet_end(client: FilterClient) -> str:

@@ -12,17 +12,36 @@ from git_theta import git, hooks, raw_blobs
 from git_theta.errors import ThetaError
 
 EXECUTABLE = "git-theta"
+NOT_ON_PATH = (f"git-theta: error: the {EXECUTABLE} command is not on PATH (git runs it for the checkpoints this repository "
+               "tracks); activate the virtual environment git-theta is installed in, or install it: pip install git-theta")
+
+
+def guarded(command: str) -> str:
+    """`command` as git runs it (through sh), saying what is missing when git-theta is not on PATH.
+
+    Without this, sh's "git-theta: not found" is followed by git's protocol errors ("Could not write client
+    identification", "the remote end hung up unexpectedly"), which do not say what to do.
+    """
+    program = shlex.split(command)[0]
+    return f"command -v {program} >/dev/null 2>&1 || {{ echo {shlex.quote(NOT_ON_PATH)} >&2; exit 127; }}; exec {command}"
+
 
 SETTINGS: dict[str, str] = {
-    "filter.theta.process": f"{EXECUTABLE} filter-process",
-    "filter.theta.clean": f"{EXECUTABLE} clean %f",
-    "filter.theta.smudge": f"{EXECUTABLE} smudge %f",
+    "filter.theta.process": guarded(f"{EXECUTABLE} filter-process"),
+    "filter.theta.clean": guarded(f"{EXECUTABLE} clean %f"),
+    "filter.theta.smudge": guarded(f"{EXECUTABLE} smudge %f"),
     "filter.theta.required": "true",
-    "diff.theta.textconv": f"{EXECUTABLE}-textconv",  # a lean launcher: git runs it once per file version shown
+    "diff.theta.textconv": guarded(f"{EXECUTABLE}-textconv"),  # a lean launcher: git runs it once per file version shown
     "diff.theta.binary": "false",
     "merge.theta.name": "git-theta model merge",
-    "merge.theta.driver": f"{EXECUTABLE} merge-driver %O %A %B %P",
+    "merge.theta.driver": guarded(f"{EXECUTABLE} merge-driver %O %A %B %P"),
 }
+
+
+def program_of(command: str) -> str:
+    """The program a configured command runs: the one after `exec` in a guarded() command."""
+    words = shlex.split(command.rsplit("; exec ", 1)[-1]) if command.strip() else []
+    return words[0] if words else command
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,9 +78,8 @@ def filter_problem(cwd: Path | None = None) -> str | None:
         return ("git-theta's filter is not configured (filter.theta.* is unset in every git config scope), so `git add` "
                 "would store checkpoints raw in git; run `git theta install` (or `git theta install --local`) first")
     for key, value in configured.items():
-        words = shlex.split(value) if value.strip() else []
-        if not words or shutil.which(words[0], path=None) is None:
-            program = words[0] if words else value
+        program = program_of(value)
+        if not value.strip() or shutil.which(program, path=None) is None:
             return (f"git config {key} runs {program!r}, which cannot be run here (not on PATH), so `git add` would fail; "
                     f"activate the environment git-theta is installed in, or rerun `git theta install` from it")
     return None

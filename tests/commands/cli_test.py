@@ -291,8 +291,9 @@ def test_textconv_of_a_missing_file(repo: Path) -> None:
     expected = "textconv: cannot read missing.safetensors: No such file or directory"
     one_line_error(in_process(repo, "textconv", "missing.safetensors"), expected)
     # What diff.theta.textconv runs (a lean launcher of the same command).
-    launcher = git(repo, "config", "diff.theta.textconv").stdout.split()
-    one_line_error(subprocess.run([*launcher, "missing.safetensors"], cwd=repo, capture_output=True, text=True), expected)
+    launcher = git(repo, "config", "diff.theta.textconv").stdout.strip()  # git runs it through sh, the file appended
+    run = subprocess.run(f"{launcher} missing.safetensors", shell=True, cwd=repo, capture_output=True, text=True)
+    one_line_error(run, expected)
 
 
 @pytest.mark.parametrize("args", [("ls-files",), ("track", "*.bin"), ("fsck",)])

@@ -20,6 +20,7 @@ from workflow_support import (
 )
 
 from conftest import git, theta
+from git_theta.commands.install import NOT_ON_PATH
 
 MODEL = "model.safetensors"
 MISSING = "git-theta-not-installed filter-process"
@@ -43,12 +44,12 @@ def _git_without_theta(repo: Path, *args: str) -> subprocess.CompletedProcess[st
 def _fails_without_theta(repo: Path, *args: str) -> None:
     """`git args` fails both with git-theta off PATH and with filter.theta.process naming a missing command."""
     # git's own wording after the filter fails to start is racy ("clean filter 'theta' failed" or "the remote
-    # end hung up"), but the shell's "<command>: [command] not found" always comes first.
-    for command, attempt in (
-        ("git-theta: ", _git_without_theta(repo, *args)),
-        ("git-theta-not-installed: ", git(repo, "-c", f"filter.theta.process={MISSING}", *args, check=False)),
-    ):
-        assert attempt.returncode != 0 and command in attempt.stderr and "not found" in attempt.stderr, attempt.stderr
+    # end hung up"), but the configured command's own line always comes first: `git theta install` configures
+    # commands that say what is missing; a hand-set one gets the shell's "<command>: [command] not found".
+    without = _git_without_theta(repo, *args)
+    assert without.returncode != 0 and without.stderr.startswith(NOT_ON_PATH + "\n"), without.stderr
+    missing = git(repo, "-c", f"filter.theta.process={MISSING}", *args, check=False)
+    assert missing.returncode != 0 and "git-theta-not-installed: " in missing.stderr and "not found" in missing.stderr, missing.stderr
 
 
 def test_missing_executable_fails_add_and_checkout_without_committing_raw_bytes(repo: Path) -> None:

@@ -195,7 +195,9 @@ def test_git_diff_on_1000_group_model(repo: Path) -> None:
 
 
 def test_install_uses_the_lean_launcher(repo: Path) -> None:
-    assert git(repo, "config", "diff.theta.textconv").stdout.strip() == "git-theta-textconv"
+    from git_theta.commands.install import program_of
+
+    assert program_of(git(repo, "config", "diff.theta.textconv").stdout.strip()) == "git-theta-textconv"
     v1(repo)
     git(repo, "add", MODEL)
     (repo / "meta.txt").write_bytes(git(repo, "cat-file", "blob", f":{MODEL}").stdout.encode())

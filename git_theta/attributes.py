@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ATTRIBUTES = "filter=theta diff=theta merge=theta -text"
+# An excluded pattern's attributes are made unspecified again, as if no tracked pattern had matched: git stores
+# such files (config.json under a tracked weights/**) itself.
+EXCLUDED = "!filter !diff !merge !text"
 
 
 def _lines(path: Path) -> list[str]:
@@ -30,6 +33,16 @@ def track(path: Path, patterns: list[str]) -> list[str]:
     if added:
         lines = _lines(path) + [f"{pattern} {ATTRIBUTES}" for pattern in added]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return added
+
+
+def exclude(path: Path, patterns: list[str]) -> list[str]:
+    """Append a line per pattern not excluded yet, after the tracked ones (later lines win); returns those added."""
+    lines = _lines(path)
+    existing = {line.split()[0] for line in lines if line.split()[1:] == EXCLUDED.split()}
+    added = [p for p in dict.fromkeys(patterns) if p not in existing]
+    if added:
+        path.write_text("\n".join(lines + [f"{pattern} {EXCLUDED}" for pattern in added]) + "\n", encoding="utf-8")
     return added
 
 

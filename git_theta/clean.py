@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -137,7 +138,10 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     if not head:
         raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
     unloaded = "".join(f"; not tried: {error}" for error in broken.values())
-    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}")
+    # Usually a config, tokenizer or README file a broad pattern (weights/**) routes to git-theta: say how to let
+    # git store it, in words that can be pasted.
+    hint = f"; if .gitattributes routes it to git-theta by mistake, let git store it: git theta track --exclude {shlex.quote(path)}"
+    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}{hint}")
 
 
 def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:

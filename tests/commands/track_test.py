@@ -48,3 +48,20 @@ def test_track_force_writes_with_a_warning_and_install_then_track_is_quiet(tmp_p
     save_file({"w": np.ones(4, np.float32)}, repo / "m.safetensors")
     git(repo, "add", "m.safetensors")
     assert git(repo, "show", ":m.safetensors").stdout.startswith('{"version":"git-theta/')
+
+
+def test_a_broad_pattern_fails_on_a_config_file_with_a_pasteable_fix_and_exclude_lets_git_store_it(repo: Path) -> None:
+    (repo / "weights").mkdir()
+    save_file({"w": np.ones(4, np.float32)}, str(repo / "weights" / "model.safetensors"))
+    (repo / "weights" / "config.json").write_text('{"hidden_size": 4}\n')
+    git(repo, "theta", "track", "weights/**")
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(["git", "add", "weights"], cwd=repo), ["weights/config.json"])
+    assert line.endswith("let git store it: git theta track --exclude weights/config.json")
+    state.assert_unchanged(repo)
+    said = git(repo, "theta", "track", "--exclude", "weights/config.json").stdout
+    assert said == "excluding: weights/config.json (stored by git itself)\n"
+    assert "already excluded" in git(repo, "theta", "track", "--exclude", "weights/config.json").stdout
+    git(repo, "add", ".gitattributes", "weights")
+    assert git(repo, "show", ":weights/config.json").stdout == '{"hidden_size": 4}\n'  # the file itself, not metadata
+    assert git(repo, "theta", "ls-files").stdout.split() == ["weights/model.safetensors"]

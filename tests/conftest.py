@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +87,11 @@ def minilm_checkpoint() -> Path:
 @pytest.fixture
 def minilm() -> Path:
     return minilm_checkpoint()
+
+
+# Fixtures shared across directories live beside their helpers; imported here, every test can name them (a test
+# file importing a fixture itself shadows it with its own parameter of the same name).
+sys.path.insert(0, str(Path(__file__).parent / "transfer"))
+sys.path.insert(0, str(Path(__file__).parent / "faults"))
+from fault_support import models  # noqa: E402,F401
+from remote_support import lfs_server, locked_server, team  # noqa: E402,F401

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
 from conftest import git, theta  # noqa: E402
 from hostile_support import assert_store_whole, run_bounded  # noqa: E402
-from remote_support import Team, lfs_server, local_objects, team  # noqa: E402, F401
+from remote_support import Team, local_objects  # noqa: E402
 
 MODEL = "model.safetensors"
 

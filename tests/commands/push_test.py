@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
 from conftest import git  # noqa: E402
 from hostile_support import assert_refused, run_bounded  # noqa: E402
-from remote_support import Team, lfs_server, local_objects, team, write_model  # noqa: E402, F401
+from remote_support import Team, local_objects, write_model  # noqa: E402
 
 MODEL = "model.safetensors"
 

@@ -25,13 +25,11 @@ from fault_support import (  # noqa: E402
     assert_worktree_file,
     committed,
     init_repo,
-    models,  # noqa: F401 (a fixture)
     publisher,
     run,
 )
 from hostile_support import RepoState, assert_nothing_internal, assert_refused, run_bounded, tmpfs  # noqa: E402
 from lfs_server import LfsServer  # noqa: E402
-from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
 
 NO_SPACE = "No space left on device"
 MB = 1 << 20

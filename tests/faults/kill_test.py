@@ -35,7 +35,6 @@ from fault_support import (  # noqa: E402
     kill_after,
     kill_delay,
     measured,
-    models,  # noqa: F401 (a fixture)
     publisher,
     run,
     sha256_file,
@@ -43,7 +42,6 @@ from fault_support import (  # noqa: E402
     wipe,
 )
 from lfs_server import LfsServer  # noqa: E402
-from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
 
 
 # -- git add (the clean filter under git) -------------------------------------------------------------------------

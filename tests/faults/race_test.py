@@ -29,12 +29,10 @@ from fault_support import (  # noqa: E402
     assert_worktree_file,
     committed,
     init_repo,
-    models,  # noqa: F401 (a fixture)
     publisher,
     run,
 )
 from lfs_server import LfsServer  # noqa: E402
-from remote_support import lfs_server  # noqa: E402,F401 (a fixture)
 
 HOURS_AGO = 2 * 3600  # older than gc's default grace (1 hour)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import git, theta
 from git_theta import metadata
-from remote_support import Team, lfs_server, local_objects, team, write_model  # noqa: F401
+from remote_support import Team, local_objects, write_model
 
 MODEL = "model.safetensors"
 

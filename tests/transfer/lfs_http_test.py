@@ -15,7 +15,7 @@ import pytest
 from conftest import git, theta
 from hostile_support import RepoState, assert_nothing_internal, assert_refused, run_bounded
 from lfs_server import Answer, ScriptedServer, Seen, SilentServer
-from remote_support import Team, lfs_server, local_objects, team, write_model  # noqa: F401
+from remote_support import Team, local_objects, write_model
 
 from git_theta.transfer.lfs_http import MAX_JSON_BYTES, MAX_REDIRECTS
 

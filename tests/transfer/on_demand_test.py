@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from hostile_support import assert_store_whole
-from remote_support import Team, lfs_server, local_objects, team  # noqa: F401
+from remote_support import Team, local_objects
 
 
 def test_repair_downloads_the_corrupt_objects_again_and_replaces_them(team: Team) -> None:

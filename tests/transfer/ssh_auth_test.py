@@ -11,7 +11,7 @@ import pytest
 from conftest import git, theta
 from git_theta.transfer import endpoint
 from lfs_server import LfsServer
-from remote_support import local_objects, locked_server, write_model  # noqa: F401 (locked_server: a fixture)
+from remote_support import local_objects, write_model
 
 
 @pytest.mark.parametrize(

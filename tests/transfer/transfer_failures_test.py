@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import git, theta
 from lfs_server import LfsServer
-from remote_support import Team, leftover_temp_files, lfs_server, local_objects, locked_server, team, write_model  # noqa: F401
+from remote_support import Team, leftover_temp_files, local_objects, write_model
 
 MODEL = "model.safetensors"
 

@@ -10,8 +10,10 @@ from safetensors.numpy import load_file, save_file
 
 from git_theta import plugins
 from git_theta.tensor import Tensor
-from git_theta.testing import assert_round_trip, checkout, commit, run, theta_repo, track  # noqa: F401 (theta_repo: a fixture)
+from git_theta.testing import assert_round_trip, checkout, commit, run, theta_repo, track
 from git_theta_update_rescale import ScaleUpdate
+
+__all__ = ["theta_repo"]  # the fixture, imported from git_theta.testing (no conftest needed for one file)
 
 
 def _weights() -> dict[str, np.ndarray]:

@@ -26,14 +26,28 @@ def tracked_patterns(path: Path) -> list[str]:
     return [p for p in (_pattern(line) for line in _lines(path)) if p is not None]
 
 
+# The first line a person who clones without git-theta reads when the "model" is a small JSON file: what it is and
+# how to get the real one. A comment, so neither git nor git-lfs reads anything into it.
+CLONE_HINT = ("# Files matched by filter=theta lines are stored by git-theta. Plain git or git-lfs check out its metadata "
+              "text instead of the model: pip install git-theta, then run: git theta install && git theta checkout")
+
+
 def track(path: Path, patterns: list[str]) -> list[str]:
-    """Append a line per new pattern; returns the patterns added."""
+    """Append a line per new pattern (and the clone hint at the top, once); returns the patterns added."""
     existing = set(tracked_patterns(path))
     added = [p for p in dict.fromkeys(patterns) if p not in existing]
     if added:
-        lines = _lines(path) + [f"{pattern} {ATTRIBUTES}" for pattern in added]
+        lines = _lines(path)
+        if CLONE_HINT not in lines:
+            lines.insert(0, CLONE_HINT)
+        lines += [f"{pattern} {ATTRIBUTES}" for pattern in added]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return added
+
+
+def lfs_patterns(path: Path) -> list[str]:
+    """Patterns of the lines that route files to git-lfs (as Hugging Face repositories do for *.safetensors)."""
+    return [line.split()[0] for line in _lines(path) if not line.lstrip().startswith("#") and "filter=lfs" in line.split()[1:]]
 
 
 def exclude(path: Path, patterns: list[str]) -> list[str]:
@@ -57,5 +71,7 @@ def untrack(path: Path, patterns: list[str]) -> list[str]:
         else:
             kept.append(line)
     if removed:
+        if not any(_pattern(line) for line in kept):
+            kept = [line for line in kept if line != CLONE_HINT]
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     return removed

@@ -65,3 +65,29 @@ def test_a_broad_pattern_fails_on_a_config_file_with_a_pasteable_fix_and_exclude
     git(repo, "add", ".gitattributes", "weights")
     assert git(repo, "show", ":weights/config.json").stdout == '{"hidden_size": 4}\n'  # the file itself, not metadata
     assert git(repo, "theta", "ls-files").stdout.split() == ["weights/model.safetensors"]
+
+
+def test_tracking_a_git_lfs_pattern_says_so_and_restages_the_files_with_git_theta(tmp_path: Path) -> None:
+    # A Hugging Face-style repository: *.safetensors committed through git-lfs, then switched to git-theta.
+    repo = tmp_path / "hf"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "lfs", "install", "--local")
+    (repo / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    model = repo / "model.safetensors"
+    save_file({"w": np.arange(8, dtype=np.float32)}, str(model))
+    original = model.read_bytes()
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "lfs era")
+    assert git(repo, "show", ":model.safetensors").stdout.startswith("version https://git-lfs")
+    git(repo, "theta", "install", "--local")
+
+    said = git(repo, "theta", "track", "*.safetensors").stdout
+    assert "git-lfs: *.safetensors also has a filter=lfs line; git-theta's line comes after it and wins" in said
+    assert "re-staged with git-theta (was git-lfs): model.safetensors; commit to switch it" in said
+    assert git(repo, "theta", "ls-files", "--long").stdout.split("\t")[1] == "safetensors"  # staged as metadata
+    git(repo, "commit", "-q", "-am", "switch to git-theta")
+    model.unlink()
+    git(repo, "checkout", "--", "model.safetensors")
+    assert model.read_bytes() == original
+    assert (repo / ".gitattributes").read_text().splitlines()[0].startswith("# Files matched by filter=theta lines")

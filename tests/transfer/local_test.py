@@ -60,3 +60,21 @@ def test_a_corrupt_object_on_a_file_remote_is_not_copied(tmp_path: Path) -> None
     victim.write_bytes(good)
     theta(bob, "fetch")
     assert local_objects(bob) == local_objects(alice)
+
+
+def test_a_clone_made_without_git_theta_gets_the_models_with_the_two_commands_of_the_readme(tmp_path: Path) -> None:
+    bare, alice = origin_and_alice(tmp_path)
+    git(alice, "remote", "add", "origin", f"file://{bare}")
+    write_model(alice / MODEL)
+    git(alice, "add", ".")
+    git(alice, "commit", "-q", "-m", "v1")
+    git(alice, "push", "-q", "origin", "main")
+    theta(tmp_path, "uninstall")  # bob has plain git only
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(bare), str(bob))
+    assert (bob / MODEL).read_bytes() == git(alice, "show", f"HEAD:{MODEL}").stdout.encode()  # metadata text
+    assert (bob / ".gitattributes").read_text().splitlines()[0].endswith("git theta install && git theta checkout")
+    theta(bob, "install")
+    theta(bob, "checkout")
+    assert (bob / MODEL).read_bytes() == (alice / MODEL).read_bytes()
+    assert git(bob, "status", "--porcelain").stdout == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -9,7 +10,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, BinaryIO
 
-from git_theta import dtypes, metadata, objects, parallel, plugins, progress
+from git_theta import dtypes, lfs_pointer, metadata, objects, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
@@ -17,6 +18,9 @@ from git_theta.tensor import Tensor
 
 # How many bytes of rebuilt tensors may wait ahead of the writer.
 PREFETCH_BYTES = 128 << 20
+COPY_CHUNK = 8 << 20
+# Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
+Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
 
 
 def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") -> Tensor:
@@ -119,13 +123,42 @@ def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:
     return sorted(oid for oid in meta.objects() if not store.has(oid))
 
 
-def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_missing: Callable[[metadata.Metadata], None] | None = None) -> None:
+def write_lfs_object(store: ObjectStore, path: str, pointer: lfs_pointer.Pointer, out: BinaryIO, fetch_missing: Fetch | None) -> None:
+    """The file a git-lfs pointer names (a revision from before the path switched to git-theta), sha256-verified.
+
+    Read twice, to hash and then to copy, so a corrupt object is refused before git gets a byte of it, in
+    bounded memory whatever its size.
+    """
+    if not store.has(pointer.oid) and fetch_missing is not None:
+        try:
+            fetch_missing({pointer.oid: pointer.size})
+        except ThetaError as error:
+            raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store: {error}") from None
+    if not store.has(pointer.oid):
+        raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git theta fetch`")
+    digest = hashlib.sha256()
+    with store.path(pointer.oid).open("rb") as file:
+        while chunk := file.read(COPY_CHUNK):
+            digest.update(chunk)
+        if digest.hexdigest() != pointer.oid or file.tell() != pointer.size:
+            raise StoreError(f"{path}: git-lfs object {pointer.oid}: {corrupt_object(store, pointer.oid)}")
+        file.seek(0)
+        while chunk := file.read(COPY_CHUNK):
+            out.write(chunk)
+
+
+def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_missing: Fetch | None = None) -> None:
     """Write the checkpoint described by metadata `data` to `out`; other content passes through.
 
-    `fetch_missing(meta)` (git_theta.transfer.on_demand) downloads objects the store lacks before writing.
+    `fetch_missing(meta)` (git_theta.transfer.on_demand) downloads objects the store lacks before writing. A
+    git-lfs pointer (a revision from before the path switched to git-theta) gives the file it names.
     """
     if not metadata.looks_like_metadata(data):
-        out.write(data)
+        pointer = lfs_pointer.parse(data)
+        if pointer is None:
+            out.write(data)
+        else:
+            write_lfs_object(store, path, pointer, out, fetch_missing)
         return
     meta = metadata.parse(data, path)
     missing = missing_objects(store, meta)

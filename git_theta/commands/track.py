@@ -7,10 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from git_theta import attributes, git, hooks
+from git_theta import attributes, git, hooks, lfs_pointer
 from git_theta.commands import install
 from git_theta.errors import ThetaError
-from git_theta.transfer.scan import LFS_POINTER_PREFIX
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,6 +67,6 @@ def switch_from_lfs(root: Path, lfs_paths: list[str]) -> None:
 def _is_lfs_pointer(path: Path) -> bool:
     try:
         with path.open("rb") as file:
-            return file.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+            return file.read(len(lfs_pointer.PREFIX)) == lfs_pointer.PREFIX
     except OSError:
         return False

@@ -11,17 +11,20 @@ from git_theta.metadata import Metadata
 from git_theta.repo import Repo
 
 
-def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata], None]:
-    """fetch(meta) downloads the objects `meta` needs that are missing, from `remote` (default: as git-lfs picks)."""
+def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata | Mapping[str, int]], None]:
+    """fetch(meta) downloads the objects `meta` needs that are missing, from `remote` (default: as git-lfs picks).
 
-    def fetch(meta: Metadata) -> None:
+    `meta` may also be {oid: size} of objects named elsewhere (a git-lfs pointer).
+    """
+
+    def fetch(meta: Metadata | Mapping[str, int]) -> None:
         from git_theta import hooks
         from git_theta.errors import TransferError
         from git_theta.transfer import client, scan
 
         # A clone gets its pre-push hook here, as git-lfs's filter installs its hooks.
         hooks.ensure_installed(repo.worktree)
-        wanted = scan.referenced([meta])
+        wanted = dict(meta) if isinstance(meta, Mapping) else scan.referenced([meta])
         missing = sum(1 for oid in wanted if not repo.store.has(oid))
         try:
             client.download(repo, wanted, remote)

@@ -13,12 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from git_theta import git, metadata
+from git_theta import git, lfs_pointer, metadata
 from git_theta.errors import MetadataError
-from git_theta.store import OID_PATTERN
 
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
-LFS_POINTER_MAX_BYTES = 1024
 # Blobs are read through `git cat-file --batch` in groups of about this many bytes.
 READ_GROUP_BYTES = 64 << 20
 
@@ -108,9 +105,8 @@ def _file_section_objects(value: Any) -> Iterator[tuple[str, int]]:
 def lfs_pointer_oids(sizes: dict[str, int], cwd: Path) -> set[str]:
     """Object ids named by git-lfs pointer files among the blobs (git-lfs shares the object store)."""
     found = set()
-    for _, data in small_blobs(sizes, LFS_POINTER_MAX_BYTES, cwd):
-        if data.startswith(LFS_POINTER_PREFIX):
-            for line in data.decode(errors="replace").splitlines():
-                if line.startswith("oid sha256:") and OID_PATTERN.match(line[11:]):
-                    found.add(line[11:])
+    for _, data in small_blobs(sizes, lfs_pointer.MAX_BYTES, cwd):
+        pointer = lfs_pointer.parse(data)
+        if pointer is not None:
+            found.add(pointer.oid)
     return found

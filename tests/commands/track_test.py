@@ -1,7 +1,8 @@
-"""git theta track refuses to write .gitattributes when git would not run git-theta's filter (nothing raw in git)."""
+"""git theta track: refused when git would not run git-theta's filter; --exclude; switching paths from git-lfs."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,15 @@ def test_tracking_a_git_lfs_pattern_says_so_and_restages_the_files_with_git_thet
     git(repo, "checkout", "--", "model.safetensors")
     assert model.read_bytes() == original
     assert (repo / ".gitattributes").read_text().splitlines()[0].startswith("# Files matched by filter=theta lines")
+    # The git-lfs era still checks out through its pointer (git-lfs and git-theta share .git/lfs/objects) ...
+    git(repo, "checkout", "HEAD~1", "--", "model.safetensors")
+    assert model.read_bytes() == original
+    git(repo, "checkout", "HEAD", "--", "model.safetensors")
+    # ... and a damaged object is refused, never written as the model.
+    oid = hashlib.sha256(original).hexdigest()
+    stored = repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    stored.chmod(0o644)
+    stored.write_bytes(original[:-1] + b"\x00")
+    model.unlink()
+    line = assert_refused(run_bounded(["git", "checkout", "HEAD~1", "--", "model.safetensors"], cwd=repo), ["model.safetensors", oid])
+    assert "is corrupt" in line and not model.exists()

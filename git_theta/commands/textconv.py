@@ -26,6 +26,7 @@ from pathlib import Path
 from git_theta import changes, files, git, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
+from git_theta.packed import packed
 from git_theta.store import ObjectStore, object_id
 
 # Fixed minimum widths (never computed from the content): one group's line must
@@ -48,11 +49,15 @@ def render(meta: Metadata) -> str:
     total = sum(changes.elements(e) for e in meta.params.values())
     stored = sum(e.stored_size for e in meta.params.values())
     lines = [f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"]
+    opaque = packed(meta.file)
     for name in sorted(meta.params):
         entry = meta.params[name]
+        dtype, shape, note = entry.dtype, entry.shape, ""
+        if name in opaque:  # GGUF quantized blocks: their own type and logical shape, not U8 [bytes]
+            dtype, shape, note = opaque[name].type, opaque[name].shape, "  (quantized: shown by hash only)"
         lines.append(
-            f"{name:<{NAME_WIDTH}} {entry.dtype:<5} {changes.shape_text(entry.shape):<{SHAPE_WIDTH}} "
-            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  {entry.hash[:HASH_CHARS]}"
+            f"{name:<{NAME_WIDTH}} {dtype:<5} {changes.shape_text(shape):<{SHAPE_WIDTH}} "
+            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  {entry.hash[:HASH_CHARS]}{note}"
         )
     file_line = _file_data_line(meta)
     if file_line:

@@ -32,7 +32,11 @@ def packed(file: Mapping[str, Any] | None) -> dict[str, Packed]:
         return {}
     result = {}
     for name, value in found.items():
-        if not isinstance(value, Mapping) or not isinstance(value.get("type"), str) or type(value.get("shape")) is not list:
+        if (
+            not isinstance(value, Mapping)
+            or not isinstance(value.get("type"), str)
+            or type(value.get("shape")) is not list
+        ):
             continue
         if all(type(n) is int and n >= 0 for n in value["shape"]):
             result[name] = Packed(value["type"][:32], tuple(value["shape"][:64]))

@@ -25,8 +25,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, cast
 
-from git_theta.checkpoints.base import MAX_RANK, MAX_TENSOR_BYTES, READ_CHUNK, CheckpointFormat, LimitError, ParamSink, ParamSource
-from git_theta.checkpoints.base import checked_shape, read_into, shown
+from git_theta.checkpoints.base import (
+    MAX_RANK,
+    MAX_TENSOR_BYTES,
+    READ_CHUNK,
+    CheckpointFormat,
+    LimitError,
+    ParamSink,
+    ParamSource,
+    checked_shape,
+    read_into,
+    shown,
+)
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
@@ -50,13 +60,32 @@ PLAIN = {0: "F32", 1: "F16", 30: "BF16", 28: "F64", 24: "I8", 25: "I16", 26: "I3
 # ggml block types: type id -> (name, elements per block, bytes per block), from gguf-py's GGML_QUANT_SIZES
 # (gguf 0.19.0, gguf/constants.py). ne[0] must be a multiple of the block size.
 BLOCKS: dict[int, tuple[str, int, int]] = {
-    2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24),
-    8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
-    12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50),
-    20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136),
-    29: ("IQ1_M", 256, 56), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17),
-    40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18),
+    2: ("Q4_0", 32, 18),
+    3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34),
+    9: ("Q8_1", 32, 40),
+    10: ("Q2_K", 256, 84),
+    11: ("Q3_K", 256, 110),
+    12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210),
+    15: ("Q8_K", 256, 292),
+    16: ("IQ2_XXS", 256, 66),
+    17: ("IQ2_XS", 256, 74),
+    18: ("IQ3_XXS", 256, 98),
+    19: ("IQ1_S", 256, 50),
+    20: ("IQ4_NL", 32, 18),
+    21: ("IQ3_S", 256, 110),
+    22: ("IQ2_S", 256, 82),
+    23: ("IQ4_XS", 256, 136),
+    29: ("IQ1_M", 256, 56),
+    34: ("TQ1_0", 256, 54),
+    35: ("TQ2_0", 256, 66),
+    39: ("MXFP4", 32, 17),
+    40: ("NVFP4", 64, 36),
+    41: ("Q1_0", 128, 18),
 }
 # KV value types: fixed sizes; 8 is a string, 9 an array.
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
@@ -125,7 +154,9 @@ class _Reader:
         while len(self.buffer) < end:
             chunk = self.stream.read(max(end - len(self.buffer), _READ_AHEAD))
             if not chunk:
-                raise CheckpointError(f"file ends early, inside the GGUF header at byte {len(self.buffer)} (truncated?)")
+                raise CheckpointError(
+                    f"file ends early, inside the GGUF header at byte {len(self.buffer)} (truncated?)"
+                )
             self.buffer += chunk
         self.position = end
         return start
@@ -139,7 +170,9 @@ class _Reader:
     def string(self, what: str) -> bytes:
         size = self.u64()
         if size > self.left():
-            raise LimitError(f"{what} declares a string of {size} bytes, more than the header limit of {MAX_HEADER_BYTES} can hold")
+            raise LimitError(
+                f"{what} declares a string of {size} bytes, more than the header limit of {MAX_HEADER_BYTES} can hold"
+            )
         start = self.skip(size)
         return bytes(self.buffer[start : start + size])
 
@@ -157,7 +190,9 @@ class _Reader:
 
 def _count(value: int, limit: int, smallest: int, reader: _Reader, what: str) -> int:
     if value > limit or value * smallest > reader.left():
-        raise LimitError(f"GGUF header declares {value} {what}, more than the limit of {limit} or than the header can hold")
+        raise LimitError(
+            f"GGUF header declares {value} {what}, more than the limit of {limit} or than the header can hold"
+        )
     return value
 
 
@@ -211,7 +246,9 @@ def _alignment(reader: _Reader, kv_count: int) -> int:
             raise CheckpointError(f"general.alignment has value type {kind}, not UINT32 ({_UINT32})")
         alignment = reader.u32()
         if not 0 < alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
-            raise CheckpointError(f"general.alignment {alignment} is not a power of two up to the limit of {MAX_ALIGNMENT}")
+            raise CheckpointError(
+                f"general.alignment {alignment} is not a power of two up to the limit of {MAX_ALIGNMENT}"
+            )
     return alignment
 
 
@@ -229,10 +266,14 @@ def _tensor_info(reader: _Reader) -> TensorInfo:
     elif ggml_type in BLOCKS:
         type_name, block, size = BLOCKS[ggml_type]
         if any(n > MAX_TENSOR_BYTES for n in dims) or (n_dims and dims[0] % block):
-            raise CheckpointError(f"tensor {shown(name)}: {type_name} needs dims[0] a multiple of {block}, got {list(dims)}")
+            raise CheckpointError(
+                f"tensor {shown(name)}: {type_name} needs dims[0] a multiple of {block}, got {list(dims)}"
+            )
         nbytes = math.prod(dims) // block * size
         if nbytes > MAX_TENSOR_BYTES:
-            raise CheckpointError(f"tensor {shown(name)}: {type_name} dims {list(dims)} exceed {MAX_TENSOR_BYTES} bytes")
+            raise CheckpointError(
+                f"tensor {shown(name)}: {type_name} dims {list(dims)} exceed {MAX_TENSOR_BYTES} bytes"
+            )
     else:
         raise CheckpointError(f"tensor {shown(name)} has unknown ggml type {ggml_type}")
     if offset > MAX_TENSOR_BYTES - nbytes:
@@ -259,14 +300,17 @@ def read_header(reader: _Reader) -> Header:
     reader.skip(data_start - reader.position)
     infos.sort(key=lambda info: info.offset)
     skeleton = data_start
-    end = 0
-    for before, info in zip([None, *infos], infos):
+    end, last = 0, ""
+    for info in infos:
         if info.offset < end:
-            raise CheckpointError(f"tensor {shown(info.name)} (offset {info.offset}) overlaps {shown(before.name if before else '')}, which ends at {end}")
+            where = f"(offset {info.offset}) overlaps {shown(last)}, which ends at {end}"
+            raise CheckpointError(f"tensor {shown(info.name)} {where}")
         skeleton += info.offset - end
-        end = info.offset + info.nbytes
+        end, last = info.offset + info.nbytes, info.name
     if skeleton > MAX_SKELETON_BYTES:
-        raise LimitError(f"GGUF header and gaps between tensors take {skeleton} bytes, more than the limit of {MAX_SKELETON_BYTES}")
+        raise LimitError(
+            f"GGUF header and gaps between tensors take {skeleton} bytes, more than the limit of {MAX_SKELETON_BYTES}"
+        )
     return Header(header_end, data_start, infos)
 
 
@@ -307,21 +351,27 @@ class GgufFormat(CheckpointFormat):
                 skeleton += read_into(data, gap)
                 tensor = read_into(data, info.nbytes)
             except CheckpointError as error:
-                raise CheckpointError(f"tensor {shown(info.name)} (data offset {info.offset}, {info.nbytes} bytes): {error} (truncated?)") from None
+                raise CheckpointError(
+                    f"tensor {shown(info.name)} (data offset {info.offset}, {info.nbytes} bytes): {error} (truncated?)"
+                ) from None
             sink.add(info.name, Tensor(info.dtype, info.group_shape, tensor))
             del tensor
             end = info.offset + info.nbytes
         while trailing := data.read(READ_CHUNK):
             skeleton += trailing
             if len(skeleton) > MAX_SKELETON_BYTES:
-                raise LimitError(f"the bytes after the last tensor take the skeleton past the limit of {MAX_SKELETON_BYTES} bytes")
+                raise LimitError(
+                    f"the bytes after the last tensor take the skeleton past the limit of {MAX_SKELETON_BYTES} bytes"
+                )
         file: dict[str, Any] = {"skeleton": sink.put_blob(bytes(skeleton))}  # stored last: a truncated file leaves none
         packed = header.packed()
         if packed:
             file["packed"] = packed
         return file
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         skeleton = source.get_blob(file["skeleton"])
         reader = _Reader(io.BytesIO(skeleton))
         header = read_header(reader)

@@ -103,7 +103,8 @@ def compute(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str
         opaque = {**packed(a.file if a else None), **packed(b.file if b else None)}
         numeric = [c for c in group_changes if c.name not in opaque]
         stats = _stats(repo, path, numeric) if with_stats else {}
-        found.append(FileDiff(path, len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b), group_changes, stats, opaque))
+        sizes = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
+        found.append(FileDiff(path, *sizes, group_changes, stats, opaque))
     return found
 
 
@@ -156,11 +157,15 @@ def to_json(old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str, An
                 "old": changes.entry_json(change.old),
                 "new": changes.entry_json(change.new),
                 "stats": stats.to_json() if stats else None,
-                "packed": {"type": diff.packed[change.name].type, "shape": list(diff.packed[change.name].shape)} if change.name in diff.packed else None,
+                "packed": _packed_json(diff.packed.get(change.name)),
             })
         files.append({"path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after, "groups": groups, "summary": _summary(diff.changes)})
     every = [c for d in diffs for c in d.changes]
     return {"old": snapshots.label(old), "new": snapshots.label(new), "files": files, "summary": _summary(every)}
+
+
+def _packed_json(opaque: Packed | None) -> dict[str, Any] | None:
+    return {"type": opaque.type, "shape": list(opaque.shape)} if opaque is not None else None
 
 
 def _summary(group_changes: list[GroupChange]) -> dict[str, int]:
@@ -181,7 +186,8 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
         lines.append(tables.paint(f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)})", "bold", color))
         ordered = sort_changes(diff, key)
         header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
-        rows = [header] + [_row(change, diff.stats.get(change.name), diff.packed.get(change.name), len(header)) for change in ordered]
+        rows = [header]
+        rows += [_row(c, diff.stats.get(c.name), diff.packed.get(c.name), len(header)) for c in ordered]
         lines += tables.table(rows, right=(5, 6, 7, 8, 9, 10), indent="  ", colors=[None] + [c.status for c in ordered], color=color)
         lines.append(f"  {_summary_text(diff.changes, diff.groups_total)}")
     if len(diffs) > 1:

@@ -57,7 +57,8 @@ def render(meta: Metadata) -> str:
             dtype, shape, note = opaque[name].type, opaque[name].shape, "  (quantized: shown by hash only)"
         lines.append(
             f"{name:<{NAME_WIDTH}} {dtype:<5} {changes.shape_text(shape):<{SHAPE_WIDTH}} "
-            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  {entry.hash[:HASH_CHARS]}{note}"
+            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  "
+            f"{entry.hash[:HASH_CHARS]}{note}"
         )
     file_line = _file_data_line(meta)
     if file_line:

@@ -105,8 +105,8 @@ def _check_packed(path: str, conflict: Conflict, choice: Choice, packed: dict[st
     """Value arithmetic on packed bytes would be meaningless: refuse it, naming the tensor's own type."""
     if conflict.name in packed and choice.plugin().pick(choice.arguments) is None:
         raise MergeError(
-            f"{path}: parameter {conflict.name!r} is a {packed[conflict.name].describe()} tensor stored as packed bytes "
-            f"(quantized); strategy {choice.strategy!r} cannot merge its values (use ours, theirs or base)"
+            f"{path}: parameter {conflict.name!r} is a {packed[conflict.name].describe()} tensor stored as packed "
+            f"bytes (quantized); strategy {choice.strategy!r} cannot merge its values (use ours, theirs or base)"
         )
 
 

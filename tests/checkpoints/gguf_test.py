@@ -215,7 +215,10 @@ def test_merges_take_both_sides_and_refuse_averaging_a_q8_0_tensor(gguf_repo: Pa
     found = {t.name: t.data for t in merged.tensors}
     assert np.array_equal(found["token_embd.weight"], left["token_embd.weight"])
     assert np.array_equal(found["blk.0.ffn_down.weight"], right["blk.0.ffn_down.weight"])
-    expected = dict(tensors, **{"token_embd.weight": left["token_embd.weight"], "blk.0.ffn_down.weight": right["blk.0.ffn_down.weight"]})
+    expected = dict(
+        tensors,
+        **{"token_embd.weight": left["token_embd.weight"], "blk.0.ffn_down.weight": right["blk.0.ffn_down.weight"]},
+    )
     assert (repo / "merge.gguf").read_bytes() == write_gguf(repo / "expected.gguf", expected)
     (repo / "expected.gguf").unlink()
     # Both sides change the Q8_0 tensor: averaging its bytes is refused, naming it and its type.

@@ -223,7 +223,7 @@ def test_merges_take_both_sides_and_refuse_averaging_a_q8_0_tensor(gguf_repo: Pa
     (repo / "expected.gguf").unlink()
     # Both sides change the Q8_0 tensor: averaging its bytes is refused, naming it and its type.
     git(repo, "checkout", "-q", "-b", "q-left")
-    write_gguf(repo / "merge.gguf", dict(expected, **{"blk.0.ffn_up.weight": q8(4, 64, seed=2)}))
+    q_left = write_gguf(repo / "merge.gguf", dict(expected, **{"blk.0.ffn_up.weight": q8(4, 64, seed=2)}))
     git(repo, "commit", "-q", "-am", "q left")
     git(repo, "checkout", "-q", "right")
     write_gguf(repo / "merge.gguf", dict(expected, **{"blk.0.ffn_up.weight": q8(4, 64, seed=3)}))
@@ -234,3 +234,6 @@ def test_merges_take_both_sides_and_refuse_averaging_a_q8_0_tensor(gguf_repo: Pa
     assert len(lines) == 1, result.stderr
     assert "'blk.0.ffn_up.weight' is a Q8_0 [4,64] tensor" in lines[0] and "average" in lines[0]
     git(repo, "merge", "--abort")
+    # Picking a side needs no arithmetic: theirs is taken, byte for byte.
+    git(repo, "-c", "theta.merge.strategy=theirs", "merge", "-q", "--no-edit", "q-left")
+    assert (repo / "merge.gguf").read_bytes() == q_left

@@ -4,6 +4,7 @@ gguf.GGUFReader, byte-identical through real git; quantized tensors as opaque pa
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,24 @@ def test_merges_take_both_sides_and_refuse_averaging_a_q8_0_tensor(gguf_repo: Pa
     # Picking a side needs no arithmetic: theirs is taken, byte for byte.
     git(repo, "-c", "theta.merge.strategy=theirs", "merge", "-q", "--no-edit", "q-left")
     assert (repo / "merge.gguf").read_bytes() == q_left
+
+
+def test_the_skeleton_is_every_non_tensor_byte_in_file_order() -> None:
+    # Locks the file section's layout: a Q8_0 tensor at data offset 0 (34 bytes), an F32 [2, 3] one at 40 (a
+    # 6-byte gap of 0xEE), then 2 bytes after the last tensor; alignment 8 from general.alignment.
+    def s(text: bytes) -> bytes:
+        return struct.pack("<Q", len(text)) + text
+
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 1) + s(b"general.alignment") + struct.pack("<II", 4, 8)
+    head += s(b"q") + struct.pack("<IQIQ", 1, 32, 8, 0) + s(b"w") + struct.pack("<IQQIQ", 2, 3, 2, 0, 40)
+    head += b"\x01" * (-len(head) % 8)  # non-zero padding before the data section
+    content = head + bytes(range(34)) + b"\xee" * 6 + np.arange(6, dtype=np.float32).tobytes() + b"\x00\x07"
+    file, sink, rebuilt = round_trip(content)
+    assert rebuilt == content
+    assert file == {
+        "skeleton": {"object": "0", "size": len(head) + 8},
+        "packed": {"q": {"shape": [32], "type": "Q8_0"}},
+    }
+    assert sink.blobs["0"] == head + b"\xee" * 6 + b"\x00\x07"
+    assert sink.tensors["q"] == Tensor("U8", (34,), bytes(range(34)))
+    assert sink.tensors["w"].shape == (2, 3) and sink.tensors["w"].numpy().tolist() == [[0, 1, 2], [3, 4, 5]]

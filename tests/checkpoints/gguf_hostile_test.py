@@ -57,11 +57,11 @@ class _NoSink:
 VALID = gguf_bytes([kv_u32(b"general.alignment", 32)], [info(b"w", [4])], bytes(16))
 
 
-def test_a_hand_built_file_is_valid() -> None:
-    sink = _NoSink()
-    assert fmt.GgufFormat().read(io.BytesIO(VALID), "m.gguf", sink) == {
-        "skeleton": {"object": "0", "size": len(VALID) - 16}
-    }  # type: ignore[arg-type]
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_hand_built_file_is_valid_in_versions_2_and_3(version: int) -> None:
+    content = VALID[:4] + struct.pack("<I", version) + VALID[8:]
+    found = fmt.GgufFormat().read(io.BytesIO(content), "m.gguf", _NoSink())  # type: ignore[arg-type]
+    assert found == {"skeleton": {"object": "0", "size": len(VALID) - 16}}
 
 
 CASES = [

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -46,10 +47,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def render(meta: Metadata) -> str:
     """One header line, one line per parameter group (sorted by name), one line for file-level data."""
-    total = sum(changes.elements(e) for e in meta.params.values())
+    opaque = packed(meta.file)
+    # A packed group counts its logical elements (a Q4_K [4096,4096] holds 16.8M parameters), not its bytes.
+    total = sum(math.prod(opaque[n].shape) if n in opaque else changes.elements(e) for n, e in meta.params.items())
     stored = sum(e.stored_size for e in meta.params.values())
     lines = [f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"]
-    opaque = packed(meta.file)
     for name in sorted(meta.params):
         entry = meta.params[name]
         dtype, shape, note = entry.dtype, entry.shape, ""

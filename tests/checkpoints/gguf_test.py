@@ -167,7 +167,9 @@ def test_round_trip_and_a_changed_tensor_stores_only_that_tensor_through_git(ggu
     assert len(objects(repo) - before) == 1  # the header skeleton and the other tensors are reused
     view = git(repo, "show", "HEAD", "--", "model.gguf").stdout
     assert "blk.0.ffn_down.weight" in view
-    line = next(line for line in theta(repo, "textconv", "model.gguf").stdout.splitlines() if "ffn_up" in line)
+    view = theta(repo, "textconv", "model.gguf").stdout
+    assert f"5 groups, {48 + 8 + 4 * 64 + 24 + 5:,} parameters" in view.splitlines()[0]  # Q8_0 [4,64]: 256
+    line = next(line for line in view.splitlines() if "ffn_up" in line)
     assert "Q8_0" in line and "[4,64]" in line and "(quantized: shown by hash only)" in line
     # A quantized change: shown by type, no numbers computed on its bytes.
     tensors["blk.0.ffn_up.weight"] = q8(4, 64, seed=1)

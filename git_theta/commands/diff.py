@@ -20,13 +20,14 @@ import argparse
 import fnmatch
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from git_theta import changes, git, snapshots, tables
 from git_theta.changes import GroupChange
 from git_theta.errors import StoreError, ThetaError
+from git_theta.packed import Packed, packed
 from git_theta.repo import Repo
 from git_theta.tensor_diff import ChangeStats
 
@@ -53,6 +54,8 @@ class FileDiff:
     groups_total: int
     changes: list[GroupChange]
     stats: dict[str, ChangeStats]
+    # Groups stored as opaque packed bytes (GGUF quantized): shown by type and hash, no numbers.
+    packed: dict[str, Packed] = field(default_factory=dict)
 
 
 def split_items(items: list[str], cached: bool, root: Path) -> tuple[str, str, list[str]]:
@@ -97,8 +100,11 @@ def compute(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str
         group_changes = [c for c in changes.compare(a, b) if wanted(c, patterns)]
         if not group_changes:
             continue
-        stats = _stats(repo, path, group_changes) if with_stats else {}
-        found.append(FileDiff(path, len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b), group_changes, stats))
+        opaque = {**packed(a.file if a else None), **packed(b.file if b else None)}
+        numeric = [c for c in group_changes if c.name not in opaque]
+        stats = _stats(repo, path, numeric) if with_stats else {}
+        sizes = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
+        found.append(FileDiff(path, *sizes, group_changes, stats, opaque))
     return found
 
 
@@ -151,10 +157,15 @@ def to_json(old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str, An
                 "old": changes.entry_json(change.old),
                 "new": changes.entry_json(change.new),
                 "stats": stats.to_json() if stats else None,
+                "packed": _packed_json(diff.packed.get(change.name)),
             })
         files.append({"path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after, "groups": groups, "summary": _summary(diff.changes)})
     every = [c for d in diffs for c in d.changes]
     return {"old": snapshots.label(old), "new": snapshots.label(new), "files": files, "summary": _summary(every)}
+
+
+def _packed_json(opaque: Packed | None) -> dict[str, Any] | None:
+    return {"type": opaque.type, "shape": list(opaque.shape)} if opaque is not None else None
 
 
 def _summary(group_changes: list[GroupChange]) -> dict[str, int]:
@@ -175,7 +186,8 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
         lines.append(tables.paint(f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)})", "bold", color))
         ordered = sort_changes(diff, key)
         header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
-        rows = [header] + [_row(change, diff.stats.get(change.name)) for change in ordered]
+        rows = [header]
+        rows += [_row(c, diff.stats.get(c.name), diff.packed.get(c.name), len(header)) for c in ordered]
         lines += tables.table(rows, right=(5, 6, 7, 8, 9, 10), indent="  ", colors=[None] + [c.status for c in ordered], color=color)
         lines.append(f"  {_summary_text(diff.changes, diff.groups_total)}")
     if len(diffs) > 1:
@@ -184,8 +196,12 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _row(change: GroupChange, stats: ChangeStats | None) -> list[str]:
+def _row(change: GroupChange, stats: ChangeStats | None, opaque: Packed | None = None, columns: int = 0) -> list[str]:
     old, new = change.old, change.new
+    if opaque is not None:
+        stored = changes.human_size(change.stored_size) if new is not None else ""
+        cells = [change.status, change.name, opaque.type, changes.shape_text(opaque.shape), change.update, stored]
+        return cells + [""] * (columns - len(cells)) + ["(quantized: shown by hash only)"]
     if old is not None and new is not None and change.layout_change:
         dtype = old.dtype if old.dtype == new.dtype else f"{old.dtype}->{new.dtype}"
         shape = changes.shape_text(old.shape) if old.shape == new.shape else f"{changes.shape_text(old.shape)}->{changes.shape_text(new.shape)}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from pathlib import Path
 from git_theta import changes, files, git, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
+from git_theta.packed import packed
 from git_theta.store import ObjectStore, object_id
 
 # Fixed minimum widths (never computed from the content): one group's line must
@@ -45,14 +47,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def render(meta: Metadata) -> str:
     """One header line, one line per parameter group (sorted by name), one line for file-level data."""
-    total = sum(changes.elements(e) for e in meta.params.values())
+    opaque = packed(meta.file)
+    # A packed group counts its logical elements (a Q4_K [4096,4096] holds 16.8M parameters), not its bytes.
+    total = sum(math.prod(opaque[n].shape) if n in opaque else changes.elements(e) for n, e in meta.params.items())
     stored = sum(e.stored_size for e in meta.params.values())
     lines = [f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"]
     for name in sorted(meta.params):
         entry = meta.params[name]
+        dtype, shape, note = entry.dtype, entry.shape, ""
+        if name in opaque:  # GGUF quantized blocks: their own type and logical shape, not U8 [bytes]
+            dtype, shape, note = opaque[name].type, opaque[name].shape, "  (quantized: shown by hash only)"
         lines.append(
-            f"{name:<{NAME_WIDTH}} {entry.dtype:<5} {changes.shape_text(entry.shape):<{SHAPE_WIDTH}} "
-            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  {entry.hash[:HASH_CHARS]}"
+            f"{name:<{NAME_WIDTH}} {dtype:<5} {changes.shape_text(shape):<{SHAPE_WIDTH}} "
+            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  "
+            f"{entry.hash[:HASH_CHARS]}{note}"
         )
     file_line = _file_data_line(meta)
     if file_line:

@@ -23,6 +23,8 @@ from git_theta.errors import StoreError, ThetaError
 from git_theta.merging.plan import Conflict, layout, plan
 from git_theta.merging.policy import Choice
 from git_theta.metadata import Metadata, ParamEntry
+from git_theta.packed import Packed
+from git_theta.packed import packed as packed_groups
 from git_theta.smudge import StoreSource, rebuild
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
@@ -75,7 +77,9 @@ def merge_metadata(store: ObjectStore, path: str, versions: Sequence[Metadata], 
         raise MergeError(f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be merged")
     settled = plan(versions, base)
     choices = choose(settled.conflicts) if settled.conflicts else {}
+    packed = _packed(versions, base)
     for conflict in settled.conflicts:
+        _check_packed(path, conflict, choices[conflict.name], packed)
         _check(path, conflict, choices[conflict.name], labels)
     _check_objects(store, path, settled.conflicts, choices)
     result = MergeResult(Metadata(versions[0].format), settled.one_sided)
@@ -87,6 +91,23 @@ def merge_metadata(store: ObjectStore, path: str, versions: Sequence[Metadata], 
     file_section = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
     result.metadata = Metadata(start.format, file_section, dict(sorted(params.items())))
     return result
+
+
+def _packed(versions: Sequence[Metadata], base: Metadata | None) -> dict[str, Packed]:
+    """Groups any version stores as opaque packed bytes (GGUF quantized blocks), by name."""
+    found: dict[str, Packed] = {}
+    for meta in [*versions, *([base] if base else [])]:
+        found.update(packed_groups(meta.file))
+    return found
+
+
+def _check_packed(path: str, conflict: Conflict, choice: Choice, packed: dict[str, Packed]) -> None:
+    """Value arithmetic on packed bytes would be meaningless: refuse it, naming the tensor's own type."""
+    if conflict.name in packed and choice.plugin().pick(choice.arguments) is None:
+        raise MergeError(
+            f"{path}: parameter {conflict.name!r} is a {packed[conflict.name].describe()} tensor stored as packed "
+            f"bytes (quantized); strategy {choice.strategy!r} cannot merge its values (use ours, theirs or base)"
+        )
 
 
 def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, gguf, npz, safetensors, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
 from git_theta.merging import policy
 from git_theta.transfer import lfs_http
@@ -39,6 +39,12 @@ STATED = [
     (zip_layout.MAX_MEMBERS, 1_000_000, "| 1,000,000; declared size <= 1032 x compressed |"),
     (zip_layout.MAX_DEFLATE_RATIO, 1032, "declared size <= 1032 x compressed"),
     (npz.MAX_NPY_HEADER, MiB, "| .npy header | 1 MiB |"),
+    (gguf.MAX_HEADER_BYTES, 64 * MiB, "| GGUF header / skeleton | 64 MiB / 128 MiB;"),
+    (gguf.MAX_SKELETON_BYTES, 128 * MiB, "| GGUF header / skeleton | 64 MiB / 128 MiB;"),
+    (gguf.MAX_TENSORS, 1_000_000, "1,000,000 tensors, 1,000,000 keys"),
+    (gguf.MAX_KV, 1_000_000, "1,000,000 tensors, 1,000,000 keys"),
+    (gguf.MAX_ARRAY_DEPTH, 8, "arrays 8 deep"),
+    (gguf.MAX_ALIGNMENT, MiB, "alignment <= 1 MiB |"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -11,6 +11,8 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsFormat",
         "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
+        "onnx": "git_theta.checkpoints.onnx:OnnxFormat",
+        "onnx-data": "git_theta.checkpoints.onnx:OnnxDataFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

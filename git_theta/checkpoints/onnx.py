@@ -173,24 +173,51 @@ class _Walker:
                 self.sparse(a, b)
 
     def node(self, start: int, end: int, depth: int) -> None:
+        """A NodeProto's attributes; a tensor attribute without a name (a Constant's value) is named
+        `<node name or first output>.<attribute name>`."""
+        label = output = ""
+        unnamed: list[tuple[_Found, str]] = []
         for number, wire, a, b in _fields(self.buf, start, end):
-            if number == 5 and wire == 2:  # AttributeProto
+            if wire != 2:
+                continue
+            if number == 3:
+                label = self.text(a, b)
+            elif number == 2 and not output:
+                output = self.text(a, b)
+            elif number == 5:  # AttributeProto
+                attribute, found = "", []
                 for inner, inner_wire, c, d in _fields(self.buf, a, b):
                     if inner_wire != 2:
                         continue
-                    if inner in (5, 10):  # t, tensors
-                        self.tensor(c, d)
+                    if inner == 1:
+                        attribute = self.text(c, d)
+                    elif inner in (5, 10):  # t, tensors
+                        found.append(self.tensor(c, d))
                     elif inner in (6, 11):  # g, graphs
                         self.graph(c, d, depth + 1)
                     elif inner in (22, 23):  # sparse_tensor, sparse_tensors
                         self.sparse(c, d)
+                unnamed += [(tensor, attribute) for tensor in found if tensor is not None and not tensor.name]
+        for tensor, attribute in unnamed:
+            tensor.name = f"{label or output}.{attribute}" if label or output else attribute
 
     def sparse(self, start: int, end: int) -> None:
+        """A SparseTensorProto: values(1) and indices(2); indices without a name are `<values name>.indices`."""
+        values = indices = None
         for number, wire, a, b in _fields(self.buf, start, end):
-            if number in (1, 2) and wire == 2:  # values, indices
-                self.tensor(a, b)
+            if number == 1 and wire == 2:
+                values = self.tensor(a, b)
+            elif number == 2 and wire == 2:
+                indices = self.tensor(a, b)
+        if indices is not None and not indices.name and values is not None and values.name:
+            indices.name = f"{values.name}.indices"
 
-    def tensor(self, start: int, end: int) -> None:
+    def text(self, start: int, end: int) -> str:
+        """A string field, cut to 4 KiB (names are labels; the bytes stay in the skeleton as they are)."""
+        return bytes(self.buf[start : min(end, start + 4096)]).decode("utf-8", errors="replace")
+
+    def tensor(self, start: int, end: int) -> _Found | None:
+        """Records a TensorProto that has raw_data or external data (and returns it); others only count."""
         self.count += 1
         if self.count > MAX_TENSORS:
             raise LimitError(f"the model holds more than the limit of {MAX_TENSORS} tensors")
@@ -211,7 +238,7 @@ class _Walker:
             elif number == 2 and wire == 0:
                 data_type = a
             elif number == 8 and wire == 2:
-                name = bytes(self.buf[a:b]).decode("utf-8", errors="replace")
+                name = self.text(a, b)
             elif number == 9 and wire == 2:
                 raw = (a, b)  # a repeated raw_data: the last wins, as in protobuf; the earlier stay in the skeleton
             elif number == 13 and wire == 2:
@@ -219,17 +246,19 @@ class _Walker:
                 external[key] = value
             elif number == 14 and wire == 0:
                 location = a
-        if location == _EXTERNAL:
-            self.tensors.append(_Found(name, DATA_TYPES.get(data_type), dims, None, external))
-        elif raw is not None:
-            self.tensors.append(_Found(name, DATA_TYPES.get(data_type), dims, raw, None))
+        if location != _EXTERNAL and raw is None:
+            return None
+        found = _Found(name, DATA_TYPES.get(data_type), dims, None if location == _EXTERNAL else raw,
+                       external if location == _EXTERNAL else None)
+        self.tensors.append(found)
+        return found
 
     def entry(self, start: int, end: int) -> tuple[str, str]:
         """A StringStringEntryProto: key(1), value(2)."""
         key = value = ""
         for number, wire, a, b in _fields(self.buf, start, end):
             if wire == 2 and number in (1, 2):
-                text = bytes(self.buf[a : min(b, a + 4096)]).decode("utf-8", errors="replace")
+                text = self.text(a, b)
                 key, value = (text, value) if number == 1 else (key, text)
         return key, value
 

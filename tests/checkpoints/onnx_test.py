@@ -27,7 +27,8 @@ def _weights(seed: int, n: int) -> dict[str, np.ndarray[Any, Any]]:
 
 
 def _model(weights: dict[str, np.ndarray[Any, Any]]) -> onnx.ModelProto:
-    """MatMul + Add, an If whose then-branch has its own initializer, a typed (float_data) and a bool initializer."""
+    """MatMul + Add, an If whose then-branch has its own initializer, a typed (float_data) and a bool initializer,
+    a Constant node and a sparse initializer."""
     n = weights["B"].shape[0]
     vector = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n]) for name in ("Z1", "Z2", "Z")]
     then_graph = helper.make_graph([helper.make_node("Add", ["Y", "then_c"], ["Z1"])], "then", [], [vector[0]],
@@ -37,10 +38,14 @@ def _model(weights: dict[str, np.ndarray[Any, Any]]) -> onnx.ModelProto:
         helper.make_node("MatMul", ["X", "W"], ["XW"]),
         helper.make_node("Add", ["XW", "B"], ["Y"]),
         helper.make_node("If", ["cond"], ["Z"], then_branch=then_graph, else_branch=else_graph),
+        helper.make_node("Constant", [], ["C"], value=numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int32))),
     ]
     initializers = [numpy_helper.from_array(weights[name], name) for name in ("W", "B", "H")]
     initializers += [helper.make_tensor("T", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]), numpy_helper.from_array(np.array(True), "cond")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])], [vector[2]], initializers)
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([5, 6], dtype=np.float32), "S"),
+                                       numpy_helper.from_array(np.array([1, 3], dtype=np.int64)), [4])
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])], [vector[2]],
+                              initializers, sparse_initializer=[sparse])
     model = helper.make_model(graph, producer_name="git-theta-test", opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -81,7 +86,7 @@ def test_inline_model_round_trips_and_a_changed_initializer_stores_only_itself(o
     git(repo, "commit", "-q", "-m", "v1")
     shown = git(repo, "show", "HEAD:model.onnx").stdout
     assert '"format":"onnx"' in shown and '"kept":1' in shown  # T lives in float_data: kept in the skeleton
-    for name in ("W", "B", "H", "then_c", "cond"):
+    for name in ("W", "B", "H", "then_c", "cond", "C.value", "S", "S.indices"):  # C.value: the Constant's tensor
         assert f'\n"{name}":' in shown, name
     before = _objects(repo)
     second = {**first, "W": first["W"] * 2}

@@ -98,7 +98,11 @@ def _fields(buf: _Buffer, start: int, end: int) -> Iterator[tuple[int, int, int,
     """(field number, wire type, value or payload start, payload end) of each field of the message in [start, end)."""
     pos = start
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        tag = buf[pos]
+        if tag < 0x80:  # one-byte tags and lengths are nearly all of them: no call
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos, end)
         number, wire = tag >> 3, tag & 7
         if number == 0:
             raise CheckpointError(f"protobuf field number 0 at byte {pos} (not a protobuf message)")
@@ -106,7 +110,11 @@ def _fields(buf: _Buffer, start: int, end: int) -> Iterator[tuple[int, int, int,
             value, pos = _varint(buf, pos, end)
             yield number, wire, value, pos
         elif wire == 2:
-            length, pos = _varint(buf, pos, end)
+            length = buf[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos, end)
             if length > end - pos:
                 raise CheckpointError(f"protobuf field {number} at byte {pos} declares {length} bytes, its message has {end - pos} left (truncated?)")
             yield number, wire, pos, pos + length

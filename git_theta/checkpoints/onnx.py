@@ -116,17 +116,20 @@ def _fields(buf: _Buffer, start: int, end: int) -> Iterator[tuple[int, int, int,
             else:
                 length, pos = _varint(buf, pos, end)
             if length > end - pos:
-                raise CheckpointError(f"protobuf field {number} at byte {pos} declares {length} bytes, its message has {end - pos} left (truncated?)")
+                raise CheckpointError(
+                    f"protobuf field {number} at byte {pos} declares {length} bytes, "
+                    f"its message has {end - pos} left (truncated?)"
+                )
             yield number, wire, pos, pos + length
             pos += length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
             if size > end - pos:
-                raise CheckpointError(f"protobuf field {number} at byte {pos} runs past the end of its message (truncated?)")
+                raise CheckpointError(f"protobuf field {number} at byte {pos} runs past the end of its message")
             yield number, wire, pos, pos + size
             pos += size
         else:
-            raise CheckpointError(f"protobuf field {number} at byte {pos} has wire type {wire}, which ONNX does not use")
+            raise CheckpointError(f"protobuf field {number} at byte {pos} has wire type {wire}, which ONNX never uses")
 
 
 def _int64(value: int) -> int:
@@ -386,7 +389,8 @@ class OnnxFormat(CheckpointFormat):
             shape, nbytes = checked_shape(found.dims, found.dtype, f"tensor {shown(found.name)}")
             if nbytes != end - begin:
                 raise CheckpointError(
-                    f"tensor {shown(found.name)}: raw_data has {end - begin} bytes, {found.dtype}{list(shape)} needs {nbytes}"
+                    f"tensor {shown(found.name)}: raw_data has {end - begin} bytes, "
+                    f"{found.dtype}{list(shape)} needs {nbytes}"
                 )
             name = _unique(found.name, taken)
             builder.raw_until(begin)
@@ -395,9 +399,12 @@ class OnnxFormat(CheckpointFormat):
         builder.raw_until(view.size)
         payloads = sum(1 for segment in builder.layout if "tensor" in segment)
         kept = count - external - payloads  # tensors in typed fields (float_data ...) or of dtypes we do not name
-        return {"skeleton": sink.put_blob(bytes(builder.skeleton)), "layout": builder.layout, "kept": kept, "external": external}
+        skeleton = sink.put_blob(bytes(builder.skeleton))
+        return {"skeleton": skeleton, "layout": builder.layout, "kept": kept, "external": external}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         write_layout(file, params, source, out)
 
 
@@ -552,7 +559,10 @@ class OnnxDataFormat(CheckpointFormat):
             reader.tensor(item)
         if not reader.ended:
             reader.chunks(None)
-        return {"skeleton": sink.put_blob(bytes(reader.skeleton)), "layout": reader.layout, "described": len(planned) > 0}
+        skeleton = sink.put_blob(bytes(reader.skeleton))
+        return {"skeleton": skeleton, "layout": reader.layout, "described": len(planned) > 0}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         write_layout(file, params, source, out)

@@ -11,9 +11,13 @@ import onnx
 import pytest
 from conftest import git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from git_theta.checkpoints.onnx import MAX_GRAPH_DEPTH, MAX_TENSORS, OnnxDataFormat, OnnxFormat
+from git_theta.clean import StoringSink
+from git_theta.metadata import Metadata
+from git_theta.smudge import smudge
+from git_theta.store import ObjectStore
 
 
 def _weights(seed: int, n: int) -> dict[str, np.ndarray[Any, Any]]:
@@ -41,7 +45,8 @@ def _model(weights: dict[str, np.ndarray[Any, Any]]) -> onnx.ModelProto:
         helper.make_node("Constant", [], ["C"], value=numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int32))),
     ]
     initializers = [numpy_helper.from_array(weights[name], name) for name in ("W", "B", "H")]
-    initializers += [helper.make_tensor("T", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]), numpy_helper.from_array(np.array(True), "cond")]
+    initializers.append(helper.make_tensor("T", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]))  # in float_data, not raw_data
+    initializers.append(numpy_helper.from_array(np.array(True), "cond"))
     sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([5, 6], dtype=np.float32), "S"),
                                        numpy_helper.from_array(np.array([1, 3], dtype=np.int64)), [4])
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])], [vector[2]],
@@ -158,6 +163,49 @@ def test_a_data_file_no_model_describes_is_stored_in_chunks_exactly(onnx_repo: P
     assert (repo / "lonely.onnx.data").read_bytes() == blob
 
 
+def _padded_external(folder: Path, data_size: int | None = None) -> bytes:
+    """model.onnx whose two external tensors sit at 4096-aligned offsets of model.data (padding between them),
+    as the onnx loader accepts; returns the data bytes (cut to `data_size` if given: a file shorter than declared)."""
+    a, b = np.arange(10, dtype=np.float32), np.arange(6, dtype=np.int64)
+    data = a.tobytes() + bytes(4096 - a.nbytes) + b.tobytes() + bytes(7)  # 7 trailing bytes no tensor claims
+    tensors = [numpy_helper.from_array(a, "a"), numpy_helper.from_array(b, "b")]
+    for tensor, offset in zip(tensors, (0, 4096)):
+        external_data_helper.set_external_data(tensor, "model.data", offset, len(tensor.raw_data))
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+    graph = helper.make_graph([helper.make_node("Identity", ["a"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10])], tensors)
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
+    data = data[:data_size] if data_size is not None else data
+    (folder / "model.data").write_bytes(data)
+    return data
+
+
+def _clean_and_smudge(store: ObjectStore, path: Path) -> tuple[Metadata, bytes]:
+    sink = StoringSink(store, [])
+    section = OnnxDataFormat().read(io.BytesIO(path.read_bytes()), str(path), sink)
+    meta = Metadata("onnx-data", section, sink.finish())
+    out = io.BytesIO()
+    smudge(store, path.name, meta.serialize(), out)
+    return meta, out.getvalue()
+
+
+def test_data_file_gaps_go_to_the_skeleton_and_a_short_file_to_a_chunk(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    data = _padded_external(tmp_path)
+    loaded = onnx.load(str(tmp_path / "model.onnx"))
+    assert numpy_helper.to_array(loaded.graph.initializer[1]).tolist() == list(range(6))  # the layout is onnx's own
+    meta, rebuilt = _clean_and_smudge(store, tmp_path / "model.data")
+    assert rebuilt == data and meta.file["described"] is True
+    layout = [{"tensor": "a", "bytes": 40}, {"raw": 4056}, {"tensor": "b", "bytes": 48}]
+    layout.append({"tensor": "bytes@4144", "bytes": 7})
+    assert meta.file["layout"] == layout  # padding in the skeleton; bytes after the last tensor: a chunk
+    assert (meta.params["a"].dtype, meta.params["a"].shape, meta.params["b"].dtype) == ("F32", (10,), "I64")
+    short = _padded_external(tmp_path, data_size=4096 + 20)  # ends inside b
+    meta, rebuilt = _clean_and_smudge(store, tmp_path / "model.data")
+    assert rebuilt == short and set(meta.params) == {"a", "bytes@4096"} and meta.params["bytes@4096"].shape == (20,)
+
+
 def test_git_merge_of_different_initializers_gives_a_valid_model(onnx_repo: Path) -> None:
     repo, base = onnx_repo, _weights(4, 4)
 
@@ -210,7 +258,8 @@ def _field(number: int, payload: bytes | int) -> bytes:
 
 
 def _tensor_model(dims: list[int], raw: bytes, data_type: int = 1) -> bytes:
-    tensor = b"".join(_field(1, d & ((1 << 64) - 1)) for d in dims) + _field(2, data_type) + _field(8, b"w") + _field(9, raw)
+    tensor = b"".join(_field(1, d & ((1 << 64) - 1)) for d in dims)  # int64 dims: negative ones as 10-byte varints
+    tensor += _field(2, data_type) + _field(8, b"w") + _field(9, raw)
     return _field(1, 8) + _field(7, _field(5, tensor))
 
 
@@ -223,7 +272,7 @@ def _nested(depth: int) -> bytes:
 
 HOSTILE: dict[str, tuple[bytes, str]] = {
     "truncated": (_tensor_model([4], bytes(16))[:-5], "declares 27 bytes, its message has 22 left (truncated?)"),
-    "length past the end": (_field(1, 8) + _varint(7 << 3 | 2) + _varint(1 << 40) + bytes(10), "declares 1099511627776 bytes"),
+    "length past the end": (_field(1, 8) + b"\x3a" + _varint(1 << 40) + bytes(10), "declares 1099511627776"),  # graph
     "11-byte varint": (b"\x08" + b"\xff" * 11, "longer than 10 bytes"),
     "varint over 64 bits": (b"\x08" + b"\xff" * 9 + b"\x7f", "does not fit 64 bits"),
     "wire type 3 in the graph": (_field(1, 8) + _field(7, b"\x0b"), "wire type 3"),
@@ -232,7 +281,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "negative dim": (_tensor_model([-4], bytes(16)), "invalid shape"),
     "65 dims": (_tensor_model([1] * 65, bytes(4)), "more than 64 dimensions"),
     "raw_data shorter than dims": (_tensor_model([4], bytes(12)), "raw_data has 12 bytes, F32[4] needs 16"),
-    "too many tensors": (_field(1, 8) + _field(7, _field(5, b"") * (MAX_TENSORS + 1)), f"limit of {MAX_TENSORS} tensors"),
+    "too many tensors": (_field(1, 8) + _field(7, _field(5, b"") * (MAX_TENSORS + 1)), f"of {MAX_TENSORS} tensors"),
 }
 
 

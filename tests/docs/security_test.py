@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, npz, onnx, safetensors, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
 from git_theta.merging import policy
 from git_theta.transfer import lfs_http
@@ -39,6 +39,10 @@ STATED = [
     (zip_layout.MAX_MEMBERS, 1_000_000, "| 1,000,000; declared size <= 1032 x compressed |"),
     (zip_layout.MAX_DEFLATE_RATIO, 1032, "declared size <= 1032 x compressed"),
     (npz.MAX_NPY_HEADER, MiB, "| .npy header | 1 MiB |"),
+    (onnx.MAX_MODEL_BYTES, 2048 * MiB - 1, "| ONNX model | 2 GiB - 1; varints 10 bytes; subgraphs 32 deep; 1,000,000 tensors |"),
+    (onnx.MAX_VARINT_BYTES, 10, "varints 10 bytes"),
+    (onnx.MAX_GRAPH_DEPTH, 32, "subgraphs 32 deep"),
+    (onnx.MAX_TENSORS, 1_000_000, "subgraphs 32 deep; 1,000,000 tensors"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -39,7 +39,7 @@ STATED = [
     (zip_layout.MAX_MEMBERS, 1_000_000, "| 1,000,000; declared size <= 1032 x compressed |"),
     (zip_layout.MAX_DEFLATE_RATIO, 1032, "declared size <= 1032 x compressed"),
     (npz.MAX_NPY_HEADER, MiB, "| .npy header | 1 MiB |"),
-    (onnx.MAX_MODEL_BYTES, 2048 * MiB - 1, "| ONNX model | 2 GiB - 1; varints 10 bytes; subgraphs 32 deep; 1,000,000 tensors |"),
+    (onnx.MAX_MODEL_BYTES, 2048 * MiB - 1, "| ONNX model | 2^31 - 1 bytes; varints 10 bytes;"),
     (onnx.MAX_VARINT_BYTES, 10, "varints 10 bytes"),
     (onnx.MAX_GRAPH_DEPTH, 32, "subgraphs 32 deep"),
     (onnx.MAX_TENSORS, 1_000_000, "subgraphs 32 deep; 1,000,000 tensors"),

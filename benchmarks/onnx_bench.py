@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import runner  # noqa: E402
+import runner
 
 TENSORS = 40
 COLUMNS = 1024

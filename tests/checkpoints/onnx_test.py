@@ -13,7 +13,12 @@ from conftest import git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-from git_theta.checkpoints.onnx import MAX_GRAPH_DEPTH, MAX_TENSORS, OnnxDataFormat, OnnxFormat
+from git_theta.checkpoints.onnx import (
+    MAX_GRAPH_DEPTH,
+    MAX_TENSORS,
+    OnnxDataFormat,
+    OnnxFormat,
+)
 from git_theta.clean import StoringSink
 from git_theta.metadata import Metadata
 from git_theta.smudge import smudge

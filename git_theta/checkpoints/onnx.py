@@ -42,7 +42,7 @@ from git_theta.tensor import Tensor
 
 # Limits on what a model declares (docs/formats.md, "Checkpoint files"). Protobuf cannot serialize a message of
 # 2 GiB or more, so a larger .onnx is not a model; a varint has at most 10 bytes; subgraphs (an If branch inside a
-# Loop body ...) nest at most MAX_GRAPH_DEPTH deep; a model holds at most MAX_TENSORS tensors with raw data.
+# Loop body ...) nest at most MAX_GRAPH_DEPTH deep; a model holds at most MAX_TENSORS tensors (of any kind).
 MAX_MODEL_BYTES = (2 << 30) - 1
 MAX_VARINT_BYTES = 10
 MAX_GRAPH_DEPTH = 32

@@ -211,12 +211,18 @@ def test_data_file_gaps_go_to_the_skeleton_and_a_short_file_to_a_chunk(tmp_path:
     assert rebuilt == short and set(meta.params) == {"a", "bytes@4096"} and meta.params["bytes@4096"].shape == (20,)
 
 
-def test_git_merge_of_different_initializers_gives_a_valid_model(onnx_repo: Path) -> None:
-    repo, base = onnx_repo, _weights(4, 4)
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
+def test_git_merge_of_different_initializers_gives_a_valid_model(onnx_repo: Path, external: bool) -> None:
+    """Inline, the merge driver averages inside model.onnx; with external data, inside model.data (the .onnx
+    is the same on both branches)."""
+    repo, base = onnx_repo, _weights(4, 8)
 
     def commit(weights: dict[str, np.ndarray[Any, Any]], message: str) -> None:
-        onnx.save_model(_model(weights), str(repo / "model.onnx"))
-        git(repo, "add", "model.onnx")
+        if external:
+            _save_external(repo, weights)
+        else:
+            onnx.save_model(_model(weights), str(repo / "model.onnx"))
+        git(repo, "add", "model.onnx", *(["model.data"] if external else []))
         git(repo, "commit", "-q", "-m", message)
 
     commit(base, "base")
@@ -233,6 +239,8 @@ def test_git_merge_of_different_initializers_gives_a_valid_model(onnx_repo: Path
     assert merged["W"].tobytes() == ours["W"].tobytes() and merged["B"].tobytes() == theirs["B"].tobytes()
     np.testing.assert_array_equal(merged["then_c"], base["then_c"] + 3)  # both changed it: averaged
     assert merged["H"].tobytes() == base["H"].tobytes()
+    if external:
+        assert '"format":"onnx-data"' in git(repo, "show", "HEAD:model.data").stdout
 
 
 def test_sniff() -> None:

@@ -32,6 +32,7 @@ from git_theta.checkpoints.base import (
     ParamSink,
     ParamSource,
     checked_shape,
+    read_into,
     shown,
     spool,
 )
@@ -76,6 +77,7 @@ DATA_TYPES: dict[int, str] = {
 # The field numbers of ModelProto and the wire type each has: sniff checks that a file starts with these.
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+_RELEASE_BYTES = 1 << 20
 _Buffer = bytes | memoryview | mmap.mmap
 
 
@@ -257,12 +259,20 @@ class _Walker:
                 external[key] = value
             elif number == 14 and wire == 0:
                 location = a
+        self.release(start, end)
         if location != _EXTERNAL and raw is None:
             return None
         found = _Found(name, DATA_TYPES.get(data_type), dims, None if location == _EXTERNAL else raw,
                        external if location == _EXTERNAL else None)
         self.tensors.append(found)
         return found
+
+    def release(self, start: int, end: int) -> None:
+        """Unmap a large tensor's pages once its fields are read. A fault on a file mapping can map a whole large
+        folio (2 MiB here), so touching each tensor's header would make most of the file resident."""
+        if isinstance(self.buf, mmap.mmap) and end - start >= _RELEASE_BYTES:
+            first = start - start % mmap.PAGESIZE
+            self.buf.madvise(mmap.MADV_DONTNEED, first, min(end, len(self.buf)) - first)
 
     def entry(self, start: int, end: int) -> tuple[str, str]:
         """A StringStringEntryProto: key(1), value(2)."""
@@ -375,14 +385,11 @@ class OnnxFormat(CheckpointFormat):
                 view.close()
 
     def _read(self, file: IO[bytes], view: _Map, sink: ParamSink) -> dict[str, Any]:
-        builder = SkeletonBuilder(file)
         taken: dict[str, int] = {}
         found_tensors, count = _model_tensors(view.buf, view.size)
-        external = 0
-        for found in found_tensors:
-            if found.external is not None:
-                external += 1
-                continue
+        external = sum(1 for found in found_tensors if found.external is not None)
+        payloads: list[tuple[str, str, tuple[int, ...], int, int]] = []
+        for found in found_tensors:  # every check before the first tensor is stored
             if found.raw is None or found.dtype is None:
                 continue
             begin, end = found.raw
@@ -392,13 +399,15 @@ class OnnxFormat(CheckpointFormat):
                     f"tensor {shown(found.name)}: raw_data has {end - begin} bytes, "
                     f"{found.dtype}{list(shape)} needs {nbytes}"
                 )
-            name = _unique(found.name, taken)
+            payloads.append((_unique(found.name, taken), found.dtype, shape, begin, end))
+        builder = SkeletonBuilder(file)
+        for name, dtype, shape, begin, end in payloads:
             builder.raw_until(begin)
-            sink.add(name, Tensor(found.dtype, shape, bytes(view.buf[begin:end])))
-            builder.payload({"tensor": name, "bytes": nbytes}, end)
+            file.seek(begin)  # read, not sliced from the map: mapped pages would count as resident memory
+            sink.add(name, Tensor(dtype, shape, read_into(file, end - begin)))
+            builder.payload({"tensor": name, "bytes": end - begin}, end)
         builder.raw_until(view.size)
-        payloads = sum(1 for segment in builder.layout if "tensor" in segment)
-        kept = count - external - payloads  # tensors in typed fields (float_data ...) or of dtypes we do not name
+        kept = count - external - len(payloads)  # tensors in typed fields (float_data ...) or of dtypes we do not name
         skeleton = sink.put_blob(bytes(builder.skeleton))
         return {"skeleton": skeleton, "layout": builder.layout, "kept": kept, "external": external}
 

@@ -168,6 +168,24 @@ def test_a_data_file_no_model_describes_is_stored_in_chunks_exactly(onnx_repo: P
     assert (repo / "lonely.onnx.data").read_bytes() == blob
 
 
+def test_theta_format_forces_onnx_for_other_names(onnx_repo: Path) -> None:
+    """Without the .onnx name the sniff says no (protobuf has no magic); the attribute forces the format."""
+    repo = onnx_repo
+    with (repo / ".gitattributes").open("a") as attributes:
+        attributes.write("*.pb filter=theta diff=theta merge=theta theta-format=onnx\n")
+        attributes.write("*.weights filter=theta diff=theta merge=theta theta-format=onnx-data\n")
+    onnx.save_model(_model(_weights(5, 4)), str(repo / "net.pb"))
+    (repo / "net.weights").write_bytes(bytes(range(256)))
+    originals = {name: (repo / name).read_bytes() for name in ("net.pb", "net.weights")}
+    git(repo, "add", "net.pb", "net.weights")
+    assert '"format":"onnx"' in git(repo, "show", ":net.pb").stdout
+    assert '"format":"onnx-data"' in git(repo, "show", ":net.weights").stdout
+    for name, data in originals.items():
+        (repo / name).unlink()
+        git(repo, "checkout", "--", name)
+        assert (repo / name).read_bytes() == data, name
+
+
 def _padded_external(folder: Path, data_size: int | None = None) -> bytes:
     """model.onnx whose two external tensors sit at 4096-aligned offsets of model.data (padding between them),
     as the onnx loader accepts; returns the data bytes (cut to `data_size` if given: a file shorter than declared)."""

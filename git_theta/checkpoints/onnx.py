@@ -419,6 +419,8 @@ class OnnxFormat(CheckpointFormat):
 
 @dataclass
 class _Planned:
+    """A tensor the sibling model places in the data file: its group name, dtype, shape and byte range."""
+
     name: str
     dtype: str
     shape: tuple[int, ...]

@@ -31,7 +31,8 @@ setup(
         "test": ["pytest>=7", "pytest-xdist>=3", "pexpect>=4.8", "mypy>=1.10", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
                  "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
                  "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
-                 "gguf>=0.17"],  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
+                 "gguf>=0.17",  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
+                 "onnx>=1.16"],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],

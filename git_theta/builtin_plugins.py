@@ -12,6 +12,8 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
         "gguf": "git_theta.checkpoints.gguf:GgufFormat",
+        "onnx": "git_theta.checkpoints.onnx:OnnxFormat",
+        "onnx-data": "git_theta.checkpoints.onnx:OnnxDataFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

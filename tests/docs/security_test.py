@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, gguf, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, gguf, npz, onnx, safetensors, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
 from git_theta.merging import policy
 from git_theta.transfer import lfs_http
@@ -45,6 +45,10 @@ STATED = [
     (gguf.MAX_KV, 1_000_000, "1,000,000 tensors, 1,000,000 keys"),
     (gguf.MAX_ARRAY_DEPTH, 8, "arrays 8 deep"),
     (gguf.MAX_ALIGNMENT, MiB, "alignment <= 1 MiB |"),
+    (onnx.MAX_MODEL_BYTES, 2048 * MiB - 1, "| ONNX model | 2^31 - 1 bytes; varints 10 bytes;"),
+    (onnx.MAX_VARINT_BYTES, 10, "varints 10 bytes"),
+    (onnx.MAX_GRAPH_DEPTH, 32, "subgraphs 32 deep"),
+    (onnx.MAX_TENSORS, 1_000_000, "subgraphs 32 deep; 1,000,000 tensors"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

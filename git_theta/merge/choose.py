@@ -1,21 +1,40 @@
-"""Give every conflicting parameter a strategy, or stop with a message saying how to resolve."""
+"""Who decides the strategy of each conflicting parameter: the one place where the choosing is put together.
+
+Precedence: a strategy given on the command line, then git config `theta.merge.strategy`, then the committed
+policy file `.thetamerge.toml` (parsed in policy.py), then the terminal prompt (prompt.py); what none of them
+covers stops the merge with a message saying how to resolve (unresolved.py). Never a silent default.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from git_theta import plugins
-from git_theta.errors import ThetaError
-from git_theta.merging.plan import Conflict
-from git_theta.merging.policy import CONFIG_STRATEGY, POLICY_FILE, Choice, Policy
+from git_theta.merge.engine import Chooser
+from git_theta.merge.plan import Conflict
+from git_theta.merge.policy import Choice, Policy, config_choice, load_policy
+from git_theta.merge.prompt import TerminalPrompt, open_terminal
+from git_theta.merge.unresolved import UnresolvedConflicts, unresolved_message
 
 # Asks the user about the conflicts left; returns a choice for each, or raises UnresolvedConflicts.
 Asker = Callable[[str, Sequence[Conflict], Sequence[str]], dict[str, Choice]]
-LISTED = 20
 
 
-class UnresolvedConflicts(ThetaError):
-    """Parameters were left without a strategy; the merge did not happen."""
+def chooser(toplevel: Path, path: str, labels: Sequence[str], command_line: Choice | None, hint: str) -> Chooser:
+    """A Chooser that reads config and policy, and opens the terminal, only if something conflicts."""
+
+    def choose(conflicts: Sequence[Conflict]) -> dict[str, Choice]:
+        override = command_line or config_choice(toplevel)
+        policy = None if override else load_policy(toplevel)
+        tty = open_terminal()
+        try:
+            ask = TerminalPrompt(tty, hint) if tty is not None else None
+            return resolve(path, conflicts, labels, override, policy, ask, hint)
+        finally:
+            if tty is not None:
+                tty.close()
+
+    return choose
 
 
 def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], override: Choice | None, policy: Policy | None, ask: Asker | None, hint: str) -> dict[str, Choice]:
@@ -33,20 +52,3 @@ def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], ove
     elif left:
         raise UnresolvedConflicts(unresolved_message(path, left, labels, hint, "no merge strategy covers them and there is no terminal to ask on"))
     return choices
-
-
-def unresolved_message(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], hint: str, why: str) -> str:
-    strategies = ", ".join(plugins.names(plugins.MERGES))
-    lines = [f"{path}: {len(conflicts)} parameter(s) changed differently on several sides; {why}:"]
-    lines += [f"  {conflict.describe(labels)}" for conflict in conflicts[:LISTED]]
-    if len(conflicts) > LISTED:
-        lines.append(f"  ... and {len(conflicts) - LISTED} more")
-    lines += [
-        "To resolve:",
-        f"  - {hint}",
-        f"  - or commit a policy file {POLICY_FILE} at the repository root (e.g. [default] strategy = \"average\",",
-        '    [[rule]] params = "encoder.*" strategy = "ties" k = 0.2), or run',
-        f"    `git config {CONFIG_STRATEGY} average`, then merge again",
-        f"  strategies: {strategies} (see `git theta merge --list-strategies`)",
-    ]
-    return "\n".join(lines)

@@ -20,8 +20,8 @@ import numpy as np
 from git_theta import dtypes, parallel, plugins
 from git_theta.clean import StoringSink
 from git_theta.errors import StoreError, ThetaError
-from git_theta.merging.plan import Conflict, layout, plan
-from git_theta.merging.policy import Choice
+from git_theta.merge.plan import Conflict, layout, plan
+from git_theta.merge.policy import Choice
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.smudge import StoreSource, rebuild
 from git_theta.store import ObjectStore

@@ -19,7 +19,7 @@ from typing import Any
 
 from git_theta import git, plugins
 from git_theta.errors import ThetaError
-from git_theta.merges.base import MergeStrategy
+from git_theta.merge.strategies.base import MergeStrategy
 
 POLICY_FILE = ".thetamerge.toml"
 CONFIG_STRATEGY = "theta.merge.strategy"

@@ -12,9 +12,9 @@ from typing import TextIO
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
-from git_theta.merging.plan import Conflict
-from git_theta.merging.policy import Choice, make_choice, parse_assignments
-from git_theta.merging.resolve import UnresolvedConflicts, unresolved_message
+from git_theta.merge.plan import Conflict
+from git_theta.merge.policy import Choice, make_choice, parse_assignments
+from git_theta.merge.unresolved import UnresolvedConflicts, unresolved_message
 
 
 def open_terminal() -> TextIO | None:

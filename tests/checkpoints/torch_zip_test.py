@@ -159,8 +159,8 @@ def test_file_for_params_patches_crcs(tmp_path: Path) -> None:
 
 def test_merge_of_zip_checkpoints_has_valid_crcs(tmp_path: Path) -> None:
     """Through the merge engine: an averaged .pt checks out as a zip whose CRC-32s fit the merged values."""
-    from git_theta.merging.engine import merge_metadata
-    from git_theta.merging.policy import make_choice
+    from git_theta.merge.engine import merge_metadata
+    from git_theta.merge.policy import make_choice
     from git_theta.metadata import Metadata
     from git_theta.smudge import smudge
 

@@ -9,7 +9,7 @@ import pytest
 from git_theta import files, metadata, objects
 from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
-from git_theta.merging import policy
+from git_theta.merge import policy
 from git_theta.transfer import lfs_http
 from git_theta.updates import peft, pending
 

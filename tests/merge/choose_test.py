@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from git_theta.merging.plan import Conflict
-from git_theta.merging.policy import Choice, make_choice, parse_policy
-from git_theta.merging.resolve import UnresolvedConflicts, resolve
+from git_theta.merge.plan import Conflict
+from git_theta.merge.policy import Choice, make_choice, parse_policy
+from git_theta.merge.choose import resolve
+from git_theta.merge.unresolved import UnresolvedConflicts
 from git_theta.metadata import ParamEntry, StoredLink
 
 ENTRY = ParamEntry("F32", (2,), "a" * 64, (StoredLink("dense", "a" * 64, 1),))

@@ -14,9 +14,9 @@ from git_theta import dtypes
 from git_theta.checkpoints.safetensors import SafetensorsFormat, parse_header
 from git_theta.clean import StoringSink
 from git_theta.errors import StoreError
-from git_theta.merging.engine import MergeError, from_float64, merge_metadata
-from git_theta.merging.plan import Conflict
-from git_theta.merging.policy import Choice, make_choice
+from git_theta.merge.engine import MergeError, from_float64, merge_metadata
+from git_theta.merge.plan import Conflict
+from git_theta.merge.policy import Choice, make_choice
 from git_theta.metadata import Metadata
 from git_theta.smudge import smudge
 from git_theta.store import ObjectStore

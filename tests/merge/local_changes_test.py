@@ -12,7 +12,7 @@ from hostile_support import BoundedResult, RepoState, assert_refused, run_bounde
 from safetensors.numpy import load_file, save_file
 
 from conftest import git
-from git_theta.merging import local_changes
+from git_theta.merge import local_changes
 
 MODEL = "model.safetensors"
 GIT_REFUSES = "Your local changes to the following files would be overwritten by merge"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from git_theta.merging.plan import plan
+from git_theta.merge.plan import plan
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 
 

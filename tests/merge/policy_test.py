@@ -11,7 +11,7 @@ from hostile_support import assert_refused, run_bounded
 from safetensors.numpy import save_file
 
 from git_theta.errors import ThetaError
-from git_theta.merging.policy import config_choice, load_policy, parse_policy
+from git_theta.merge.policy import config_choice, load_policy, parse_policy
 
 POLICY = """
 [default]

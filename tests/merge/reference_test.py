@@ -6,16 +6,16 @@ import re
 from pathlib import Path
 
 from git_theta.main import build_parser
-from git_theta.merging.policy import parse_policy
-from git_theta.merging.reference import replace_section, strategy_reference
-from git_theta.merges.ties import TiesStrategy
+from git_theta.merge.policy import parse_policy
+from git_theta.merge.reference import replace_section, strategy_reference
+from git_theta.merge.strategies.ties import TiesStrategy
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "merging.md"
 
 
 def test_reference_section_is_current() -> None:
     document = DOC.read_text(encoding="utf-8")
-    assert replace_section(document) == document, "docs/merging.md is stale: run `python3 -m git_theta.merging.reference docs/merging.md`"
+    assert replace_section(document) == document, "docs/merging.md is stale: run `python3 -m git_theta.merge.reference docs/merging.md`"
 
 
 def test_reference_lists_every_argument_with_its_default() -> None:

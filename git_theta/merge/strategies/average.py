@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from git_theta.merges.base import MergeStrategy
+from git_theta.merge.strategies.base import MergeStrategy
 
 
 class AverageStrategy(MergeStrategy):

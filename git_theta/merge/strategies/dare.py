@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from git_theta.merges.base import Argument
-from git_theta.merges.task_vectors import TaskVectorConfig, TaskVectorStrategy
+from git_theta.merge.strategies.base import Argument
+from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 
 
 class DareStrategy(TaskVectorStrategy):

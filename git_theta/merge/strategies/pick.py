@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from git_theta.errors import ThetaError
-from git_theta.merges.base import MergeStrategy
+from git_theta.merge.strategies.base import MergeStrategy
 
 
 class _Pick(MergeStrategy):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from git_theta.errors import ThetaError
-from git_theta.merges.base import MergeStrategy
+from git_theta.merge.strategies.base import MergeStrategy
 
 # Tolerates float error in density·n (0.3·10 = 3.0000000000000004 must keep 3).
 _COUNT_EPSILON = 1e-9

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.merges.average import AverageStrategy
+from git_theta.merge.strategies.average import AverageStrategy
 
 
 def test_two_versions_hand_checked() -> None:

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from git_theta.merges.dare import DareStrategy
-from git_theta.merges.task_arithmetic import TaskArithmeticStrategy
+from git_theta.merge.strategies.dare import DareStrategy
+from git_theta.merge.strategies.task_arithmetic import TaskArithmeticStrategy
 
 
 def reference_dare(base: np.ndarray, versions: list[np.ndarray], p: float, lam: float, seed: int, name: str) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from git_theta.errors import ThetaError
-from git_theta.merges.pick import BaseStrategy, OursStrategy, TheirsStrategy
+from git_theta.merge.strategies.pick import BaseStrategy, OursStrategy, TheirsStrategy
 
 OURS, THEIRS, BASE = np.array([1.0, -0.0]), np.array([2.0, 3.0]), np.array([0.0, 0.0])
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from git_theta.errors import ThetaError
-from git_theta.merges.slerp import SlerpStrategy
+from git_theta.merge.strategies.slerp import SlerpStrategy
 
 
 def merge(first: np.ndarray, second: np.ndarray, t: float) -> np.ndarray:

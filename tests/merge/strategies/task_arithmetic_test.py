@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.merges.task_arithmetic import TaskArithmeticStrategy
+from git_theta.merge.strategies.task_arithmetic import TaskArithmeticStrategy
 
 
 def test_hand_checked() -> None:

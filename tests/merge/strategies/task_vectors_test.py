@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.merges.dare import DareStrategy
-from git_theta.merges.task_arithmetic import TaskArithmeticStrategy
-from git_theta.merges.task_vectors import TaskVectorConfig, disjoint_mean, drop_and_rescale, merge_task_vectors, seed_for, trim
-from git_theta.merges.ties import TiesStrategy
+from git_theta.merge.strategies.dare import DareStrategy
+from git_theta.merge.strategies.task_arithmetic import TaskArithmeticStrategy
+from git_theta.merge.strategies.task_vectors import TaskVectorConfig, disjoint_mean, drop_and_rescale, merge_task_vectors, seed_for, trim
+from git_theta.merge.strategies.ties import TiesStrategy
 
 
 def test_methods_are_configurations() -> None:

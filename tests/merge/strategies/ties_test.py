@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from git_theta.errors import ThetaError
-from git_theta.merges.task_vectors import trim
-from git_theta.merges.ties import TiesStrategy
+from git_theta.merge.strategies.task_vectors import trim
+from git_theta.merge.strategies.ties import TiesStrategy
 
 
 def reference_ties(base: np.ndarray, versions: list[np.ndarray], k: float, lam: float) -> np.ndarray:

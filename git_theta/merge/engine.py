@@ -26,7 +26,7 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.smudge import StoreSource, rebuild
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
-from git_theta.updates import auto
+from git_theta.update_engine import auto
 
 # Parameters computed at once (one per core of the tensor pool); each holds its versions in float64.
 PARALLEL_MERGES = 2

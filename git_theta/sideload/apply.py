@@ -6,7 +6,7 @@ Steps, in an order that leaves nothing behind on a mismatch:
   2. compute each new tensor with the update type's own `apply`, the exact
      bits checkout will rebuild;
   3. store the update objects (and a dense base where the base is not stored yet),
-     leave a pending record for the clean filter (git_theta.updates.pending);
+     leave a pending record for the clean filter (git_theta.update_engine.pending);
   4. rewrite PATH with the new tensors and run `git add PATH`; on failure the
      original file is put back. The record is removed in every case.
 """
@@ -26,7 +26,8 @@ from git_theta.objects import Bundle
 from git_theta.repo import Repo
 from git_theta.store import object_id
 from git_theta.tensor import Tensor
-from git_theta.updates import auto, peft, pending
+from git_theta.sideload import peft
+from git_theta.update_engine import auto, pending
 from git_theta.updates.base import SideLoad, UpdateType
 
 

@@ -11,7 +11,8 @@ from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip,
 from git_theta.commands import gc
 from git_theta.merge import policy
 from git_theta.transfer import lfs_http
-from git_theta.updates import peft, pending
+from git_theta.sideload import peft
+from git_theta.update_engine import pending
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
 

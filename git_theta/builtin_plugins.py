@@ -9,7 +9,7 @@ setup.py reads this file before the package is installed.
 BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
     "git_theta.checkpoints": {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsFormat",
-        "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
+        "pytorch": "git_theta.checkpoints.pytorch.format:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
     },
     "git_theta.updates": {

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, npz, safetensors, zip_layout
+from git_theta.checkpoints.pytorch import tree as torch_tree
+from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
 from git_theta.merge import policy
 from git_theta.transfer import lfs_http

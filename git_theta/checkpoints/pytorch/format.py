@@ -5,7 +5,7 @@ plain values around tensors) is recorded as a JSON structure tree in the file
 section; tensors appear in it by name and their bytes become parameter
 groups, one per storage.
 
-Zip-layout files of plain data take the torch-free fast path (torch_zip.py):
+Zip-layout files of plain data take the torch-free fast path (zip_reader.py):
 a restricted unpickler reads the structure, the zip's other bytes are kept
 as a skeleton, and checkout rebuilds the file byte for byte. Everything else
 is loaded with torch.load(weights_only=True) and rebuilt with `torch.save`:
@@ -31,9 +31,9 @@ from typing import IO, Any, BinaryIO
 import blake3
 
 from git_theta import dtypes
-from git_theta.checkpoints import torch_zip
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource
-from git_theta.checkpoints.torch_tree import TensorNode, decode_tree, encode_tree, unique_name
+from git_theta.checkpoints.pytorch import zip_reader
+from git_theta.checkpoints.pytorch.tree import TensorNode, decode_tree, encode_tree, unique_name
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
@@ -98,7 +98,7 @@ class PytorchFormat(CheckpointFormat):
             size = spooled.tell()
             spooled.seek(0)
             is_zip = spooled.read(4) == ZIP_MAGIC
-            fast = torch_zip.read(spooled, size, digest, sink, _DTYPE_NAMES) if is_zip else None
+            fast = zip_reader.read(spooled, size, digest, sink, _DTYPE_NAMES) if is_zip else None
             if fast is not None:
                 tree, zip_section = fast
                 return {"serialization": "zip", **_structure(tree, sink), **zip_section}
@@ -125,7 +125,7 @@ class PytorchFormat(CheckpointFormat):
 
     def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
         if "layout" in file:
-            torch_zip.write(file, source, out)  # byte for byte, no torch needed
+            zip_reader.write(file, source, out)  # byte for byte, no torch needed
             return
         torch = import_torch()
         try:
@@ -150,7 +150,7 @@ class PytorchFormat(CheckpointFormat):
         section = super().file_for_params(file, before, after, source, sink)
         if "layout" not in file or all(before[name].hash == after[name].hash for name in after):
             return section
-        return torch_zip.patch_crcs(file, source, sink)
+        return zip_reader.patch_crcs(file, source, sink)
 
 
 def _check_zip(file: IO[bytes], size: int) -> None:
@@ -161,7 +161,7 @@ def _check_zip(file: IO[bytes], size: int) -> None:
         return  # a directory zipfile cannot read declares nothing to check; torch.load says what is wrong
     finally:
         file.seek(0)
-    torch_zip.check_limits(infos, size)
+    zip_reader.check_limits(infos, size)
 
 
 def _spool(stream: BinaryIO, spooled: IO[bytes]) -> str:
@@ -204,7 +204,7 @@ def _owns_storage(tensor: Any, nbytes: int) -> bool:
     return (
         torch_dtype_name(tensor.dtype) in _DTYPE_NAMES
         and tensor.storage_offset() == 0
-        and tuple(tensor.stride()) == torch_zip.contiguous_strides(tuple(tensor.shape))
+        and tuple(tensor.stride()) == zip_reader.contiguous_strides(tuple(tensor.shape))
         and tensor.numel() * tensor.element_size() == nbytes
     )
 

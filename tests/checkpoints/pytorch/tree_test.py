@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from git_theta.checkpoints.torch_tree import decode_tree, encode_tree
+from git_theta.checkpoints.pytorch.tree import decode_tree, encode_tree
 from git_theta.errors import CheckpointError
 
 

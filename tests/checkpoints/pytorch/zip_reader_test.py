@@ -14,10 +14,10 @@ import blake3
 import pytest
 import torch
 from conftest import git
-from pytorch_test import _checkpoint, _load, assert_same
+from format_test import _checkpoint, _load, assert_same
 
-from git_theta.checkpoints import torch_zip
-from git_theta.checkpoints.pytorch import _DTYPE_NAMES, PytorchFormat
+from git_theta.checkpoints.pytorch import zip_reader
+from git_theta.checkpoints.pytorch.format import _DTYPE_NAMES, PytorchFormat
 from git_theta.clean import StoringSink
 from git_theta.smudge import StoreSource
 from git_theta.store import ObjectStore
@@ -103,7 +103,7 @@ class _Sink:
 
 
 def _fast(data: bytes) -> Any:
-    return torch_zip.read(io.BytesIO(data), len(data), blake3.blake3(data).hexdigest(), _Sink(), _DTYPE_NAMES)
+    return zip_reader.read(io.BytesIO(data), len(data), blake3.blake3(data).hexdigest(), _Sink(), _DTYPE_NAMES)
 
 
 def _deflated(data: bytes) -> bytes:
@@ -201,7 +201,7 @@ def test_fast_path_names_like_the_torch_path(monkeypatch: pytest.MonkeyPatch) ->
         fast, slow = Collect(), Collect()
         fast_section = PytorchFormat().read(io.BytesIO(data), name, fast)  # type: ignore[arg-type]
         with monkeypatch.context() as patch:
-            patch.setattr(torch_zip, "read", lambda *args: None)
+            patch.setattr(zip_reader, "read", lambda *args: None)
             slow_section = PytorchFormat().read(io.BytesIO(data), name, slow)  # type: ignore[arg-type]
         assert "layout" in fast_section and "layout" not in slow_section
         assert fast_section["structure"] == slow_section["structure"], name

@@ -8,7 +8,7 @@ import numpy as np
 from conftest import git
 from safetensors.numpy import save_file
 
-from git_theta import identify
+from git_theta.display import identify
 from git_theta.repo import Repo
 
 

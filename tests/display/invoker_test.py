@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import git
-from git_theta import invoker
+from git_theta.display import invoker
 
 
 @pytest.mark.parametrize(

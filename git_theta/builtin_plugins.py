@@ -9,7 +9,7 @@ setup.py reads this file before the package is installed.
 BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
     "git_theta.checkpoints": {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsFormat",
-        "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
+        "pytorch": "git_theta.checkpoints.pytorch.format:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
         "gguf": "git_theta.checkpoints.gguf:GgufFormat",
         "onnx": "git_theta.checkpoints.onnx:OnnxFormat",
@@ -23,14 +23,14 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "xor": "git_theta.updates.xor:XorUpdate",
     },
     "git_theta.merges": {
-        "average": "git_theta.merges.average:AverageStrategy",
-        "base": "git_theta.merges.pick:BaseStrategy",
-        "dare": "git_theta.merges.dare:DareStrategy",
-        "ours": "git_theta.merges.pick:OursStrategy",
-        "slerp": "git_theta.merges.slerp:SlerpStrategy",
-        "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmeticStrategy",
-        "theirs": "git_theta.merges.pick:TheirsStrategy",
-        "ties": "git_theta.merges.ties:TiesStrategy",
-        "weighted": "git_theta.merges.weighted:WeightedStrategy",
+        "average": "git_theta.merge.strategies.average:AverageStrategy",
+        "base": "git_theta.merge.strategies.pick:BaseStrategy",
+        "dare": "git_theta.merge.strategies.dare:DareStrategy",
+        "ours": "git_theta.merge.strategies.pick:OursStrategy",
+        "slerp": "git_theta.merge.strategies.slerp:SlerpStrategy",
+        "task-arithmetic": "git_theta.merge.strategies.task_arithmetic:TaskArithmeticStrategy",
+        "theirs": "git_theta.merge.strategies.pick:TheirsStrategy",
+        "ties": "git_theta.merge.strategies.ties:TiesStrategy",
+        "weighted": "git_theta.merge.strategies.weighted:WeightedStrategy",
     },
 }

@@ -16,7 +16,7 @@ from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
-from git_theta.updates import auto, pending
+from git_theta.update_engine import auto, pending
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
@@ -51,7 +51,7 @@ class StoringSink:
     def __init__(self, store: ObjectStore, prior: list[Metadata], side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None) -> None:
         self.store = store
         self.prior = prior
-        # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.updates.pending)
+        # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.update_engine.pending)
         self.side_loaded = side_loaded or {}
         self.by_hash: dict[str, ParamEntry] = {}
         for meta in prior:

@@ -122,14 +122,17 @@ def open_regular(path: Path | str) -> io.BufferedReader:
         raise
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None], temp_dir: Path | None = None) -> None:
-    """Call `write` on a temp file, then rename it over `target` (keeping its mode).
+def write_atomically(
+    target: Path, write: Callable[[BinaryIO], None], temp_dir: Path | None = None, mode: int | None = None
+) -> None:
+    """Call `write` on a temp file, then rename it over `target` with `mode` (default: the target's, else 0o644).
 
     The temp file goes in `temp_dir` when that is on the same file system as `target` (e.g. inside .git,
     where a killed write is invisible to `git status` and `git add -A`), else beside `target`.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    if mode is None:
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     directory, prefix = target.parent, f".{target.name}."
     remove_stale(directory, prefix)
     if temp_dir is not None:

@@ -11,13 +11,14 @@ files keep being pushed.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from git_theta import git
+from git_theta import files, git
 
 MARKER = "# git-theta pre-push hook"
 CHAINED_SUFFIX = ".pre-theta"
+# rwxr-xr-x, as git writes its sample hooks: git runs a hook only when it is executable.
+HOOK_MODE = 0o755
 
 SCRIPT = f"""#!/bin/sh
 {MARKER}: uploads the model objects the remote lacks (git theta pre-push).
@@ -65,11 +66,7 @@ def install(cwd: Path | None = None) -> str:
         note = f" (the existing hook now runs from {chained.name})"
     elif path.exists() and path.read_text(encoding="utf-8") == SCRIPT:
         return f"pre-push hook already installed at {path}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".theta-new")
-    temp.write_text(SCRIPT, encoding="utf-8")
-    temp.chmod(temp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    os.replace(temp, path)
+    files.write_atomically(path, lambda out: out.write(SCRIPT.encode("utf-8")), mode=HOOK_MODE)
     return f"pre-push hook installed at {path}{note}"
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from git_theta.checkpoints.base import CheckpointFormat
-    from git_theta.merges.base import MergeStrategy
+    from git_theta.merge.strategies.base import MergeStrategy
     from git_theta.updates.base import UpdateType
 
 CHECKPOINTS = "git_theta.checkpoints"
@@ -38,7 +38,7 @@ MERGES = "git_theta.merges"
 _BASES = {
     CHECKPOINTS: ("git_theta.checkpoints.base", "CheckpointFormat"),
     UPDATES: ("git_theta.updates.base", "UpdateType"),
-    MERGES: ("git_theta.merges.base", "MergeStrategy"),
+    MERGES: ("git_theta.merge.strategies.base", "MergeStrategy"),
 }
 
 # (group, name) -> a class that loaded but was refused (wrong base or name), so a caller can still see what it

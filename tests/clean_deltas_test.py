@@ -15,7 +15,7 @@ from conftest import git
 from git_theta import metadata, smudge
 from git_theta.errors import StoreError
 from git_theta.store import ObjectStore
-from git_theta.updates.auto import MAX_CHAIN_DEPTH
+from git_theta.update_engine.auto import MAX_CHAIN_DEPTH
 
 SHAPES = {"a.weight": (96, 64), "b.weight": (64, 96), "a.bias": (96,)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from git_theta import dtypes
-from git_theta.updates import peft
+from git_theta.sideload import peft
 
 
 def test_every_safetensors_dtype_maps_to_torch_and_back() -> None:

@@ -84,3 +84,14 @@ def test_track_installs_the_hook_but_a_foreign_hooks_path_is_left_alone(tmp_path
     theta(work, "track", "--force", "*.pt")
     assert hooks.is_ours(work / ".git" / "hooks" / "pre-push")
     assert os.access(work / ".git" / "hooks" / "pre-push", os.X_OK)
+
+
+def test_install_writes_the_hook_atomically_executable_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    hooks_dir = tmp_path / ".git" / "hooks"
+    for sample in hooks_dir.glob("*.sample"):
+        sample.unlink()
+    assert hooks.install(tmp_path).startswith("pre-push hook installed")
+    assert [p.name for p in hooks_dir.iterdir()] == ["pre-push"]
+    assert stat.S_IMODE((hooks_dir / "pre-push").stat().st_mode) == hooks.HOOK_MODE
+    assert (hooks_dir / "pre-push").read_text(encoding="utf-8") == hooks.SCRIPT

@@ -148,7 +148,7 @@ def test_a_plugin_that_is_not_a_subclass_of_its_groups_base_is_refused(tmp_path:
         "plugin 'scale' (fake_plugins:Scale) from package 'fake-plugins' is not a subclass of "
         "git_theta.updates.base.UpdateType; a git_theta.updates plugin must be one"
     )
-    assert "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of git_theta.merges.base.MergeStrategy" in mean
+    assert "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of git_theta.merge.strategies.base.MergeStrategy" in mean
 
 
 def test_every_builtin_name_equals_its_entry_point() -> None:
@@ -159,7 +159,7 @@ def test_every_builtin_name_equals_its_entry_point() -> None:
 
 def test_typed_lookups_return_the_plugin_classes() -> None:
     from git_theta.checkpoints.safetensors import SafetensorsFormat
-    from git_theta.merges.average import AverageStrategy
+    from git_theta.merge.strategies.average import AverageStrategy
     from git_theta.updates.low_rank import LowRankUpdate
 
     assert plugins.checkpoint("safetensors") is SafetensorsFormat

@@ -14,7 +14,7 @@ from pathlib import Path
 from git_theta import git, snapshots
 from git_theta.errors import ThetaError
 from git_theta.repo import Repo
-from git_theta.updates import sideload
+from git_theta.sideload import apply as sideload
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

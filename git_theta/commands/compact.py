@@ -12,7 +12,7 @@ import argparse
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.repo import Repo
-from git_theta.updates import auto
+from git_theta.update_engine import auto
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

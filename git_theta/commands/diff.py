@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from git_theta import changes, git, snapshots, tables
-from git_theta.changes import GroupChange
+from git_theta import git, snapshots
+from git_theta.display import changes, tables
+from git_theta.display.changes import GroupChange
 from git_theta.errors import StoreError, ThetaError
 from git_theta.packed import Packed, packed
 from git_theta.repo import Repo

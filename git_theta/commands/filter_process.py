@@ -8,7 +8,8 @@ import os
 import sys
 from typing import IO
 
-from git_theta import files, filter_protocol, invoker
+from git_theta import files, filter_protocol
+from git_theta.display import invoker
 from git_theta.repo import Repo
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # Temp files a killed filter left in lfs/tmp go now, not only at the next write or gc (one listdir).
     files.remove_stale(repo.store.tmp_dir)
     # Read once here: leave metadata in the working tree for `git theta checkout`,
-    # or for textconv when git only displays blobs (see git_theta/invoker.py).
+    # or for textconv when git only displays blobs (see git_theta/display/invoker.py).
     skip_smudge = invoker.skip_smudge()
 
     # clean and smudge are imported at their first request: a checkout never needs

@@ -18,7 +18,7 @@ from pathlib import Path
 from git_theta import files, git
 from git_theta.repo import Repo
 from git_theta.transfer import scan
-from git_theta.updates import pending
+from git_theta.update_engine import pending
 
 DEFAULT_GRACE_SECONDS = 3600
 

@@ -18,8 +18,9 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from git_theta import changes, git, metadata, snapshots, tables
-from git_theta.changes import GroupChange
+from git_theta import git, metadata, snapshots
+from git_theta.display import changes, tables
+from git_theta.display.changes import GroupChange
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo

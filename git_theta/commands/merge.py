@@ -18,12 +18,12 @@ from pathlib import Path
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.files import write_atomically
-from git_theta.merging import local_changes
-from git_theta.merging.chooser import chooser
-from git_theta.merging.engine import merge_metadata
-from git_theta.merging.policy import make_choice, parse_assignments
-from git_theta.merging.reference import strategy_reference
-from git_theta.merging.resolve import UnresolvedConflicts
+from git_theta.merge import local_changes
+from git_theta.merge.choose import chooser
+from git_theta.merge.engine import merge_metadata
+from git_theta.merge.policy import make_choice, parse_assignments
+from git_theta.merge.reference import strategy_reference
+from git_theta.merge.unresolved import UnresolvedConflicts
 from git_theta.repo import Repo
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from git_theta import git, metadata
 from git_theta.errors import MetadataError
-from git_theta.merging import local_changes
-from git_theta.merging.chooser import chooser
-from git_theta.merging.engine import MergeError, merge_metadata
-from git_theta.merging.resolve import UnresolvedConflicts
+from git_theta.merge import local_changes
+from git_theta.merge.choose import chooser
+from git_theta.merge.engine import MergeError, merge_metadata
+from git_theta.merge.unresolved import UnresolvedConflicts
 from git_theta.repo import Repo
 
 LABELS = ("ours", "theirs")

@@ -14,7 +14,8 @@ import json
 import sys
 from typing import Any
 
-from git_theta import changes, git, snapshots, tables
+from git_theta import git, snapshots
+from git_theta.display import changes, tables
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from git_theta import invoker, smudge
+from git_theta import smudge
+from git_theta.display import invoker
 from git_theta.repo import Repo
 from git_theta.transfer import on_demand
 

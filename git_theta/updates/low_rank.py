@@ -68,7 +68,7 @@ class LowRankUpdate(UpdateType):
     side_load_suffixes = {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"}
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
-        from git_theta.updates import peft  # the adapter config reader: only when side-loading
+        from git_theta.sideload import peft  # the adapter config reader: only when side-loading
 
         if not dtypes.is_float(base.dtype):
             raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")

@@ -10,7 +10,7 @@ from update_helpers import chain, commit, save, staged, weights
 
 from conftest import git, theta
 from git_theta.metadata import ParamEntry, StoredLink
-from git_theta.updates import pending
+from git_theta.update_engine import pending
 
 
 def test_plain_add_stages_like_git_add(repo: Path) -> None:

@@ -127,7 +127,7 @@ def test_gc_spares_old_objects_an_add_in_progress_reused(repo: Path, tmp_path: P
 
 def test_gc_keeps_what_the_index_and_pending_side_loads_reference(repo: Path) -> None:
     from git_theta.metadata import ParamEntry, StoredLink
-    from git_theta.updates import pending
+    from git_theta.update_engine import pending
 
     write_model(repo / MODEL, tensors=2)
     git(repo, "add", MODEL)  # stage 0 of the index only

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import git, theta
 from safetensors.numpy import load_file, save_file
 
-from git_theta.merges.ties import TiesStrategy
+from git_theta.merge.strategies.ties import TiesStrategy
 
 MODEL = "model.safetensors"
 

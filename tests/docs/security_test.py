@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, gguf, npz, onnx, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, gguf, npz, onnx, safetensors, zip_layout
+from git_theta.checkpoints.pytorch import tree as torch_tree
+from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
-from git_theta.merging import policy
+from git_theta.merge import policy
 from git_theta.transfer import lfs_http
-from git_theta.updates import peft, pending
+from git_theta.sideload import peft
+from git_theta.update_engine import pending
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from git_theta.errors import ThetaError
-from git_theta.merges.base import Argument, MergeStrategy
+from git_theta.merge.strategies.base import Argument, MergeStrategy
 
 
 class MedianStrategy(MergeStrategy):

@@ -1,0 +1,1 @@
+"""Merge strategies: how a parameter changed differently on several branches is combined."""

@@ -11,6 +11,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsFormat",
         "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
+        "flax": "git_theta.checkpoints.flax_msgpack:FlaxMsgpackFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

@@ -1,0 +1,271 @@
+"""Flax msgpack state dicts through real git, made by real flax: byte-identical checkouts, per-array groups."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import GIT_ENV, git, theta
+from hostile_support import RepoState, assert_refused, run_bounded
+
+from git_theta.checkpoints import flax_msgpack
+from git_theta.checkpoints.flax_msgpack import FlaxMsgpackFormat
+from git_theta.tensor import Tensor
+
+MODEL = "model.msgpack"
+
+
+class _Mlp(nn.Module):
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        x = nn.relu(nn.Dense(8)(x))
+        return nn.Dense(2, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)(x)
+
+
+@pytest.fixture(scope="module")
+def params() -> dict[str, Any]:
+    """A small flax.linen model's params, initialised on a fixed key (CPU), as numpy arrays."""
+    variables = _Mlp().init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+    return jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(variables))  # type: ignore[no-any-return]
+
+
+def _changed(params: dict[str, Any], layer: str, name: str, delta: float) -> dict[str, Any]:
+    changed = jax.tree_util.tree_map(np.array, params)
+    changed["params"][layer][name] = (changed["params"][layer][name] + delta).astype(changed["params"][layer][name].dtype)
+    return changed  # type: ignore[no-any-return]
+
+
+def _track(repo: Path, *patterns: str) -> None:
+    theta(repo, "track", *patterns)
+    git(repo, "commit", "-q", "-m", "track", "--", ".gitattributes")
+
+
+def _objects(repo: Path) -> set[str]:
+    return {path.name for path in (repo / ".git" / "lfs" / "objects").rglob("*") if path.is_file()}
+
+
+def _commit(repo: Path, data: bytes, message: str) -> str:
+    (repo / MODEL).write_bytes(data)
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").stdout.strip()
+
+
+def _assert_equal_trees(loaded: Any, expected: Any) -> None:
+    flat_loaded, flat_expected = jax.tree_util.tree_leaves_with_path(loaded), jax.tree_util.tree_leaves_with_path(expected)
+    assert [path for path, _ in flat_loaded] == [path for path, _ in flat_expected]
+    for (path, got), (_, want) in zip(flat_loaded, flat_expected):
+        assert np.asarray(got).dtype == np.asarray(want).dtype, path
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=str(path))
+
+
+def test_versions_check_out_byte_identical_and_a_changed_layer_is_the_only_new_object(repo: Path, params: dict[str, Any]) -> None:
+    _track(repo, "*.msgpack")
+    first = flax.serialization.to_bytes(params)
+    v1 = _commit(repo, first, "v1")
+    metadata = git(repo, "show", f"{v1}:{MODEL}").stdout
+    assert '"format":"flax"' in metadata
+    for name in ("params/Dense_0/kernel", "params/Dense_0/bias", "params/Dense_1/kernel", "params/Dense_1/bias"):
+        assert f'\n"{name}":' in metadata
+    assert '"dtype":"BF16"' in metadata and '"shape":[4,8]' in metadata
+
+    before = _objects(repo)
+    second_params = _changed(params, "Dense_1", "kernel", 1.0)
+    second = flax.serialization.to_bytes(second_params)
+    v2 = _commit(repo, second, "v2: one layer changed")
+    assert len(_objects(repo) - before) == 1, "only the changed layer (not the skeleton, not the others) is new"
+
+    for commit, original, tree in ((v1, first, params), (v2, second, second_params)):
+        (repo / MODEL).unlink()
+        git(repo, "checkout", "-q", "--force", commit)
+        rebuilt = (repo / MODEL).read_bytes()
+        assert rebuilt == original
+        assert git(repo, "status", "--porcelain").stdout == ""
+        _assert_equal_trees(flax.serialization.from_bytes(params, rebuilt), tree)
+
+
+def test_an_optax_state_and_chunked_arrays_round_trip(repo: Path, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _track(repo, "*.msgpack", "*.flax")
+    state = optax.adam(1e-3).init(params)
+    optimizer = flax.serialization.to_bytes(state)
+    # flax chunks arrays above MAX_CHUNK_SIZE bytes (2**30): a smaller limit makes real chunked files of kilobytes.
+    monkeypatch.setattr(flax.serialization, "MAX_CHUNK_SIZE", 64)
+    tree = {"embed": np.arange(40, dtype=np.float32).reshape(5, 8), "step": np.int64(7), "meta": [1, "two", None, 2.5]}
+    chunked = flax.serialization.msgpack_serialize(tree)
+    (repo / "opt.msgpack").write_bytes(optimizer)
+    (repo / "big.flax").write_bytes(chunked)
+    git(repo, "add", "opt.msgpack", "big.flax")
+    git(repo, "commit", "-q", "-m", "optimizer and chunked")
+    opt_metadata = git(repo, "show", "HEAD:opt.msgpack").stdout
+    assert '\n"0/count":' in opt_metadata and '\n"0/mu/params/Dense_0/kernel":' in opt_metadata
+    big_metadata = git(repo, "show", "HEAD:big.flax").stdout
+    assert [f'\n"embed/chunks/{i}":' in big_metadata for i in range(3)] == [True, True, True]
+    for path in ("opt.msgpack", "big.flax"):
+        (repo / path).unlink()
+    git(repo, "checkout", "-q", "--", ".")
+    assert (repo / "opt.msgpack").read_bytes() == optimizer and (repo / "big.flax").read_bytes() == chunked
+    _assert_equal_trees(flax.serialization.from_bytes(state, (repo / "opt.msgpack").read_bytes()), state)
+    restored = flax.serialization.msgpack_restore((repo / "big.flax").read_bytes())
+    np.testing.assert_array_equal(restored["embed"], tree["embed"])
+    assert restored["step"] == 7 and restored["meta"] == tree["meta"]
+
+
+def test_git_merge_averages_in_place(repo: Path, params: dict[str, Any]) -> None:
+    _track(repo, "*.msgpack")
+    _commit(repo, flax.serialization.to_bytes(params), "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    theirs = _changed(_changed(params, "Dense_0", "kernel", 3.0), "Dense_0", "bias", 5.0)
+    _commit(repo, flax.serialization.to_bytes(theirs), "theirs")
+    git(repo, "checkout", "-q", "main")
+    ours = _changed(params, "Dense_0", "kernel", 1.0)
+    ours_bytes = flax.serialization.to_bytes(ours)
+    _commit(repo, ours_bytes, "ours")
+    git(repo, "config", "theta.merge.strategy", "average")
+    git(repo, "merge", "-q", "other", "-m", "merge")
+    assert git(repo, "status", "--porcelain").stdout == ""
+    merged_bytes = (repo / MODEL).read_bytes()
+    assert len(merged_bytes) == len(ours_bytes)  # values rebuilt in place: the framing is unchanged
+    merged = flax.serialization.from_bytes(params, merged_bytes)["params"]
+    expected = (ours["params"]["Dense_0"]["kernel"] + theirs["params"]["Dense_0"]["kernel"]) / 2
+    np.testing.assert_allclose(merged["Dense_0"]["kernel"], expected, rtol=1e-6)
+    assert not np.array_equal(merged["Dense_0"]["kernel"], ours["params"]["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(merged["Dense_0"]["bias"], theirs["params"]["Dense_0"]["bias"])  # one side changed it
+    np.testing.assert_array_equal(merged["Dense_1"]["kernel"], params["params"]["Dense_1"]["kernel"])
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+
+    def add(self, name: str, tensor: Tensor) -> None:
+        self.tensors[name] = tensor
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        return {"object": "skeleton", "size": len(data)}
+
+
+def _names(data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+    sink = _Sink()
+    FlaxMsgpackFormat().read(io.BytesIO(data), MODEL, sink)  # type: ignore[arg-type]
+    return {name: (tensor.dtype, tensor.shape) for name, tensor in sink.tensors.items()}
+
+
+def test_names_are_escaped_key_paths_and_unreadable_leaves_stay_in_the_skeleton() -> None:
+    tree = {
+        "a/b": np.zeros(2, np.float32),  # a "/" inside a key cannot be confused with nesting
+        "a": {"b": np.ones(2, np.float32)},
+        "100%": np.zeros(1, np.int8),
+        "list": [np.zeros(1, np.uint16), np.zeros(3, np.bool_)],
+        "complex": np.zeros(2, np.complex64),  # no name for it: kept whole
+        "scalar": np.float32(1),  # ExtType 3 (a numpy scalar): kept whole
+        "f8": np.zeros(2, jnp.float8_e4m3fn),
+    }
+    assert _names(flax.serialization.msgpack_serialize(tree)) == {
+        "a%2Fb": ("F32", (2,)),
+        "a/b": ("F32", (2,)),
+        "100%25": ("I8", (1,)),
+        "list/0": ("U16", (1,)),
+        "list/1": ("BOOL", (3,)),
+        "f8": ("F8_E4M3", (2,)),
+    }
+
+
+def test_sniff_needs_a_map_and_an_array_leaf_or_the_extension(params: dict[str, Any]) -> None:
+    data = flax.serialization.to_bytes(params)
+    assert FlaxMsgpackFormat.sniff(data[:4096], "weights.bin")
+    assert FlaxMsgpackFormat.sniff(b"\x80", "empty.msgpack")
+    assert not FlaxMsgpackFormat.sniff(b"\x81\xa1a\x01", "plain.bin")  # a msgpack map without arrays
+    assert not FlaxMsgpackFormat.sniff(b"PK\x03\x04", "model.msgpack")
+
+
+def test_orbax_directory_commits_as_plain_files_and_the_documented_conversion_works(repo: Path) -> None:
+    """An Orbax checkpoint is a directory of small files (docs/design.md): a `*.msgpack` pattern leaves them to
+    git as they are, and the conversion docs/checkpoint-formats.md gives makes a file git-theta reads."""
+    _track(repo, "*.msgpack")
+    snippet = _doc_snippet()
+    namespace: dict[str, Any] = {}
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        exec(snippet, namespace)  # saves checkpoints/step_1 with orbax, then converts it to model.msgpack
+    finally:
+        os.chdir(cwd)
+    files = sorted(str(path.relative_to(repo)) for path in (repo / "checkpoints").rglob("*") if path.is_file())
+    assert "checkpoints/step_1/_METADATA" in files and any("/d/" in name for name in files)
+    originals = {name: (repo / name).read_bytes() for name in files}
+    git(repo, "add", "checkpoints", MODEL)
+    git(repo, "commit", "-q", "-m", "orbax + converted")
+    assert git(repo, "check-attr", "filter", "checkpoints/step_1/_METADATA").stdout.endswith("unspecified\n")
+    assert git(repo, "show", "HEAD:checkpoints/step_1/_METADATA").stdout.encode() == originals["checkpoints/step_1/_METADATA"]
+    assert '\n"params/dense/kernel":' in git(repo, "show", f"HEAD:{MODEL}").stdout
+    converted = (repo / MODEL).read_bytes()
+    for name in [*files, MODEL]:
+        (repo / name).unlink()
+    git(repo, "checkout", "-q", "--", ".")
+    assert {name: (repo / name).read_bytes() for name in files} == originals and (repo / MODEL).read_bytes() == converted
+    restored = flax.serialization.msgpack_restore(converted)
+    np.testing.assert_array_equal(restored["params"]["dense"]["kernel"], np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def _doc_snippet() -> str:
+    text = (Path(__file__).parents[2] / "docs" / "checkpoint-formats.md").read_text()
+    start = text.index("```python\n", text.index("### Orbax checkpoints")) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+# Hostile files: each is refused at `git add` with one line naming the file, in bounded memory and time.
+_KERNEL = b"\x81\xa6kernel\xc7\x1d\x01\x93\x91\x04\xa7float32\xc4\x10" + bytes(16)
+HOSTILE: dict[str, tuple[bytes, str]] = {
+    "truncated inside an array": (_KERNEL[:-5], "ends early"),
+    "key declares 4 GiB": (b"\x81\xdb\xff\xff\xff\xff" + b"k" * 100, "ends early"),
+    "bin declares 4 GiB": (b"\x81\xa1k\xc6\xff\xff\xff\xff" + bytes(100), "ends early"),
+    "array inside an ext declares 4 GiB": (b"\x81\xa1k\xc9\xff\xff\xff\xff\x01\x93\x91\x04\xa7float32\xc6\xff\xff\xff\xeb", "ends early"),
+    "map declares 2^32 - 1 entries": (b"\xdf\xff\xff\xff\xff\xa1k\x01", f"limit of {flax_msgpack.MAX_MSGPACK_ITEMS}"),
+    "nested 100,000 deep": (b"\x81\xa1k" + b"\x91" * 100_000 + b"\xc0", f"limit of {flax_msgpack.MAX_MSGPACK_DEPTH}"),
+    "never-used byte 0xc1": (b"\x81\xa1k\xc1", "0xc1"),
+    "bytes after the value": (b"\x81\xa1k\x01\x00", "bytes after its msgpack value"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One repository for every hostile case: each `git add` is refused, leaving it as it was."""
+    root = tmp_path_factory.mktemp("flax-hostile")
+    env = {**os.environ, **GIT_ENV, "HOME": str(root), "XDG_CONFIG_HOME": str(root / ".config")}
+    path = root / "repo"
+    path.mkdir()
+    for command in (["git", "init", "-q"], ["git-theta", "install", "--local"], ["git-theta", "track", "*.msgpack"]):
+        subprocess.run(command, cwd=path, env=env, check=True, capture_output=True)
+    yield path
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_file_is_refused_at_add(hostile_repo: Path, name: str) -> None:
+    data, reason = HOSTILE[name]
+    (hostile_repo / MODEL).write_bytes(data)
+    state = RepoState.capture(hostile_repo)
+    result = run_bounded(["git", "add", MODEL], cwd=hostile_repo, max_rss_mb=300, max_seconds=30)
+    line = assert_refused(result, MODEL)
+    assert reason in line, line
+    state.assert_unchanged(hostile_repo)
+
+
+def test_array_headers_that_lie_keep_the_leaf_whole() -> None:
+    """A shape or a bin length that does not fit the payload is not an array git-theta reads: no group, exact bytes."""
+    huge_shape = b"\x81\xa1w\xc7\x25\x01\x93\x91\xcf\x00\x00\x01\x00\x00\x00\x00\x00\xa7float32\xc4\x10" + bytes(16)
+    short_bin = b"\x81\xa1w\xc7\x1d\x01\x93\x91\x04\xa7float32\xc4\x08" + bytes(16)
+    unknown_dtype = b"\x81\xa1w\xc7\x1e\x01\x93\x91\x04\xa8float128\xc4\x10" + bytes(16)
+    assert _names(_KERNEL) == {"kernel": ("F32", (4,))}
+    for data in (huge_shape, short_bin, unknown_dtype):
+        assert _names(data) == {}

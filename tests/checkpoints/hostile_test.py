@@ -267,7 +267,7 @@ def test_an_npy_header_declaring_a_huge_array_stays_whole_and_costs_nothing(repo
 
 
 def test_the_documented_limits_are_the_code_s() -> None:
-    from git_theta.checkpoints import base, safetensors, torch_tree, torch_zip, zip_layout
+    from git_theta.checkpoints import base, flax_msgpack, safetensors, torch_tree, torch_zip, zip_layout
 
     text = (Path(__file__).parents[2] / "docs" / "formats.md").read_text()
     section = text[text.index("## 2a. Checkpoint files") : text.index("## 3. Objects")]
@@ -280,6 +280,6 @@ def test_the_documented_limits_are_the_code_s() -> None:
             documented[name] = int(value.removesuffix(" MiB")) << 20
         else:
             documented[name] = int(value.replace(",", ""))
-    modules = (base, safetensors, torch_tree, torch_zip, zip_layout)
+    modules = (base, flax_msgpack, safetensors, torch_tree, torch_zip, zip_layout)
     code = {name: getattr(module, name) for module in modules for name in dir(module) if name in documented}
-    assert documented == code and len(documented) == 10
+    assert documented == code and len(documented) == 14

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, flax_msgpack, npz, safetensors, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
 from git_theta.merging import policy
 from git_theta.transfer import lfs_http
@@ -39,6 +39,10 @@ STATED = [
     (zip_layout.MAX_MEMBERS, 1_000_000, "| 1,000,000; declared size <= 1032 x compressed |"),
     (zip_layout.MAX_DEFLATE_RATIO, 1032, "declared size <= 1032 x compressed"),
     (npz.MAX_NPY_HEADER, MiB, "| .npy header | 1 MiB |"),
+    (flax_msgpack.MAX_MSGPACK_DEPTH, 256, "| Flax msgpack | depth 256;"),
+    (flax_msgpack.MAX_MSGPACK_ITEMS, 50_000_000, "depth 256; 50,000,000 values;"),
+    (flax_msgpack.MAX_FLAX_ARRAYS, 1_000_000, "50,000,000 values; 1,000,000 arrays;"),
+    (flax_msgpack.MAX_FLAX_NAME_BYTES, 4096, "1,000,000 arrays; 4,096-byte names |"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from git_theta import dtypes
-from git_theta.checkpoints.base import MAX_RANK, CheckpointFormat, LimitError, ParamSink, ParamSource, read_exact, read_into
+from git_theta.checkpoints.base import (
+    MAX_RANK,
+    CheckpointFormat,
+    LimitError,
+    ParamSink,
+    ParamSource,
+    read_exact,
+    read_into,
+)
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
@@ -104,22 +112,24 @@ class _Walker:
         if 0xA0 <= marker <= 0xBF:
             return self.string(marker & 0x1F)
         if 0x80 <= marker <= 0x8F:
-            return self.map(marker & 0x0F, path, depth)
-        if 0x90 <= marker <= 0x9F:
-            return self.array(marker & 0x0F, path, depth)
-        if marker in _FIXEXT:
-            return self.ext(_FIXEXT[marker], path)
-        kind, width = _SIZED[marker]
-        length = self.number(width)
-        if kind == "map":
-            return self.map(length, path, depth)
-        if kind == "array":
-            return self.array(length, path, depth)
-        if kind == "ext":
-            return self.ext(length, path)
-        if kind == "str":
-            return self.string(length)
-        self.take(length)
+            self.map(marker & 0x0F, path, depth)
+        elif 0x90 <= marker <= 0x9F:
+            self.array(marker & 0x0F, path, depth)
+        elif marker in _FIXEXT:
+            self.ext(_FIXEXT[marker], path)
+        else:
+            kind, width = _SIZED[marker]
+            length = self.number(width)
+            if kind == "str":
+                return self.string(length)
+            if kind == "map":
+                self.map(length, path, depth)
+            elif kind == "array":
+                self.array(length, path, depth)
+            elif kind == "ext":
+                self.ext(length, path)
+            else:
+                self.take(length)
         return None
 
     def string(self, length: int) -> str | None:
@@ -133,20 +143,20 @@ class _Walker:
 
     def check_count(self, count: int) -> None:
         if count > MAX_MSGPACK_ITEMS:
-            raise LimitError(f"a msgpack map or array declares {count} items, more than the limit of {MAX_MSGPACK_ITEMS}")
+            raise LimitError(
+                f"a msgpack map or array declares {count} items, more than the limit of {MAX_MSGPACK_ITEMS}"
+            )
 
     def map(self, count: int, path: str | None, depth: int) -> None:
         self.check_count(count)
         for _ in range(count):
             key = self.value(None, depth + 1)
             self.value(self.child(path, None if key is None else _escape(key)), depth + 1)
-        return None
 
     def array(self, count: int, path: str | None, depth: int) -> None:
         self.check_count(count)
         for index in range(count):
             self.value(self.child(path, str(index)), depth + 1)
-        return None
 
     @staticmethod
     def child(path: str | None, component: str | None) -> str | None:
@@ -159,7 +169,7 @@ class _Walker:
         code = self.take(1)[0]
         if code != EXT_NDARRAY or not path or path in self.names:
             self.take(length)
-            return None
+            return
         budget = [length]
         try:
             leaf = self.array_header(budget)
@@ -167,9 +177,8 @@ class _Walker:
             leaf = None
         if leaf is None or leaf[2] != budget[0]:
             self.take(budget[0])  # not an array git-theta reads (or its bin does not fill the payload): kept raw
-            return None
+            return
         self.add_array(path, *leaf)
-        return None
 
     def small(self, budget: list[int], size: int) -> bytes:
         """`size` bytes of an array header, inside the ext payload's `budget`."""
@@ -269,12 +278,15 @@ class FlaxMsgpackFormat(CheckpointFormat):
         walker = _Walker(stream, sink)
         walker.value("", 0)
         if stream.read(1):
-            raise CheckpointError(f"file has bytes after its msgpack value, which ends at byte {len(walker.skeleton) + _data_bytes(walker.layout)}")
+            end = len(walker.skeleton) + _data_bytes(walker.layout)
+            raise CheckpointError(f"file has bytes after its msgpack value, which ends at byte {end}")
         layout = [*walker.layout, {"raw": walker.run}]
         # Stored last: a file that turns out truncated leaves no skeleton object behind.
         return {"layout": layout, "skeleton": sink.put_blob(bytes(walker.skeleton))}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         skeleton = memoryview(source.get_blob(file["skeleton"]))
         layout = file["layout"]
         arrays = [segment for segment in layout if "array" in segment]

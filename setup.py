@@ -28,7 +28,8 @@ setup(
         # giftless's own package declares none of its dependencies: the LFS server of tests/transfer needs these
         "test": ["pytest>=7", "pytest-xdist>=3", "pexpect>=4.8", "mypy>=1.10", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
                  "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
-                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6"],
+                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
+                 "flax>=0.8", "msgpack>=1.0", "optax>=0.2", "orbax-checkpoint>=0.11"],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],

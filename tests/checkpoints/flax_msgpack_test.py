@@ -11,6 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 import flax.serialization
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,10 @@ import pytest
 from conftest import GIT_ENV, git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
 
+import git_theta
 from git_theta.checkpoints import flax_msgpack
 from git_theta.checkpoints.flax_msgpack import FlaxMsgpackFormat
+from git_theta.errors import CheckpointError
 from git_theta.tensor import Tensor
 
 MODEL = "model.msgpack"
@@ -98,6 +101,14 @@ def test_versions_check_out_byte_identical_and_a_changed_layer_is_the_only_new_o
         assert rebuilt == original
         assert git(repo, "status", "--porcelain").stdout == ""
         _assert_equal_trees(flax.serialization.from_bytes(params, rebuilt), tree)
+
+    # The API reads the groups without a checkout, and saves a new version through write_new.
+    loaded = git_theta.load(MODEL, rev=v1, repo=repo)
+    flat = flax.traverse_util.flatten_dict(params, sep="/")
+    assert sorted(loaded) == sorted(flat) and all(np.array_equal(loaded[name], flat[name]) for name in flat)
+    git_theta.save({**loaded, "params/Dense_0/bias": loaded["params/Dense_0/bias"] + 1}, MODEL, message="v3", repo=repo)
+    saved = flax.serialization.from_bytes(params, (repo / MODEL).read_bytes())
+    np.testing.assert_array_equal(saved["params"]["Dense_0"]["bias"], params["params"]["Dense_0"]["bias"] + 1)
 
 
 def test_an_optax_state_and_chunked_arrays_round_trip(
@@ -282,3 +293,32 @@ def test_array_headers_that_lie_keep_the_leaf_whole() -> None:
     assert _names(_KERNEL) == {"kernel": ("F32", (4,))}
     for data in (huge_shape, short_bin, unknown_dtype):
         assert _names(data) == {}
+
+
+def test_write_new_writes_what_flax_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    arrays = {
+        "params/Dense_0/kernel": np.arange(300 * 2, dtype=np.float32).reshape(300, 2),  # a dimension >= 128
+        "params/Dense_0/bias": np.zeros(2, jnp.bfloat16),
+        "params/a/b%2Fc": np.ones(6, np.int8),  # a 16-byte payload (fixext 16); the key is "b/c"
+        "step": np.array(70000, np.int64),
+        "embed/" + "e" * 40: np.arange(24, dtype=np.uint16),  # a str8 key; chunked below
+        **{f"many/{i:02d}": np.array([i], np.uint8) for i in range(17)},  # a map16
+    }
+    tensors = {name: Tensor.from_numpy(array) for name, array in arrays.items()}
+    monkeypatch.setattr(flax_msgpack, "FLAX_CHUNK_BYTES", 16)
+    monkeypatch.setattr(flax.serialization, "MAX_CHUNK_SIZE", 16)
+    nested: dict[str, Any] = {}
+    for name in sorted(arrays):
+        *parents, leaf = [part.replace("%2F", "/") for part in name.split("/")]
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = arrays[name]
+    out = io.BytesIO()
+    FlaxMsgpackFormat().write_new(tensors, out)  # type: ignore[arg-type]
+    assert out.getvalue() == flax.serialization.msgpack_serialize(nested)
+    names = _names(out.getvalue())
+    assert names["params/a/b%2Fc"] == ("I8", (6,)) and names["embed/" + "e" * 40 + "/chunks/2"] == ("U16", (8,))
+    with pytest.raises(CheckpointError, match="lies under another parameter"):
+        clash = {"a": tensors["step"], "a/b": tensors["step"]}
+        FlaxMsgpackFormat().write_new(clash, io.BytesIO())  # type: ignore[arg-type]

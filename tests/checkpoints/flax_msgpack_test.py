@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -322,3 +323,31 @@ def test_write_new_writes_what_flax_writes(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(CheckpointError, match="lies under another parameter"):
         clash = {"a": tensors["step"], "a/b": tensors["step"]}
         FlaxMsgpackFormat().write_new(clash, io.BytesIO())  # type: ignore[arg-type]
+
+
+class _BlobSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blobs: list[bytes] = []
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        self.blobs.append(data)
+        return {"object": "0" * 64, "size": len(data)}
+
+
+def test_file_section_golden_bytes() -> None:
+    """The file section and skeleton of a fixed file (docs/checkpoint-formats.md, "Flax / JAX"), byte for byte."""
+    w = b"\xc7\x1d\x01\x93\x91\x04\xa7float32\xc4\x10" + bytes(range(16))
+    b = b"\xd8\x01\x93\x91\x06\xa4int8\xc4\x06" + bytes(6)  # fixext 16
+    data = b"\x82\xa1a\x81\xa1w" + w + b"\xa1b" + b
+    sink = _BlobSink()
+    section = FlaxMsgpackFormat().read(io.BytesIO(data), MODEL, sink)  # type: ignore[arg-type]
+    assert json.dumps(section, separators=(",", ":")) == (
+        '{"layout":[{"raw":22},{"array":"a/w","bytes":16},{"raw":14},{"array":"b","bytes":6},{"raw":0}],'
+        '"skeleton":{"object":"' + "0" * 64 + '","size":36}}'
+    )
+    assert sink.blobs == [b"\x82\xa1a\x81\xa1w" + w[:-16] + b"\xa1b" + b[:-6]]
+    assert {name: (t.dtype, t.shape, bytes(t.data)) for name, t in sink.tensors.items()} == {
+        "a/w": ("F32", (4,), bytes(range(16))),
+        "b": ("I8", (6,), bytes(6)),
+    }

@@ -25,6 +25,7 @@ import git_theta
 from git_theta.checkpoints import flax_msgpack
 from git_theta.checkpoints.flax_msgpack import FlaxMsgpackFormat
 from git_theta.errors import CheckpointError
+from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
 MODEL = "model.msgpack"
@@ -138,6 +139,44 @@ def test_an_optax_state_and_chunked_arrays_round_trip(
     restored = flax.serialization.msgpack_restore((repo / "big.flax").read_bytes())
     np.testing.assert_array_equal(restored["embed"], tree["embed"])
     assert restored["step"] == 7 and restored["meta"] == tree["meta"]
+
+
+def test_theta_format_forces_a_file_whose_first_arrays_lie_beyond_the_sniffed_head(repo: Path) -> None:
+    late = flax.serialization.msgpack_serialize({"config": "x" * 5000, "w": np.arange(3, dtype=np.float32)})
+    assert not FlaxMsgpackFormat.sniff(late[:4096], "late.ckpt")
+    (repo / "late.ckpt").write_bytes(late)
+    _track(repo, "*.ckpt")
+    assert git(repo, "add", "late.ckpt", check=False).returncode != 0  # no format claims it
+    with (repo / ".gitattributes").open("a") as attributes:
+        attributes.write("*.ckpt theta-format=flax\n")
+    git(repo, "add", ".gitattributes", "late.ckpt")
+    assert '\n"w":' in git(repo, "show", ":late.ckpt").stdout
+    git(repo, "commit", "-q", "-m", "forced")
+    (repo / "late.ckpt").unlink()
+    git(repo, "checkout", "-q", "--", "late.ckpt")
+    assert (repo / "late.ckpt").read_bytes() == late
+
+
+def test_checkout_refuses_a_layout_that_does_not_fit() -> None:
+    sink = _BlobSink()
+    section = FlaxMsgpackFormat().read(io.BytesIO(_KERNEL), MODEL, sink)  # type: ignore[arg-type]
+    params = {"kernel": ParamEntry("F32", (4,), "0" * 64, ())}
+
+    class Source:
+        def tensors(self, names: list[str]) -> Iterator[Tensor]:
+            return (sink.tensors[name] for name in names)
+
+        def get_blob(self, ref: Any) -> bytes:
+            return sink.blobs[0]
+
+    out = io.BytesIO()
+    FlaxMsgpackFormat().write(section, params, Source(), out)
+    assert out.getvalue() == _KERNEL
+    longer = {**section, "layout": [{"raw": 1}, *section["layout"]]}
+    with pytest.raises(CheckpointError, match="does not fit its skeleton"):
+        FlaxMsgpackFormat().write(longer, params, Source(), io.BytesIO())
+    with pytest.raises(CheckpointError, match="does not match the stored flax layout for array 'kernel'"):
+        FlaxMsgpackFormat().write(section, {"kernel": ParamEntry("F32", (5,), "0" * 64, ())}, Source(), io.BytesIO())
 
 
 def test_git_merge_averages_in_place(repo: Path, params: dict[str, Any]) -> None:

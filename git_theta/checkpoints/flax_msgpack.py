@@ -69,8 +69,9 @@ _FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 
 
 def _escape(key: str) -> str:
-    """A key as one path component: "/" and "%" percent-escaped, so different key paths give different names."""
-    return key.replace("%", "%25").replace("/", "%2F")
+    """A key as one path component: "/" and "%" percent-escaped and the empty key as "%" (which no other key gives),
+    so different key paths give different names."""
+    return key.replace("%", "%25").replace("/", "%2F") if key else "%"
 
 
 class _Budget(Exception):
@@ -321,7 +322,7 @@ _NUMPY_NAME_OF = {ours: theirs for theirs, ours in NUMPY_NAMES.items()}
 
 
 def _unescape(component: str) -> str:
-    return component.replace("%2F", "/").replace("%25", "%")
+    return component.replace("%2F", "/").replace("%25", "%") if component != "%" else ""
 
 
 def _nested(tensors: Mapping[str, Tensor]) -> dict[str, Any]:

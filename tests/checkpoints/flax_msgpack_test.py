@@ -228,6 +228,8 @@ def test_names_are_escaped_key_paths_and_unreadable_leaves_stay_in_the_skeleton(
         "complex": np.zeros(2, np.complex64),  # no name for it: kept whole
         "scalar": np.float32(1),  # ExtType 3 (a numpy scalar): kept whole
         "f8": np.zeros(2, jnp.float8_e4m3fn),
+        "": {"w": np.zeros(1, np.int32)},  # an empty key: not the same path as a top-level "w"
+        "w": np.zeros(1, np.int64),
     }
     assert _names(flax.serialization.msgpack_serialize(tree)) == {
         "a%2Fb": ("F32", (2,)),
@@ -236,6 +238,8 @@ def test_names_are_escaped_key_paths_and_unreadable_leaves_stay_in_the_skeleton(
         "list/0": ("U16", (1,)),
         "list/1": ("BOOL", (3,)),
         "f8": ("F8_E4M3", (2,)),
+        "%/w": ("I32", (1,)),
+        "w": ("I64", (1,)),
     }
 
 
@@ -340,6 +344,7 @@ def test_write_new_writes_what_flax_writes(monkeypatch: pytest.MonkeyPatch) -> N
         "params/Dense_0/kernel": np.arange(300 * 2, dtype=np.float32).reshape(300, 2),  # a dimension >= 128
         "params/Dense_0/bias": np.zeros(2, jnp.bfloat16),
         "params/a/b%2Fc": np.ones(6, np.int8),  # a 16-byte payload (fixext 16); the key is "b/c"
+        "%/z": np.zeros(2, np.int16),  # the empty key
         "step": np.array(70000, np.int64),
         "embed/" + "e" * 40: np.arange(24, dtype=np.uint16),  # a str8 key; chunked below
         **{f"many/{i:02d}": np.array([i], np.uint8) for i in range(17)},  # a map16
@@ -349,7 +354,7 @@ def test_write_new_writes_what_flax_writes(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(flax.serialization, "MAX_CHUNK_SIZE", 16)
     nested: dict[str, Any] = {}
     for name in sorted(arrays):
-        *parents, leaf = [part.replace("%2F", "/") for part in name.split("/")]
+        *parents, leaf = ["" if part == "%" else part.replace("%2F", "/") for part in name.split("/")]
         node = nested
         for part in parents:
             node = node.setdefault(part, {})

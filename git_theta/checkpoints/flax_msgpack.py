@@ -34,8 +34,12 @@ from git_theta.tensor import Tensor
 # Limits on what a file declares (docs/formats.md, "Checkpoint files"). Every length is also bounded by the bytes
 # that actually arrive: buffers grow with the stream, never from a declared size.
 MAX_MSGPACK_DEPTH = 256
-MAX_MSGPACK_ITEMS = 50_000_000
+# Items also bound the time a walk takes: ~1 us per scalar, ~3 us per small container (Python), so a hostile file
+# of tiny nested containers is refused within about half a minute; a flax state dict holds a few items per array.
+MAX_MSGPACK_ITEMS = 10_000_000
 MAX_FLAX_ARRAYS = 1_000_000
+# Bytes read ahead into the walker's buffer.
+READ_BUFFER = 64 << 10
 # A leaf whose path is longer than this (bytes of the joined name) stays in the skeleton, unnamed.
 MAX_FLAX_NAME_BYTES = 4096
 # Longest dtype name read from an array header; numpy's longest is shorter ("float8_e4m3b11fnuz").
@@ -64,8 +68,14 @@ _SIZED = {0xC4: ("bin", 1), 0xC5: ("bin", 2), 0xC6: ("bin", 4), 0xD9: ("str", 1)
           0xDE: ("map", 2), 0xDF: ("map", 4)}
 _FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4,
           0xD3: 8}
-# fmt: on
 _FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+# Marker -> the whole value's size in bytes for numbers, nil, bools and fixstr (0: anything else).
+_SCALAR_SIZE = [
+    1 if marker <= 0x7F or marker >= 0xE0 else 1 + _FIXED[marker] if marker in _FIXED else
+    1 + (marker & 0x1F) if 0xA0 <= marker <= 0xBF else 0
+    for marker in range(256)
+]
+# fmt: on
 
 
 def _escape(key: str) -> str:
@@ -83,6 +93,8 @@ class _Walker:
 
     def __init__(self, stream: BinaryIO, sink: ParamSink | None) -> None:
         self.stream = stream
+        self.buffer = b""
+        self.offset = 0
         self.sink = sink
         self.skeleton = bytearray()
         self.layout: list[dict[str, Any]] = []
@@ -90,23 +102,66 @@ class _Walker:
         self.items = 0
         self.names: set[str] = set()
 
+    def read(self, size: int) -> bytes:
+        """`size` bytes of the file, through a small buffer: msgpack is mostly one-byte reads."""
+        end = self.offset + size
+        if end <= len(self.buffer):
+            data = self.buffer[self.offset : end]
+            self.offset = end
+            return data
+        data = self.buffer[self.offset :]
+        self.buffer, self.offset = b"", 0
+        missing = size - len(data)
+        if missing >= READ_BUFFER:
+            return data + read_exact(self.stream, missing)
+        chunk = self.stream.read(READ_BUFFER)
+        while len(chunk) < missing:  # a raw stream may return less than asked
+            more = self.stream.read(READ_BUFFER)
+            if not more:
+                raise CheckpointError(f"file ends early: needed {size} more bytes, got {len(data) + len(chunk)}")
+            chunk += more
+        self.buffer, self.offset = chunk, missing
+        return data + chunk[:missing]
+
+    def read_array(self, size: int) -> bytearray:
+        """Array data: what the buffer holds, then the stream, growing with the bytes that arrive (never `size`)."""
+        data = bytearray(self.buffer[self.offset : self.offset + size])
+        self.offset += len(data)
+        if len(data) < size:
+            data += read_into(self.stream, size - len(data))
+        return data
+
+    def at_end(self) -> bool:
+        return self.offset == len(self.buffer) and not self.stream.read(1)
+
     def take(self, size: int) -> bytes:
-        data = read_exact(self.stream, size) if size else b""
+        data = self.read(size) if size else b""
         self.skeleton += data
         self.run += size
         return data
 
+    def byte(self) -> int:
+        if self.offset < len(self.buffer):  # the common case, kept short: most items are a marker byte alone
+            value = self.buffer[self.offset]
+            self.offset += 1
+            self.skeleton.append(value)
+            self.run += 1
+            return value
+        return self.take(1)[0]
+
     def number(self, size: int) -> int:
         return int.from_bytes(self.take(size), "big")
 
-    def value(self, path: str | None, depth: int) -> str | None:
-        """Walk one value; `path` names an array leaf found here (None: unnamed). Returns a str value, for keys."""
+    def value(self, parent: str | None, component: str | None, depth: int) -> str | None:
+        """Walk one value at `component` under `parent` (either None: unnamed). Returns a str value, for keys.
+
+        The name is built only for a map, an array or an ext: a million floats in a list cost no names."""
         self.items += 1
         if self.items > MAX_MSGPACK_ITEMS:
             raise LimitError(f"the file holds more than the limit of {MAX_MSGPACK_ITEMS} msgpack items")
         if depth > MAX_MSGPACK_DEPTH:
             raise LimitError(f"msgpack values are nested deeper than the limit of {MAX_MSGPACK_DEPTH}")
-        marker = self.take(1)[0]
+        marker = self.byte()
         if marker <= 0x7F or marker >= 0xE0 or marker in _FIXED:
             self.take(_FIXED.get(marker, 0))
             return None
@@ -115,22 +170,22 @@ class _Walker:
         if 0xA0 <= marker <= 0xBF:
             return self.string(marker & 0x1F)
         if 0x80 <= marker <= 0x8F:
-            self.map(marker & 0x0F, path, depth)
+            self.map(marker & 0x0F, self.child(parent, component), depth)
         elif 0x90 <= marker <= 0x9F:
-            self.array(marker & 0x0F, path, depth)
+            self.array(marker & 0x0F, self.child(parent, component), depth)
         elif marker in _FIXEXT:
-            self.ext(_FIXEXT[marker], path)
+            self.ext(_FIXEXT[marker], self.child(parent, component))
         else:
             kind, width = _SIZED[marker]
             length = self.number(width)
             if kind == "str":
                 return self.string(length)
             if kind == "map":
-                self.map(length, path, depth)
+                self.map(length, self.child(parent, component), depth)
             elif kind == "array":
-                self.array(length, path, depth)
+                self.array(length, self.child(parent, component), depth)
             elif kind == "ext":
-                self.ext(length, path)
+                self.ext(length, self.child(parent, component))
             else:
                 self.take(length)
         return None
@@ -153,23 +208,46 @@ class _Walker:
     def map(self, count: int, path: str | None, depth: int) -> None:
         self.check_count(count)
         for _ in range(count):
-            key = self.value(None, depth + 1)
-            self.value(self.child(path, None if key is None else _escape(key)), depth + 1)
+            key = self.value(None, None, depth + 1)
+            if not self.inline_scalar():
+                self.value(path, None if key is None else _escape(key), depth + 1)
 
     def array(self, count: int, path: str | None, depth: int) -> None:
         self.check_count(count)
         for index in range(count):
-            self.value(self.child(path, str(index)), depth + 1)
+            if not self.inline_scalar():
+                self.value(path, str(index), depth + 1)
+
+    def inline_scalar(self) -> bool:
+        """Consume the next value if it is a number, nil, a bool or a short string already buffered: a list of a
+        million floats then costs one short call per item (a plain walk costs several)."""
+        if self.offset >= len(self.buffer):
+            return False
+        size = _SCALAR_SIZE[self.buffer[self.offset]]
+        end = self.offset + size
+        if not size or end > len(self.buffer):
+            return False
+        self.items += 1
+        if self.items > MAX_MSGPACK_ITEMS:
+            raise LimitError(f"the file holds more than the limit of {MAX_MSGPACK_ITEMS} msgpack items")
+        self.skeleton += self.buffer[self.offset : end]
+        self.offset = end
+        self.run += size
+        return True
 
     @staticmethod
     def child(path: str | None, component: str | None) -> str | None:
+        """The name of `component` under `path`. The root is component "" under path "" (a key's component is
+        never "": the empty key is "%")."""
         if path is None or component is None:
             return None
+        if component == "":
+            return path
         name = f"{path}/{component}" if path else component
         return name if len(name.encode("utf-8", "surrogatepass")) <= MAX_FLAX_NAME_BYTES else None
 
     def ext(self, length: int, path: str | None) -> None:
-        code = self.take(1)[0]
+        code = self.byte()
         if code != EXT_NDARRAY or not path or path in self.names:
             self.take(length)
             return
@@ -245,7 +323,7 @@ class _Walker:
         if len(self.names) >= MAX_FLAX_ARRAYS:
             raise LimitError(f"the file holds more than the limit of {MAX_FLAX_ARRAYS} arrays")
         try:
-            data = read_into(self.stream, size)
+            data = self.read_array(size)
         except CheckpointError as error:
             raise CheckpointError(f"array {name!r}: {error} (truncated?)") from None
         self.layout += [{"raw": self.run}, {"array": name, "bytes": size}]
@@ -261,7 +339,7 @@ def _head_has_array(head: bytes) -> bool:
 
     walker = _Walker(io.BytesIO(head), None)
     try:
-        walker.value("", 0)
+        walker.value("", "", 0)
     except CheckpointError:
         pass
     return bool(walker.names)
@@ -279,8 +357,8 @@ class FlaxMsgpackFormat(CheckpointFormat):
 
     def read(self, stream: BinaryIO, path: str, sink: ParamSink) -> dict[str, Any]:
         walker = _Walker(stream, sink)
-        walker.value("", 0)
-        if stream.read(1):
+        walker.value("", "", 0)
+        if not walker.at_end():
             end = len(walker.skeleton) + _data_bytes(walker.layout)
             raise CheckpointError(f"file has bytes after its msgpack value, which ends at byte {end}")
         layout = [*walker.layout, {"raw": walker.run}]

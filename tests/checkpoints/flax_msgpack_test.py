@@ -395,3 +395,20 @@ def test_file_section_golden_bytes() -> None:
         "a/w": ("F32", (4,), bytes(range(16))),
         "b": ("I8", (6,), bytes(6)),
     }
+
+
+def test_item_array_and_name_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running limits, lowered so that small files reach them (the real values are checked against the docs)."""
+    tree = {"x": list(range(15)), "w": np.zeros(1, np.int8), "v": np.ones(1, np.int8)}
+    many = flax.serialization.msgpack_serialize(tree)
+    monkeypatch.setattr(flax_msgpack, "MAX_MSGPACK_ITEMS", 20)
+    with pytest.raises(flax_msgpack.LimitError, match="more than the limit of 20 msgpack items"):
+        _names(many)
+    monkeypatch.setattr(flax_msgpack, "MAX_MSGPACK_ITEMS", 1000)
+    monkeypatch.setattr(flax_msgpack, "MAX_FLAX_ARRAYS", 1)
+    with pytest.raises(flax_msgpack.LimitError, match="more than the limit of 1 arrays"):
+        _names(many)
+    monkeypatch.setattr(flax_msgpack, "MAX_FLAX_ARRAYS", 10)
+    monkeypatch.setattr(flax_msgpack, "MAX_FLAX_NAME_BYTES", 4)
+    nested = {"ab": {"c": np.zeros(1, np.int8), "cd": np.zeros(1, np.int8)}, "abcde": np.zeros(1, np.int8)}
+    assert _names(flax.serialization.msgpack_serialize(nested)) == {"ab/c": ("I8", (1,))}  # longer names: skeleton

@@ -20,15 +20,16 @@ from typing import Any, BinaryIO
 from git_theta import dtypes
 from git_theta.checkpoints.base import (
     MAX_RANK,
+    READ_CHUNK,
     CheckpointFormat,
     LimitError,
     ParamSink,
     ParamSource,
     read_exact,
-    read_into,
 )
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
+from git_theta.objects import MAX_BLOB_BYTES
 from git_theta.tensor import Tensor
 
 # Limits on what a file declares (docs/formats.md, "Checkpoint files"). Every length is also bounded by the bytes
@@ -127,8 +128,11 @@ class _Walker:
         """Array data: what the buffer holds, then the stream, growing with the bytes that arrive (never `size`)."""
         data = bytearray(self.buffer[self.offset : self.offset + size])
         self.offset += len(data)
-        if len(data) < size:
-            data += read_into(self.stream, size - len(data))
+        while len(data) < size:
+            chunk = self.stream.read(min(size - len(data), READ_CHUNK))
+            if not chunk:
+                raise CheckpointError(f"file ends early: needed {size} bytes, got {len(data)}")
+            data += chunk  # in place, like base.read_into: no second buffer of the array's size
         return data
 
     def at_end(self) -> bool:
@@ -138,7 +142,14 @@ class _Walker:
         data = self.read(size) if size else b""
         self.skeleton += data
         self.run += size
+        self.check_skeleton()
         return data
+
+    def check_skeleton(self) -> None:
+        # Checkout refuses a blob larger than this, so `git add` must refuse to store one.
+        if len(self.skeleton) > MAX_BLOB_BYTES:
+            limit = MAX_BLOB_BYTES >> 20
+            raise LimitError(f"the file's bytes that are not array data exceed {limit} MiB, the limit for a skeleton")
 
     def byte(self) -> int:
         if self.offset < len(self.buffer):  # the common case, kept short: most items are a marker byte alone
@@ -358,6 +369,7 @@ class FlaxMsgpackFormat(CheckpointFormat):
     def read(self, stream: BinaryIO, path: str, sink: ParamSink) -> dict[str, Any]:
         walker = _Walker(stream, sink)
         walker.value("", "", 0)
+        walker.check_skeleton()
         if not walker.at_end():
             end = len(walker.skeleton) + _data_bytes(walker.layout)
             raise CheckpointError(f"file has bytes after its msgpack value, which ends at byte {end}")

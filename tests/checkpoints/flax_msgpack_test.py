@@ -412,3 +412,8 @@ def test_item_array_and_name_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flax_msgpack, "MAX_FLAX_NAME_BYTES", 4)
     nested = {"ab": {"c": np.zeros(1, np.int8), "cd": np.zeros(1, np.int8)}, "abcde": np.zeros(1, np.int8)}
     assert _names(flax.serialization.msgpack_serialize(nested)) == {"ab/c": ("I8", (1,))}  # longer names: skeleton
+    # Checkout refuses a blob above objects.MAX_BLOB_BYTES, so the add refuses a skeleton above it.
+    monkeypatch.setattr(flax_msgpack, "MAX_BLOB_BYTES", 100)
+    with pytest.raises(flax_msgpack.LimitError, match="not array data exceed"):
+        _names(flax.serialization.msgpack_serialize({"config": "x" * 200, "w": np.zeros(1, np.int8)}))
+    assert _names(flax.serialization.msgpack_serialize({"w": np.zeros(1000, np.int8)})) == {"w": ("I8", (1000,))}

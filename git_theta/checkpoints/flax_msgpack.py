@@ -102,6 +102,7 @@ class _Walker:
         self.run = 0  # skeleton bytes since the last array
         self.items = 0
         self.names: set[str] = set()
+        self.saw_array = False
 
     def read(self, size: int) -> bytes:
         """`size` bytes of the file, through a small buffer: msgpack is mostly one-byte reads."""
@@ -270,6 +271,7 @@ class _Walker:
         if leaf is None or leaf[2] != budget[0]:
             self.take(budget[0])  # not an array git-theta reads (or its bin does not fill the payload): kept raw
             return
+        self.saw_array = True  # for sniff: the array's data may lie beyond the bytes it is shown
         self.add_array(path, *leaf)
 
     def small(self, budget: list[int], size: int) -> bytes:
@@ -353,7 +355,7 @@ def _head_has_array(head: bytes) -> bool:
         walker.value("", "", 0)
     except CheckpointError:
         pass
-    return bool(walker.names)
+    return walker.saw_array
 
 
 class FlaxMsgpackFormat(CheckpointFormat):

@@ -246,6 +246,8 @@ def test_names_are_escaped_key_paths_and_unreadable_leaves_stay_in_the_skeleton(
 def test_sniff_needs_a_map_and_an_array_leaf_or_the_extension(params: dict[str, Any]) -> None:
     data = flax.serialization.to_bytes(params)
     assert FlaxMsgpackFormat.sniff(data[:4096], "weights.bin")
+    big_first = flax.serialization.msgpack_serialize({"w": np.zeros(5000, np.float32)})
+    assert FlaxMsgpackFormat.sniff(big_first[:4096], "checkpoint_100")  # the array's data runs past the head
     assert FlaxMsgpackFormat.sniff(b"\x80", "empty.msgpack")
     assert not FlaxMsgpackFormat.sniff(b"\x81\xa1a\x01", "plain.bin")  # a msgpack map without arrays
     assert not FlaxMsgpackFormat.sniff(b"PK\x03\x04", "model.msgpack")

@@ -47,8 +47,6 @@ MAX_FLAX_NAME_BYTES = 4096
 _LONGEST_DTYPE_NAME = 32
 
 EXT_NDARRAY = 1
-# flax.serialization.MAX_CHUNK_SIZE: write_new splits a larger array into a chunked map, as flax does.
-FLAX_CHUNK_BYTES = 1 << 30
 # numpy's dtype.name (what flax writes) -> ours. Names numpy writes that are not here (complex, float4, strings)
 # keep the whole leaf in the skeleton.
 # fmt: off
@@ -381,7 +379,44 @@ class FlaxMsgpackFormat(CheckpointFormat):
 
     def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
         """The bytes flax.serialization.msgpack_serialize writes for the nested dict the names spell, keys sorted."""
-        out.write(_encode_tree(_nested(tensors)))
+        from git_theta.checkpoints import flax_encode
+
+        for piece in flax_encode.encode(flax_encode.nested(tensors, sorted(tensors))):
+            if isinstance(piece, bytes):
+                out.write(piece)
+            else:
+                name, start, end = piece
+                out.write(memoryview(tensors[name].data).cast("B")[start:end])
+
+    def file_for_params(
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
+    ) -> dict[str, Any]:
+        """Values changed in place: the same skeleton. Arrays added, removed or reshaped: a new skeleton, if the
+        file is a plain state dict (nested maps of arrays, as flax writes it), in the old order with new arrays
+        appended by name; anything else in the file (numbers, strings, lists) cannot be placed, so it is refused.
+        """
+        if {n: (e.dtype, e.shape) for n, e in before.items()} == {n: (e.dtype, e.shape) for n, e in after.items()}:
+            return dict(file)
+        from git_theta.checkpoints import flax_encode
+
+        old_order = [segment["array"] for segment in file["layout"] if "array" in segment]
+        try:
+            plain = flax_encode.plan(before, old_order) == (source.get_blob(file["skeleton"]), file["layout"])
+        except CheckpointError:
+            plain = False
+        if not plain:
+            raise CheckpointError(
+                "the flax file holds more than nested maps of arrays (numbers, strings, lists, empty maps or "
+                "chunked arrays): a merge cannot add, remove or reshape arrays in it"
+            )
+        order = [name for name in old_order if name in after] + sorted(set(after) - set(old_order))
+        skeleton, layout = flax_encode.plan(after, order)
+        return {"layout": layout, "skeleton": sink.put_blob(skeleton)}
 
     def write(
         self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
@@ -408,91 +443,3 @@ class FlaxMsgpackFormat(CheckpointFormat):
 def _data_bytes(layout: list[dict[str, Any]]) -> int:
     return sum(segment.get("bytes", 0) for segment in layout)
 
-
-# Writing a new file (git_theta.save): the encoding msgpack.packb uses, the smallest form of each value.
-_NUMPY_NAME_OF = {ours: theirs for theirs, ours in NUMPY_NAMES.items()}
-
-
-def _unescape(component: str) -> str:
-    return component.replace("%2F", "/").replace("%25", "%") if component != "%" else ""
-
-
-def _nested(tensors: Mapping[str, Tensor]) -> dict[str, Any]:
-    """{"a/b": t} -> {"a": {"b": t}}; refuses a name that is also a prefix of another (a leaf and a map at once)."""
-    root: dict[str, Any] = {}
-    for name in sorted(tensors):
-        if tensors[name].dtype not in _NUMPY_NAME_OF:
-            raise CheckpointError(f"a flax file cannot hold {tensors[name].dtype} ({name!r})")
-        node = root
-        *parents, leaf = [_unescape(part) for part in name.split("/")]
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise CheckpointError(f"parameter {name!r} lies under another parameter; a flax state dict holds one")
-        if leaf in node:
-            raise CheckpointError(f"parameter {name!r} is also the parent of others; a flax state dict holds one")
-        node[leaf] = tensors[name]
-    return root
-
-
-def _header(size: int, small: int, small_limit: int, markers: tuple[int, int, int]) -> bytes:
-    """A str/bin/map/array header: a fix form up to `small_limit` (if `small` is a marker), else 8/16/32-bit."""
-    if small and size <= small_limit:
-        return bytes([small | size])
-    for marker, width in zip(markers, (1, 2, 4)):
-        if marker and size < 1 << (8 * width):
-            return bytes([marker]) + size.to_bytes(width, "big")
-    raise CheckpointError(f"a msgpack value of {size} items or bytes is too large")
-
-
-def _map_header(count: int) -> bytes:
-    return _header(count, 0x80, 15, (0, 0xDE, 0xDF))
-
-
-def _uint(value: int) -> bytes:
-    if value <= 0x7F:
-        return bytes([value])
-    for marker, width in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8)):
-        if value < 1 << (8 * width):
-            return bytes([marker]) + value.to_bytes(width, "big")
-    raise CheckpointError(f"dimension {value} does not fit a msgpack integer")
-
-
-def _str(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return _header(len(data), 0xA0, 31, (0xD9, 0xDA, 0xDB)) + data
-
-
-def _ext_array(dtype: str, shape: tuple[int, ...], data: bytes | memoryview) -> bytes:
-    payload = b"".join(
-        [b"\x93", _header(len(shape), 0x90, 15, (0, 0xDC, 0xDD)), *map(_uint, shape), _str(_NUMPY_NAME_OF[dtype]),
-         _header(len(data), 0, 0, (0xC4, 0xC5, 0xC6)), data]
-    )  # fmt: skip
-    fixext = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
-    head = bytes([fixext[len(payload)]]) if len(payload) in fixext else _header(len(payload), 0, 0, (0xC7, 0xC8, 0xC9))
-    return head + bytes([EXT_NDARRAY]) + payload
-
-
-def _encode_tree(node: dict[str, Any]) -> bytes:
-    parts = [_map_header(len(node))]
-    for key, value in node.items():
-        parts.append(_str(key))
-        parts.append(_encode_tree(value) if isinstance(value, dict) else _encode_array(value))
-    return b"".join(parts)
-
-
-def _encode_array(tensor: Tensor) -> bytes:
-    if tensor.nbytes <= FLAX_CHUNK_BYTES:
-        return _ext_array(tensor.dtype, tensor.shape, memoryview(tensor.data).cast("B"))
-    # flax's chunked form: the shape and 1-D chunks of at most FLAX_CHUNK_BYTES, each keyed by its index.
-    step = max(1, FLAX_CHUNK_BYTES // dtypes.itemsize(tensor.dtype)) * dtypes.itemsize(tensor.dtype)
-    data = memoryview(tensor.data).cast("B")
-    chunks = {str(i): data[start : start + step] for i, start in enumerate(range(0, len(data), step))}
-    itemsize = dtypes.itemsize(tensor.dtype)
-    parts = [b"\x83", _str("__msgpack_chunked_array__"), b"\xc3", _str("shape"), _map_header(len(tensor.shape))]
-    for i, dimension in enumerate(tensor.shape):
-        parts += [_str(str(i)), _uint(dimension)]
-    parts += [_str("chunks"), _map_header(len(chunks))]
-    for key, chunk in chunks.items():
-        parts += [_str(key), _ext_array(tensor.dtype, (len(chunk) // itemsize,), chunk)]
-    return b"".join(parts)

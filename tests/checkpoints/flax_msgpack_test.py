@@ -22,7 +22,7 @@ from conftest import GIT_ENV, git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
 
 import git_theta
-from git_theta.checkpoints import flax_msgpack
+from git_theta.checkpoints import flax_encode, flax_msgpack
 from git_theta.checkpoints.flax_msgpack import FlaxMsgpackFormat
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
@@ -202,6 +202,27 @@ def test_git_merge_averages_in_place(repo: Path, params: dict[str, Any]) -> None
     np.testing.assert_array_equal(merged["Dense_1"]["kernel"], params["params"]["Dense_1"]["kernel"])
 
 
+    # A layer added on one branch, a value changed on the other: a new skeleton, the old order, the layer appended.
+    git(repo, "checkout", "-q", "-b", "wider")
+    wider = _loaded(merged_bytes, params)
+    wider["params"]["Dense_2"] = {"kernel": np.full((2, 3), 0.5, np.float32)}
+    _commit(repo, flax.serialization.to_bytes(wider), "a third layer")
+    git(repo, "checkout", "-q", "main")
+    main = _changed(_loaded(merged_bytes, params), "Dense_1", "bias", 2.0)
+    _commit(repo, flax.serialization.to_bytes(main), "bias")
+    git(repo, "merge", "-q", "wider", "-m", "merge the wider model")
+    assert git(repo, "status", "--porcelain").stdout == ""
+    state = flax.serialization.msgpack_restore((repo / MODEL).read_bytes())["params"]
+    assert list(state) == ["Dense_0", "Dense_1", "Dense_2"]
+    np.testing.assert_array_equal(state["Dense_2"]["kernel"], wider["params"]["Dense_2"]["kernel"])
+    np.testing.assert_array_equal(state["Dense_1"]["bias"], merged["Dense_1"]["bias"] + 2)
+
+
+def _loaded(data: bytes, template: dict[str, Any]) -> dict[str, Any]:
+    loaded = flax.serialization.from_bytes(template, data)
+    return jax.tree_util.tree_map(np.array, loaded)  # type: ignore[no-any-return]
+
+
 class _Sink:
     def __init__(self) -> None:
         self.tensors: dict[str, Tensor] = {}
@@ -352,7 +373,7 @@ def test_write_new_writes_what_flax_writes(monkeypatch: pytest.MonkeyPatch) -> N
         **{f"many/{i:02d}": np.array([i], np.uint8) for i in range(17)},  # a map16
     }
     tensors = {name: Tensor.from_numpy(array) for name, array in arrays.items()}
-    monkeypatch.setattr(flax_msgpack, "FLAX_CHUNK_BYTES", 16)
+    monkeypatch.setattr(flax_encode, "FLAX_CHUNK_BYTES", 16)
     monkeypatch.setattr(flax.serialization, "MAX_CHUNK_SIZE", 16)
     nested: dict[str, Any] = {}
     for name in sorted(arrays):
@@ -419,3 +440,53 @@ def test_item_array_and_name_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(flax_msgpack.LimitError, match="not array data exceed"):
         _names(flax.serialization.msgpack_serialize({"config": "x" * 200, "w": np.zeros(1, np.int8)}))
     assert _names(flax.serialization.msgpack_serialize({"w": np.zeros(1000, np.int8)})) == {"w": ("I8", (1000,))}
+
+
+def test_a_new_set_of_arrays_gets_a_new_skeleton_only_in_a_plain_state_dict(params: dict[str, Any]) -> None:
+    class Store:
+        def __init__(self, data: bytes) -> None:
+            self.sink = _BlobSink()
+            self.section = FlaxMsgpackFormat().read(io.BytesIO(data), MODEL, self.sink)  # type: ignore[arg-type]
+            self.entries = {n: ParamEntry(t.dtype, t.shape, t.hash(), ()) for n, t in self.sink.tensors.items()}
+
+        def tensors(self, names: list[str]) -> Iterator[Tensor]:
+            return (self.sink.tensors[name] for name in names)
+
+        def get_blob(self, ref: Any) -> bytes:
+            return self.sink.blobs[0]
+
+        def arguments(self) -> tuple[Any, ...]:
+            """file_for_params' arguments for removing every array."""
+            return self.section, self.entries, {}, self, self.sink
+
+    store = Store(flax.serialization.to_bytes(params))
+    extra = Tensor.from_numpy(np.arange(4, dtype=np.int32))
+    store.sink.tensors["params/Dense_0/extra"] = extra
+    after = {**store.entries, "params/Dense_0/extra": ParamEntry("I32", (4,), extra.hash(), ())}
+    del after["params/Dense_1/bias"]
+    fmt = FlaxMsgpackFormat()
+    section = fmt.file_for_params(store.section, store.entries, after, store, store.sink)  # type: ignore[arg-type]
+    out = io.BytesIO()
+    FlaxMsgpackFormat().write(section, after, _Replay(store.sink, section), out)  # type: ignore[arg-type]
+    expected = flax.serialization.msgpack_restore(flax.serialization.to_bytes(params))  # in file order
+    expected["params"]["Dense_0"]["extra"] = np.arange(4, dtype=np.int32)
+    del expected["params"]["Dense_1"]["bias"]
+    # What flax writes for that state dict, in its order (msgpack_serialize would sort the keys; to_bytes does not).
+    assert out.getvalue() == flax.serialization.msgpack_serialize(expected, in_place=True)
+
+    with_step = Store(flax.serialization.msgpack_serialize({"w": np.zeros(2, np.float32), "step": 3}))
+    with pytest.raises(CheckpointError, match="holds more than nested maps of arrays"):
+        fmt.file_for_params(*with_step.arguments())  # type: ignore[arg-type]
+
+
+class _Replay:
+    """A source over a sink whose last blob is the skeleton a section refers to."""
+
+    def __init__(self, sink: _BlobSink, section: dict[str, Any]) -> None:
+        self.sink = sink
+
+    def tensors(self, names: list[str]) -> Iterator[Tensor]:
+        return (self.sink.tensors[name] for name in names)
+
+    def get_blob(self, ref: Any) -> bytes:
+        return self.sink.blobs[-1]

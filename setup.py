@@ -32,7 +32,8 @@ setup(
                  "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
                  "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
                  "gguf>=0.17",  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
-                 "onnx>=1.16"],
+                 "onnx>=1.16",
+                 "flax>=0.8", "msgpack>=1.0", "optax>=0.2", "orbax-checkpoint>=0.11"],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],

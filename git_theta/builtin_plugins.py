@@ -14,6 +14,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "gguf": "git_theta.checkpoints.gguf:GgufFormat",
         "onnx": "git_theta.checkpoints.onnx:OnnxFormat",
         "onnx-data": "git_theta.checkpoints.onnx:OnnxDataFormat",
+        "flax": "git_theta.checkpoints.flax_msgpack:FlaxMsgpackFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, gguf, npz, onnx, safetensors, zip_layout
+from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetensors, zip_layout
 from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
@@ -52,6 +52,10 @@ STATED = [
     (onnx.MAX_VARINT_BYTES, 10, "varints 10 bytes"),
     (onnx.MAX_GRAPH_DEPTH, 32, "subgraphs 32 deep"),
     (onnx.MAX_TENSORS, 1_000_000, "subgraphs 32 deep; 1,000,000 tensors"),
+    (flax_msgpack.MAX_MSGPACK_DEPTH, 256, "| Flax msgpack | depth 256;"),
+    (flax_msgpack.MAX_MSGPACK_ITEMS, 10_000_000, "depth 256; 10,000,000 values;"),
+    (flax_msgpack.MAX_FLAX_ARRAYS, 1_000_000, "10,000,000 values; 1,000,000 arrays;"),
+    (flax_msgpack.MAX_FLAX_NAME_BYTES, 4096, "1,000,000 arrays; 4,096-byte names |"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -15,7 +15,10 @@ setup(
     package_data={"git_theta": ["py.typed"]},
     python_requires=">=3.11",
     # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
-    ext_modules=[Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True)],
+    ext_modules=[
+        Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
+        Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
+    ],
     install_requires=[
         "numpy>=1.24",
         "safetensors>=0.4",
@@ -28,7 +31,8 @@ setup(
         # giftless's own package declares none of its dependencies: the LFS server of tests/transfer needs these
         "test": ["pytest>=7", "pytest-xdist>=3", "pexpect>=4.8", "mypy>=1.10", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
                  "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
-                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6"],
+                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
+                 "tensorflow-cpu>=2.16"],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],

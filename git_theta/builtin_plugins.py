@@ -11,6 +11,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsFormat",
         "pytorch": "git_theta.checkpoints.pytorch:PytorchFormat",
         "npz": "git_theta.checkpoints.npz:NpzFormat",
+        "tensorflow": "git_theta.checkpoints.tensorflow:TensorflowFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

@@ -83,7 +83,7 @@ class TensorflowFormat(CheckpointFormat):
                          if name not in before or name not in after or before[name].hash != after[name].hash)
         if changed:
             raise CheckpointError(
-                f"TensorFlow bundle: the .index holds a CRC-32C of each tensor, so changing {shown(changed[0])}"
+                f"TensorFlow bundle: the .index holds a CRC-32C of each tensor, so changing {shown(changed[0], 120)}"
                 f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''} here would leave the index stale; "
                 "take one side for the whole checkpoint (git checkout --ours/--theirs on both files), or merge in "
                 "TensorFlow and save a new checkpoint")

@@ -8,9 +8,8 @@ verified, just not quickly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 _MASK_DELTA = 0xA282EAD8
 

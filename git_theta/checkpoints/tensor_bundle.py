@@ -145,7 +145,8 @@ def _entry(key: str, data: bytes, start: int, end: int) -> Entry:
         elif number == 6:
             masked_crc = value
     if not 0 <= offset <= MAX_TENSOR_BYTES or not 0 <= size <= MAX_TENSOR_BYTES or not 0 <= shard < MAX_SHARDS:
-        raise CheckpointError(f"variable {key[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range")
+        raise CheckpointError(
+            f"variable {key[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range")
     return Entry(key, DTYPES.get(dtype_enum), shape, shard, offset, size, masked_crc, sliced)
 
 

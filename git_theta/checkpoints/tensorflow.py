@@ -18,14 +18,27 @@ never imported.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from git_theta import crc32c, dtypes, git
-from git_theta.checkpoints.base import READ_CHUNK, CheckpointFormat, LimitError, ParamSink, ParamSource, shown
-from git_theta.checkpoints.tensor_bundle import MAX_INDEX_BYTES, Bundle, Entry, parse_index
+from git_theta.checkpoints.base import (
+    READ_CHUNK,
+    CheckpointFormat,
+    LimitError,
+    ParamSink,
+    ParamSource,
+    shown,
+)
+from git_theta.checkpoints.tensor_bundle import (
+    MAX_INDEX_BYTES,
+    Bundle,
+    Entry,
+    parse_index,
+)
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
@@ -61,7 +74,9 @@ class TensorflowFormat(CheckpointFormat):
             return _read_index(stream, sink)
         return _read_data(stream, path, sink)
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         if file.get("bundle") == "index":
             out.write(source.get_blob(file["index"]))
             return
@@ -70,12 +85,13 @@ class TensorflowFormat(CheckpointFormat):
             raise CheckpointError("the metadata's file section is not a TensorFlow bundle's")
         missing = [name for name in layout if name not in params]
         if missing or len(set(layout)) != len(layout) or set(layout) != set(params):
-            raise CheckpointError(f"the layout does not list each parameter group exactly once ({shown(missing)} missing)")
-        for tensor in source.tensors(layout):
-            out.write(tensor.data)
+            raise CheckpointError(
+                f"the layout does not list each parameter group exactly once ({shown(missing)} missing)")
+        out.writelines(tensor.data for tensor in source.tensors(layout))
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry],
+        source: ParamSource, sink: ParamSink,
     ) -> dict[str, Any]:
         """Refuse any change: the `.index` holds each tensor's CRC-32C, which TensorFlow checks when it restores,
         and this data file's merge cannot rewrite the index (another file, merged on its own)."""
@@ -95,7 +111,8 @@ def _read_index(stream: IO[bytes], sink: ParamSink) -> dict[str, Any]:
     if len(data) > MAX_INDEX_BYTES:
         raise LimitError(f"the index is more than the limit of {MAX_INDEX_BYTES} bytes")
     bundle = parse_index(data)
-    return {"bundle": "index", "index": sink.put_blob(data), "shards": bundle.num_shards, "variables": len(bundle.entries)}
+    return {"bundle": "index", "index": sink.put_blob(data), "shards": bundle.num_shards,
+            "variables": len(bundle.entries)}
 
 
 def _plan(path: str) -> list[Entry]:
@@ -108,7 +125,7 @@ def _plan(path: str) -> list[Entry]:
         return []
     planned = sorted((e for e in bundle.entries if e.shard == shard and not e.sliced and e.dtype is not None
                       and e.shape is not None and _fits(e)), key=lambda e: (e.offset, e.size))
-    for earlier, later in zip(planned, planned[1:]):
+    for earlier, later in itertools.pairwise(planned):
         if earlier.offset + earlier.size > later.offset:
             return []
     return planned

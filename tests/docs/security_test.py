@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, npz, safetensors, torch_tree, torch_zip, zip_layout
+from git_theta.checkpoints import base, npz, safetensors, tensor_bundle, torch_tree, torch_zip, zip_layout
 from git_theta.commands import gc
 from git_theta.merging import policy
 from git_theta.transfer import lfs_http
@@ -39,6 +39,10 @@ STATED = [
     (zip_layout.MAX_MEMBERS, 1_000_000, "| 1,000,000; declared size <= 1032 x compressed |"),
     (zip_layout.MAX_DEFLATE_RATIO, 1032, "declared size <= 1032 x compressed"),
     (npz.MAX_NPY_HEADER, MiB, "| .npy header | 1 MiB |"),
+    (tensor_bundle.MAX_INDEX_BYTES, 256 * MiB, "| TensorFlow `.index` | 256 MiB; 1,000,000 variables"),
+    (tensor_bundle.MAX_ENTRIES, 1_000_000, "256 MiB; 1,000,000 variables; 64 KiB keys"),
+    (tensor_bundle.MAX_KEY_BYTES, 64 * 1024, "1,000,000 variables; 64 KiB keys; 100,000 shards"),
+    (tensor_bundle.MAX_SHARDS, 100_000, "64 KiB keys; 100,000 shards |"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -42,10 +42,11 @@ DTYPES = {1: "F32", 2: "F64", 3: "I32", 4: "U8", 5: "I16", 6: "I8", 9: "I64", 10
 
 @dataclass(frozen=True)
 class Entry:
-    """One BundleEntryProto. `dtype` is git-theta's name, or None for a type kept raw; `shape` None when the
-    rank is unknown; `sliced` for a partitioned variable's full entry (its data lives under slice keys)."""
+    """One BundleEntryProto. `key` is None when it is not a name (see _key_name); `dtype` is git-theta's name, or
+    None for a type kept raw; `shape` None when the rank is unknown; `sliced` for a partitioned variable's full
+    entry (its data lives under slice keys)."""
 
-    key: str
+    key: str | None
     dtype: str | None
     shape: tuple[int, ...] | None
     shard: int
@@ -106,14 +107,14 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _shape(data: bytes, start: int, end: int, key: str) -> tuple[int, ...] | None:
+def _shape(data: bytes, start: int, end: int, key: str | None) -> tuple[int, ...] | None:
     dims: list[int] = []
     for number, wire, value in _fields(data, start, end):
         if number == 3 and wire == 0 and value:
             return None  # unknown rank
         if number == 2 and isinstance(value, tuple):
             if len(dims) == MAX_RANK:
-                raise LimitError(f"variable {key[:80]!r} has more than {MAX_RANK} dimensions")
+                raise LimitError(f"variable {str(key)[:80]!r} has more than {MAX_RANK} dimensions")
             size = 0
             for dim_number, dim_wire, dim_value in _fields(data, *value):
                 if dim_number == 1 and dim_wire == 0 and isinstance(dim_value, int):
@@ -124,7 +125,7 @@ def _shape(data: bytes, start: int, end: int, key: str) -> tuple[int, ...] | Non
     return tuple(dims)
 
 
-def _entry(key: str, data: bytes, start: int, end: int) -> Entry:
+def _entry(key: str | None, data: bytes, start: int, end: int) -> Entry:
     dtype_enum = shard = offset = size = masked_crc = 0
     shape: tuple[int, ...] | None = ()
     sliced = False
@@ -146,7 +147,7 @@ def _entry(key: str, data: bytes, start: int, end: int) -> Entry:
             masked_crc = value
     if not 0 <= offset <= MAX_TENSOR_BYTES or not 0 <= size <= MAX_TENSOR_BYTES or not 0 <= shard < MAX_SHARDS:
         raise CheckpointError(
-            f"variable {key[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range")
+            f"variable {str(key)[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range")
     return Entry(key, DTYPES.get(dtype_enum), shape, shard, offset, size, masked_crc, sliced)
 
 
@@ -218,11 +219,7 @@ def parse_index(data: bytes) -> Bundle:
                 continue
             if len(entries) == MAX_ENTRIES:
                 raise LimitError(f"the index declares more than the limit of {MAX_ENTRIES} variables")
-            try:
-                key = raw_key.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CheckpointError(f"index key {raw_key[:80]!r} is not UTF-8") from None
-            entries.append(_entry(key, data, value_start, value_end))
+            entries.append(_entry(_key_name(raw_key), data, value_start, value_end))
     if header is None:
         raise CheckpointError("the index has no bundle header (the entry under the empty key)")
     num_shards, little_endian = header
@@ -230,6 +227,19 @@ def parse_index(data: bytes) -> Bundle:
         if entry.shard >= num_shards and not entry.sliced:
             raise CheckpointError(f"variable {entry.key[:80]!r} is in shard {entry.shard} of {num_shards}")
     return Bundle(num_shards, little_endian, entries)
+
+
+def _key_name(raw: bytes) -> str | None:
+    """A key as a parameter group name. A slice of a partitioned variable (what a sharding policy writes) has the
+    binary key NUL + variable name + NUL + the slice spec: named `<variable>#slice-<spec in hex>`. None for a key
+    that is not UTF-8 otherwise: its tensor stays raw bytes."""
+    try:
+        if raw.startswith(b"\x00") and b"\x00" in raw[1:]:
+            name, spec = raw[1:].split(b"\x00", 1)
+            return f"{name.decode('utf-8')}#slice-{spec.hex()}"
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _header(data: bytes, start: int, end: int) -> tuple[int, bool]:

@@ -122,9 +122,11 @@ def _plan(path: str) -> list[Entry]:
     bundle = _sibling_index(prefix + INDEX_SUFFIX)
     if bundle is None or bundle.num_shards != shards or not bundle.little_endian:
         return []
-    if any(entry.key.startswith(RAW_PREFIX) for entry in bundle.entries):
+    names = [entry.key for entry in bundle.entries if entry.key is not None]
+    if any(name.startswith(RAW_PREFIX) for name in names) or len(set(names)) != len(names):
         return []
-    planned = sorted((e for e in bundle.entries if e.shard == shard and not e.sliced and e.dtype is not None
+    planned = sorted((e for e in bundle.entries if e.shard == shard and not e.sliced and e.key is not None
+                      and e.dtype is not None
                       and e.shape is not None and _fits(e)), key=lambda e: (e.offset, e.size))
     for earlier, later in itertools.pairwise(planned):
         if earlier.offset + earlier.size > later.offset:
@@ -181,7 +183,7 @@ class _Layout:
         self.position = 0
 
     def tensor(self, entry: Entry, data: bytearray) -> None:
-        assert entry.dtype is not None and entry.shape is not None
+        assert entry.key is not None and entry.dtype is not None and entry.shape is not None
         self.sink.add(entry.key, Tensor(entry.dtype, entry.shape, data))
         self.names.append(entry.key)
         self.position += len(data)

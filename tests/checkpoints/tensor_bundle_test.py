@@ -87,6 +87,12 @@ def _refused(data: bytes, message: str) -> None:
         parse_index(data)
 
 
+def test_slice_keys_are_named_and_other_binary_keys_are_not() -> None:
+    bundle = parse_index(build_index([(b"", header_proto()), (b"\x00w\x00\x01\x02", entry_proto(1, [1], 0, 4, 0)),
+                                      (b"\xff", entry_proto(1, [1], 4, 4, 0))]))
+    assert [entry.key for entry in bundle.entries] == ["w#slice-0102", None]
+
+
 def test_hostile_tables_are_refused() -> None:
     good = sample()
     _refused(good[:-1], "footer magic")
@@ -103,7 +109,6 @@ def test_hostile_tables_are_refused() -> None:
     _refused(build_index([(b"a", entry_proto(1, [1], 0, 4, 0))]), "no bundle header")
     _refused(build_index([(b"", header_proto()), (b"a", entry_proto(1, [1], 0, 4, 0, shard=3))]), "shard 3 of 1")
     _refused(build_index([(b"", header_proto()), (b"a", entry_proto(1, [1], -1, 4, 0))]), "out of range")
-    _refused(build_index([(b"", header_proto()), (b"\xff", entry_proto(1, [1], 0, 4, 0))]), "not UTF-8")
 
 
 def test_absurd_counts_and_lengths_are_refused() -> None:

@@ -57,6 +57,11 @@ def saved(tf: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     module.half = tf.Variable(tf.constant([1.5, -0.0], tf.bfloat16))
     module.words = tf.Variable(["a", "bc"])
     tf.saved_model.save(module, str(root / "saved"))
+    # four shards; the sharding policy splits variables into slices across them
+    parts = {f"v{i}": tf.Variable(np.full((64,), i, np.float32)) for i in range(4)}
+    policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=300)
+    tf.train.Checkpoint(**parts).write(str(root / "sharded" / "ckpt"),
+                                       options=tf.train.CheckpointOptions(experimental_sharding_callback=policy))
     return {"root": root, "first": first, "second": [v.numpy().copy() for v in model.variables]}
 
 
@@ -117,11 +122,18 @@ def test_checkpoint_round_trip_restores_and_dedups(tf: Any, saved: dict[str, Any
     np.testing.assert_array_equal(reader.get_tensor(kernel), saved["second"][0])
 
 
-def test_saved_model_variables_round_trip(tf: Any, saved: dict[str, Any], repo: Path) -> None:
+def test_saved_model_and_sharded_round_trip(tf: Any, saved: dict[str, Any], repo: Path) -> None:
     shutil.copytree(saved["root"] / "saved", repo / "saved")
-    theta(repo, "track", "saved/variables/variables.*")
+    shutil.copytree(saved["root"] / "sharded", repo / "sharded")
+    theta(repo, "track", "saved/variables/variables.*", "sharded/ckpt.*")
+    shards = [f"sharded/ckpt.data-0000{k}-of-00004" for k in range(4)]
     _add_and_check_out(repo, ["saved/variables/variables.index", f"saved/variables/variables{DATA}",
-                              "saved/saved_model.pb"])
+                              "saved/saved_model.pb", "sharded/ckpt.index", *shards])
+    reader = tf.train.load_checkpoint(str(repo / "sharded" / "ckpt"))
+    for i in range(4):
+        np.testing.assert_array_equal(reader.get_tensor(f"v{i}/.ATTRIBUTES/VARIABLE_VALUE"), np.full((64,), i))
+    names = [name for shard in shards for name in _metadata(repo, f"HEAD:{shard}")["file"]["layout"]]
+    assert sum("#slice-" in name for name in names) == 7 and "v0/.ATTRIBUTES/VARIABLE_VALUE" in names
     params = _metadata(repo, f"HEAD:saved/variables/variables{DATA}")["params"]
     assert params["half/.ATTRIBUTES/VARIABLE_VALUE"]["dtype"] == "BF16"
     assert "words/.ATTRIBUTES/VARIABLE_VALUE" not in params  # a string tensor stays raw bytes

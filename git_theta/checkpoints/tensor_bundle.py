@@ -26,7 +26,10 @@ from git_theta.errors import CheckpointError
 # so this is millions of variables.
 MAX_INDEX_BYTES = 256 << 20
 MAX_ENTRIES = 1_000_000
-MAX_KEY_BYTES = 64 << 10
+# A key is rebuilt from the previous one (prefix compression), so a few bytes of file can declare a long key: the
+# length of one key and of all keys together are bounded (TensorFlow's keys are paths of ~50-200 bytes).
+MAX_KEY_BYTES = 4 << 10
+MAX_KEY_TOTAL_BYTES = 128 << 20
 MAX_SHARDS = 100_000
 
 MAGIC = 0xDB4775248B80FB57
@@ -40,7 +43,7 @@ DTYPES = {1: "F32", 2: "F64", 3: "I32", 4: "U8", 5: "I16", 6: "I8", 9: "I64", 10
           19: "F16", 22: "U32", 23: "U64", 24: "F8_E5M2", 25: "F8_E4M3"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One BundleEntryProto. `key` is None when it is not a name (see _key_name); `dtype` is git-theta's name, or
     None for a type kept raw; `shape` None when the rank is unknown; `sliced` for a partitioned variable's full
@@ -206,14 +209,21 @@ def parse_index(data: bytes) -> Bundle:
     entries: list[Entry] = []
     header: tuple[int, bool] | None = None
     previous: bytes | None = None
+    next_block = key_bytes = 0
     for _, handle_start, handle_end in _block_entries(data, index_start, index_end, "index"):
         block_offset, after = _varint(data, handle_start, handle_end)
         block_size, _ = _varint(data, after, handle_end)
+        if block_offset < next_block:  # the writer appends blocks: each is read (and its CRC computed) once
+            raise CheckpointError(f"data block at byte {block_offset} overlaps or precedes the one before it")
         start, end = _block(data, block_offset, block_size, "data")
+        next_block = end + BLOCK_TRAILER_BYTES
         for raw_key, value_start, value_end in _block_entries(data, start, end, "data"):
             if previous is not None and raw_key <= previous:
                 raise CheckpointError("index keys are not in increasing order")
             previous = raw_key
+            key_bytes += len(raw_key)
+            if key_bytes > MAX_KEY_TOTAL_BYTES:
+                raise LimitError(f"the index's keys add up to more than the limit of {MAX_KEY_TOTAL_BYTES} bytes")
             if not raw_key:
                 header = _header(data, value_start, value_end)
                 continue

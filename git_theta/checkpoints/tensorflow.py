@@ -108,7 +108,7 @@ class TensorflowFormat(CheckpointFormat):
 
 
 def _read_index(stream: IO[bytes], sink: ParamSink) -> dict[str, Any]:
-    data = stream.read(MAX_INDEX_BYTES + 1)
+    data = bytes(_read_upto(stream, MAX_INDEX_BYTES + 1))  # one byte over the limit is enough to refuse
     if len(data) > MAX_INDEX_BYTES:
         raise LimitError(f"the index is more than the limit of {MAX_INDEX_BYTES} bytes")
     bundle = parse_index(data)
@@ -126,8 +126,7 @@ def _plan(path: str) -> list[Entry]:
     if any(name.startswith(RAW_PREFIX) for name in names) or len(set(names)) != len(names):
         return []
     planned = sorted((e for e in bundle.entries if e.shard == shard and not e.sliced and e.key is not None
-                      and e.dtype is not None
-                      and e.shape is not None and _fits(e)), key=lambda e: (e.offset, e.size))
+                      and e.dtype is not None and e.shape is not None and _fits(e)), key=lambda e: (e.offset, e.size))
     for earlier, later in itertools.pairwise(planned):
         if earlier.offset + earlier.size > later.offset:
             return []

@@ -130,7 +130,20 @@ def test_absurd_counts_and_lengths_are_refused() -> None:
         parse_index(build_index([(b"", header_proto()), (b"a", entry_proto(1, [1] * 65, 0, 4, 0))]))
 
 
-def test_entry_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_count_and_key_total_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tensor_bundle, "MAX_ENTRIES", 2)
     with pytest.raises(LimitError, match="more than the limit of 2 variables"):
         parse_index(sample())
+    monkeypatch.setattr(tensor_bundle, "MAX_KEY_TOTAL_BYTES", 20)
+    with pytest.raises(LimitError, match="keys add up to more than the limit of 20 bytes"):
+        parse_index(sample())
+
+
+def test_a_data_block_is_read_once() -> None:
+    """An index block naming one data block twice would make the reader checksum it again for every name."""
+    data = block([(b"", header_proto())])
+    meta = block([])
+    handle = varint(0) + varint(len(data) - 5)
+    index = block([(b"a", handle), (b"b", handle)])
+    handles = varint(len(data)) + varint(len(meta) - 5) + varint(len(data) + len(meta)) + varint(len(index) - 5)
+    _refused(data + meta + index + handles + bytes(40 - len(handles)) + struct.pack("<Q", MAGIC), "overlaps or precedes")

@@ -146,4 +146,5 @@ def test_a_data_block_is_read_once() -> None:
     handle = varint(0) + varint(len(data) - 5)
     index = block([(b"a", handle), (b"b", handle)])
     handles = varint(len(data)) + varint(len(meta) - 5) + varint(len(data) + len(meta)) + varint(len(index) - 5)
-    _refused(data + meta + index + handles + bytes(40 - len(handles)) + struct.pack("<Q", MAGIC), "overlaps or precedes")
+    table = data + meta + index + handles + bytes(40 - len(handles)) + struct.pack("<Q", MAGIC)
+    _refused(table, "overlaps or precedes")

@@ -164,6 +164,11 @@ def test_data_file_without_a_matching_index_is_kept_exactly(saved: dict[str, Any
     (repo / f"hostile{DATA}").write_bytes((source / f"ckpt-1{DATA}").read_bytes())
     assert run_bounded(["git", "add", f"hostile{DATA}"], cwd=repo).returncode == 0
     assert list(_metadata(repo, f":hostile{DATA}")["params"]) == ["@bytes/0"]
+    # a pattern that also catches TensorFlow's `checkpoint` text file makes its `git add` fail clearly
+    theta(repo, "track", "checkpoint")
+    shutil.copy(source / "checkpoint", repo / "checkpoint")
+    result = run_bounded(["git", "add", "checkpoint"], cwd=repo)
+    assert "not a checkpoint git-theta can read" in assert_refused(result, names="checkpoint")
     (repo / "hostile.index").write_bytes(huge[:-3])
     state = RepoState.capture(repo)
     result = run_bounded(["git", "add", "hostile.index"], cwd=repo)

@@ -235,7 +235,7 @@ def parse_index(data: bytes) -> Bundle:
     num_shards, little_endian = header
     for entry in entries:
         if entry.shard >= num_shards and not entry.sliced:
-            raise CheckpointError(f"variable {entry.key[:80]!r} is in shard {entry.shard} of {num_shards}")
+            raise CheckpointError(f"variable {str(entry.key)[:80]!r} is in shard {entry.shard} of {num_shards}")
     return Bundle(num_shards, little_endian, entries)
 
 

@@ -1,8 +1,8 @@
 /* CRC-32C (Castagnoli), as TensorFlow's tensor bundles and their LevelDB-style tables use it.
  *
  * git_theta/crc32c.py has the same function in pure Python (~2 MB/s); this uses the SSE4.2 crc32 instruction
- * where the CPU has it (1.8 GB/s here, one stream) and slicing by 8 elsewhere, so verifying every tensor of a
- * checkpoint at `git add` costs little next to hashing it. The GIL is released.
+ * where the CPU has it (1.8 GB/s here, one stream) and slicing by 8 elsewhere (0.7 GB/s), so verifying every
+ * tensor of a checkpoint at `git add` costs little next to hashing it. The GIL is released.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -93,8 +93,24 @@ static PyObject *extend(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLong(~crc);
 }
 
+/* extend_software(crc, data) -> int: the same without the crc32 instruction, so tests cover both paths. */
+static PyObject *extend_software(PyObject *self, PyObject *args)
+{
+    unsigned int start;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "Iy*:extend_software", &start, &data))
+        return NULL;
+    uint32_t crc = ~(uint32_t)start;
+    Py_BEGIN_ALLOW_THREADS
+    crc = crc_software(crc, data.buf, data.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return PyLong_FromUnsignedLong(~crc);
+}
+
 static PyMethodDef methods[] = {
     {"extend", extend, METH_VARARGS, "extend(crc, data) -> the CRC-32C of the earlier bytes followed by data."},
+    {"extend_software", extend_software, METH_VARARGS, "extend without the crc32 instruction (for tests)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -200,3 +200,18 @@ def test_value_merge_is_refused_clearly(saved: dict[str, Any], repo: Path) -> No
     assert result.returncode != 0
     expected = f"git-theta: error: ckpt-1{DATA}: TensorFlow bundle: the .index holds a CRC-32C of each tensor"
     assert expected in result.stderr
+
+
+def test_committed_layout_must_name_each_group_once() -> None:
+    """Checkout trusts no committed file section: a layout that repeats, omits or invents groups is refused."""
+    import io
+
+    from git_theta.checkpoints.tensorflow import TensorflowFormat
+    from git_theta.errors import CheckpointError
+    from git_theta.metadata import ParamEntry
+
+    params = {"w": ParamEntry("F32", (1,), "0" * 64, ())}
+    for file in ({"bundle": "data", "layout": ["w", "w"]}, {"bundle": "data", "layout": []},
+                 {"bundle": "data", "layout": ["w", "x"]}, {"bundle": "data", "layout": "w"}, {"bundle": "other"}):
+        with pytest.raises(CheckpointError):
+            TensorflowFormat().write(file, params, None, io.BytesIO())  # type: ignore[arg-type]

@@ -63,6 +63,12 @@ class TensorflowFormat(CheckpointFormat):
     extensions = (INDEX_SUFFIX,)
 
     @classmethod
+    def claims(cls, path: str) -> bool:
+        # A data shard's first bytes are any tensor's: e.g. an int64 save counter of 2, then a float starting with
+        # 0x7b, looks like a safetensors header. Its name says what it is, so it is sniffed first.
+        return super().claims(path) or data_shard(path) is not None
+
+    @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         # An index starts with the bundle header, under the empty key: an entry with no shared and no own key bytes.
         if path.endswith(INDEX_SUFFIX):

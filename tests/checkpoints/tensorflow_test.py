@@ -152,7 +152,10 @@ def test_data_file_without_a_matching_index_is_kept_exactly(saved: dict[str, Any
     shutil.copy(source / f"ckpt-2{DATA}", repo / f"stale{DATA}")
     shutil.copy(source / "ckpt-1.index", repo / "stale.index")
     shutil.copy(source / f"ckpt-1{DATA}", repo / f"hostile{DATA}")
-    _add_and_check_out(repo, [f"alone{DATA}", f"stale{DATA}", "stale.index", f"hostile{DATA}"])
+    # a shard that starts like a safetensors file (a counter of 5, then a byte 0x7b): its name decides
+    (repo / f"looks{DATA}").write_bytes((5).to_bytes(8, "little") + b'{"a": 1}' + bytes(7))
+    _add_and_check_out(repo, [f"alone{DATA}", f"stale{DATA}", "stale.index", f"hostile{DATA}", f"looks{DATA}"])
+    assert _metadata(repo, f"HEAD:looks{DATA}")["format"] == "tensorflow"
     alone = _metadata(repo, f"HEAD:alone{DATA}")
     assert alone["file"]["layout"] == ["@bytes/0"] and alone["params"]["@bytes/0"]["dtype"] == "U8"
     stale = _metadata(repo, f"HEAD:stale{DATA}")["params"]

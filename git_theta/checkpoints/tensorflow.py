@@ -93,8 +93,8 @@ class TensorflowFormat(CheckpointFormat):
         if missing or len(set(layout)) != len(layout) or set(layout) != set(params):
             raise CheckpointError(
                 f"the layout does not list each parameter group exactly once ({shown(missing)} missing)")
-        for tensor in source.tensors(layout):
-            out.write(tensor.data)  # noqa: FURB122 -- `out` may offer only write()
+        for tensor in source.tensors(layout):  # noqa: FURB122 -- smudge's `out` offers write() only
+            out.write(tensor.data)
 
     def file_for_params(
         self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry],

@@ -17,7 +17,10 @@ setup(
     data_files=[("share/man/man1", ["docs/man/git-theta.1"])],
     python_requires=">=3.11",
     # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
-    ext_modules=[Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True)],
+    ext_modules=[
+        Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
+        Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
+    ],
     install_requires=[
         "numpy>=1.24",
         "safetensors>=0.4",
@@ -33,7 +36,8 @@ setup(
                  "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
                  "gguf>=0.17",  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
                  "onnx>=1.16",
-                 "flax>=0.8", "msgpack>=1.0", "optax>=0.2", "orbax-checkpoint>=0.11"],
+                 "flax>=0.8", "msgpack>=1.0", "optax>=0.2", "orbax-checkpoint>=0.11",
+                 "tensorflow-cpu>=2.16"],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],

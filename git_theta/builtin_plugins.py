@@ -15,6 +15,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "onnx": "git_theta.checkpoints.onnx:OnnxFormat",
         "onnx-data": "git_theta.checkpoints.onnx:OnnxDataFormat",
         "flax": "git_theta.checkpoints.flax_msgpack:FlaxMsgpackFormat",
+        "tensorflow": "git_theta.checkpoints.tensorflow:TensorflowFormat",
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",

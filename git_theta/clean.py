@@ -130,7 +130,7 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
         claimed = getattr(plugins.rejected(plugins.CHECKPOINTS, name), "extensions", ())
         if isinstance(claimed, tuple) and all(isinstance(e, str) for e in claimed) and path.lower().endswith(claimed):
             raise CheckpointError(f"{path}: {why}")
-    by_extension = [f for f in formats.values() if path.lower().endswith(tuple(f.extensions))]
+    by_extension = [f for f in formats.values() if f.claims(path)]
     others = [f for f in formats.values() if f not in by_extension]
     for plugin in by_extension + others:
         if plugin.sniff(head, path):

@@ -70,6 +70,13 @@ class CheckpointFormat(ABC):
     extensions: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    def claims(cls, path: str) -> bool:
+        """True if the name says the file is in this format: such formats sniff it before all others. By default,
+        a name ending in one of `extensions` (a format whose names are patterns, such as TensorFlow's data
+        shards, overrides this)."""
+        return path.lower().endswith(tuple(cls.extensions))
+
+    @classmethod
     @abstractmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         """True if a file starting with `head` (SNIFF_BYTES or fewer) is in this format."""

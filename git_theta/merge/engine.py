@@ -19,7 +19,7 @@ import numpy as np
 
 from git_theta import dtypes, parallel, plugins
 from git_theta.clean import StoringSink
-from git_theta.errors import StoreError, ThetaError
+from git_theta.errors import CheckpointError, StoreError, ThetaError
 from git_theta.merge.plan import Conflict, layout, plan
 from git_theta.merge.policy import Choice
 from git_theta.metadata import Metadata, ParamEntry
@@ -88,7 +88,10 @@ def merge_metadata(store: ObjectStore, path: str, versions: Sequence[Metadata], 
     start = next((meta for meta in versions if base is not None and meta.file != base.file), versions[0])
     checkpoint = plugins.checkpoint(start.format)()
     source = StoreSource(store, params, path)  # file_for_params reads the merged groups
-    file_section = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
+    try:
+        file_section = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
+    except CheckpointError as error:  # the format's refusal, which does not know the path
+        raise MergeError(f"{path}: {error}") from None
     result.metadata = Metadata(start.format, file_section, dict(sorted(params.items())))
     return result
 

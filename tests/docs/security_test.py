@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from git_theta import files, metadata, objects
-from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetensors, zip_layout
+from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetensors, tensor_bundle, zip_layout
 from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
@@ -56,6 +56,11 @@ STATED = [
     (flax_msgpack.MAX_MSGPACK_ITEMS, 10_000_000, "depth 256; 10,000,000 values;"),
     (flax_msgpack.MAX_FLAX_ARRAYS, 1_000_000, "10,000,000 values; 1,000,000 arrays;"),
     (flax_msgpack.MAX_FLAX_NAME_BYTES, 4096, "1,000,000 arrays; 4,096-byte names |"),
+    (tensor_bundle.MAX_INDEX_BYTES, 256 * MiB, "| TensorFlow `.index` | 256 MiB; 1,000,000 variables"),
+    (tensor_bundle.MAX_ENTRIES, 1_000_000, "256 MiB; 1,000,000 variables; 4 KiB keys"),
+    (tensor_bundle.MAX_KEY_BYTES, 4 * 1024, "1,000,000 variables; 4 KiB keys, 128 MiB of keys"),
+    (tensor_bundle.MAX_KEY_TOTAL_BYTES, 128 * MiB, "4 KiB keys, 128 MiB of keys; 100,000 shards |"),
+    (tensor_bundle.MAX_SHARDS, 100_000, "128 MiB of keys; 100,000 shards |"),
     (policy.MAX_POLICY_BYTES, MiB, "| 1 MiB, 256 rules, 1024-character strings, 64-value lists"),
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),

@@ -288,6 +288,7 @@ def test_the_documented_limits_are_the_code_s() -> None:
             else:
                 documented = int(value.replace(",", ""))
             code = [getattr(module, name) for module in modules if hasattr(module, name)]
-            assert code == [documented], f"{header[:40]}: {name} = {value} in docs/formats.md, {code} in {paths}"
+            # (a module may import another's constant: every module of the block that has it must agree)
+            assert code and set(code) == {documented}, f"{header[:40]}: {name} = {value} in docs/formats.md, {code} in {paths}"
             checked += 1
     assert checked >= 24  # every block found (safetensors, GGUF, PyTorch, ONNX, Flax, zip, every format)

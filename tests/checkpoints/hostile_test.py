@@ -279,12 +279,14 @@ def test_the_documented_limits_are_the_code_s() -> None:
         header = block.split("\n", 1)[0]
         paths = re.findall(r"`(?:git_theta/)?(checkpoints/[a-z_/]+)\.py`", header)
         modules = [importlib.import_module("git_theta." + path.replace("/", ".")) for path in paths]
-        for name, value in re.findall(r"`(MAX_[A-Z_]+)` = (2\^\d+ - 1|[0-9,]+(?: MiB)?)", block):
+        for name, value in re.findall(r"`(MAX_[A-Z_]+)` = (2\^\d+ - 1|[0-9,]+(?: [KM]iB)?)", block):
             power = re.fullmatch(r"2\^(\d+) - 1", value)
             if power:
                 documented = (1 << int(power.group(1))) - 1
             elif value.endswith(" MiB"):
                 documented = int(value.removesuffix(" MiB")) << 20
+            elif value.endswith(" KiB"):
+                documented = int(value.removesuffix(" KiB")) << 10
             else:
                 documented = int(value.replace(",", ""))
             code = [getattr(module, name) for module in modules if hasattr(module, name)]

@@ -20,7 +20,7 @@ import argparse
 import fnmatch
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class FileDiff:
     groups_total: int
     changes: list[GroupChange]
     stats: dict[str, ChangeStats]
+    # group -> why its values are not compared (packed or integer-quantized: git_theta/quantized.py)
+    opaque: dict[str, str] = field(default_factory=dict)
 
 
 def split_items(items: list[str], cached: bool, root: Path) -> tuple[str, str, list[str]]:
@@ -97,8 +99,24 @@ def compute(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str
         group_changes = [c for c in changes.compare(a, b) if wanted(c, patterns)]
         if not group_changes:
             continue
-        stats = _stats(repo, path, group_changes) if with_stats else {}
-        found.append(FileDiff(path, len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b), group_changes, stats))
+        names = set(a.params if a else ()) | set(b.params if b else ())
+        opaque = _opaque(group_changes, names)
+        stats = _stats(repo, path, [c for c in group_changes if c.name not in opaque]) if with_stats else {}
+        counts = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
+        found.append(FileDiff(path, *counts, group_changes, stats, opaque if with_stats else {}))
+    return found
+
+
+def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]:
+    """Modified groups whose bytes are not values (packed F4, GPTQ qweight, ...): shown by hash and size only."""
+    from git_theta.quantized import opaque_reason
+
+    found = {}
+    for change in group_changes:
+        entry = change.new or change.old
+        reason = opaque_reason(change.name, entry.dtype, names) if entry is not None and change.status == changes.MODIFIED else None
+        if reason is not None:
+            found[change.name] = reason
     return found
 
 
@@ -151,6 +169,7 @@ def to_json(old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str, An
                 "old": changes.entry_json(change.old),
                 "new": changes.entry_json(change.new),
                 "stats": stats.to_json() if stats else None,
+                "not_compared": diff.opaque.get(change.name),
             })
         files.append({"path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after, "groups": groups, "summary": _summary(diff.changes)})
     every = [c for d in diffs for c in d.changes]
@@ -175,7 +194,7 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
         lines.append(tables.paint(f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)})", "bold", color))
         ordered = sort_changes(diff, key)
         header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
-        rows = [header] + [_row(change, diff.stats.get(change.name)) for change in ordered]
+        rows = [header] + [_row(change, diff.stats.get(change.name), diff.opaque.get(change.name)) for change in ordered]
         lines += tables.table(rows, right=(5, 6, 7, 8, 9, 10), indent="  ", colors=[None] + [c.status for c in ordered], color=color)
         lines.append(f"  {_summary_text(diff.changes, diff.groups_total)}")
     if len(diffs) > 1:
@@ -184,7 +203,7 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _row(change: GroupChange, stats: ChangeStats | None) -> list[str]:
+def _row(change: GroupChange, stats: ChangeStats | None, opaque: str | None = None) -> list[str]:
     old, new = change.old, change.new
     if old is not None and new is not None and change.layout_change:
         dtype = old.dtype if old.dtype == new.dtype else f"{old.dtype}->{new.dtype}"
@@ -194,7 +213,10 @@ def _row(change: GroupChange, stats: ChangeStats | None) -> list[str]:
         assert entry is not None
         dtype, shape = entry.dtype, changes.shape_text(entry.shape)
     stored = changes.human_size(change.stored_size) if new is not None else ""
-    row = [change.status + (f" ({change.layout_change})" if change.layout_change else ""), change.name, dtype, shape, change.update, stored]
+    status = change.status + (f" ({change.layout_change})" if change.layout_change else "")
+    if opaque is not None:
+        status += f" ({opaque}: values not compared)"
+    row = [status, change.name, dtype, shape, change.update, stored]
     if stats is None:
         return row
     return row + [tables.number(stats.norm), tables.number(stats.relative, 2), tables.share(stats.changed), tables.number(stats.max_abs, 2), tables.cosine(stats.cosine)]

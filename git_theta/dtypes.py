@@ -126,6 +126,13 @@ def packed_refusal(dtype: str) -> str | None:
     return None
 
 
+def arithmetic_refusal(dtype: str) -> str | None:
+    """Why value arithmetic (merges that average, diffs' norms) cannot run on `dtype`: packed or complex; or None."""
+    if dtype == "C64":
+        return "C64 is complex: value merges compute in real numbers and would drop the imaginary parts"
+    return packed_refusal(dtype)
+
+
 def numpy_dtype(dtype: str) -> np.dtype[Any]:
     """The numpy dtype that views raw bytes of `dtype` without conversion; ThetaError for packed types."""
     import numpy as np  # imported here so that reading metadata (textconv, log, show) never loads numpy

@@ -134,3 +134,27 @@ def test_a_packed_count_that_does_not_fill_whole_bytes_is_refused_in_one_line(re
         line = assert_refused(result, ["model.safetensors", dtype])
         assert "do not fill whole bytes" in line
         state.assert_unchanged(repo)
+
+
+def test_a_value_merge_of_packed_or_complex_groups_is_refused_naming_them_and_ours_still_merges(repo: Path) -> None:
+    def version(fill: int) -> bytes:
+        return library_file({"w": ("F4", (2, 4), bytes([fill]) * 4), "c": ("C64", (1,), bytes([fill]) * 8)})
+
+    (repo / "model.safetensors").write_bytes(version(0))
+    (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "average"\n')
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    (repo / "model.safetensors").write_bytes(version(1))
+    git(repo, "commit", "-q", "-am", "other")
+    git(repo, "checkout", "-q", "main")
+    (repo / "model.safetensors").write_bytes(version(2))
+    git(repo, "commit", "-q", "-am", "main")
+    result = run_bounded(["git", "merge", "other"], cwd=repo, max_rss_mb=400, max_seconds=60)
+    line = assert_refused(result, ["model.safetensors", "parameter 'c'", "C64 is complex", "'average'"])
+    assert "use ours, theirs or base" in line
+    git(repo, "merge", "--abort")
+    (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "average"\n[[rule]]\nparams = "*"\nstrategy = "theirs"\n')
+    git(repo, "commit", "-q", "-am", "take theirs")
+    git(repo, "merge", "-q", "other")
+    assert (repo / "model.safetensors").read_bytes() == version(1)

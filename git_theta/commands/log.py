@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import posixpath
 import sys
 from collections.abc import Generator, Iterator
-import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 

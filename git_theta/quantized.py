@@ -1,4 +1,4 @@
-"""Tensors whose bytes are not values: packed sub-byte dtypes and integer-quantized weights.
+"""Tensors whose bytes are not real values: packed sub-byte dtypes, complex, integer-quantized weights.
 
 Their bytes are kept, hashed, deduplicated and delta-encoded exactly like any
 other tensor's; only arithmetic on them is meaningless. A GPTQ/AWQ `qweight`
@@ -28,6 +28,8 @@ def opaque_reason(name: str, dtype: str, names: Collection[str] = ()) -> str | N
     """Why group `name` of `dtype` holds no comparable values (given the other group `names` of its file), or None."""
     if dtype in dtypes.PACKED:
         return f"packed {dtype}"
+    if dtype == "C64":
+        return "complex C64"  # the numbers are computed in real float64
     if dtype not in INTEGER_DTYPES:
         return None
     if name.endswith(GPTQ_SUFFIXES):

@@ -16,6 +16,7 @@ NAMES = [
 def test_packed_gptq_and_bitsandbytes_groups_are_named_and_their_states_and_plain_tensors_are_not() -> None:
     assert opaque_reason("x", "F4") == "packed F4"
     assert opaque_reason("x", "F6_E3M2") == "packed F6_E3M2"
+    assert opaque_reason("x", "C64") == "complex C64"
     assert opaque_reason("q.qweight", "I32", NAMES) == "GPTQ/AWQ-packed I32"
     assert opaque_reason("q.qzeros", "I32", NAMES) == "GPTQ/AWQ-packed I32"
     assert opaque_reason("l4.weight", "U8", NAMES) == "bitsandbytes-quantized U8"

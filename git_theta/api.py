@@ -127,8 +127,13 @@ def _load_sharded(path: PathLike, rev: str, repo: PathLike | None, framework: Fr
     if model is None:
         raise ThetaError(f"{relative}: no such index file at {'the index' if side == ':' else rev}")
     for shard in model.shards:
-        _check_objects(store_repo, Metadata("sharded", {}, {n: e for n, e in model.params.items() if model.shard_of[n] == shard}), f"{rev}:{shard}")
-    return {name: _convert(smudge.rebuild(store_repo.store, name, entry, f"{rev}:{model.shard_of[name]}"), framework) for name, entry in model.params.items()}
+        held = {name: entry for name, entry in model.params.items() if model.shard_of[name] == shard}
+        _check_objects(store_repo, Metadata("sharded", {}, held), f"{rev}:{shard}")
+    found = {}
+    for name, entry in model.params.items():
+        tensor = smudge.rebuild(store_repo.store, name, entry, f"{rev}:{model.shard_of[name]}")
+        found[name] = _convert(tensor, framework)
+    return found
 
 
 def _side(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, str, str]:

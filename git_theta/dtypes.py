@@ -122,7 +122,8 @@ def nbytes(dtype: str, shape: Sequence[int]) -> int:
 def packed_refusal(dtype: str) -> str | None:
     """Why `dtype` has no numeric view (a packed type), or None."""
     if dtype in PACKED:
-        return f"{dtype} is packed ({BITS[dtype]}-bit values sharing bytes): git-theta keeps its bytes exactly but has no numeric view of them"
+        bits = BITS[dtype]
+        return f"{dtype} is packed ({bits}-bit values sharing bytes): its bytes are kept exactly, with no numeric view"
     return None
 
 

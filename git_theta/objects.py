@@ -179,7 +179,7 @@ def _check_buffer(buf: dict[str, Any]) -> None:
 
 
 def _buffer_bytes(dtype: str, shape: list[int]) -> int:
-    """The declared buffer's byte size; -1 (never a sum of chunk sizes) when a packed type's count is not whole bytes."""
+    """The declared buffer's byte size; -1 (no sum of chunk sizes) when a packed type's count is not whole bytes."""
     try:
         return dtypes.nbytes(dtype, shape)
     except ThetaError:

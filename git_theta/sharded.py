@@ -84,12 +84,16 @@ def parse_index(data: bytes, where: str) -> dict[str, str]:
         raise ShardIndexError(f"{where}: index is not valid JSON: {error}") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
-        raise ShardIndexError(f"{where}: index has no \"weight_map\" object of tensor names to shard files")
+        raise ShardIndexError(f'{where}: index has no "weight_map" object of tensor names to shard files')
     if len(weight_map) > MAX_INDEX_TENSORS:
-        raise ShardIndexError(f"{where}: weight_map lists {len(weight_map)} tensors, more than the limit of {MAX_INDEX_TENSORS}")
+        raise ShardIndexError(
+            f"{where}: weight_map lists {len(weight_map)} tensors, more than the limit of {MAX_INDEX_TENSORS}"
+        )
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not _plain_relative(shard):
-            raise ShardIndexError(f"{where}: tensor {name[:80]!r} maps to {str(shard)[:80]!r}, not a file name beside the index")
+            raise ShardIndexError(
+                f"{where}: tensor {name[:80]!r} maps to {str(shard)[:80]!r}, not a file name beside the index"
+            )
     return weight_map
 
 
@@ -109,7 +113,9 @@ def _index_bytes(repo: Repo, side: str, index_path: str) -> bytes | None:
         if not path.is_file():
             return None
         if path.stat().st_size > MAX_INDEX_BYTES:
-            raise ShardIndexError(f"{index_path}: index is {path.stat().st_size} bytes, more than the limit of {MAX_INDEX_BYTES}")
+            raise ShardIndexError(
+                f"{index_path}: index is {path.stat().st_size} bytes, more than the limit of {MAX_INDEX_BYTES}"
+            )
         return path.read_bytes()
     return git.blob(f":{index_path}" if side == snapshots.INDEX else f"{side}:{index_path}", cwd=repo.worktree)
 
@@ -132,7 +138,10 @@ def model_at(repo: Repo, side: str, index_path: str) -> ShardedModel | None:
         path = shard_path(index_path, shard)
         meta = shards.get(path)
         if meta is None:
-            raise ShardIndexError(f"{where}: shard {shard} (holding {name[:80]!r}) is missing at {snapshots.label(side)} or not tracked by git-theta")
+            raise ShardIndexError(
+                f"{where}: shard {shard} (holding {name[:80]!r}) is missing at {snapshots.label(side)}"
+                " or not tracked by git-theta"
+            )
         entry = meta.params.get(name)
         if entry is None:
             raise ShardIndexError(f"{where}: tensor {name[:80]!r} is not in {shard}, the shard its weight_map names")

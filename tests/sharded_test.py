@@ -50,7 +50,9 @@ def save_sharded(folder: Path, state: dict[str, torch.Tensor], max_shard_size: i
 
 def state_dict(seed: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {f"layers.{i}.weight": torch.randn(32, 32, generator=generator) for i in range(6)} | {"head.bias": torch.zeros(8, dtype=torch.bfloat16)}
+    return {f"layers.{i}.weight": torch.randn(32, 32, generator=generator) for i in range(6)} | {
+        "head.bias": torch.zeros(8, dtype=torch.bfloat16)
+    }
 
 
 def store_objects(repo: Path) -> set[str]:
@@ -97,7 +99,10 @@ def test_load_returns_the_whole_state_dict_of_every_version(history: dict[str, o
     for rev, expected in (("HEAD~2", state), ("HEAD~1", state), ("HEAD", changed)):
         loaded = git_theta.load("hf/model.safetensors.index.json", rev=rev, repo=repo, framework="torch")
         assert list(loaded) == sorted(expected)  # the weight_map's names, in its order
-        assert all(torch.equal(loaded[name], expected[name]) and loaded[name].dtype == expected[name].dtype for name in expected)
+        assert all(
+            torch.equal(loaded[name], expected[name]) and loaded[name].dtype == expected[name].dtype
+            for name in expected
+        )
 
 
 def test_resharding_stores_only_the_new_shards_headers(history: dict[str, object]) -> None:
@@ -120,11 +125,17 @@ def test_diff_of_the_index_shows_moves_not_removals_and_additions(history: dict[
     assert "removed" not in out and "added" not in out
     assert "  moved from shard 2 of 2 to shard 3 of 4  layers.4.weight  F32    [32,32]\n" in out
     # every tensor's file changed name (model-00001-of-00002 -> model-00001-of-00004): all moved, none stored
-    assert "0 of 7 groups changed (no change); 0 B of tensor data changed, 0 B newly stored; 7 moved between shards" in out
+    assert (
+        "0 of 7 groups changed (no change); 0 B of tensor data changed, 0 B newly stored; 7 moved between shards" in out
+    )
     found = json.loads(theta(repo, "diff", "--json", "HEAD~2", "HEAD~1", "hf/model.safetensors.index.json").stdout)
     model = found["files"][0]
     assert (model["shards_before"], model["shards_after"], model["groups"]) == (2, 4, [])
-    assert {"name": "layers.4.weight", "from": "hf/model-00002-of-00002.safetensors", "to": "hf/model-00003-of-00004.safetensors"} in model["moves"]
+    assert {
+        "name": "layers.4.weight",
+        "from": "hf/model-00002-of-00002.safetensors",
+        "to": "hf/model-00003-of-00004.safetensors",
+    } in model["moves"]
     # A real change: one modified group with numbers, shards unchanged.
     out = theta(repo, "diff", "HEAD~1", "HEAD", "hf/model.safetensors.index.json").stdout
     assert "1 of 7 groups changed (1 modified)" in out and "moved" not in out
@@ -135,13 +146,36 @@ def test_log_of_the_index_summarises_the_model(history: dict[str, object]) -> No
     repo = history["repo"]
     assert isinstance(repo, Path)
     out = theta(repo, "log", "hf/model.safetensors.index.json").stdout.splitlines()
-    assert [line.split("  ")[-1] for line in out[::2]] == ["v3: layer 5 changed", "v2: re-sharded into 4", "v1: 2 shards"]
+    assert [line.split("  ")[-1] for line in out[::2]] == [
+        "v3: layer 5 changed",
+        "v2: re-sharded into 4",
+        "v1: 2 shards",
+    ]
     assert out[1].startswith("    hf/model.safetensors.index.json: 1 group changed (1 modified); stored ")
-    assert out[3] == "    hf/model.safetensors.index.json: 0 groups changed (no change); 7 moved between shards; stored nothing"
+    assert (
+        out[3]
+        == "    hf/model.safetensors.index.json: 0 groups changed (no change); 7 moved between shards; stored nothing"
+    )
     assert out[5].startswith("    hf/model.safetensors.index.json: 7 groups changed (7 added); stored dense ")
     only = theta(repo, "log", "-v", "hf/model.safetensors.index.json", "--param", "layers.0.weight").stdout.splitlines()
     assert [line.split("  ")[-1] for line in only[::2]] == ["v2: re-sharded into 4", "v1: 2 shards"]  # v3 left it alone
-    assert only[1].split() == ["hf/model.safetensors.index.json", "moved", "from", "shard", "1", "of", "2", "to", "shard", "1", "of", "4", "layers.0.weight", "F32", "[32,32]"]
+    assert only[1].split() == [
+        "hf/model.safetensors.index.json",
+        "moved",
+        "from",
+        "shard",
+        "1",
+        "of",
+        "2",
+        "to",
+        "shard",
+        "1",
+        "of",
+        "4",
+        "layers.0.weight",
+        "F32",
+        "[32,32]",
+    ]
 
 
 def test_an_index_naming_a_missing_shard_or_the_wrong_shard_is_an_error_naming_it(tmp_path: Path) -> None:
@@ -163,13 +197,17 @@ def test_an_index_naming_a_missing_shard_or_the_wrong_shard_is_an_error_naming_i
         (repo / "model.safetensors.index.json").write_text(bad)
         commit_all(repo, "hostile index")
         result = theta(repo, "diff", "good", "HEAD", "model.safetensors.index.json", check=False)
-        assert result.returncode == 1 and result.stderr.count("git-theta: error:") == 1 and problem in result.stderr, result.stderr
+        assert result.returncode == 1 and result.stderr.count("git-theta: error:") == 1 and problem in result.stderr, (
+            result.stderr
+        )
         assert "Traceback" not in result.stderr and "HEAD:model.safetensors.index.json" in result.stderr
     index = json.loads(good_index)
     index["weight_map"]["extra.weight"] = "model-00003-of-00003.safetensors"
     (repo / "model.safetensors.index.json").write_text(json.dumps(index))
     commit_all(repo, "broken index")
-    with pytest.raises(ThetaError, match=r"shard model-00003-of-00003.safetensors \(holding 'extra.weight'\) is missing"):
+    with pytest.raises(
+        ThetaError, match=r"shard model-00003-of-00003.safetensors \(holding 'extra.weight'\) is missing"
+    ):
         git_theta.load("model.safetensors.index.json", repo=repo)
     index["weight_map"]["extra.weight"] = "model-00001-of-00002.safetensors"
     (repo / "model.safetensors.index.json").write_text(json.dumps(index))

@@ -150,7 +150,9 @@ def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]
     found = {}
     for change in group_changes:
         entry = change.new or change.old
-        reason = opaque_reason(change.name, entry.dtype, names) if entry is not None and change.status == changes.MODIFIED else None
+        if entry is None or change.status != changes.MODIFIED:
+            continue
+        reason = opaque_reason(change.name, entry.dtype, names)
         if reason is not None:
             found[change.name] = reason
     return found
@@ -207,7 +209,10 @@ def to_json(old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str, An
                 "stats": stats.to_json() if stats else None,
                 "not_compared": diff.opaque.get(change.name),
             })
-        entry = {"path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after, "groups": groups, "summary": _summary(diff.changes)}
+        entry = {
+            "path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after,
+            "groups": groups, "summary": _summary(diff.changes),
+        }  # fmt: skip
         if diff.shards is not None:
             entry["shards_before"], entry["shards_after"] = diff.shards
             entry["moves"] = [{"name": m.name, "from": m.old_shard, "to": m.new_shard} for m in diff.moves]
@@ -232,11 +237,14 @@ def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> 
     lines: list[str] = []
     for diff in diffs:
         model = f"; a model of {_shards_text(diff.shards)}" if diff.shards is not None else ""
-        lines.append(tables.paint(f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)}{model})", "bold", color))
+        title = f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)}{model})"
+        lines.append(tables.paint(title, "bold", color))
         ordered = sort_changes(diff, key)
         header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
         moved = {m.name: m for m in diff.moves}
-        rows = [header] + [_row(change, diff.stats.get(change.name), diff.opaque.get(change.name), moved.get(change.name)) for change in ordered]
+        rows = [header]
+        for change in ordered:
+            rows.append(_row(change, diff.stats.get(change.name), diff.opaque.get(change.name), moved.get(change.name)))
         changed = {c.name for c in ordered}
         only_moved = [m for m in diff.moves if m.name not in changed]
         rows += [_moved_row(m) for m in only_moved]
@@ -260,7 +268,9 @@ def _moved_row(move: sharded.Move) -> list[str]:
     return [move.text(), move.name, move.entry.dtype, changes.shape_text(move.entry.shape), "", ""]
 
 
-def _row(change: GroupChange, stats: ChangeStats | None, opaque: str | None = None, move: sharded.Move | None = None) -> list[str]:
+def _row(
+    change: GroupChange, stats: ChangeStats | None, opaque: str | None = None, move: sharded.Move | None = None
+) -> list[str]:
     old, new = change.old, change.new
     if old is not None and new is not None and change.layout_change:
         dtype = old.dtype if old.dtype == new.dtype else f"{old.dtype}->{new.dtype}"

@@ -163,7 +163,8 @@ def model_history(repo: Repo, rev: str, index: str, param: str | None, limit: in
             if param is not None:
                 found, moves = [c for c in found if c.name == param], [m for m in moves if m.name == param]
             if found or moves:
-                commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], [FileChange(index, found, moves)]))
+                files = [FileChange(index, found, moves)]
+                commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
     finally:
         raw.close()
     return commits
@@ -196,7 +197,9 @@ def render(commits: list[Commit], param: str | None, verbose: bool) -> str:
                 continue
             stored = ", ".join(f"{update} {changes.human_size(size)}" for update, size in by_update(file.changes).items())
             moved = f"; {sharded.moves_text(file.moves)}" if file.moves else ""
-            lines.append(f"    {file.path}: {changes.groups_text(len(file.changes))} changed ({changes.summary_counts(file.changes)}){moved}; stored {stored or 'nothing'}")
+            counts = changes.summary_counts(file.changes)
+            counted = f"{changes.groups_text(len(file.changes))} changed ({counts}){moved}"
+            lines.append(f"    {file.path}: {counted}; stored {stored or 'nothing'}")
             if verbose:
                 lines += tables.table(rows, right=(5,), indent="      ")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -214,6 +217,10 @@ def _group_row(change: GroupChange) -> list[str]:
     return [change.status + layout, change.name, entry.dtype, changes.shape_text(entry.shape), change.update, stored]
 
 
+def _move_json(move: sharded.Move) -> dict[str, str]:
+    return {"name": move.name, "from": move.old_shard, "to": move.new_shard}
+
+
 def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
     return [
         {
@@ -223,7 +230,7 @@ def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
                     {"name": g.name, "status": g.status, "layout_change": g.layout_change or None, "update": g.update or None,
                      "stored_bytes": g.stored_size, "old": changes.entry_json(g.old), "new": changes.entry_json(g.new)}
                     for g in f.changes
-                ], **({"moves": [{"name": m.name, "from": m.old_shard, "to": m.new_shard} for m in f.moves]} if f.moves else {})}
+                ], **({"moves": [_move_json(m) for m in f.moves]} if f.moves else {})}
                 for f in c.files
             ],
         }

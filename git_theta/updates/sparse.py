@@ -51,7 +51,8 @@ class SparseUpdate(UpdateType):
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
         indices, values = roles["indices"], roles["values"]
         if base.dtype in dtypes.PACKED:
-            raise ThetaError(f"a sparse update cannot set single values of {base.dtype}: {dtypes.packed_refusal(base.dtype)}")
+            why = dtypes.packed_refusal(base.dtype)
+            raise ThetaError(f"a sparse update cannot set single values of {base.dtype}: {why}")
         if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
             raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
         if values.dtype != base.dtype:
@@ -79,7 +80,8 @@ class SparseUpdate(UpdateType):
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)
         gaps, values = self.buffer(bundle, "gaps"), self.buffer(bundle, "values")
-        if values.dtype != base.dtype or base.dtype in dtypes.PACKED or len(values.shape) != 1 or gaps.shape != values.shape:
+        packed = base.dtype in dtypes.PACKED
+        if values.dtype != base.dtype or packed or len(values.shape) != 1 or gaps.shape != values.shape:
             raise StoreError(f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor")
         indices = gaps.numpy().astype(np.int64).cumsum()
         size = int(np.prod(base.shape, dtype=np.int64))

@@ -36,7 +36,12 @@ def library_file(raw: dict[str, tuple[str, tuple[int, ...], bytes]], metadata: d
     for name, (dtype, shape, _) in raw.items():
         # the library's float4_e2m1fn_x2 counts byte pairs: its last dimension is half of F4's
         library_shape = (*shape[:-1], shape[-1] // 2) if dtype == "F4" else shape
-        specs[name] = safetensors.TensorSpec(dtype=LIBRARY_NAMES[dtype], shape=list(library_shape), data_ptr=keep[name].ctypes.data, data_len=len(keep[name]))
+        specs[name] = safetensors.TensorSpec(
+            dtype=LIBRARY_NAMES[dtype],
+            shape=list(library_shape),
+            data_ptr=keep[name].ctypes.data,
+            data_len=len(keep[name]),
+        )
     return bytes(safetensors.serialize(specs, metadata=metadata))
 
 
@@ -61,7 +66,9 @@ def every_dtype_file(seed: int = 0) -> bytes:
         raw[name] = (name, SHAPE, bytes(b & 1 for b in data) if name == "BOOL" else data)
     library = {f"t.{name}": value for name, value in raw.items() if LIBRARY_NAMES[name] is not None}
     content = library_file(library, {"format": "pt"})
-    return with_f6(content, {f"t.{name}": (name, data) for name, (_, _, data) in raw.items() if LIBRARY_NAMES[name] is None})
+    return with_f6(
+        content, {f"t.{name}": (name, data) for name, (_, _, data) in raw.items() if LIBRARY_NAMES[name] is None}
+    )
 
 
 def objects(repo: Path) -> set[str]:
@@ -105,7 +112,9 @@ def test_packed_and_quantized_groups_get_exact_deltas_and_a_diff_without_numbers
     git(repo, "commit", "-q", "-m", "v1")
     f4[1000] ^= 0x0F  # one 4-bit value changed
     rng2 = np.random.default_rng(3)
-    changed = quantized_model(rng2, bytes(f4)).replace(np.arange(8, dtype=np.float32).tobytes(), np.ones(8, np.float32).tobytes())
+    changed = quantized_model(rng2, bytes(f4)).replace(
+        np.arange(8, dtype=np.float32).tobytes(), np.ones(8, np.float32).tobytes()
+    )
     (repo / "model.safetensors").write_bytes(changed)
     git(repo, "add", "model.safetensors")
     git(repo, "commit", "-q", "-m", "v2")
@@ -114,7 +123,12 @@ def test_packed_and_quantized_groups_get_exact_deltas_and_a_diff_without_numbers
     assert [link["update"] for link in meta["params"]["layer.weight"]["stored"]] == ["dense", "xor"]
 
     diff = theta(repo, "diff", "HEAD~1", "HEAD").stdout
-    rows = {name: line for name in ("layer.weight", "q.qweight", "bnb.weight", "plain") for line in diff.splitlines() if f"  {name}  " in line}
+    rows = {
+        name: line
+        for name in ("layer.weight", "q.qweight", "bnb.weight", "plain")
+        for line in diff.splitlines()
+        if f"  {name}  " in line
+    }
     assert "modified (packed F4: values not compared)" in rows["layer.weight"]
     assert "modified (GPTQ/AWQ-packed I32: values not compared)" in rows["q.qweight"]
     assert "modified (bitsandbytes-quantized U8: values not compared)" in rows["bnb.weight"]
@@ -156,7 +170,9 @@ def test_a_value_merge_of_packed_or_complex_groups_is_refused_naming_them_and_ou
     line = assert_refused(result, ["model.safetensors", "parameter 'c'", "C64 is complex", "'average'"])
     assert "use ours, theirs or base" in line
     git(repo, "merge", "--abort")
-    (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "average"\n[[rule]]\nparams = "*"\nstrategy = "theirs"\n')
+    (repo / ".thetamerge.toml").write_text(
+        '[default]\nstrategy = "average"\n[[rule]]\nparams = "*"\nstrategy = "theirs"\n'
+    )
     git(repo, "commit", "-q", "-am", "take theirs")
     git(repo, "merge", "-q", "other")
     assert (repo / "model.safetensors").read_bytes() == version(1)

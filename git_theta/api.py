@@ -44,9 +44,16 @@ def load(path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framew
         >>> weights = git_theta.load("model.safetensors", rev="HEAD")
         >>> sorted(weights), weights["w"].dtype.name
         (['w'], 'float32')
+
+    A sharded Hugging Face checkpoint loads whole through its index: give
+    `model.safetensors.index.json` (any path ending in .index.json) and get
+    every tensor of its weight_map, each read from the shard the map names
+    (see docs/checkpoint-formats.md, "Sharded checkpoints").
     """
     from git_theta import smudge
 
+    if os.fspath(path).endswith(".index.json"):
+        return _load_sharded(path, rev, repo, framework)
     store_repo, where, meta = _checkpoint(path, rev, repo)
     _check_objects(store_repo, meta, where)
     return {name: _convert(smudge.rebuild(store_repo.store, name, entry, where), framework) for name, entry in meta.params.items()}
@@ -109,8 +116,28 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
     return git.output("rev-parse", "HEAD", cwd=root)
 
 
-def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, str, Metadata]:
-    """(repo, "rev:path" for messages, metadata) of `path` at `rev`."""
+def _load_sharded(path: PathLike, rev: str, repo: PathLike | None, framework: Framework) -> dict[str, Any]:
+    """Every tensor of a sharded checkpoint's weight_map at `rev`, each from the shard the map names."""
+    from git_theta import sharded, smudge
+    from git_theta.errors import ThetaError
+    from git_theta.metadata import Metadata
+
+    store_repo, side, relative = _side(path, rev, repo)
+    model = sharded.model_at(store_repo, side, relative)
+    if model is None:
+        raise ThetaError(f"{relative}: no such index file at {'the index' if side == ':' else rev}")
+    for shard in model.shards:
+        held = {name: entry for name, entry in model.params.items() if model.shard_of[name] == shard}
+        _check_objects(store_repo, Metadata("sharded", {}, held), f"{rev}:{shard}")
+    found = {}
+    for name, entry in model.params.items():
+        tensor = smudge.rebuild(store_repo.store, name, entry, f"{rev}:{model.shard_of[name]}")
+        found[name] = _convert(tensor, framework)
+    return found
+
+
+def _side(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, str, str]:
+    """(repo, side for git_theta.snapshots, path from the top level) of `path` at `rev`, the revision checked."""
     from git_theta import git, snapshots
     from git_theta.errors import ThetaError
     from git_theta.repo import Repo
@@ -121,10 +148,19 @@ def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, 
     side = snapshots.INDEX if rev == ":" else rev
     if side != snapshots.INDEX and git.commit_id(side, root) is None:
         raise ThetaError(f"{rev}: not a revision in the repository at {root}")
-    meta = snapshots.blob_metadata(Repo.discover(root), side, relative)
+    return Repo.discover(root), side, relative
+
+
+def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, str, Metadata]:
+    """(repo, "rev:path" for messages, metadata) of `path` at `rev`."""
+    from git_theta import snapshots
+    from git_theta.errors import ThetaError
+
+    store_repo, side, relative = _side(path, rev, repo)
+    meta = snapshots.blob_metadata(store_repo, side, relative)
     if meta is None:
         raise ThetaError(f"{relative}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)")
-    return Repo.discover(root), f"{rev}:{relative}", meta
+    return store_repo, f"{rev}:{relative}", meta
 
 
 def _start(path: PathLike, repo: PathLike | None) -> Path:

@@ -8,7 +8,6 @@ tests/objects_test.py.
 from __future__ import annotations
 
 import json
-import math
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 import zstandard
 
 from git_theta import bytegroup, dtypes, parallel
-from git_theta.errors import StoreError
+from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import is_count, loads_bounded
 from git_theta.tensor import Buffer, Tensor
 
@@ -171,12 +170,20 @@ def _check_buffer(buf: dict[str, Any]) -> None:
     if not isinstance(chunks, list) or not isinstance(frames, list) or not all(is_count(n) and n > 0 for n in chunks + frames):
         raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
     itemsize = dtypes.itemsize(buf["dtype"])
-    if sum(chunks) != math.prod(shape) * itemsize or len(chunks) != len(frames):
+    if sum(chunks) != _buffer_bytes(buf["dtype"], shape) or len(chunks) != len(frames):
         raise StoreError(f"{where}: sizes do not match its shape")
     # Fixed chunking: boundaries (and memory per chunk) never depend on the writer.
     step = chunk_step(itemsize)
     if any(n != step for n in chunks[:-1]) or (chunks and chunks[-1] > step):
         raise StoreError(f"{where}: chunks must be {step} bytes each except a shorter last one")
+
+
+def _buffer_bytes(dtype: str, shape: list[int]) -> int:
+    """The declared buffer's byte size; -1 (no sum of chunk sizes) when a packed type's count is not whole bytes."""
+    try:
+        return dtypes.nbytes(dtype, shape)
+    except ThetaError:
+        return -1
 
 
 def link_limit(elements: int) -> int:

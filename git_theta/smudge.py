@@ -116,7 +116,7 @@ def read_blob(store: ObjectStore, oid: str, source: str) -> bytes:
 
 
 def _nbytes(entry: ParamEntry) -> int:
-    return math.prod(entry.shape) * dtypes.itemsize(entry.dtype)
+    return dtypes.nbytes(entry.dtype, entry.shape)
 
 
 def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:

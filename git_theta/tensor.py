@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -33,7 +32,7 @@ class Tensor:
             )
 
     def nbytes_expected(self) -> int:
-        return math.prod(self.shape) * dtypes.itemsize(self.dtype)
+        return dtypes.nbytes(self.dtype, self.shape)
 
     @property
     def nbytes(self) -> int:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, BinaryIO, ClassVar, Protocol
 
 from git_theta import dtypes
-from git_theta.errors import CheckpointError
+from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
@@ -155,7 +155,10 @@ def checked_shape(value: Any, dtype: str, what: str) -> tuple[tuple[int, ...], i
     shape = tuple(value)
     if any(n > MAX_TENSOR_BYTES for n in shape) or math.prod(shape) * dtypes.itemsize(dtype) > MAX_TENSOR_BYTES:
         raise CheckpointError(f"{what}: shape {list(shape)} of {dtype} exceeds {MAX_TENSOR_BYTES} bytes")
-    return shape, math.prod(shape) * dtypes.itemsize(dtype)
+    try:
+        return shape, dtypes.nbytes(dtype, shape)
+    except ThetaError as error:  # a packed type's values must fill whole bytes
+        raise CheckpointError(f"{what}: shape {list(shape)}: {error}") from None
 
 
 def shown(value: Any, limit: int = 60) -> str:

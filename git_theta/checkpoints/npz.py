@@ -6,7 +6,7 @@ into one "skeleton" blob; the layout says how skeleton bytes and arrays
 interleave. Arrays become parameter groups named after their member (minus
 `.npy`). A deflated member's array is a parameter group only if deflating it
 again at clean time gave back the exact stored bytes; otherwise, and for
-arrays of dtypes git-theta has no name for (object, strings, complex,
+arrays of dtypes git-theta has no name for (object, strings, complex128,
 big-endian), the member stays in the skeleton as it is.
 """
 

@@ -8,7 +8,6 @@ added one. Tensors are read in file order straight from the stream.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -177,7 +176,7 @@ class SafetensorsFormat(CheckpointFormat):
         position = 0
         for name in names:
             entry = after[name]
-            end = position + math.prod(entry.shape) * dtypes.itemsize(entry.dtype)
+            end = position + dtypes.nbytes(entry.dtype, entry.shape)
             header[name] = {"dtype": entry.dtype, "shape": list(entry.shape), "data_offsets": [position, end]}
             position = end
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")

@@ -5,7 +5,10 @@
   git theta diff A B | A..B      A -> B
   git theta diff --cached [REV]  REV (default HEAD) -> index
 
-Add `-- PATH...` (or just PATH...) to limit to some checkpoints. For each
+Add `-- PATH...` (or just PATH...) to limit to some checkpoints. A sharded
+Hugging Face checkpoint's index (model.safetensors.index.json) as PATH
+compares the whole model across its shards: a tensor that went to another
+shard is listed as moved, not as removed and added. For each
 modified group: the L2 norm of the change, the relative change
 ||new - old|| / ||old||, the share of entries whose bits changed, the largest
 |new - old| and the cosine similarity of old and new. Groups are compared by
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from git_theta import git, snapshots
+from git_theta import git, sharded, snapshots
 from git_theta.display import changes, tables
 from git_theta.display.changes import GroupChange
 from git_theta.errors import StoreError, ThetaError
@@ -55,7 +58,12 @@ class FileDiff:
     groups_total: int
     changes: list[GroupChange]
     stats: dict[str, ChangeStats]
-    # Groups stored as opaque packed bytes (GGUF quantized): shown by type and hash, no numbers.
+    # group -> why its values are not compared (packed or integer-quantized: git_theta/quantized.py)
+    opaque: dict[str, str] = field(default_factory=dict)
+    # a sharded model (path is its index): tensors that changed shard, and the shard counts before and after
+    moves: list[sharded.Move] = field(default_factory=list)
+    shards: tuple[int, int] | None = None
+    # Groups stored as opaque packed bytes (GGUF quantized): shown by their type and logical shape, no numbers.
     packed: dict[str, Packed] = field(default_factory=dict)
 
 
@@ -93,6 +101,36 @@ def wanted(change: GroupChange, patterns: list[str]) -> bool:
 
 
 def compute(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str], with_stats: bool) -> list[FileDiff]:
+    indexes = [path for path in paths if sharded.is_index(path)]
+    paths = [path for path in paths if not sharded.is_index(path)]
+    found = [] if indexes and not paths else _files(repo, old, new, paths, patterns, with_stats)
+    for index in indexes:
+        model = _model(repo, old, new, index, patterns, with_stats)
+        if model is not None:
+            found.append(model)
+    return found
+
+
+def _model(repo: Repo, old: str, new: str, index: str, patterns: list[str], with_stats: bool) -> FileDiff | None:
+    """The diff of a sharded model as one checkpoint, or None when nothing in it changed."""
+    a, b = sharded.model_at(repo, old, index), sharded.model_at(repo, new, index)
+    if a is None and b is None:
+        raise ThetaError(f"{index}: no such index file at {snapshots.label(old)} or {snapshots.label(new)}")
+    group_changes, moves = sharded.compare(a, b)
+    group_changes = [c for c in group_changes if wanted(c, patterns)]
+    moves = [m for m in moves if not patterns or any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
+    if not group_changes and not moves:
+        return None
+    names = set(a.params if a else ()) | set(b.params if b else ())
+    opaque = _opaque(group_changes, names)
+    stats = _stats(repo, index, [c for c in group_changes if c.name not in opaque]) if with_stats else {}
+    total = len(names)
+    shards = (len(a.shards) if a else 0, len(b.shards) if b else 0)
+    before, after = len(a.params) if a else 0, len(b.params) if b else 0
+    return FileDiff(index, before, after, total, group_changes, stats, opaque if with_stats else {}, moves, shards)
+
+
+def _files(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str], with_stats: bool) -> list[FileDiff]:
     before = snapshots.at(repo, old, paths)
     after = snapshots.at(repo, new, paths)
     found = []
@@ -101,11 +139,28 @@ def compute(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str
         group_changes = [c for c in changes.compare(a, b) if wanted(c, patterns)]
         if not group_changes:
             continue
-        opaque = {**packed(a.file if a else None), **packed(b.file if b else None)}
-        numeric = [c for c in group_changes if c.name not in opaque]
+        quantized = {**packed(a.file if a else None), **packed(b.file if b else None)}
+        names = set(a.params if a else ()) | set(b.params if b else ())
+        opaque = _opaque(group_changes, names)
+        numeric = [c for c in group_changes if c.name not in opaque and c.name not in quantized]
         stats = _stats(repo, path, numeric) if with_stats else {}
-        sizes = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
-        found.append(FileDiff(path, *sizes, group_changes, stats, opaque))
+        counts = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
+        found.append(FileDiff(path, *counts, group_changes, stats, opaque if with_stats else {}, packed=quantized))
+    return found
+
+
+def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]:
+    """Modified groups whose bytes are not values (packed F4, GPTQ qweight, ...): shown by hash and size only."""
+    from git_theta.quantized import opaque_reason
+
+    found = {}
+    for change in group_changes:
+        entry = change.new or change.old
+        if entry is None or change.status != changes.MODIFIED:
+            continue
+        reason = opaque_reason(change.name, entry.dtype, names)
+        if reason is not None:
+            found[change.name] = reason
     return found
 
 
@@ -159,8 +214,16 @@ def to_json(old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str, An
                 "new": changes.entry_json(change.new),
                 "stats": stats.to_json() if stats else None,
                 "packed": _packed_json(diff.packed.get(change.name)),
+                "not_compared": diff.opaque.get(change.name),
             })
-        files.append({"path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after, "groups": groups, "summary": _summary(diff.changes)})
+        entry = {
+            "path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after,
+            "groups": groups, "summary": _summary(diff.changes),
+        }  # fmt: skip
+        if diff.shards is not None:
+            entry["shards_before"], entry["shards_after"] = diff.shards
+            entry["moves"] = [{"name": m.name, "from": m.old_shard, "to": m.new_shard} for m in diff.moves]
+        files.append(entry)
     every = [c for d in diffs for c in d.changes]
     return {"old": snapshots.label(old), "new": snapshots.label(new), "files": files, "summary": _summary(every)}
 
@@ -184,24 +247,50 @@ HEADER = ["status", "group", "dtype", "shape", "update", "stored", "norm", "rela
 def render(old: str, new: str, diffs: list[FileDiff], key: str, color: bool) -> str:
     lines: list[str] = []
     for diff in diffs:
-        lines.append(tables.paint(f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)})", "bold", color))
+        model = f"; a model of {_shards_text(diff.shards)}" if diff.shards is not None else ""
+        title = f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)}{model})"
+        lines.append(tables.paint(title, "bold", color))
         ordered = sort_changes(diff, key)
         header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
+        moved = {m.name: m for m in diff.moves}
         rows = [header]
-        rows += [_row(c, diff.stats.get(c.name), diff.packed.get(c.name), len(header)) for c in ordered]
-        lines += tables.table(rows, right=(5, 6, 7, 8, 9, 10), indent="  ", colors=[None] + [c.status for c in ordered], color=color)
-        lines.append(f"  {_summary_text(diff.changes, diff.groups_total)}")
+        for change in ordered:
+            rows.append(_row(change, diff.stats.get(change.name), diff.opaque.get(change.name), moved.get(change.name), diff.packed.get(change.name), len(header)))
+        changed = {c.name for c in ordered}
+        only_moved = [m for m in diff.moves if m.name not in changed]
+        rows += [_moved_row(m) for m in only_moved]
+        colors = [None] + [c.status for c in ordered] + [None] * len(only_moved)
+        lines += tables.table(rows, right=(5, 6, 7, 8, 9, 10), indent="  ", colors=colors, color=color)
+        moves = f"; {sharded.moves_text(diff.moves)}" if diff.moves else ""
+        lines.append(f"  {_summary_text(diff.changes, diff.groups_total)}{moves}")
     if len(diffs) > 1:
         every = [c for d in diffs for c in d.changes]
         lines.append(f"total: {len(diffs)} checkpoints, {_summary_text(every, None)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _row(change: GroupChange, stats: ChangeStats | None, opaque: Packed | None = None, columns: int = 0) -> list[str]:
+def _shards_text(shards: tuple[int, int]) -> str:
+    before, after = shards
+    return f"{after} shard{'s' * (after != 1)}" if before == after else f"{before} -> {after} shards"
+
+
+def _moved_row(move: sharded.Move) -> list[str]:
+    """A tensor whose bytes did not change but whose shard did: nothing was stored for it."""
+    return [move.text(), move.name, move.entry.dtype, changes.shape_text(move.entry.shape), "", ""]
+
+
+def _row(
+    change: GroupChange,
+    stats: ChangeStats | None,
+    opaque: str | None = None,
+    move: sharded.Move | None = None,
+    quantized: Packed | None = None,
+    columns: int = 0,
+) -> list[str]:
     old, new = change.old, change.new
-    if opaque is not None:
+    if quantized is not None:
         stored = changes.human_size(change.stored_size) if new is not None else ""
-        cells = [change.status, change.name, opaque.type, changes.shape_text(opaque.shape), change.update, stored]
+        cells = [change.status, change.name, quantized.type, changes.shape_text(quantized.shape), change.update, stored]
         return cells + [""] * (columns - len(cells)) + ["(quantized: shown by hash only)"]
     if old is not None and new is not None and change.layout_change:
         dtype = old.dtype if old.dtype == new.dtype else f"{old.dtype}->{new.dtype}"
@@ -211,7 +300,12 @@ def _row(change: GroupChange, stats: ChangeStats | None, opaque: Packed | None =
         assert entry is not None
         dtype, shape = entry.dtype, changes.shape_text(entry.shape)
     stored = changes.human_size(change.stored_size) if new is not None else ""
-    row = [change.status + (f" ({change.layout_change})" if change.layout_change else ""), change.name, dtype, shape, change.update, stored]
+    status = change.status + (f" ({change.layout_change})" if change.layout_change else "")
+    if opaque is not None:
+        status += f" ({opaque}: values not compared)"
+    if move is not None:
+        status += f", {move.text()}"
+    row = [status, change.name, dtype, shape, change.update, stored]
     if stats is None:
         return row
     return row + [tables.number(stats.norm), tables.number(stats.relative, 2), tables.share(stats.changed), tables.number(stats.max_abs, 2), tables.cosine(stats.cosine)]

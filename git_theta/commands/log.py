@@ -3,6 +3,9 @@
   git theta log [PATH...]               every commit that changed the checkpoint(s)
   git theta log PATH --param NAME       only commits that changed group NAME
   git theta log -v PATH                 also list each changed group
+  git theta log model.safetensors.index.json
+                                        a sharded model as one: commits that changed any of its
+                                        shards, tensors that moved between shards counted apart
 
 Each change shows its update type and the bytes it stored. Merge commits are
 compared with their first parent. Read from metadata alone (no tensor loaded).
@@ -13,12 +16,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import posixpath
 import sys
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from git_theta import git, metadata, snapshots
+from git_theta import git, metadata, sharded, snapshots
 from git_theta.display import changes, tables
 from git_theta.display.changes import GroupChange
 from git_theta.errors import ThetaError
@@ -45,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 class FileChange:
     path: str
     changes: list[GroupChange]
+    moves: list[sharded.Move] = field(default_factory=list)  # a sharded model (path is its index)
 
 
 @dataclass
@@ -140,6 +145,32 @@ def history(repo: Repo, rev: str, paths: list[str], param: str | None, limit: in
     return commits
 
 
+def model_history(repo: Repo, rev: str, index: str, param: str | None, limit: int | None = None) -> list[Commit]:
+    """The commits that changed the sharded model of `index` (or its group `param`), newest first.
+
+    A commit counts when the model it holds differs from its first parent's: groups changed, or tensors moved
+    between shards. Candidates are the commits that touched the index or a .safetensors file beside it.
+    """
+    commits: list[Commit] = []
+    folder = posixpath.dirname(index)
+    raw = _raw_log(repo, rev, [index, posixpath.join(folder, "*.safetensors")])
+    try:
+        for header, _ in raw:
+            if limit is not None and len(commits) >= limit:
+                break
+            parent = git.commit_id(f"{header[0]}^1", repo.worktree)
+            before = sharded.model_at(repo, parent, index) if parent else None
+            found, moves = sharded.compare(before, sharded.model_at(repo, header[0], index))
+            if param is not None:
+                found, moves = [c for c in found if c.name == param], [m for m in moves if m.name == param]
+            if found or moves:
+                files = [FileChange(index, found, moves)]
+                commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
+    finally:
+        raw.close()
+    return commits
+
+
 def _parse(blobs: dict[str, bytes], oid: str, path: str) -> Metadata | None:
     data = blobs.get(oid)
     if data is None or not metadata.looks_like_metadata(data):
@@ -161,14 +192,22 @@ def render(commits: list[Commit], param: str | None, verbose: bool) -> str:
     for commit in commits:
         lines.append(f"{commit.short}  {commit.date}  {commit.author}  {commit.subject}")
         for file in commit.files:
+            rows = [_group_row(c) for c in file.changes] + [_moved_row(m) for m in file.moves]
             if param is not None:
-                lines += tables.table([_group_row(c) for c in file.changes], right=(5,), indent=f"    {file.path}  ")
+                lines += tables.table(rows, right=(5,), indent=f"    {file.path}  ")
                 continue
             stored = ", ".join(f"{update} {changes.human_size(size)}" for update, size in by_update(file.changes).items())
-            lines.append(f"    {file.path}: {changes.groups_text(len(file.changes))} changed ({changes.summary_counts(file.changes)}); stored {stored or 'nothing'}")
+            moved = f"; {sharded.moves_text(file.moves)}" if file.moves else ""
+            counts = changes.summary_counts(file.changes)
+            counted = f"{changes.groups_text(len(file.changes))} changed ({counts}){moved}"
+            lines.append(f"    {file.path}: {counted}; stored {stored or 'nothing'}")
             if verbose:
-                lines += tables.table([_group_row(c) for c in file.changes], right=(5,), indent="      ")
+                lines += tables.table(rows, right=(5,), indent="      ")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _moved_row(move: sharded.Move) -> list[str]:
+    return [move.text(), move.name, move.entry.dtype, changes.shape_text(move.entry.shape), "", ""]
 
 
 def _group_row(change: GroupChange) -> list[str]:
@@ -177,6 +216,10 @@ def _group_row(change: GroupChange) -> list[str]:
     layout = f" ({change.layout_change})" if change.layout_change else ""
     stored = changes.human_size(change.stored_size) if change.new is not None else ""
     return [change.status + layout, change.name, entry.dtype, changes.shape_text(entry.shape), change.update, stored]
+
+
+def _move_json(move: sharded.Move) -> dict[str, str]:
+    return {"name": move.name, "from": move.old_shard, "to": move.new_shard}
 
 
 def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
@@ -188,7 +231,7 @@ def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
                     {"name": g.name, "status": g.status, "layout_change": g.layout_change or None, "update": g.update or None,
                      "stored_bytes": g.stored_size, "old": changes.entry_json(g.old), "new": changes.entry_json(g.new)}
                     for g in f.changes
-                ]}
+                ], **({"moves": [_move_json(m) for m in f.moves]} if f.moves else {})}
                 for f in c.files
             ],
         }
@@ -203,7 +246,14 @@ def run(args: argparse.Namespace) -> int:
         raise ThetaError(f"-n/--max-count must be 0 or more, not {args.max_count}")
     if git.commit_id(args.rev, root) is None:
         raise ThetaError(f"{args.rev}: not a revision in this repository (no commits yet?)")
-    commits = history(repo, args.rev, snapshots.repo_paths(root, args.paths), args.param, args.max_count)
+    paths = snapshots.repo_paths(root, args.paths)
+    indexes = [path for path in paths if sharded.is_index(path)]
+    if indexes and len(paths) > 1:
+        raise ThetaError("give a sharded model's index alone: git theta log PATH.index.json")
+    if indexes:
+        commits = model_history(repo, args.rev, indexes[0], args.param, args.max_count)
+    else:
+        commits = history(repo, args.rev, paths, args.param, args.max_count)
     if args.json:
         json.dump(to_json(commits), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -93,9 +93,9 @@ def elements(entry: ParamEntry) -> int:
 
 
 def nbytes(entry: ParamEntry) -> int:
-    from git_theta.dtypes import itemsize
+    from git_theta.dtypes import nbytes as dtype_nbytes
 
-    return elements(entry) * itemsize(entry.dtype)
+    return dtype_nbytes(entry.dtype, entry.shape)
 
 
 def changed_bytes(changes: list[GroupChange]) -> int:

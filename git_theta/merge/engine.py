@@ -128,6 +128,9 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
         if entry is None:
             raise MergeError(f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)")
     layouts = {layout(entry) for entry in conflict.versions if entry is not None}
+    refusal = dtypes.arithmetic_refusal(next(e for e in conflict.versions if e is not None).dtype)
+    if refusal is not None:  # packed F4/F6 or complex: no real numbers to compute with
+        raise MergeError(f"{where}: {refusal}; strategy {choice.strategy!r} cannot merge it (use ours, theirs or base)")
     if len(layouts) > 1:
         found = ", ".join(f"{label} {layout(e)}" for label, e in zip(labels, conflict.versions) if e is not None)
         raise MergeError(f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them (use ours or theirs)")

@@ -88,7 +88,8 @@ def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[
     new_bits, base_bits = bits(new), bits(base)
     indices = np.flatnonzero(new_bits != base_bits)
     found: list[tuple[int, str, list[bytes]]] = []
-    if len(indices) * (itemsize + SPARSE_GAP_COST) < limit:
+    # A packed dtype's changed bytes are not elements: no sparse values tensor of it (xor covers it exactly).
+    if new.dtype not in dtypes.PACKED and len(indices) * (itemsize + SPARSE_GAP_COST) < limit:
         values = Tensor(new.dtype, (len(indices),), memoryview(new_bits[indices].view(np.uint8)))  # type: ignore[arg-type]
         pieces = objects.encode(sparse.make_bundle(base, indices, values))
         found.append((_size(pieces), sparse.NAME, pieces))

@@ -50,6 +50,9 @@ class SparseUpdate(UpdateType):
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
         indices, values = roles["indices"], roles["values"]
+        if base.dtype in dtypes.PACKED:
+            why = dtypes.packed_refusal(base.dtype)
+            raise ThetaError(f"a sparse update cannot set single values of {base.dtype}: {why}")
         if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
             raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
         if values.dtype != base.dtype:
@@ -67,7 +70,8 @@ class SparseUpdate(UpdateType):
         return {param: make_bundle(base, flat[order], Tensor(values.dtype, (len(flat),), raw.tobytes()))}
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
-        if base is None or (base.dtype, base.shape) != (new.dtype, new.shape):
+        # Packed values share bytes, so they have no flat indices: xor is the exact delta for them.
+        if base is None or (base.dtype, base.shape) != (new.dtype, new.shape) or new.dtype in dtypes.PACKED:
             return None
         indices = changed_indices(new, base)
         values = from_bits(new.dtype, (len(indices),), bits(new)[indices])
@@ -76,7 +80,8 @@ class SparseUpdate(UpdateType):
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)
         gaps, values = self.buffer(bundle, "gaps"), self.buffer(bundle, "values")
-        if values.dtype != base.dtype or len(values.shape) != 1 or gaps.shape != values.shape:
+        packed = base.dtype in dtypes.PACKED
+        if values.dtype != base.dtype or packed or len(values.shape) != 1 or gaps.shape != values.shape:
             raise StoreError(f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor")
         indices = gaps.numpy().astype(np.int64).cumsum()
         size = int(np.prod(base.shape, dtype=np.int64))

@@ -5,7 +5,8 @@ few ulps only the low mantissa bytes are non-zero; the byte-grouped zstd of the
 object encoding squeezes both. Exact for every dtype.
 
 Object layout (kind "xor"):
-  buffers "xor"  U8/U16/U32/U64 (the element size of the parameter), the parameter's shape.
+  buffers "xor"  U8/U16/U32/U64 (the element size of the parameter), the parameter's shape; for a packed
+                 dtype (F4, F6_*: several values per byte) U8 of shape [byte count].
   fields  "base" hash of the tensor the update applies to.
 """
 
@@ -30,11 +31,16 @@ class XorUpdate(UpdateType):
             return None
         delta = np.bitwise_xor(bits(new), bits(base))
         kind = BITS_DTYPE[dtypes.itemsize(new.dtype)]
-        return Bundle(NAME, {"xor": from_bits(kind, new.shape, delta)}, {"base": base.hash()})
+        return Bundle(NAME, {"xor": from_bits(kind, _xor_shape(new), delta)}, {"base": base.hash()})
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)
         delta = self.buffer(bundle, "xor")
-        if delta.shape != base.shape or dtypes.itemsize(delta.dtype) != dtypes.itemsize(base.dtype):
+        if delta.shape != _xor_shape(base) or dtypes.itemsize(delta.dtype) != dtypes.itemsize(base.dtype):
             raise StoreError(f"xor object holds {delta.dtype}{list(delta.shape)}, which does not fit a {base.dtype}{list(base.shape)} base")
         return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(delta)))
+
+
+def _xor_shape(tensor: Tensor) -> tuple[int, ...]:
+    """The xor buffer's shape: the parameter's, or its byte count for a packed dtype (the buffer is whole bytes)."""
+    return (tensor.nbytes,) if tensor.dtype in dtypes.PACKED else tensor.shape

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from git_theta import files, metadata, objects
+from git_theta import files, metadata, objects, sharded
 from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetensors, tensor_bundle, zip_layout
 from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
@@ -33,6 +33,8 @@ STATED = [
     (objects.MAX_BLOB_BYTES, 256 * MiB, "| file-level blob (header, skeleton) | 256 MiB |"),
     (safetensors.MAX_HEADER_BYTES, 100 * MiB, "| 2 B to 100 MiB, 1,000,000 tensors |"),
     (safetensors.MAX_TENSORS, 1_000_000, "| 2 B to 100 MiB, 1,000,000 tensors |"),
+    (sharded.MAX_INDEX_BYTES, 64 * MiB, "| sharded model index (`*.index.json`) | 64 MiB, 1,000,000 tensors |"),
+    (sharded.MAX_INDEX_TENSORS, 1_000_000, "| 64 MiB, 1,000,000 tensors | `sharded."),
     (base.MAX_RANK, 64, "| a tensor's rank / bytes | 64 / 2^63 - 1 |"),
     (base.MAX_TENSOR_BYTES, (1 << 63) - 1, "| a tensor's rank / bytes | 64 / 2^63 - 1 |"),
     (torch_zip.MAX_PICKLE_BYTES, 256 * MiB, "| 256 MiB; depth 32; 4,000,000 nodes; 100,000 nodes copied"),

@@ -12,8 +12,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from git_theta import dtypes
-from git_theta.checkpoints.flax_msgpack import EXT_NDARRAY, NUMPY_NAMES
 from git_theta.errors import CheckpointError
+
+# The msgpack ext code flax gives ndarrays (flax.serialization), shared with the reader (flax_msgpack.py).
+EXT_NDARRAY = 1
+# numpy's dtype.name (what flax writes) -> ours. Names numpy writes that are not here (complex, float4, strings)
+# keep the whole leaf in the skeleton.
+# fmt: off
+NUMPY_NAMES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ", "float8_e8m0fnu": "F8_E8M0",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+# fmt: on
 
 # flax.serialization.MAX_CHUNK_SIZE: a larger array is written as a chunked map, as flax writes it.
 FLAX_CHUNK_BYTES = 1 << 30

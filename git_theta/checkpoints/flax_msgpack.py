@@ -27,6 +27,8 @@ from git_theta.checkpoints.base import (
     ParamSource,
     read_exact,
 )
+from git_theta.checkpoints import flax_encode
+from git_theta.checkpoints.flax_encode import EXT_NDARRAY, NUMPY_NAMES
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.objects import MAX_BLOB_BYTES
@@ -46,18 +48,6 @@ MAX_FLAX_NAME_BYTES = 4096
 # Longest dtype name read from an array header; numpy's longest is shorter ("float8_e4m3b11fnuz").
 _LONGEST_DTYPE_NAME = 32
 
-EXT_NDARRAY = 1
-# numpy's dtype.name (what flax writes) -> ours. Names numpy writes that are not here (complex, float4, strings)
-# keep the whole leaf in the skeleton.
-# fmt: off
-NUMPY_NAMES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ", "float8_e8m0fnu": "F8_E8M0",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-}
-# fmt: on
 
 _MAP_HEADERS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 # fmt: off
@@ -379,8 +369,6 @@ class FlaxMsgpackFormat(CheckpointFormat):
 
     def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
         """The bytes flax.serialization.msgpack_serialize writes for the nested dict the names spell, keys sorted."""
-        from git_theta.checkpoints import flax_encode
-
         for piece in flax_encode.encode(flax_encode.nested(tensors, sorted(tensors))):
             if isinstance(piece, bytes):
                 out.write(piece)
@@ -402,8 +390,6 @@ class FlaxMsgpackFormat(CheckpointFormat):
         """
         if {n: (e.dtype, e.shape) for n, e in before.items()} == {n: (e.dtype, e.shape) for n, e in after.items()}:
             return dict(file)
-        from git_theta.checkpoints import flax_encode
-
         old_order = [segment["array"] for segment in file["layout"] if "array" in segment]
         try:
             plain = flax_encode.plan(before, old_order) == (source.get_blob(file["skeleton"]), file["layout"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from git_theta import files, git
 
@@ -66,8 +67,12 @@ def install(cwd: Path | None = None) -> str:
         note = f" (the existing hook now runs from {chained.name})"
     elif path.exists() and path.read_text(encoding="utf-8") == SCRIPT:
         return f"pre-push hook already installed at {path}"
-    files.write_atomically(path, lambda out: out.write(SCRIPT.encode("utf-8")), mode=HOOK_MODE)
+    files.write_atomically(path, _write_script, mode=HOOK_MODE)
     return f"pre-push hook installed at {path}{note}"
+
+
+def _write_script(out: BinaryIO) -> None:
+    out.write(SCRIPT.encode("utf-8"))
 
 
 def uninstall(cwd: Path | None = None) -> str:

@@ -4,7 +4,7 @@ Regenerate the section after changing a strategy:
 
     python3 -m git_theta.merge.reference docs/merging.md
 
-tests/merging/reference_test.py fails when the docs and the declarations drift.
+tests/merge/reference_test.py fails when the docs and the declarations drift.
 """
 
 from __future__ import annotations

@@ -82,19 +82,19 @@ def test_no_commits_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_pages_and_limits_give_the_same_history(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from git_theta.commands import log
+    from git_theta import history as log_history
     from git_theta.repo import Repo
 
     history(repo)
     found = Repo.discover(repo)
-    whole = [c.subject for c in log.history(found, "HEAD", [], None)]
+    whole = [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[])]
     assert whole == ["other", "v3: add c", "v2: scale a", "v1"]
-    monkeypatch.setattr(log, "FIRST_PAGE", 1)  # every page boundary, then pages of 2
-    monkeypatch.setattr(log, "LAST_PAGE", 2)
-    assert [c.subject for c in log.history(found, "HEAD", [], None)] == whole
+    monkeypatch.setattr(log_history, "FIRST_PAGE", 1)  # every page boundary, then pages of 2
+    monkeypatch.setattr(log_history, "LAST_PAGE", 2)
+    assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[])] == whole
     for limit in range(6):
-        assert [c.subject for c in log.history(found, "HEAD", [], None, limit)] == whole[:limit]
-    assert [c.subject for c in log.history(found, "HEAD", [MODEL], "a", 1)] == ["v2: scale a"]
+        assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[], limit=limit)] == whole[:limit]
+    assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[MODEL], param="a", limit=1)] == ["v2: scale a"]
 
 
 def test_a_negative_limit_is_refused(repo: Path) -> None:
@@ -106,12 +106,12 @@ def test_a_negative_limit_is_refused(repo: Path) -> None:
 
 def test_records_split_across_many_chunks_parse_the_same(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from git_theta import git as git_module
-    from git_theta.commands import log
+    from git_theta import history as log_history
     from git_theta.repo import Repo
 
     history(repo)
     found = Repo.discover(repo)
-    whole = log.history(found, "HEAD", [], None)
+    whole = log_history.history(repo=found, rev="HEAD", paths=[])
     real_stream = git_module.stream
     monkeypatch.setattr(git_module, "stream", lambda *args, **kwargs: real_stream(*args, **{**kwargs, "chunk_bytes": 3}))
-    assert log.history(found, "HEAD", [], None) == whole
+    assert log_history.history(repo=found, rev="HEAD", paths=[]) == whole

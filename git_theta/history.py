@@ -139,7 +139,7 @@ def model_history(*, repo: Repo, rev: str, index: str, param: str | None = None,
                 break
             parent = git.commit_id(f"{header[0]}^1", repo.worktree)
             before = sharded.model_at(repo, parent, index) if parent else None
-            found, moves = sharded.compare(before, sharded.model_at(repo, header[0], index))
+            found, moves = changes.compare_models(before, sharded.model_at(repo, header[0], index))
             if param is not None:
                 found, moves = [c for c in found if c.name == param], [m for m in moves if m.name == param]
             if found or moves:

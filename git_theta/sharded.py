@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass, field
 
 from git_theta import git, snapshots
-from git_theta.display import changes
-from git_theta.display.changes import GroupChange
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, unique_keys
 from git_theta.repo import Repo
@@ -149,17 +147,6 @@ def model_at(repo: Repo, side: str, index_path: str) -> ShardedModel | None:
         model.params[name] = entry
         model.shard_of[name] = path
     return model
-
-
-def compare(old: ShardedModel | None, new: ShardedModel | None) -> tuple[list[GroupChange], list[Move]]:
-    """Group changes of the whole model (by name across shards) and the tensors that changed shard."""
-    found = changes.compare(old.as_metadata() if old else None, new.as_metadata() if new else None)
-    moves = []
-    if old is not None and new is not None:
-        for name in sorted(old.shard_of.keys() & new.shard_of.keys()):
-            if old.shard_of[name] != new.shard_of[name]:
-                moves.append(Move(name, old.shard_of[name], new.shard_of[name], new.params[name]))
-    return found, moves
 
 
 def moves_text(moves: list[Move]) -> str:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
+from git_theta.sharded import Move, ShardedModel
 
 ADDED = "added"
 REMOVED = "removed"
@@ -140,3 +141,14 @@ def entry_json(entry: ParamEntry | None) -> dict[str, object] | None:
         "stored_bytes": entry.stored_size,
         "bytes": nbytes(entry),
     }
+
+
+def compare_models(old: ShardedModel | None, new: ShardedModel | None) -> tuple[list[GroupChange], list[Move]]:
+    """Group changes of the whole model (by name across shards) and the tensors that changed shard."""
+    found = compare(old.as_metadata() if old else None, new.as_metadata() if new else None)
+    moves = []
+    if old is not None and new is not None:
+        for name in sorted(old.shard_of.keys() & new.shard_of.keys()):
+            if old.shard_of[name] != new.shard_of[name]:
+                moves.append(Move(name, old.shard_of[name], new.shard_of[name], new.params[name]))
+    return found, moves

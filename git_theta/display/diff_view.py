@@ -60,7 +60,7 @@ def _model(repo: Repo, old: str, new: str, index: str, patterns: list[str], with
     a, b = sharded.model_at(repo, old, index), sharded.model_at(repo, new, index)
     if a is None and b is None:
         raise ThetaError(f"{index}: no such index file at {snapshots.label(old)} or {snapshots.label(new)}")
-    group_changes, moves = sharded.compare(a, b)
+    group_changes, moves = changes.compare_models(a, b)
     group_changes = [c for c in group_changes if wanted(c, patterns)]
     moves = [m for m in moves if not patterns or any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
     if not group_changes and not moves:

@@ -22,7 +22,12 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
     "git_theta.merges": {
         "average": "git_theta.merges.average:AverageStrategy",
         "base": "git_theta.merges.pick:BaseStrategy",
+        "breadcrumbs": "git_theta.merges.breadcrumbs:BreadcrumbsStrategy",
+        "breadcrumbs-ties": "git_theta.merges.breadcrumbs:BreadcrumbsTiesStrategy",
         "dare": "git_theta.merges.dare:DareStrategy",
+        "dare-ties": "git_theta.merges.dare_ties:DareTiesStrategy",
+        "della": "git_theta.merges.della:DellaStrategy",
+        "della-linear": "git_theta.merges.della:DellaLinearStrategy",
         "ours": "git_theta.merges.pick:OursStrategy",
         "slerp": "git_theta.merges.slerp:SlerpStrategy",
         "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmeticStrategy",

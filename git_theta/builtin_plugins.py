@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "della": "git_theta.merges.della:DellaStrategy",
         "della-linear": "git_theta.merges.della:DellaLinearStrategy",
         "model-stock": "git_theta.merges.model_stock:ModelStockStrategy",
+        "nearswap": "git_theta.merges.nearswap:NearswapStrategy",
         "ours": "git_theta.merges.pick:OursStrategy",
         "slerp": "git_theta.merges.slerp:SlerpStrategy",
         "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmeticStrategy",

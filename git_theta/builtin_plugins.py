@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
         "nearswap": "git_theta.merges.nearswap:NearswapStrategy",
         "nuslerp": "git_theta.merges.spherical:NuslerpStrategy",
         "ours": "git_theta.merges.pick:OursStrategy",
+        "sce": "git_theta.merges.sce:SceStrategy",
         "slerp": "git_theta.merges.slerp:SlerpStrategy",
         "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmeticStrategy",
         "theirs": "git_theta.merges.pick:TheirsStrategy",

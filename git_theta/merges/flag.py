@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -11,7 +13,7 @@ class Flag(int):
 
     display_name = "bool"
 
-    def __new__(cls, value: object) -> Flag:
+    def __new__(cls, value: object) -> Self:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return super().__new__(cls, int(value))
         text = str(value).strip().lower()

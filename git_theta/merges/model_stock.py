@@ -60,4 +60,5 @@ class ModelStockStrategy(MergeStrategy):
         for version in versions:
             average += version.reshape(rows.shape)
         average /= count
-        return (ratio * average + (1 - ratio) * rows).reshape(base.shape)
+        merged: np.ndarray[Any, Any] = (ratio * average + (1 - ratio) * rows).reshape(base.shape)
+        return merged

@@ -76,8 +76,8 @@ class MultislerpStrategy(_Spherical):
             length = float(np.linalg.norm(tangent))
             direction = mean if length == 0 else mean * np.cos(length) + tangent * (np.sin(length) / length)
             result = direction * float(weights @ norms[:, 0])
-        result = result.reshape(versions[0].shape)
-        return result if origin is None else result + origin
+        merged: np.ndarray[Any, Any] = result.reshape(versions[0].shape)
+        return merged if origin is None else merged + origin
 
 
 def nuslerp(t: float, first: np.ndarray[Any, Any], second: np.ndarray[Any, Any], row_wise: bool, flatten: bool) -> np.ndarray[Any, Any]:

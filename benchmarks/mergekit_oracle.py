@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from mergekit.merge_methods.base import PerInputValues, TensorGroup
 from mergekit.merge_methods import registry
+from mergekit.merge_methods.base import PerInputValues, TensorGroup
 from safetensors.numpy import load_file
 
 from git_theta import plugins
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import data  # noqa: E402
+import data
 
 NAMES = ("encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight", "encoder.layer.0.output.dense.bias")
 

@@ -175,7 +175,12 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     entries = [entry for entry in conflict.versions if entry is not None]
     arrays = [to_float64(rebuild(store, conflict.name, entry, path)) for entry in entries]
     base = to_float64(rebuild(store, conflict.name, conflict.base, path)) if strategy.uses_base(choice.arguments) and conflict.base else None
-    merged = strategy.merge(arrays, base, choice.arguments, conflict.name)
+    try:
+        merged = strategy.merge(arrays, base, choice.arguments, conflict.name)
+    except MergeError:
+        raise
+    except ThetaError as error:  # a strategy's own refusal (antipodal versions, density ± epsilon, ...): name the file
+        raise MergeError(f"{path}: {error}") from None
     del arrays, base
     first = entries[0]
     if merged.shape != first.shape:

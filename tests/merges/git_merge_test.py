@@ -112,8 +112,10 @@ def test_integer_parameter_is_refused_by_name(template: Path, tmp_path: Path) ->
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("git-theta: error:")]
     assert lines == [
-        "git-theta: error: model.safetensors: cannot merge parameter 'layer.qweight' with 'ties': I32 values are quantized/integer data; "
-        "pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
+        (
+            "git-theta: error: model.safetensors: cannot merge parameter 'layer.qweight' with 'ties': I32 values are quantized/integer "
+            "data; pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
+        )
     ]
     assert "Traceback" not in result.stderr
     assert load_file(repo / MODEL)["layer.qweight"].tobytes() == OURS["layer.qweight"].tobytes()  # ours left in place

@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from git_theta.errors import ThetaError
 from git_theta.merges.dare import DareStrategy
 from git_theta.merges.task_arithmetic import TaskArithmeticStrategy
-from git_theta.errors import ThetaError
-from git_theta.merges.task_vectors import TaskVectorConfig, disjoint_mean, drop_and_rescale, merge_task_vectors, per_version, seed_for, trim
+from git_theta.merges.task_vectors import (
+    TaskVectorConfig,
+    disjoint_mean,
+    drop_and_rescale,
+    merge_task_vectors,
+    per_version,
+    seed_for,
+    trim,
+)
 from git_theta.merges.ties import TiesStrategy
 
 
@@ -44,7 +52,7 @@ def test_documented_seed_formula_is_the_code() -> None:
     formula = doc.split("seeded with `", 1)[1].split("`", 1)[0]
     assert formula.startswith("int.from_bytes(blake2b(")
     for seed, name in ((0, "w"), (7, "encoder.layer.0.attention.self.query.weight"), (12345, "é")):
-        assert eval(formula, {"blake2b": blake2b, "seed": seed, "name": name}) == seed_for(seed, name)  # noqa: S307
+        assert eval(formula, {"blake2b": blake2b, "seed": seed, "name": name}) == seed_for(seed, name)
     # a digest of size 8 is not the first 8 bytes of the default 64-byte digest
     assert blake2b(b"0\0w", digest_size=8).digest() != blake2b(b"0\0w").digest()[:8]
 

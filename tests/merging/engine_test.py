@@ -145,3 +145,13 @@ def test_integer_and_quantized_values_are_not_averaged(tmp_path: Path, dtype: ty
     for strategy, expected in (("ours", ours), ("theirs", theirs), ("base", base)):
         result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t")))
         assert result.metadata.params["layer.qweight"] == expected.params["layer.qweight"]
+
+
+def test_a_strategy_refusal_names_the_file(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    base = stored(store, {"w": np.zeros(3, np.float32)})
+    ours = stored(store, {"w": np.ones(3, np.float32)})
+    theirs = stored(store, {"w": np.full(3, 2, np.float32)})
+    chooser = everything(make_choice("della", {"density": 0.1, "epsilon": 0.2}, "t"))
+    with pytest.raises(MergeError, match=r"^m.safetensors: merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]"):
+        merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], chooser)

@@ -48,7 +48,7 @@ WITH_BASE = {"task_arithmetic", "ties", "breadcrumbs", "breadcrumbs_ties", "mode
 
 
 def ours(strategy: str, arguments: dict[str, Any], base: np.ndarray, versions: list[np.ndarray], name: str) -> np.ndarray:
-    cls = plugins.load_group(plugins.MERGES)[strategy]
+    cls = plugins.strategy(strategy)
     parsed = {**cls.parse_arguments({k: v for k, v in arguments.items() if not isinstance(v, tuple)}), **arguments}
     if strategy == "nearswap":  # mergekit's base model is ours: our first version
         return cls().merge([base, versions[0]], None, parsed, name)

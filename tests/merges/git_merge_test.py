@@ -96,7 +96,7 @@ def test_git_merge_computes_each_float_tensor_with_the_strategy(template: Path, 
     assert "2 computed" in result.stderr and "1 picked by strategy" in result.stderr
     assert len(git(repo, "rev-list", "--parents", "-n1", "HEAD").stdout.split()) == 3  # a merge commit: itself and 2 parents
     merged = load_file(repo / MODEL)
-    cls = plugins.load_group(plugins.MERGES)[strategy]
+    cls = plugins.strategy(strategy)
     arguments = cls.parse_arguments(dict(line.split(" = ") for line in METHODS[strategy].splitlines()))
     for name in FLOATS:
         versions = [OURS[name].astype(np.float64), THEIRS[name].astype(np.float64)]

@@ -11,6 +11,13 @@ differently on both sides. Measured:
     rebuilds the merged file into the working tree through the filter; the driver's and the filter's
     peak RSS inside it come from maxrss.py wrapped around them in git config.
 One merged tensor is checked against a direct NumPy TIES computation.
+
+Then the 3-way merges: branch `c` adds a third N(0, 0.002) noise, and `git theta merge` of the three
+fine-tunes (tags fine-tune-a, -b, -c: the 2-way merge moves branch a on) with `--path
+model.safetensors` runs with `--strategy ties --arg k=0.2` and with `--strategy model-stock` (the merge
+base is main, found by `git merge-base --octopus`): wall time, CPU time (user + sys, the command and the
+`git add` filter it starts) and peak RSS via maxrss.py. One merged tensor of each is checked against a
+direct NumPy computation of the method.
 """
 
 from __future__ import annotations
@@ -92,6 +99,40 @@ def ties_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, An
     return (base.astype(np.float64).ravel() + mean).reshape(base.shape)
 
 
+def model_stock_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    """Model Stock over the flattened tensor: t = k cos / (1 + (k-1) cos), cos the mean pairwise cosine of the deltas."""
+    taus = [(version.astype(np.float64) - base).ravel() for version in versions]
+    cosines = [float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b))) for i, a in enumerate(taus) for b in taus[i + 1 :]]
+    cos, k = sum(cosines) / len(cosines), len(versions)
+    t = k * cos / (1 + (k - 1) * cos)
+    average = sum(version.astype(np.float64) for version in versions) / k
+    return t * average + (1 - t) * base
+
+
+def three_way(repo: Path, tmp: Path, theta: str, specs: list[tuple[str, tuple[int, int]]], strategy: str, arguments: list[str]) -> dict[str, Any]:
+    """`git theta merge a b c` with `strategy`, timed and measured; one tensor checked against NumPy."""
+    run(repo, "git", "reset", "-q", "--hard")
+    rss_file = tmp / f"rss-{strategy}.txt"
+    command = [theta, "merge", "fine-tune-a", "fine-tune-b", "fine-tune-c", "--path", MODEL, "--strategy", strategy, *arguments]
+    started = time.perf_counter()
+    output = run(repo, *measured(rss_file, strategy, command))
+    seconds = time.perf_counter() - started
+    from safetensors import safe_open
+
+    index = len(specs) // 3
+    name, shape = specs[index]
+    with safe_open(str(repo / MODEL), "np") as merged:
+        got = merged.get_tensor(name)
+    base = data.weights(index, shape, np.float32).astype(np.float64)
+    versions = [branch_value(index, shape, b) for b in (0, 1, 2)]
+    expected = ties_reference(base, versions, 0.2) if strategy == "ties" else model_stock_reference(base, versions)
+    if not np.array_equal(got, expected.astype(np.float32)):
+        differ = int(np.count_nonzero(got != expected.astype(np.float32)))
+        raise SystemExit(f"merge_bench: 3-way {strategy} of {name} differs from the NumPy reference in {differ} of {got.size} entries:\n{output}")
+    peak_kib, cpu = read_rss(rss_file)[strategy]
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_kib / 1024, "summary": [line for line in output.splitlines() if "merged" in line]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="model size as a fraction of 400 MB (default 1)")
@@ -105,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         f"peak RSS {report['driver_peak_rss_mb']:.0f} MB | whole `git merge` {report['git_merge_seconds']:.1f} s "
         f"(driver RSS {report['git_merge_driver_rss_mb']:.0f} MB, filter RSS {report['git_merge_filter_rss_mb']:.0f} MB) |"
     )
+    print("\n| 3-way `git theta merge a b c` | wall | CPU | peak RSS |\n|---|---|---|---|")
+    for strategy in ("ties", "model-stock"):
+        row = report["three_way"][strategy]
+        print(f"| {strategy} | {row['seconds']:.1f} s | {row['cpu_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MB |")
     return 0
 
 
@@ -121,10 +166,11 @@ def bench(tmp: Path, scale: float) -> dict[str, Any]:
     write_model(repo / MODEL, specs, None)
     run(repo, "git", "add", ".")
     run(repo, "git", "commit", "-q", "-m", "base")
-    for branch in (0, 1):
-        run(repo, "git", "checkout", "-q", "-b", "ab"[branch], "main")
+    for branch in (0, 1, 2):
+        run(repo, "git", "checkout", "-q", "-b", "abc"[branch], "main")
         write_model(repo / MODEL, specs, branch)
-        run(repo, "git", "commit", "-q", "-am", f"branch {'ab'[branch]}")
+        run(repo, "git", "commit", "-q", "-am", f"branch {'abc'[branch]}")
+        run(repo, "git", "tag", f"fine-tune-{'abc'[branch]}")  # the 2-way merge moves branch a on
     run(repo, "git", "checkout", "-q", "a")
     for label, rev in (("O", "main"), ("A", "a"), ("B", "b")):
         (tmp / label).write_bytes(subprocess.run(["git", "show", f"{rev}:{MODEL}"], cwd=repo, capture_output=True, check=True).stdout)
@@ -151,6 +197,7 @@ def bench(tmp: Path, scale: float) -> dict[str, Any]:
     if not np.array_equal(got, expected.astype(np.float32)):
         raise SystemExit(f"merge_bench: merged {name} differs from the NumPy TIES reference")
     rss = read_rss(rss_file)
+    three = {strategy: three_way(repo, tmp, theta, specs, strategy, arguments) for strategy, arguments in (("ties", ["--arg", "k=0.2"]), ("model-stock", []))}
     return {
         "tensors": len(specs),
         "model_mb": (repo / MODEL).stat().st_size / 1e6,
@@ -163,6 +210,7 @@ def bench(tmp: Path, scale: float) -> dict[str, Any]:
         "git_merge_filter_rss_mb": rss.get("filter", (0, 0.0))[0] / 1024,
         "driver_summary": [line for line in output.splitlines() if "merged" in line],
         "checked_tensor": name,
+        "three_way": three,
     }
 
 

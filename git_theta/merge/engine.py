@@ -127,6 +127,7 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
     for label, entry in zip(labels, conflict.versions):
         if entry is None:
             raise MergeError(f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)")
+    _check_float(path, conflict, choice)
     layouts = {layout(entry) for entry in conflict.versions if entry is not None}
     refusal = dtypes.arithmetic_refusal(next(e for e in conflict.versions if e is not None).dtype)
     if refusal is not None:  # packed F4/F6 or complex: no real numbers to compute with
@@ -134,11 +135,25 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
     if len(layouts) > 1:
         found = ", ".join(f"{label} {layout(e)}" for label, e in zip(labels, conflict.versions) if e is not None)
         raise MergeError(f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them (use ours or theirs)")
-    if strategy.needs_base:
+    if strategy.uses_base(choice.arguments):
         if conflict.base is None:
             raise MergeError(f"{where}: has no merge-base version (added on several sides); strategy {choice.strategy!r} needs one")
         if layout(conflict.base) not in layouts:
             raise MergeError(f"{where}: the merge base has {layout(conflict.base)}, the sides {layouts.pop()}; strategy {choice.strategy!r} needs the same layout")
+
+
+def _check_float(path: str, conflict: Conflict, choice: Choice) -> None:
+    """Refuse to compute a value from integer or packed-quantized data (the one check, before any float64 conversion).
+
+    Rounding an average of packed 4-bit codes or of token ids back to integers gives valid-looking garbage;
+    picking a version as is stays possible.
+    """
+    for entry in (*conflict.versions, conflict.base):
+        if entry is not None and not dtypes.is_float(entry.dtype):
+            raise MergeError(
+                f"{path}: cannot merge parameter {conflict.name!r} with {choice.strategy!r}: {entry.dtype} values are quantized/integer "
+                "data; pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
+            )
 
 
 def _check_objects(store: ObjectStore, path: str, conflicts: Sequence[Conflict], choices: dict[str, Choice]) -> None:
@@ -147,7 +162,7 @@ def _check_objects(store: ObjectStore, path: str, conflicts: Sequence[Conflict],
         strategy = choices[conflict.name].plugin()
         if strategy.pick(choices[conflict.name].arguments) is not None:
             continue
-        entries = [*conflict.versions, conflict.base if strategy.needs_base else None]
+        entries = [*conflict.versions, conflict.base if strategy.uses_base(choices[conflict.name].arguments) else None]
         missing = [oid for entry in entries if entry is not None for oid in entry.objects() if not store.has(oid)]
         if missing:
             raise StoreError(f"{path}: parameter {conflict.name!r} needs object {missing[0]}, missing from the store; fetch it first (`git theta fetch --all`) and merge again")
@@ -186,8 +201,13 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     strategy = choice.plugin()
     entries = [entry for entry in conflict.versions if entry is not None]
     arrays = [to_float64(rebuild(store, conflict.name, entry, path)) for entry in entries]
-    base = to_float64(rebuild(store, conflict.name, conflict.base, path)) if strategy.needs_base and conflict.base else None
-    merged = strategy.merge(arrays, base, choice.arguments, conflict.name)
+    base = to_float64(rebuild(store, conflict.name, conflict.base, path)) if strategy.uses_base(choice.arguments) and conflict.base else None
+    try:
+        merged = strategy.merge(arrays, base, choice.arguments, conflict.name)
+    except MergeError:
+        raise
+    except ThetaError as error:  # a strategy's own refusal (antipodal versions, density ± epsilon, ...): name the file
+        raise MergeError(f"{path}: {error}") from None
     del arrays, base
     first = entries[0]
     if merged.shape != first.shape:

@@ -130,3 +130,28 @@ def test_missing_object_fails_before_storing_anything(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=f"parameter 'w' needs object {lost}, missing from the store; fetch it first"):
         merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("average", {}, "t")))
     assert set(store.all_oids()) == before
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int8, np.uint8, np.uint64, np.bool_])
+def test_integer_and_quantized_values_are_not_averaged(tmp_path: Path, dtype: type) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    base = stored(store, {"layer.qweight": np.array([0, 1, 0, 1], dtype), "w": np.zeros(2, np.float32)})
+    ours = stored(store, {"layer.qweight": np.array([1, 1, 0, 1], dtype), "w": np.ones(2, np.float32)})
+    theirs = stored(store, {"layer.qweight": np.array([0, 0, 1, 1], dtype), "w": np.full(2, 3, np.float32)})
+    name = dtypes.from_numpy(np.dtype(dtype))
+    for strategy in ("average", "ties"):
+        with pytest.raises(MergeError, match=rf"^m.safetensors: cannot merge parameter 'layer.qweight' with '{strategy}': {name} values are quantized/integer data; pick ours, theirs or base"):
+            merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t")))
+    for strategy, expected in (("ours", ours), ("theirs", theirs), ("base", base)):
+        result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t")))
+        assert result.metadata.params["layer.qweight"] == expected.params["layer.qweight"]
+
+
+def test_a_strategy_refusal_names_the_file(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    base = stored(store, {"w": np.zeros(3, np.float32)})
+    ours = stored(store, {"w": np.ones(3, np.float32)})
+    theirs = stored(store, {"w": np.full(3, 2, np.float32)})
+    chooser = everything(make_choice("della", {"density": 0.1, "epsilon": 0.2}, "t"))
+    with pytest.raises(MergeError, match=r"^m.safetensors: merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]"):
+        merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], chooser)

@@ -36,7 +36,7 @@ def test_rules_match_in_order_then_default() -> None:
     weighted = policy.choose("adapters/a.safetensors", "encoder.w")
     assert weighted.strategy == "weighted" and weighted.arguments == {"weights": (0.7, 0.3)}
     default = policy.choose("model.safetensors", "encoder.w")
-    assert default.strategy == "ties" and default.arguments == {"k": 0.3, "lambda": 1.0}
+    assert default.strategy == "ties" and default.arguments == {"k": 0.3, "lambda": 1.0, "weight": 1.0}
 
 
 def test_policy_without_default_leaves_other_names_open() -> None:
@@ -73,7 +73,7 @@ def test_git_config_choice(repo: Path) -> None:
     git(repo, "config", "--add", "theta.merge.arg", "p=0.25")
     git(repo, "config", "--add", "theta.merge.arg", "seed=3")
     choice = config_choice(repo)
-    assert (choice.strategy, choice.arguments) == ("dare", {"p": 0.25, "lambda": 1.0, "seed": 3})
+    assert (choice.strategy, choice.arguments) == ("dare", {"p": 0.25, "lambda": 1.0, "seed": 3, "weight": 1.0})
     git(repo, "config", "--add", "theta.merge.arg", "q=1")
     with pytest.raises(ThetaError, match="git config theta.merge.strategy=dare: merge strategy 'dare' has no argument 'q'"):
         config_choice(repo)

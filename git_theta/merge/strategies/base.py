@@ -31,6 +31,7 @@ class Argument:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    per_model: bool = False  # one value per version, ours first (a table keyed by version in .thetamerge.toml)
 
     def parse(self, value: Any, strategy: str) -> Any:
         try:
@@ -61,6 +62,10 @@ class MergeStrategy(ABC):
         if unknown:
             raise ThetaError(f"merge strategy {cls.name!r} has no argument {unknown[0]!r}; it takes: {', '.join(known) or 'none'}")
         return {name: argument.parse(given[name], cls.name) if name in given else argument.default for name, argument in known.items()}
+
+    def uses_base(self, arguments: Mapping[str, Any]) -> bool:
+        """True when `merge` needs the merge base's version with these arguments (nuslerp's use_base, say)."""
+        return self.needs_base
 
     def pick(self, arguments: Mapping[str, Any]) -> int | None:
         """Index of the version taken as is (-1: the merge base), or None when `merge` computes a value.

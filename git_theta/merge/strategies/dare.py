@@ -7,23 +7,31 @@ from typing import Any
 
 from git_theta.merge.strategies.base import Argument
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
+from git_theta.merge.strategies.ties import WEIGHT
+
+DROP = Argument("p", float, 0.5, "drop rate: probability of zeroing an entry of a task vector; one value, or one per version", minimum=0.0, maximum=0.999, per_model=True)
+SEED = Argument("seed", int, 0, "seed of the drop masks (combined with the parameter name)", minimum=0)
 
 
 class DareStrategy(TaskVectorStrategy):
-    """τᵢ = θᵢ − θ_base; mᵢ ~ Bernoulli(1−p) per entry; merged = θ_base + λ · Σᵢ mᵢ ⊙ τᵢ / (1−p).
+    """τᵢ = θᵢ − θ_base; mᵢ keeps an entry when U ≥ pᵢ, U ~ Uniform[0, 1) drawn per entry;
+    merged = θ_base + λ · Σᵢ wᵢ · mᵢ ⊙ τᵢ / (1−pᵢ).
 
-    The masks are drawn in version order from numpy's default generator seeded
-    with the first 8 bytes (little-endian) of BLAKE2b("<seed>\\0<parameter name>"),
-    so the same merge gives the same bytes.
+    p is the share DROPPED (mergekit's `density` is the share kept: p = 1 − density). The masks are
+    drawn in version order (one U per entry of each τᵢ, row-major) by numpy's default generator
+    (PCG64) seeded with the integer read little-endian from the 8-byte BLAKE2b digest
+    (`hashlib.blake2b(..., digest_size=8)`) of "<seed>\\0<parameter name>" in UTF-8, so the same merge
+    gives the same bytes on every run and machine.
     """
 
     name = "dare"
     summary = "DARE: random drop with rate p and rescale by 1/(1-p), then task arithmetic"
     arguments = (
-        Argument("p", float, 0.5, "drop rate: probability of zeroing an entry of a task vector", minimum=0.0, maximum=0.999),
+        DROP,
         Argument("lambda", float, 1.0, "scale λ of the summed task vectors", minimum=0.0),
-        Argument("seed", int, 0, "seed of the drop masks (combined with the parameter name)", minimum=0),
+        SEED,
+        WEIGHT,
     )
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
-        return TaskVectorConfig(scale=arguments["lambda"], drop=arguments["p"], seed=arguments["seed"])
+        return TaskVectorConfig(scale=arguments["lambda"], drop=arguments["p"], seed=arguments["seed"], weight=arguments.get("weight", 1.0))

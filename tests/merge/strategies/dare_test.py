@@ -9,6 +9,9 @@ import numpy as np
 from git_theta.merge.strategies.dare import DareStrategy
 from git_theta.merge.strategies.task_arithmetic import TaskArithmeticStrategy
 
+# merge([1..8, -(1..8)], zeros, name="encoder.w", p=0.5, seed=42), computed once and checked against the 0.4 code
+GOLDEN_DARE = [0.0, 0.0, 6.0, -8.0, 0.0, 0.0, 14.0, 0.0]
+
 
 def reference_dare(base: np.ndarray, versions: list[np.ndarray], p: float, lam: float, seed: int, name: str) -> np.ndarray:
     """The documented definition: masks drawn in version order from the seeded generator."""
@@ -60,3 +63,24 @@ def test_rescale_keeps_the_expected_sum() -> None:
     base = np.zeros(100_000)
     delta = merge([np.full(100_000, 0.01)], base, p=0.9)
     assert abs(delta.mean() - 0.01) < 0.001
+
+
+def test_per_model_p_and_weight_match_reference() -> None:
+    rng = np.random.default_rng(8)
+    base = rng.normal(size=(5, 4))
+    versions = [base + rng.normal(size=base.shape) for _ in range(3)]
+    ps, weights = (0.2, 0.0, 0.7), (1.0, 0.5, 2.0)
+    digest = hashlib.blake2b(b"3\0layer.w", digest_size=8).digest()
+    draws = np.random.default_rng(int.from_bytes(digest, "little"))
+    expected = np.zeros_like(base)
+    for version, p, w in zip(versions, ps, weights):
+        keep = draws.random(base.shape) >= p  # every version draws, p = 0 too
+        expected += w * np.where(keep, (version - base) / (1 - p), 0.0)
+    merged = DareStrategy().merge(versions, base, {"p": ps, "lambda": 1.0, "seed": 3, "weight": weights}, "layer.w")
+    np.testing.assert_allclose(merged, base + expected, rtol=1e-13)
+
+
+def test_golden_value_for_a_fixed_seed() -> None:
+    # locks the seed derivation and numpy's PCG64 stream: the same bytes on every run and machine
+    merged = merge([np.arange(1.0, 9.0), -np.arange(1.0, 9.0)], np.zeros(8), name="encoder.w", p=0.5, seed=42)
+    assert merged.tolist() == GOLDEN_DARE

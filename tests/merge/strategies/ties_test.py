@@ -51,7 +51,7 @@ def test_lambda_scales_the_merged_task_vector() -> None:
 
 
 def test_defaults_are_k_20_percent_lambda_1() -> None:
-    assert TiesStrategy.parse_arguments({}) == {"k": 0.2, "lambda": 1.0}
+    assert TiesStrategy.parse_arguments({}) == {"k": 0.2, "lambda": 1.0, "weight": 1.0}
 
 
 @pytest.mark.parametrize("k", [0.2, 0.3, 0.5, 1.0, 0.0])
@@ -77,3 +77,52 @@ def test_needs_a_base() -> None:
 def test_k_out_of_range() -> None:
     with pytest.raises(ThetaError, match="above the maximum"):
         TiesStrategy.parse_arguments({"k": "1.5"})
+
+
+def reference_weighted_ties(base: np.ndarray, versions: list[np.ndarray], ks: list[float], weights: list[float], lam: float) -> np.ndarray:
+    """Weighted TIES element by element: trim each τᵢ with its own kᵢ, elect by Σ wᵢτ̂ᵢ, Σ_agree wᵢτ̂ᵢ / Σ_agree wᵢ."""
+    trimmed = []
+    for version, k in zip(versions, ks):
+        tau = (version - base).ravel()
+        order = sorted(range(tau.size), key=lambda i: (-abs(tau[i]), i))[: math.ceil(round(k * tau.size, 9))]
+        trimmed.append([tau[i] if i in order else 0.0 for i in range(tau.size)])
+    merged = []
+    for i in range(base.size):
+        sign = np.sign(sum(w * t[i] for w, t in zip(weights, trimmed)))
+        agreeing = [(w, t[i]) for w, t in zip(weights, trimmed) if w * t[i] != 0 and np.sign(t[i]) == sign]
+        merged.append(sum(w * x for w, x in agreeing) / sum(w for w, _ in agreeing) if agreeing else 0.0)
+    return base + lam * np.array(merged).reshape(base.shape)
+
+
+def test_per_model_k_and_weight_hand_checked() -> None:
+    base = np.zeros(4)
+    versions = [np.array([4.0, -1.0, 2.0, 0.0]), np.array([-1.0, 3.0, 1.0, 2.0])]
+    # k = (0.5, 1.0): ours keeps [4, 0, 2, 0], theirs all; w = (1, 3): weighted sums [1, 9, 5, 6] elect all +;
+    # entry 0: only ours agrees -> 4; entry 2: (1·2 + 3·1) / 4 = 1.25
+    merged = TiesStrategy().merge(versions, base, {"k": (0.5, 1.0), "lambda": 1.0, "weight": (1.0, 3.0)}, "w")
+    np.testing.assert_array_equal(merged, [4.0, 3.0, 1.25, 2.0])
+    np.testing.assert_array_equal(merged, reference_weighted_ties(base, versions, [0.5, 1.0], [1.0, 3.0], 1.0))
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_per_model_matches_reference(count: int) -> None:
+    rng = np.random.default_rng(12)
+    base = rng.normal(size=(3, 5))
+    versions = [base + rng.normal(size=base.shape) for _ in range(count)]
+    ks, weights = [0.3, 0.6, 1.0][:count], [0.5, 2.0, 1.0][:count]
+    merged = TiesStrategy().merge(versions, base, {"k": tuple(ks), "lambda": 0.8, "weight": tuple(weights)}, "w")
+    np.testing.assert_allclose(merged, reference_weighted_ties(base, versions, ks, weights, 0.8), rtol=1e-13, atol=1e-15)
+
+
+def test_scalar_is_the_same_as_one_value_per_version() -> None:
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=20)
+    versions = [base + rng.normal(size=20) for _ in range(3)]
+    scalar = TiesStrategy().merge(versions, base, {"k": 0.4, "lambda": 1.0, "weight": 1.0}, "w")
+    tupled = TiesStrategy().merge(versions, base, {"k": (0.4,) * 3, "lambda": 1.0, "weight": (1.0,) * 3}, "w")
+    assert scalar.tobytes() == tupled.tobytes()
+
+
+def test_per_model_count_must_match_the_versions() -> None:
+    with pytest.raises(ThetaError, match="2 values were given .* 3 versions"):
+        TiesStrategy().merge([np.ones(2)] * 3, np.zeros(2), {"k": (0.5, 0.5), "lambda": 1.0, "weight": 1.0}, "w")

@@ -48,7 +48,7 @@ def test_inputs_are_not_modified() -> None:
 
 
 def test_documented_seed_formula_is_the_code() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "merging.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "merging.md").read_text(encoding="utf-8")
     formula = doc.split("seeded with `", 1)[1].split("`", 1)[0]
     assert formula.startswith("int.from_bytes(blake2b(")
     for seed, name in ((0, "w"), (7, "encoder.layer.0.attention.self.query.weight"), (12345, "é")):

@@ -5,8 +5,9 @@
     git theta merge --list-strategies
 
 The merged model is written to the working tree and staged; commit it with
-`git commit`. Without --strategy, git config, the policy file and the
-terminal prompt decide, as in `git merge`.
+`git commit`, which records the merged revisions as parents (MERGE_HEAD is
+written as `git merge --no-commit` does). Without --strategy, git config,
+the policy file and the terminal prompt decide, as in `git merge`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.files import write_atomically
-from git_theta.merging import local_changes
+from git_theta.merging import local_changes, record
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import merge_metadata
 from git_theta.merging.policy import make_choice, parse_assignments
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     repo = Repo.discover()
     toplevel = git.toplevel()
     base_spec: str | None
+    parents: list[str] = []
     if args.redo:
         if args.revisions or args.path or args.base:
             raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         base_spec = f"{base_rev}:{path}" if base_rev else None
     versions = [read_version(spec, toplevel, required=True) for spec in specs]
     base = read_version(base_spec, toplevel, required=False) if base_spec else None
+    if not args.redo:
+        parents = record.merge_parents(args.revisions, path, toplevel)
     hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
     choose = chooser(toplevel, path, labels, command_line, hint)
     try:
@@ -80,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"git-theta: the working-tree {path} before this merge is kept as {backup}", file=sys.stderr)
     write_and_stage(repo, toplevel, path, result.metadata)
     print(result.summary(path).replace("git-theta: merged", "git-theta: merged and staged"), file=sys.stderr)
+    if parents:
+        record.record(parents, record.message(args.revisions, path, args.strategy), toplevel)
+        print(f"git-theta: `git commit` records a merge of HEAD and {len(parents)} more parent(s) (MERGE_HEAD written; "
+              "`git merge --abort` undoes it)", file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.files import write_atomically
-from git_theta.merging import local_changes, record
+from git_theta.merging import local_changes, record, settings
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import merge_metadata
 from git_theta.merging.policy import make_choice, parse_assignments
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.redo:
         parents = record.merge_parents(args.revisions, path, toplevel)
     hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
-    choose = chooser(toplevel, path, labels, command_line, hint)
+    choose = chooser(toplevel, path, labels, command_line, hint, version_context(labels, versions, base, toplevel, bool(args.redo)))
     try:
         result = merge_metadata(repo.store, path, [v for v in versions if v is not None], base, labels, choose)
     except UnresolvedConflicts as error:
@@ -89,6 +89,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"git-theta: `git commit` records a merge of HEAD and {len(parents)} more parent(s) (MERGE_HEAD written; "
               "`git merge --abort` undoes it)", file=sys.stderr)
     return 0
+
+
+def version_context(labels: list[str], versions: list[metadata.Metadata | None], base: metadata.Metadata | None, toplevel: Path, redo: bool) -> settings.Context:
+    """Per-model values name versions by label (the revisions as given); `ours` is the first, `HEAD` the current commit."""
+    names = [name for meta in [*versions, base] if meta is not None for name in meta.params]
+    aliases = {"ours": 0, "HEAD": 0}
+    if not redo:
+        head = git.commit_id("HEAD", toplevel)
+        found = [index for index, commit in enumerate(git.commit_ids(labels, toplevel)) if commit == head]
+        if found:
+            aliases["HEAD"] = found[0]
+        else:
+            del aliases["HEAD"]
+    return settings.Context(tuple(labels), aliases, settings.layer_count(names))
 
 
 def refuse_local_changes(toplevel: Path, path: str) -> None:

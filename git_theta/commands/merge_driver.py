@@ -12,7 +12,7 @@ from pathlib import Path
 
 from git_theta import git, metadata
 from git_theta.errors import MetadataError
-from git_theta.merging import local_changes
+from git_theta.merging import local_changes, settings
 from git_theta.merging.chooser import chooser
 from git_theta.merging.engine import MergeError, merge_metadata
 from git_theta.merging.resolve import UnresolvedConflicts
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         f"redo this file's merge now: `git theta merge --redo {args.path} --strategy NAME [--arg NAME=VALUE]`, then `git commit`\n"
         f"  - or take one side whole: `git checkout --ours -- {args.path}` (or --theirs), then `git add {args.path}`"
     )
-    choose = chooser(toplevel, args.path, LABELS, None, hint)
+    names = [name for meta in (ours, theirs, base) if meta is not None for name in meta.params]
+    choose = chooser(toplevel, args.path, LABELS, None, hint, settings.default_context(LABELS, settings.layer_count(names)))
     try:
         result = merge_metadata(repo.store, args.path, [ours, theirs], base, LABELS, choose)
     except UnresolvedConflicts as error:

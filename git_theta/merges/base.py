@@ -31,6 +31,7 @@ class Argument:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    per_model: bool = False  # one value per version, ours first (a table keyed by version in .thetamerge.toml)
 
     def parse(self, value: Any, strategy: str) -> Any:
         try:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
+from git_theta.merging import settings
 from git_theta.merging.plan import Conflict
 from git_theta.merging.policy import CONFIG_STRATEGY, POLICY_FILE, Choice, Policy
 
@@ -18,8 +19,19 @@ class UnresolvedConflicts(ThetaError):
     """Parameters were left without a strategy; the merge did not happen."""
 
 
-def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], override: Choice | None, policy: Policy | None, ask: Asker | None, hint: str) -> dict[str, Choice]:
-    """A choice per conflicting parameter: override, else policy, else asked; never a silent default."""
+def resolve(
+    path: str,
+    conflicts: Sequence[Conflict],
+    labels: Sequence[str],
+    override: Choice | None,
+    policy: Policy | None,
+    ask: Asker | None,
+    hint: str,
+    context: settings.Context | None = None,
+) -> dict[str, Choice]:
+    """A choice per conflicting parameter: override, else policy, else asked; never a silent default.
+
+    Each choice is evaluated for its parameter (gradients at its layer, per-model values per version)."""
     choices: dict[str, Choice] = {}
     left = []
     for conflict in conflicts:
@@ -32,7 +44,8 @@ def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], ove
         choices.update(ask(path, left, labels))
     elif left:
         raise UnresolvedConflicts(unresolved_message(path, left, labels, hint, "no merge strategy covers them and there is no terminal to ask on"))
-    return choices
+    context = context or settings.default_context(labels)
+    return {name: choice.at(name, context) for name, choice in choices.items()}
 
 
 def unresolved_message(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], hint: str, why: str) -> str:

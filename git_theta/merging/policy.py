@@ -86,7 +86,9 @@ def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Cho
     varying: dict[str, settings.Setting] = {}
     for name, value in arguments.items():
         argument = declared.get(name)
-        if argument is not None and settings.varies(argument, value):
+        if argument is not None and isinstance(value, settings.SETTINGS):  # built already (a mergekit recipe)
+            varying[name] = value
+        elif argument is not None and settings.varies(argument, value):
             varying[name] = settings.parse_setting(argument, value, strategy, f"{source}: argument {name}")
         else:
             _check_argument(name, value, source)

@@ -90,10 +90,21 @@ class Gradient:
 
 
 @dataclass(frozen=True)
-class PerVersion:
-    """A table keyed by version; each entry a number or a Gradient."""
+class Filtered:
+    """mergekit's conditional values: the first whose filter is None, "*" or a substring of the parameter name."""
 
-    entries: Mapping[str, float | Gradient]
+    conditions: tuple[tuple[str | None, float | Gradient], ...]
+
+
+Value = float | Gradient | Filtered
+
+
+@dataclass(frozen=True)
+class PerVersion:
+    """A table keyed by version; each entry a number, a Gradient or Filtered; `fallback` for what none gives."""
+
+    entries: Mapping[str, Value]
+    fallback: Value | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ class Positional:
     values: tuple[float, ...]
 
 
-Setting = Gradient | PerVersion | Positional
+Setting = Gradient | Filtered | PerVersion | Positional
+SETTINGS = (Gradient, Filtered, PerVersion, Positional)
 
 
 def per_model(argument: Argument) -> bool:
@@ -147,7 +159,7 @@ def parse_setting(argument: Argument, value: Any, strategy: str, where: str) -> 
             raise ThetaError(f"{where}: only a per-model argument takes a table keyed by version")
         if not 1 <= len(value) <= MAX_VALUES:
             raise ThetaError(f"{where}: a per-model table needs 1 to {MAX_VALUES} versions, not {len(value)}")
-        entries: dict[str, float | Gradient] = {}
+        entries: dict[str, Value] = {}
         for key, item in value.items():
             if len(key) > MAX_KEY_CHARS:
                 raise ThetaError(f"{where}: a version name of {len(key)} characters is longer than the {MAX_KEY_CHARS} allowed")
@@ -166,16 +178,31 @@ def _cast(argument: Argument, value: float) -> float | int:
     return round(value) if argument.type is int else value
 
 
-def _at(argument: Argument, value: float | Gradient, t: float) -> float | int:
+def _at(argument: Argument, value: Value | None, name: str, t: float) -> float | int | None:
+    """A value for parameter `name` at t, or None when no filter of a Filtered value matches."""
+    if isinstance(value, Filtered):
+        found = next((v for f, v in value.conditions if f is None or f == "*" or f in name), None)
+        return _at(argument, found, name, t)
+    if value is None:
+        return None
     return _cast(argument, interpolate(value.values, t) if isinstance(value, Gradient) else value)
+
+
+def _or_default(argument: Argument, value: float | int | None, label: str, where: str) -> float | int:
+    if value is not None:
+        return value
+    default = argument.default
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        raise ThetaError(f"{where}: no value for {label} (and the argument has no numeric default)")
+    return default
 
 
 def evaluate(argument: Argument, setting: Setting, name: str, context: Context, where: str) -> Any:
     """The value of a varying argument for parameter `name`: a number, or a tuple per version for per-model."""
     t = position(name, context.layers)
     count = len(context.labels)
-    if isinstance(setting, Gradient):
-        value = _at(argument, setting, t)
+    if isinstance(setting, (Gradient, Filtered)):
+        value = _or_default(argument, _at(argument, setting, name, t), f"parameter {name!r}", where)
         return (value,) * count if per_model(argument) else value
     if isinstance(setting, Positional):
         if len(setting.values) not in (1, count):
@@ -183,20 +210,16 @@ def evaluate(argument: Argument, setting: Setting, name: str, context: Context, 
         values = setting.values * count if len(setting.values) == 1 else setting.values
         return tuple(_cast(argument, v) for v in values)
     known = context.versions()
-    found: dict[int, float | int] = {}
+    found: dict[int, float | int | None] = {}
     for key, entry in setting.entries.items():
         if key not in known:
             raise ThetaError(f"{where}: no version {key!r} in this merge (versions: {', '.join(context.labels)})")
         if known[key] in found:
             raise ThetaError(f"{where}: version {context.labels[known[key]]!r} is given twice (as {key!r})")
-        found[known[key]] = _at(argument, entry, t)
-    default = argument.default
-    for index, label in enumerate(context.labels):
-        if index not in found:
-            if isinstance(default, bool) or not isinstance(default, (int, float)):
-                raise ThetaError(f"{where}: no value for version {label!r} (and the argument has no numeric default)")
-            found[index] = default
-    return tuple(found[index] for index in range(count))
+        found[known[key]] = _at(argument, entry, name, t)
+    fallback = _at(argument, setting.fallback, name, t)
+    given = [found.get(index) for index in range(count)]
+    return tuple(_or_default(argument, fallback if v is None else v, f"version {label!r}", where) for v, label in zip(given, context.labels))
 
 
 def parse_layers(value: Any, where: str) -> tuple[int, int]:

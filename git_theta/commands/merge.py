@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     base = read_version(base_spec, toplevel, required=False) if base_spec else None
     if recipe and recipe.dtype:
         mergekit.check_dtype(recipe.dtype, [v for v in versions if v is not None], args.mergekit_config)
+    if recipe and recipe.layer_range:
+        mergekit.check_layers(recipe.layer_range, [v for v in versions if v is not None], args.mergekit_config)
     if not args.redo:
         parents = record.merge_parents([_commit_part(rev, recipe is not None) for rev in args.revisions], path, toplevel)
     hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"

@@ -57,7 +57,7 @@ BASES = {
 }
 TOP_LEVEL = ("merge_method", "base_model", "models", "parameters", "dtype")
 REFUSED_KEYS = {
-    "slices": "layer slices (frankenmerges) are not per-tensor merges",
+    "slices": "only one slice over the whole model is (mergekit's `models:` form); layer slicing is not a per-tensor merge",
     "modules": "per-module configurations are not supported",
     "tokenizer_source": "git-theta merges tensors, not tokenizers",
     "tokenizer": "git-theta merges tensors, not tokenizers",
@@ -79,6 +79,7 @@ class Recipe:
     base: str | None
     choice: Choice
     dtype: str | None  # git-theta dtype every floating parameter must have, when the recipe names one
+    layer_range: tuple[int, int] | None = None  # from a one-slice recipe: must be the whole model, [0, L)
 
 
 def _refuse_aliases_and_depth(text: str, where: str) -> None:
@@ -193,6 +194,9 @@ def parse(doc: Any, where: str) -> Recipe:
     """The recipe's revisions, base and strategy choice; every refusal names the file and the option."""
     if not isinstance(doc, dict):
         raise ThetaError(f"{where}: a mergekit configuration is a YAML mapping (merge_method, models, ...)")
+    layer_range = None
+    if "slices" in doc and "models" not in doc:
+        doc, layer_range = _one_slice(doc, where)
     for key in doc:
         if key in REFUSED_KEYS:
             raise ThetaError(f"{where}: mergekit option {key!r} is not supported: {REFUSED_KEYS[key]}")
@@ -228,7 +232,39 @@ def parse(doc: Any, where: str) -> Recipe:
     if dtype is not None and dtype not in DTYPES:
         raise ThetaError(f"{where}: dtype {dtype!r} is not supported (one of {', '.join(DTYPES)})")
     choice = make_choice(strategy, arguments, f"{where} (merge_method {method})")
-    return Recipe(revisions, base, choice, DTYPES[dtype] if dtype else None)
+    return Recipe(revisions, base, choice, DTYPES[dtype] if dtype else None, layer_range)
+
+
+def _one_slice(doc: dict[str, Any], where: str) -> tuple[dict[str, Any], tuple[int, int]]:
+    """mergekit's `slices:` with one slice whose sources all span the same layers is its `models:` form."""
+    slices = doc["slices"]
+    refusal = f"{where}: mergekit option 'slices' is not supported: {REFUSED_KEYS['slices']}"
+    if not isinstance(slices, list) or len(slices) != 1 or not isinstance(slices[0], dict):
+        raise ThetaError(refusal)
+    extra = sorted(set(slices[0]) - {"sources", "base_model", "parameters"})
+    if extra:
+        raise ThetaError(f"{where}: slices[1]: option {extra[0]!r} is not supported")
+    sources = slices[0].get("sources")
+    if not isinstance(sources, list) or not sources or not all(isinstance(source, dict) for source in sources):
+        raise ThetaError(f"{where}: slices[1]: needs `sources:`, a list of {{model, layer_range}}")
+    ranges = {tuple(source["layer_range"]) if isinstance(source.get("layer_range"), list) else None for source in sources}
+    layer_range = ranges.pop() if len(ranges) == 1 else None
+    if layer_range is None or len(layer_range) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in layer_range):
+        raise ThetaError(refusal + " (every source needs the same layer_range [FIRST, END])")
+    models = []
+    for index, source in enumerate(sources, start=1):
+        extra = sorted(set(source) - {"model", "layer_range", "parameters"})
+        if extra:
+            raise ThetaError(f"{where}: slices[1].sources[{index}]: option {extra[0]!r} is not supported")
+        models.append({key: value for key, value in source.items() if key != "layer_range"})
+    converted = {key: value for key, value in doc.items() if key != "slices"}
+    converted["models"] = models
+    for key in ("base_model", "parameters"):
+        if key in slices[0]:
+            if key in doc:
+                raise ThetaError(f"{where}: {key} is given both in the slice and at the top; give it once")
+            converted[key] = slices[0][key]
+    return converted, (layer_range[0], layer_range[1])
 
 
 def _versions(method: str, models: list[str], base: str | None, where: str) -> tuple[list[str], str | None]:
@@ -316,6 +352,15 @@ def _translate(method: str, name: str, declared: Mapping[str, Any], revisions: l
             return {}
         return {"lambda": weight}
     raise ThetaError(f"{at}: not supported for merge_method {method} (strategy {METHODS[method]!r} takes: {', '.join(declared) or 'nothing'})")
+
+
+def check_layers(layer_range: tuple[int, int], versions: list[Any], where: str) -> None:
+    """A one-slice recipe must span the whole model: mergekit's layer_range [0, L) over L layers."""
+    count = max(settings.layer_count(meta.params) for meta in versions)
+    if layer_range != (0, count):
+        raise ThetaError(
+            f"{where}: slices: layer_range [{layer_range[0]}, {layer_range[1]}] is not the whole model, which has {count} layers "
+            f"([0, {count}]); layer slicing is not supported")
 
 
 def check_dtype(dtype: str, versions: list[Any], where: str) -> None:

@@ -49,6 +49,29 @@ parameters:
     - value: 0.5 # fallback for rest of tensors
 dtype: float32
 """
+# mergekit's examples/gradient-slerp.yml as it is: model names replaced by branch names, 40 layers by our 3.
+GRADIENT_SLERP_YML = """\
+slices:
+  - sources:
+      - model: orca
+        layer_range: [0, 3]
+      - model: platypus
+        layer_range: [0, 3]
+# or, the equivalent models: syntax:
+# models:
+#   - model: orca
+#   - model: platypus
+merge_method: slerp
+base_model: orca
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5 # fallback for rest of tensors
+dtype: float32
+"""
 TIES_YML = """\
 models:
   - model: main
@@ -83,6 +106,8 @@ def test_recipes_map_to_strategies() -> None:
     assert t == {"layers.1.self_attn.q.weight": 0.5, "layers.1.mlp.up.weight": 0.5, "layers.2.norm.weight": 0.5, "embed.weight": 0.5}
     assert slerp.choice.at("layers.3.mlp.up.weight", context).arguments["t"] == pytest.approx(0.3)  # t = 3/4: the 4th value
     assert slerp.choice.at("layers.3.self_attn.q.weight", context).arguments["t"] == pytest.approx(0.7)
+    sliced = parse(GRADIENT_SLERP_YML)
+    assert (sliced.revisions, sliced.choice, sliced.layer_range) == (slerp.revisions, slerp.choice, (0, 3))
     ties = parse(TIES_YML)
     assert (ties.revisions, ties.base, ties.choice.strategy) == (["orca", "wizard"], "main", "ties")  # the base is no task vector
     assert ties.choice.at("layers.4.w", context).arguments == {"k": 0.8, "lambda": 1.0}
@@ -97,7 +122,13 @@ def test_recipes_map_to_strategies() -> None:
 
 
 REFUSED: list[tuple[str, str]] = [
-    ("slices: []\nmerge_method: slerp\n", "mergekit option 'slices' is not supported: layer slices"),
+    ("slices: []\nmerge_method: slerp\n", "mergekit option 'slices' is not supported: only one slice over the whole model"),
+    ("slices: [{sources: [{model: a, layer_range: [0, 4]}]}, {sources: [{model: a, layer_range: [4, 8]}]}]\nmerge_method: slerp\n",
+     "mergekit option 'slices' is not supported"),
+    ("slices: [{sources: [{model: a, layer_range: [0, 4]}, {model: b, layer_range: [2, 6]}]}]\nmerge_method: linear\n",
+     "every source needs the same layer_range"),
+    ("slices: [{sources: [{model: a, layer_range: [0, 4]}], residual_weight: 0.5}]\nmerge_method: linear\n",
+     "slices[1]: option 'residual_weight' is not supported"),
     ("models: [a, b]\nmerge_method: linear\ntokenizer_source: union\n", "mergekit option 'tokenizer_source' is not supported"),
     ("models: [a, b]\nmerge_method: linear\nchat_template: chatml\n", "mergekit option 'chat_template' is not supported"),
     ("models: [a, b]\nmerge_method: linear\nout_dtype: bfloat16\n", "mergekit option 'out_dtype' is not supported"),
@@ -172,7 +203,7 @@ def test_recipes_run_through_git_theta_merge(repo: Path) -> None:
         branches[branch] = {n: v + rng.normal(size=v.shape).astype(np.float32) if branch == "orca" or n != "lm_head.weight" else v for n, v in base.items()}
         commit_model(repo, branches[branch], branch)
     git(repo, "checkout", "-q", "main")
-    recipes = {"linear.yml": LINEAR_YML, "slerp.yml": SLERP_YML, "ties.yml": TIES_YML}
+    recipes = {"linear.yml": LINEAR_YML, "slerp.yml": GRADIENT_SLERP_YML, "ties.yml": TIES_YML, "part.yml": GRADIENT_SLERP_YML.replace("[0, 3]", "[0, 2]")}
     for file, text in recipes.items():
         (repo.parent / file).write_text(text)
 
@@ -207,6 +238,8 @@ def test_recipes_run_through_git_theta_merge(repo: Path) -> None:
     (repo.parent / "bf16.yml").write_text(LINEAR_YML.replace("float32", "bfloat16"))
     refused = theta(repo, "merge", "--mergekit-config", str(repo.parent / "bf16.yml"), "--path", "m.safetensors", check=False)
     assert refused.returncode == 1 and "dtype BF16 but parameter 'lm_head.weight' is F32" in refused.stderr, refused.stderr
+    part = theta(repo, "merge", "--mergekit-config", str(repo.parent / "part.yml"), "--path", "m.safetensors", check=False)
+    assert part.returncode == 1 and "layer_range [0, 2] is not the whole model, which has 3 layers" in part.stderr, part.stderr
     mixed = theta(repo, "merge", "orca", "--mergekit-config", str(repo.parent / "ties.yml"), "--path", "m.safetensors", check=False)
     assert mixed.returncode == 1 and "--mergekit-config takes only --path" in mixed.stderr
     assert git(repo, "status", "--porcelain").stdout == ""

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--redo", metavar="PATH", help="redo the merge of PATH, conflicted in a running `git merge` (index stages 1, 2, 3)")
     parser.add_argument("--strategy", metavar="NAME", help="strategy for every parameter changed on several sides (overrides git config and the policy file)")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several")
-    parser.add_argument("--mergekit-config", metavar="FILE", help="merge as a mergekit YAML recipe says (models named by revisions); see docs/merging.md")
+    parser.add_argument(
+        "--mergekit-config", metavar="FILE", help="merge as a mergekit YAML recipe says (models named by revisions)"
+    )
     parser.add_argument("--list-strategies", action="store_true", help="print every strategy with its definition and arguments")
     parser.add_argument("--force", action="store_true", help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)")
     parser.set_defaults(run=run)
@@ -53,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     recipe = None
     if args.mergekit_config:
         if args.revisions or args.strategy or args.base or args.redo:
-            raise ThetaError("--mergekit-config takes only --path (and --force): the recipe names the models, the base and the method")
+            raise ThetaError(
+                "--mergekit-config takes only --path (and --force): the recipe names the models, base and method"
+            )
         recipe = mergekit.load(Path(args.mergekit_config))
         args.revisions, command_line = recipe.revisions, recipe.choice
     repo = Repo.discover()
@@ -83,11 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if recipe and recipe.layer_range:
         mergekit.check_layers(recipe.layer_range, [v for v in versions if v is not None], args.mergekit_config)
     if not args.redo:
-        parents = record.merge_parents([_commit_part(rev, recipe is not None) for rev in args.revisions], path, toplevel)
+        commits = [_commit_part(rev, recipe is not None) for rev in args.revisions]
+        parents = record.merge_parents(commits, path, toplevel)
     hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
-    choose = chooser(toplevel, path, labels, command_line, hint, version_context(labels, versions, base, toplevel, bool(args.redo)))
+    context = version_context(labels, versions, base, toplevel, bool(args.redo))
+    choose = chooser(toplevel, path, labels, command_line, hint, context)
     try:
-        result = merge_metadata(repo.store, path, [v for v in versions if v is not None], base, labels, choose, exhaustive=recipe is not None)
+        present = [v for v in versions if v is not None]
+        result = merge_metadata(repo.store, path, present, base, labels, choose, exhaustive=recipe is not None)
     except UnresolvedConflicts as error:
         print(f"git-theta: {error}", file=sys.stderr)
         return 1
@@ -104,13 +111,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def version_context(labels: list[str], versions: list[metadata.Metadata | None], base: metadata.Metadata | None, toplevel: Path, redo: bool) -> settings.Context:
-    """Per-model values name versions by label (the revisions as given); `ours` is the first, `HEAD` the current commit."""
+def version_context(
+    labels: list[str],
+    versions: list[metadata.Metadata | None],
+    base: metadata.Metadata | None,
+    toplevel: Path,
+    redo: bool,
+) -> settings.Context:
+    """Per-model values name versions by label (the revisions as given): `ours` the first, `HEAD` the current commit."""
     names = [name for meta in [*versions, base] if meta is not None for name in meta.params]
     aliases = {"ours": 0, "HEAD": 0}
     if not redo:
         head = git.commit_id("HEAD", toplevel)
-        found = [index for index, commit in enumerate(git.commit_ids([label.partition(":")[0] for label in labels], toplevel)) if commit == head]
+        commits = git.commit_ids([label.partition(":")[0] for label in labels], toplevel)
+        found = [index for index, commit in enumerate(commits) if commit == head]
         if found:
             aliases["HEAD"] = found[0]
         else:

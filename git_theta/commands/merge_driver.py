@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f"  - or take one side whole: `git checkout --ours -- {args.path}` (or --theirs), then `git add {args.path}`"
     )
     names = [name for meta in (ours, theirs, base) if meta is not None for name in meta.params]
-    choose = chooser(toplevel, args.path, LABELS, None, hint, settings.default_context(LABELS, settings.layer_count(names)))
+    context = settings.default_context(LABELS, settings.layer_count(names))
+    choose = chooser(toplevel, args.path, LABELS, None, hint, context)
     try:
         result = merge_metadata(repo.store, args.path, [ours, theirs], base, LABELS, choose)
     except UnresolvedConflicts as error:

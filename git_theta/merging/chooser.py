@@ -13,7 +13,14 @@ from git_theta.merging.prompt import TerminalPrompt, open_terminal
 from git_theta.merging.resolve import resolve
 
 
-def chooser(toplevel: Path, path: str, labels: Sequence[str], command_line: Choice | None, hint: str, context: settings.Context | None = None) -> Chooser:
+def chooser(
+    toplevel: Path,
+    path: str,
+    labels: Sequence[str],
+    command_line: Choice | None,
+    hint: str,
+    context: settings.Context | None = None,
+) -> Chooser:
     """A Chooser that reads config and policy, and opens the terminal, only if something conflicts.
 
     `context` gives the layer count and version names that gradients and per-model values need."""

@@ -69,7 +69,13 @@ def from_float64(array: np.ndarray[Any, Any], dtype: str) -> Tensor:
 
 
 def merge_metadata(
-    store: ObjectStore, path: str, versions: Sequence[Metadata], base: Metadata | None, labels: Sequence[str], choose: Chooser, exhaustive: bool = False
+    store: ObjectStore,
+    path: str,
+    versions: Sequence[Metadata],
+    base: Metadata | None,
+    labels: Sequence[str],
+    choose: Chooser,
+    exhaustive: bool = False,
 ) -> MergeResult:
     """The merged metadata of `versions` (ours first) over `base`; stores new objects (`exhaustive`: see plan)."""
     formats = {meta.format for meta in [*versions, *([base] if base else [])]}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from git_theta import plugins
+from git_theta import dtypes, plugins
 from git_theta.errors import ThetaError
 from git_theta.merging import settings
 from git_theta.merging.policy import Choice, make_choice
@@ -52,12 +52,18 @@ METHODS = {
 # How each method uses base_model: "required" (task vectors from it; it is not one of the merged versions),
 # "first" (one end of an interpolation between it and exactly one other model), "optional", "none".
 BASES = {
-    "linear": "none", "karcher": "none", "slerp": "first", "nearswap": "first", "nuslerp": "optional",
+    "linear": "none",
+    "karcher": "none",
+    "slerp": "first",
+    "nearswap": "first",
+    "nuslerp": "optional",
     "multislerp": "optional",
 }
 TOP_LEVEL = ("merge_method", "base_model", "models", "parameters", "dtype")
 REFUSED_KEYS = {
-    "slices": "only one slice over the whole model is (mergekit's `models:` form); layer slicing is not a per-tensor merge",
+    "slices": (
+        "only one slice over the whole model is (mergekit's `models:` form); layer slicing is not a per-tensor merge"
+    ),
     "modules": "per-module configurations are not supported",
     "tokenizer_source": "git-theta merges tensors, not tokenizers",
     "tokenizer": "git-theta merges tensors, not tokenizers",
@@ -146,7 +152,9 @@ def _value(value: Any, where: str) -> settings.Value:
         for item in value:
             unknown = sorted(set(item) - {"filter", "value"})
             if unknown or "value" not in item:
-                raise ThetaError(f"{where}: a condition has `filter` and `value`, not {', '.join(unknown) or 'no value'}")
+                raise ThetaError(
+                    f"{where}: a condition has `filter` and `value`, not {', '.join(unknown) or 'no value'}"
+                )
             filter_ = item.get("filter")
             if filter_ is not None:
                 _text(filter_, "filter", where)
@@ -201,10 +209,14 @@ def parse(doc: Any, where: str) -> Recipe:
         if key in REFUSED_KEYS:
             raise ThetaError(f"{where}: mergekit option {key!r} is not supported: {REFUSED_KEYS[key]}")
         if key not in TOP_LEVEL:
-            raise ThetaError(f"{where}: mergekit option {key!r} is not supported (git-theta reads {', '.join(TOP_LEVEL)})")
+            raise ThetaError(
+                f"{where}: mergekit option {key!r} is not supported (git-theta reads {', '.join(TOP_LEVEL)})"
+            )
     method = _text(doc.get("merge_method"), "merge_method", where)
     if method not in METHODS:
-        raise ThetaError(f"{where}: mergekit merge_method {method!r} is not supported (supported: {', '.join(sorted(METHODS))})")
+        raise ThetaError(
+            f"{where}: mergekit merge_method {method!r} is not supported (supported: {', '.join(sorted(METHODS))})"
+        )
     strategy = METHODS[method]
     models = doc.get("models")
     if not isinstance(models, list) or not models:
@@ -218,7 +230,10 @@ def parse(doc: Any, where: str) -> Recipe:
             entry = {"model": entry}
         if not isinstance(entry, dict) or sorted(set(entry) - {"model", "parameters"}):
             extra = sorted(set(entry) - {"model", "parameters"}) if isinstance(entry, dict) else []
-            raise ThetaError(f"{at}: " + (f"option {extra[0]!r} is not supported" if extra else "must be {model: REVISION, parameters: ...}"))
+            raise ThetaError(
+                f"{at}: "
+                + (f"option {extra[0]!r} is not supported" if extra else "must be {model: REVISION, parameters: ...}")
+            )
         model = _text(entry.get("model"), "model", at)
         if model in per_model:
             raise ThetaError(f"{at}: model {model!r} is listed twice")
@@ -247,9 +262,15 @@ def _one_slice(doc: dict[str, Any], where: str) -> tuple[dict[str, Any], tuple[i
     sources = slices[0].get("sources")
     if not isinstance(sources, list) or not sources or not all(isinstance(source, dict) for source in sources):
         raise ThetaError(f"{where}: slices[1]: needs `sources:`, a list of {{model, layer_range}}")
-    ranges = {tuple(source["layer_range"]) if isinstance(source.get("layer_range"), list) else None for source in sources}
+    ranges = {
+        tuple(source["layer_range"]) if isinstance(source.get("layer_range"), list) else None for source in sources
+    }
     layer_range = ranges.pop() if len(ranges) == 1 else None
-    if layer_range is None or len(layer_range) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in layer_range):
+    if (
+        layer_range is None
+        or len(layer_range) != 2
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in layer_range)
+    ):
         raise ThetaError(refusal + " (every source needs the same layer_range [FIRST, END])")
     models = []
     for index, source in enumerate(sources, start=1):
@@ -271,14 +292,18 @@ def _versions(method: str, models: list[str], base: str | None, where: str) -> t
     use = BASES.get(method, "required")
     if use == "none":
         if base is not None and base not in models:
-            raise ThetaError(f"{where}: merge_method {method} merges the listed models; base_model {base!r} would be ignored")
+            raise ThetaError(
+                f"{where}: merge_method {method} merges the listed models; base_model {base!r} would be ignored"
+            )
         return models, None
     if use == "first":
         if base is None:
             raise ThetaError(f"{where}: merge_method {method} needs base_model (the t = 0 end)")
         others = [model for model in models if model != base]
         if len(others) != 1:
-            raise ThetaError(f"{where}: merge_method {method} merges base_model with exactly one other model, not {len(others)}")
+            raise ThetaError(
+                f"{where}: merge_method {method} merges base_model with exactly one other model, not {len(others)}"
+            )
         return [base, *others], None
     if use == "required" and base is None:
         raise ThetaError(f"{where}: merge_method {method} needs base_model (the task vectors are taken from it)")
@@ -289,7 +314,14 @@ def _versions(method: str, models: list[str], base: str | None, where: str) -> t
     return others, base
 
 
-def _arguments(method: str, strategy: str, revisions: list[str], per_model: Mapping[str, Mapping[str, Any]], global_: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _arguments(
+    method: str,
+    strategy: str,
+    revisions: list[str],
+    per_model: Mapping[str, Mapping[str, Any]],
+    global_: Mapping[str, Any],
+    where: str,
+) -> dict[str, Any]:
     try:
         declared = {argument.name: argument for argument in plugins.strategy(strategy).arguments}
     except ThetaError as error:
@@ -297,7 +329,9 @@ def _arguments(method: str, strategy: str, revisions: list[str], per_model: Mapp
     names = sorted(set(global_).union(*(per_model[model] for model in revisions)))
     for model, table in per_model.items():
         if model not in revisions and table:
-            raise ThetaError(f"{where}: parameters of base_model {model!r} are not used by merge_method {method}; remove them")
+            raise ThetaError(
+                f"{where}: parameters of base_model {model!r} are not used by merge_method {method}; remove them"
+            )
     arguments: dict[str, Any] = {}
     for name in names:
         at = f"{where}: parameter {name!r}"
@@ -306,7 +340,11 @@ def _arguments(method: str, strategy: str, revisions: list[str], per_model: Mapp
             flags = [*given.values(), *([global_[name]] if name in global_ else [])]
             default = FLAG_DEFAULTS[name].get(method)
             if default is None or any(value is not default for value in flags):
-                raise ThetaError(f"{at}: only mergekit's default ({default}) matches git-theta's {strategy!r}" if default is not None else f"{at}: not a parameter of merge_method {method}")
+                raise ThetaError(
+                    f"{at}: only mergekit's default ({default}) matches git-theta's {strategy!r}"
+                    if default is not None
+                    else f"{at}: not a parameter of merge_method {method}"
+                )
             continue
         if name == "int8_mask" and name not in declared:
             if any(value is not False for value in [*given.values(), global_.get(name, False)]):
@@ -318,7 +356,9 @@ def _arguments(method: str, strategy: str, revisions: list[str], per_model: Mapp
     return arguments
 
 
-def _same(values: Mapping[str, settings.Value], glob: settings.Value | None, revisions: list[str], at: str, why: str) -> settings.Value:
+def _same(
+    values: Mapping[str, settings.Value], glob: settings.Value | None, revisions: list[str], at: str, why: str
+) -> settings.Value:
     """One value for every model (per-model values that are all equal, or the global one)."""
     found = {values.get(model, glob) for model in revisions}
     if None in found or len(found) != 1:
@@ -326,17 +366,30 @@ def _same(values: Mapping[str, settings.Value], glob: settings.Value | None, rev
     return found.pop()  # type: ignore[return-value]
 
 
-def _translate(method: str, name: str, declared: Mapping[str, Any], revisions: list[str], values: Mapping[str, settings.Value], glob: settings.Value | None, at: str) -> dict[str, Any]:
+def _translate(
+    method: str,
+    name: str,
+    declared: Mapping[str, Any],
+    revisions: list[str],
+    values: Mapping[str, settings.Value],
+    glob: settings.Value | None,
+    at: str,
+) -> dict[str, Any]:
     argument = declared.get(name)
     if argument is not None and settings.per_model(argument):
         return {name: settings.PerVersion(dict(values), glob)}
     if argument is not None:
-        return {name: _same(values, glob, revisions, at, "git-theta takes one value for all models here, not one per model")}
+        return {
+            name: _same(values, glob, revisions, at, "git-theta takes one value for all models here, not one per model")
+        }
     # mergekit names our strategies' arguments differently
     if method == "linear" and name == "weight":
         weights = [values.get(model, glob) for model in revisions]
         if not all(isinstance(w, float) for w in weights):
-            raise ThetaError(f"{at}: linear takes one plain number per model (no gradients or filters: `weighted` has one weight per version)")
+            raise ThetaError(
+                f"{at}: linear takes one plain number per model "
+                "(no gradients or filters: `weighted` has one weight per version)"
+            )
         return {"weights": list(weights)}
     if method == "ties" and name == "density":
         return {"k": _same(values, glob, revisions, at, "ties takes one density for all models (k) here")}
@@ -344,14 +397,23 @@ def _translate(method: str, name: str, declared: Mapping[str, Any], revisions: l
         density = _same(values, glob, revisions, at, "dare takes one density for all models here")
         return {"p": _map(density, lambda d: 1.0 - d)}
     if name == "weight" and method in ("ties", "task_arithmetic", "dare_linear"):
-        weight = _same(values, glob, revisions, at, f"{METHODS[method]!r} takes one weight for all models here (no per-model weight argument)")
+        weight = _same(
+            values,
+            glob,
+            revisions,
+            at,
+            f"{METHODS[method]!r} takes one weight for all models here (no per-model weight argument)",
+        )
         # ties normalizes by the summed weights, so an equal weight cancels; task arithmetic and dare scale by it.
         if method == "ties":
             if 0.0 in _numbers(weight):
                 raise ThetaError(f"{at}: a zero weight (mergekit then keeps the base) is not supported for ties")
             return {}
         return {"lambda": weight}
-    raise ThetaError(f"{at}: not supported for merge_method {method} (strategy {METHODS[method]!r} takes: {', '.join(declared) or 'nothing'})")
+    raise ThetaError(
+        f"{at}: not supported for merge_method {method} "
+        f"(strategy {METHODS[method]!r} takes: {', '.join(declared) or 'nothing'})"
+    )
 
 
 def check_layers(layer_range: tuple[int, int], versions: list[Any], where: str) -> None:
@@ -359,16 +421,19 @@ def check_layers(layer_range: tuple[int, int], versions: list[Any], where: str) 
     count = max(settings.layer_count(meta.params) for meta in versions)
     if layer_range != (0, count):
         raise ThetaError(
-            f"{where}: slices: layer_range [{layer_range[0]}, {layer_range[1]}] is not the whole model, which has {count} layers "
-            f"([0, {count}]); layer slicing is not supported")
+            f"{where}: slices: layer_range [{layer_range[0]}, {layer_range[1]}] is not the whole model, "
+            f"which has {count} layers "
+            f"([0, {count}]); layer slicing is not supported"
+        )
 
 
 def check_dtype(dtype: str, versions: list[Any], where: str) -> None:
     """mergekit's `dtype` is the dtype it computes and writes in; git-theta computes in float64 and keeps each
     parameter's dtype, which is the same result type only when every floating parameter already has that dtype."""
-    from git_theta import dtypes
-
     for meta in versions:
         for name, entry in meta.params.items():
             if dtypes.is_float(entry.dtype) and entry.dtype != dtype:
-                raise ThetaError(f"{where}: dtype {dtype} but parameter {name!r} is {entry.dtype}; git-theta keeps each parameter's dtype, so remove `dtype` (or convert the checkpoint)")
+                raise ThetaError(
+                    f"{where}: dtype {dtype} but parameter {name!r} is {entry.dtype}; git-theta keeps each "
+                    "parameter's dtype, so remove `dtype` (or convert the checkpoint)"
+                )

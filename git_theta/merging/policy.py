@@ -60,7 +60,8 @@ class Choice:
         for argument in declared:
             if argument.name in self.varying:
                 where = f"{self.source}: argument {argument.name}"
-                arguments[argument.name] = settings.evaluate(argument, self.varying[argument.name], name, context, where)
+                setting = self.varying[argument.name]
+                arguments[argument.name] = settings.evaluate(argument, setting, name, context, where)
             elif settings.per_model(argument) and isinstance(arguments.get(argument.name), (int, float)):
                 arguments[argument.name] = (arguments[argument.name],) * len(context.labels)
         return Choice(self.strategy, arguments, self.source)
@@ -143,7 +144,9 @@ class Rule:
     layers: tuple[int, int] | None = None  # first and last layer index matched, both included
 
     def matches(self, path: str, name: str) -> bool:
-        if not fnmatch.fnmatchcase(name, self.params) or (self.path is not None and not fnmatch.fnmatchcase(path, self.path)):
+        if not fnmatch.fnmatchcase(name, self.params):
+            return False
+        if self.path is not None and not fnmatch.fnmatchcase(path, self.path):
             return False
         if self.layers is None:
             return True

@@ -50,8 +50,10 @@ def merge_parents(revisions: Sequence[str], path: str, toplevel: Path) -> list[s
     if not any(_is_ancestor(head, commit, toplevel) for commit in commits):
         branch = git.run("symbolic-ref", "--short", "-q", "HEAD", cwd=toplevel, check=False).stdout.decode().strip()
         raise MergeRecordError(
-            f"the current branch ({branch or 'HEAD'}) is not among the revisions and none of them contains it: its changes "
-            f"would be dropped; list it among them (e.g. `git theta merge HEAD {' '.join(revisions)} ...`)")
+            f"the current branch ({branch or 'HEAD'}) is not among the revisions and none of them contains it: "
+            "its changes "
+            f"would be dropped; list it among them (e.g. `git theta merge HEAD {' '.join(revisions)} ...`)"
+        )
     parents: list[str] = []
     for revision, commit in zip(revisions, commits):
         if commit in parents or _is_ancestor(commit, head, toplevel):
@@ -71,10 +73,14 @@ def _refuse_other_changes(revision: str, commit: str, head: str, path: str, topl
     differs = _names("diff", "--no-renames", "--name-only", "-z", head, commit, toplevel=toplevel)
     lost = sorted((changed & differs) - {path})
     if lost:
-        shown = ", ".join(lost[:LISTED_FILES]) + (f" and {len(lost) - LISTED_FILES} more" if len(lost) > LISTED_FILES else "")
+        shown = ", ".join(lost[:LISTED_FILES]) + (
+            f" and {len(lost) - LISTED_FILES} more" if len(lost) > LISTED_FILES else ""
+        )
         raise MergeRecordError(
-            f"{revision} also changed {shown}; recording it as merged would drop those changes (git theta merge merges only "
-            f"{path}): bring them in first (`git merge {revision}`, resolving {path} with `git theta merge --redo {path}`)")
+            f"{revision} also changed {shown}; recording it as merged would drop those changes "
+            f"(git theta merge merges only {path}): bring them in first "
+            f"(`git merge {revision}`, resolving {path} with `git theta merge --redo {path}`)"
+        )
 
 
 def message(revisions: Sequence[str], path: str, strategy: str | None) -> str:

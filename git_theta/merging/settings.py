@@ -162,9 +162,15 @@ def parse_setting(argument: Argument, value: Any, strategy: str, where: str) -> 
         entries: dict[str, Value] = {}
         for key, item in value.items():
             if len(key) > MAX_KEY_CHARS:
-                raise ThetaError(f"{where}: a version name of {len(key)} characters is longer than the {MAX_KEY_CHARS} allowed")
+                raise ThetaError(
+                    f"{where}: a version name of {len(key)} characters is longer than the {MAX_KEY_CHARS} allowed"
+                )
             inner = f"{where} (version {key!r})"
-            entries[key] = _gradient(argument, item, strategy, inner) if isinstance(item, list) else _number(argument, item, strategy, inner)
+            entries[key] = (
+                _gradient(argument, item, strategy, inner)
+                if isinstance(item, list)
+                else _number(argument, item, strategy, inner)
+            )
         return PerVersion(entries)
     if isinstance(value, list):
         return _gradient(argument, value, strategy, where)
@@ -188,7 +194,7 @@ def _at(argument: Argument, value: Value | None, name: str, t: float) -> float |
     return _cast(argument, interpolate(value.values, t) if isinstance(value, Gradient) else value)
 
 
-def _or_default(argument: Argument, value: float | int | None, label: str, where: str) -> float | int:
+def _or_default(argument: Argument, value: float | None, label: str, where: str) -> float:
     if value is not None:
         return value
     default = argument.default
@@ -206,7 +212,9 @@ def evaluate(argument: Argument, setting: Setting, name: str, context: Context, 
         return (value,) * count if per_model(argument) else value
     if isinstance(setting, Positional):
         if len(setting.values) not in (1, count):
-            raise ThetaError(f"{where}: {len(setting.values)} values for {count} versions ({', '.join(context.labels)})")
+            raise ThetaError(
+                f"{where}: {len(setting.values)} values for {count} versions ({', '.join(context.labels)})"
+            )
         values = setting.values * count if len(setting.values) == 1 else setting.values
         return tuple(_cast(argument, v) for v in values)
     known = context.versions()
@@ -219,7 +227,10 @@ def evaluate(argument: Argument, setting: Setting, name: str, context: Context, 
         found[known[key]] = _at(argument, entry, name, t)
     fallback = _at(argument, setting.fallback, name, t)
     given = [found.get(index) for index in range(count)]
-    return tuple(_or_default(argument, fallback if v is None else v, f"version {label!r}", where) for v, label in zip(given, context.labels))
+    return tuple(
+        _or_default(argument, fallback if v is None else v, f"version {label!r}", where)
+        for v, label in zip(given, context.labels)
+    )
 
 
 def parse_layers(value: Any, where: str) -> tuple[int, int]:
@@ -228,14 +239,14 @@ def parse_layers(value: Any, where: str) -> tuple[int, int]:
         low, sep, high = value.partition("-")
         bounds: list[Any] = [low.strip(), high.strip()] if sep else [value.strip()]
         if not all(b.isdigit() and len(b) <= 7 for b in bounds):
-            raise ThetaError(f"{where}: layers = {value!r} is not a range like \"0-5\" (both ends included)")
+            raise ThetaError(f'{where}: layers = {value!r} is not a range like "0-5" (both ends included)')
         bounds = [int(b) for b in bounds]
     elif isinstance(value, list) and len(value) == 2:
         bounds = value
     elif isinstance(value, int):
         bounds = [value]
     else:
-        raise ThetaError(f"{where}: layers must be \"FIRST-LAST\", [FIRST, LAST] or one layer number")
+        raise ThetaError(f'{where}: layers must be "FIRST-LAST", [FIRST, LAST] or one layer number')
     if any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= MAX_LAYER for b in bounds):
         raise ThetaError(f"{where}: layer numbers must be integers from 0 to {MAX_LAYER}")
     low_bound, high_bound = bounds[0], bounds[-1]

@@ -56,7 +56,10 @@ def test_the_current_branch_must_be_an_input_when_it_has_its_own_changes(repo: P
     own = commit_model(repo, {"w": base["w"] - 1}, "main's own change")
     refused = theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average", check=False)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
-    assert "git-theta: error: the current branch (main) is not among the revisions and none of them contains it" in refused.stderr
+    assert (
+        "git-theta: error: the current branch (main) is not among the revisions and none of them contains it"
+        in refused.stderr
+    )
     assert "git theta merge HEAD task0 task1" in refused.stderr
     np.testing.assert_array_equal(load_file(repo / MODEL)["w"], base["w"] - 1)
     assert not (repo / ".git" / "MERGE_HEAD").exists() and git(repo, "status", "--porcelain").stdout == ""
@@ -82,5 +85,8 @@ def test_an_input_that_changed_other_files_is_refused_by_name(repo: Path) -> Non
     git(repo, "checkout", "-q", "main")
     refused = theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average", check=False)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
-    assert "git-theta: error: task1 also changed README.md; recording it as merged would drop those changes" in refused.stderr
+    assert (
+        "git-theta: error: task1 also changed README.md; recording it as merged would drop those changes"
+        in refused.stderr
+    )
     assert git(repo, "status", "--porcelain").stdout == "" and not (repo / ".git" / "MERGE_HEAD").exists()

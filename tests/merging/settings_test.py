@@ -34,7 +34,13 @@ class PerModel(MergeStrategy):
         Argument("seed", int, 0, "an int", minimum=0),
     )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         return versions[0]
 
 
@@ -68,9 +74,14 @@ def test_gradients_interpolate_as_mergekit_does() -> None:
 
 
 def test_a_gradient_in_a_rule_gives_each_layer_its_value() -> None:
-    policy = parse_policy('[default]\nstrategy = "slerp"\nt = [0, 1]\n\n[[rule]]\nparams = "*"\nlayers = "2-3"\nstrategy = "ours"\n')
+    policy = parse_policy(
+        '[default]\nstrategy = "slerp"\nt = [0, 1]\n\n[[rule]]\nparams = "*"\nlayers = "2-3"\nstrategy = "ours"\n'
+    )
     context = settings.default_context(["ours", "theirs"], layers=5)
-    conflicts = [Conflict(name, (None, None), None) for name in ("layers.0.w", "layers.1.w", "layers.2.w", "layers.4.w", "head.w")]
+    conflicts = [
+        Conflict(name, (None, None), None)
+        for name in ("layers.0.w", "layers.1.w", "layers.2.w", "layers.4.w", "head.w")
+    ]
     choices = resolve("m", conflicts, ["ours", "theirs"], None, policy, None, "hint", context)
     assert {name: (c.strategy, dict(c.arguments)) for name, c in choices.items()} == {
         "layers.0.w": ("slerp", {"t": 0.0}),
@@ -84,7 +95,11 @@ def test_a_gradient_in_a_rule_gives_each_layer_its_value() -> None:
 def test_layer_ranges_in_rules() -> None:
     def matches(layers: str) -> list[str]:
         rule = parse_policy(f'[[rule]]\nparams = "*.w"\nlayers = {layers}\nstrategy = "ours"\n').rules[0]
-        return [name for name in ("layers.0.w", "layers.5.w", "layers.6.w", "embed.w", "layers.5.b") if rule.matches("m", name)]
+        return [
+            name
+            for name in ("layers.0.w", "layers.5.w", "layers.6.w", "embed.w", "layers.5.b")
+            if rule.matches("m", name)
+        ]
 
     assert matches('"0-5"') == matches("[0, 5]") == ["layers.0.w", "layers.5.w"]
     assert matches("6") == matches('"6"') == ["layers.6.w"]
@@ -102,20 +117,43 @@ def test_layer_ranges_in_rules() -> None:
 
 
 def test_per_model_values_reach_the_strategy_as_one_value_per_version(per_model_strategy: None) -> None:
-    choice = make_choice(PerModel.name, {"weight": {"ours": 0.7, "theirs": [0.1, 0.3]}, "density": 0.2, "scale": [1, 3]}, "p.toml [default]")
+    choice = make_choice(
+        PerModel.name,
+        {"weight": {"ours": 0.7, "theirs": [0.1, 0.3]}, "density": 0.2, "scale": [1, 3]},
+        "p.toml [default]",
+    )
     context = settings.default_context(["ours", "theirs"], layers=3)
-    assert dict(choice.at("layers.1.w", context).arguments) == {"weight": (0.7, 0.2), "density": (0.2, 0.2), "scale": 2.0, "seed": 0}
+    assert dict(choice.at("layers.1.w", context).arguments) == {
+        "weight": (0.7, 0.2),
+        "density": (0.2, 0.2),
+        "scale": 2.0,
+        "seed": 0,
+    }
     # a plain list for a per-model argument is a gradient for every version; a missing version takes the default
     choice = make_choice(PerModel.name, {"density": [0.2, 0.6], "weight": {"theirs": 2}}, "p")
-    assert dict(choice.at("layers.2.w", context).arguments) == {"weight": (1.0, 2.0), "density": (0.6, 0.6), "scale": 1.0, "seed": 0}
+    assert dict(choice.at("layers.2.w", context).arguments) == {
+        "weight": (1.0, 2.0),
+        "density": (0.6, 0.6),
+        "scale": 1.0,
+        "seed": 0,
+    }
     # git theta merge: keyed by the revisions as given, `ours` the first and HEAD the current commit
     context = settings.Context(("main", "task-a", "task-b"), {"ours": 0, "HEAD": 0}, 0)
     choice = make_choice(PerModel.name, {"weight": {"HEAD": 0.5, "task-a": 0.3, "task-b": 0.2}}, "p")
     assert choice.at("w", context).arguments["weight"] == (0.5, 0.3, 0.2)
     # the command line: one value per version, in order (or one for all)
-    assert make_choice(PerModel.name, {"weight": "1,2,3"}, "--arg").at("w", context).arguments["weight"] == (1.0, 2.0, 3.0)
+    assert make_choice(PerModel.name, {"weight": "1,2,3"}, "--arg").at("w", context).arguments["weight"] == (
+        1.0,
+        2.0,
+        3.0,
+    )
     assert make_choice(PerModel.name, {"weight": "4"}, "--arg").at("w", context).arguments["weight"] == (4.0, 4.0, 4.0)
-    assert make_choice(PerModel.name, {"seed": [0, 4]}, "p").at("layers.2.w", settings.Context(("a",), {}, 4)).arguments["seed"] == 3
+    assert (
+        make_choice(PerModel.name, {"seed": [0, 4]}, "p")
+        .at("layers.2.w", settings.Context(("a",), {}, 4))
+        .arguments["seed"]
+        == 3
+    )
 
 
 def test_bad_varying_values_name_the_file_the_rule_and_the_argument(per_model_strategy: None) -> None:
@@ -127,7 +165,10 @@ def test_bad_varying_values_name_the_file_the_rule_and_the_argument(per_model_st
         ({"scale": [1, -2]}, "scale: merge strategy 'per-model-test': scale=-2.0 is below the minimum 0.0"),
         ({"scale": [1, [2]]}, "scale: [2] is not a number"),
         ({"scale": [1, True]}, "scale: True is not a number"),
-        ({"density": {"ours": 1.5}}, "density (version 'ours'): merge strategy 'per-model-test': density=1.5 is above the maximum 1.0"),
+        (
+            {"density": {"ours": 1.5}},
+            "density (version 'ours'): merge strategy 'per-model-test': density=1.5 is above the maximum 1.0",
+        ),
         ({"weight": {}}, "weight: a per-model table needs 1 to 64 versions, not 0"),
         ({"weight": {"ours": {"x": 1}}}, "weight (version 'ours'): {'x': 1} is not a number"),
         ({"weight": "1,x"}, "weight: merge strategy 'per-model-test': argument weight='x' is not a float"),
@@ -146,7 +187,9 @@ def test_bad_varying_values_name_the_file_the_rule_and_the_argument(per_model_st
         with pytest.raises(ThetaError) as caught:
             make_choice(PerModel.name, arguments, "p.toml [[rule]] #2").at("w", context)
         assert str(caught.value) == where + message
-    with pytest.raises(ThetaError, match="^p: argument weights: only a per-model argument takes a table keyed by version$"):
+    with pytest.raises(
+        ThetaError, match="^p: argument weights: only a per-model argument takes a table keyed by version$"
+    ):
         make_choice("weighted", {"weights": {"ours": 1}}, "p")
     with pytest.raises(ThetaError, match="^p: argument seed: a gradient needs 1 to 64 values, not 0$"):
         make_choice(PerModel.name, {"seed": []}, "p")
@@ -155,7 +198,9 @@ def test_bad_varying_values_name_the_file_the_rule_and_the_argument(per_model_st
 def test_git_merge_applies_a_gradient_along_the_layers(repo: Path) -> None:
     """Through the real merge driver: L comes from the whole checkpoint, not from the conflicting names."""
     rng = np.random.default_rng(3)
-    base = {f"layers.{i}.w": rng.normal(size=4).astype(np.float32) for i in range(3)} | {"head.w": np.ones(2, np.float32)}
+    base = {f"layers.{i}.w": rng.normal(size=4).astype(np.float32) for i in range(3)} | {
+        "head.w": np.ones(2, np.float32)
+    }
     save_file(base, repo / "m.safetensors")
     (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "slerp"\nt = [0.0, 1.0]\n')
     git(repo, "add", ".")
@@ -165,14 +210,27 @@ def test_git_merge_applies_a_gradient_along_the_layers(repo: Path) -> None:
     save_file(theirs, repo / "m.safetensors")
     git(repo, "commit", "-q", "-am", "theirs")
     git(repo, "checkout", "-q", "main")
-    ours = dict(base, **{"layers.0.w": base["layers.0.w"] + 1, "layers.1.w": base["layers.1.w"] - 1, "head.w": base["head.w"] * 5})
+    ours = dict(
+        base,
+        **{"layers.0.w": base["layers.0.w"] + 1, "layers.1.w": base["layers.1.w"] - 1, "head.w": base["head.w"] * 5},
+    )
     save_file(ours, repo / "m.safetensors")
     git(repo, "commit", "-q", "-am", "ours")
-    subprocess.run(["git", "merge", "-q", "--no-edit", "other"], cwd=repo, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    subprocess.run(
+        ["git", "merge", "-q", "--no-edit", "other"],
+        cwd=repo,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
     merged = load_file(repo / "m.safetensors")
     slerp = SlerpStrategy()
     np.testing.assert_array_equal(merged["layers.0.w"], ours["layers.0.w"])  # t = 0
-    expected = slerp.merge([ours["layers.1.w"].astype(np.float64), theirs["layers.1.w"].astype(np.float64)], None, {"t": 0.5}, "layers.1.w")
-    np.testing.assert_array_equal(merged["layers.1.w"], expected.astype(np.float32))  # t = 1/2: L = 3 though layer 2 took theirs
+    expected = slerp.merge(
+        [ours["layers.1.w"].astype(np.float64), theirs["layers.1.w"].astype(np.float64)], None, {"t": 0.5}, "layers.1.w"
+    )
+    np.testing.assert_array_equal(
+        merged["layers.1.w"], expected.astype(np.float32)
+    )  # t = 1/2: L = 3 though layer 2 took theirs
     np.testing.assert_array_equal(merged["layers.2.w"], theirs["layers.2.w"])  # changed on one side only
     np.testing.assert_array_equal(merged["head.w"], ours["head.w"])  # no layer index: t = 0

@@ -30,6 +30,7 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.1"],
+        "mergekit": ["pyyaml>=6"],  # git theta merge --mergekit-config
         # giftless's own package declares none of its dependencies: the LFS server of tests/transfer needs these
         "test": ["pytest>=7", "pytest-xdist>=3", "pexpect>=4.8", "mypy>=1.10", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
                  "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",

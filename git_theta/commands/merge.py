@@ -2,11 +2,13 @@
 
     git theta merge REV1 REV2 [REV...] --path PATH [--base REV] [--strategy NAME] [--arg NAME=VALUE]...
     git theta merge --redo PATH [--strategy NAME] [--arg NAME=VALUE]...
+    git theta merge --mergekit-config FILE --path PATH
     git theta merge --list-strategies
 
 The merged model is written to the working tree and staged; commit it with
-`git commit`. Without --strategy, git config, the policy file and the
-terminal prompt decide, as in `git merge`.
+`git commit`, which records the merged revisions as parents (MERGE_HEAD is
+written as `git merge --no-commit` does). Without --strategy, git config,
+the policy file and the terminal prompt decide, as in `git merge`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from git_theta import git, metadata, smudge, snapshots
 from git_theta.errors import ThetaError
 from git_theta.files import write_atomically
-from git_theta.merge import local_changes
+from git_theta.merge import local_changes, mergekit, record, settings
 from git_theta.merge.choose import chooser
 from git_theta.merge.engine import merge_metadata
 from git_theta.merge.policy import make_choice, parse_assignments
@@ -35,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--redo", metavar="PATH", help="redo the merge of PATH, conflicted in a running `git merge` (index stages 1, 2, 3)")
     parser.add_argument("--strategy", metavar="NAME", help="strategy for every parameter changed on several sides (overrides git config and the policy file)")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several")
+    parser.add_argument(
+        "--mergekit-config", metavar="FILE", help="merge as a mergekit YAML recipe says (models named by revisions)"
+    )
     parser.add_argument("--list-strategies", action="store_true", help="print every strategy with its definition and arguments")
     parser.add_argument("--force", action="store_true", help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)")
     parser.set_defaults(run=run)
@@ -47,9 +52,18 @@ def run(args: argparse.Namespace) -> int:
     command_line = make_choice(args.strategy, parse_assignments(args.arg, "--arg"), f"--strategy {args.strategy}") if args.strategy else None
     if args.arg and not args.strategy:
         raise ThetaError("--arg needs --strategy")
+    recipe = None
+    if args.mergekit_config:
+        if args.revisions or args.strategy or args.base or args.redo:
+            raise ThetaError(
+                "--mergekit-config takes only --path (and --force): the recipe names the models, base and method"
+            )
+        recipe = mergekit.load(Path(args.mergekit_config))
+        args.revisions, command_line = recipe.revisions, recipe.choice
     repo = Repo.discover()
     toplevel = git.toplevel()
     base_spec: str | None
+    parents: list[str] = []
     if args.redo:
         if args.revisions or args.path or args.base:
             raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
@@ -63,15 +77,24 @@ def run(args: argparse.Namespace) -> int:
         path = snapshots.repo_paths(toplevel, [args.path])[0]
         if not args.force:
             refuse_local_changes(toplevel, path)
-        base_rev = args.base or merge_base(args.revisions, toplevel)
-        specs, labels = [f"{rev}:{path}" for rev in args.revisions], list(args.revisions)
-        base_spec = f"{base_rev}:{path}" if base_rev else None
+        base_rev = recipe.base if recipe else args.base or merge_base(args.revisions, toplevel)
+        specs, labels = [_spec(rev, path, recipe is not None) for rev in args.revisions], list(args.revisions)
+        base_spec = _spec(base_rev, path, recipe is not None) if base_rev else None
     versions = [read_version(spec, toplevel, required=True) for spec in specs]
     base = read_version(base_spec, toplevel, required=False) if base_spec else None
+    if recipe and recipe.dtype:
+        mergekit.check_dtype(recipe.dtype, [v for v in versions if v is not None], args.mergekit_config)
+    if recipe and recipe.layer_range:
+        mergekit.check_layers(recipe.layer_range, [v for v in versions if v is not None], args.mergekit_config)
+    if not args.redo:
+        commits = [_commit_part(rev, recipe is not None) for rev in args.revisions]
+        parents = record.merge_parents(commits, path, toplevel)
     hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
-    choose = chooser(toplevel, path, labels, command_line, hint)
+    context = version_context(labels, versions, base, toplevel, bool(args.redo))
+    choose = chooser(toplevel, path, labels, command_line, hint, context)
     try:
-        result = merge_metadata(repo.store, path, [v for v in versions if v is not None], base, labels, choose)
+        present = [v for v in versions if v is not None]
+        result = merge_metadata(repo.store, path, present, base, labels, choose, exhaustive=recipe is not None)
     except UnresolvedConflicts as error:
         print(f"git-theta: {error}", file=sys.stderr)
         return 1
@@ -80,7 +103,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"git-theta: the working-tree {path} before this merge is kept as {backup}", file=sys.stderr)
     write_and_stage(repo, toplevel, path, result.metadata)
     print(result.summary(path).replace("git-theta: merged", "git-theta: merged and staged"), file=sys.stderr)
+    if parents:
+        how = f"mergekit recipe {args.mergekit_config}" if recipe else args.strategy
+        record.record(parents, record.message(args.revisions, path, how), toplevel)
+        print(f"git-theta: `git commit` records a merge of HEAD and {len(parents)} more parent(s) (MERGE_HEAD written; "
+              "`git merge --abort` undoes it)", file=sys.stderr)
     return 0
+
+
+def version_context(
+    labels: list[str],
+    versions: list[metadata.Metadata | None],
+    base: metadata.Metadata | None,
+    toplevel: Path,
+    redo: bool,
+) -> settings.Context:
+    """Per-model values name versions by label (the revisions as given): `ours` the first, `HEAD` the current commit."""
+    names = [name for meta in [*versions, base] if meta is not None for name in meta.params]
+    aliases = {"ours": 0, "HEAD": 0}
+    if not redo:
+        head = git.commit_id("HEAD", toplevel)
+        commits = git.commit_ids([label.partition(":")[0] for label in labels], toplevel)
+        found = [index for index, commit in enumerate(commits) if commit == head]
+        if found:
+            aliases["HEAD"] = found[0]
+        else:
+            del aliases["HEAD"]
+    return settings.Context(tuple(labels), aliases, settings.layer_count(names))
+
+
+def _spec(rev: str, path: str, recipe: bool) -> str:
+    """REV:PATH for a revision; a recipe's model may name its own file as REV:FILE."""
+    return rev if recipe and ":" in rev else f"{rev}:{path}"
+
+
+def _commit_part(rev: str, recipe: bool) -> str:
+    return rev.partition(":")[0] if recipe else rev
 
 
 def refuse_local_changes(toplevel: Path, path: str) -> None:

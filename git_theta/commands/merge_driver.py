@@ -12,7 +12,7 @@ from pathlib import Path
 
 from git_theta import git, metadata
 from git_theta.errors import MetadataError
-from git_theta.merge import local_changes
+from git_theta.merge import local_changes, settings
 from git_theta.merge.choose import chooser
 from git_theta.merge.engine import MergeError, merge_metadata
 from git_theta.merge.unresolved import UnresolvedConflicts
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         f"redo this file's merge now: `git theta merge --redo {args.path} --strategy NAME [--arg NAME=VALUE]`, then `git commit`\n"
         f"  - or take one side whole: `git checkout --ours -- {args.path}` (or --theirs), then `git add {args.path}`"
     )
-    choose = chooser(toplevel, args.path, LABELS, None, hint)
+    names = [name for meta in (ours, theirs, base) if meta is not None for name in meta.params]
+    context = settings.default_context(LABELS, settings.layer_count(names))
+    choose = chooser(toplevel, args.path, LABELS, None, hint, context)
     try:
         result = merge_metadata(repo.store, args.path, [ours, theirs], base, LABELS, choose)
     except UnresolvedConflicts as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from git_theta.merge import settings
 from git_theta.merge.engine import Chooser
 from git_theta.merge.plan import Conflict
 from git_theta.merge.policy import Choice, Policy, config_choice, load_policy
@@ -20,8 +21,17 @@ from git_theta.merge.unresolved import UnresolvedConflicts, unresolved_message
 Asker = Callable[[str, Sequence[Conflict], Sequence[str]], dict[str, Choice]]
 
 
-def chooser(toplevel: Path, path: str, labels: Sequence[str], command_line: Choice | None, hint: str) -> Chooser:
-    """A Chooser that reads config and policy, and opens the terminal, only if something conflicts."""
+def chooser(
+    toplevel: Path,
+    path: str,
+    labels: Sequence[str],
+    command_line: Choice | None,
+    hint: str,
+    context: settings.Context | None = None,
+) -> Chooser:
+    """A Chooser that reads config and policy, and opens the terminal, only if something conflicts.
+
+    `context` gives the layer count and version names that gradients and per-model values need."""
 
     def choose(conflicts: Sequence[Conflict]) -> dict[str, Choice]:
         override = command_line or config_choice(toplevel)
@@ -29,7 +39,7 @@ def chooser(toplevel: Path, path: str, labels: Sequence[str], command_line: Choi
         tty = open_terminal()
         try:
             ask = TerminalPrompt(tty, hint) if tty is not None else None
-            return resolve(path, conflicts, labels, override, policy, ask, hint)
+            return resolve(path, conflicts, labels, override, policy, ask, hint, context)
         finally:
             if tty is not None:
                 tty.close()
@@ -37,8 +47,19 @@ def chooser(toplevel: Path, path: str, labels: Sequence[str], command_line: Choi
     return choose
 
 
-def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], override: Choice | None, policy: Policy | None, ask: Asker | None, hint: str) -> dict[str, Choice]:
-    """A choice per conflicting parameter: override, else policy, else asked; never a silent default."""
+def resolve(
+    path: str,
+    conflicts: Sequence[Conflict],
+    labels: Sequence[str],
+    override: Choice | None,
+    policy: Policy | None,
+    ask: Asker | None,
+    hint: str,
+    context: settings.Context | None = None,
+) -> dict[str, Choice]:
+    """A choice per conflicting parameter: override, else policy, else asked; never a silent default.
+
+    Each choice is evaluated for its parameter (gradients at its layer, per-model values per version)."""
     choices: dict[str, Choice] = {}
     left = []
     for conflict in conflicts:
@@ -51,4 +72,5 @@ def resolve(path: str, conflicts: Sequence[Conflict], labels: Sequence[str], ove
         choices.update(ask(path, left, labels))
     elif left:
         raise UnresolvedConflicts(unresolved_message(path, left, labels, hint, "no merge strategy covers them and there is no terminal to ask on"))
-    return choices
+    context = context or settings.default_context(labels)
+    return {name: choice.at(name, context) for name, choice in choices.items()}

@@ -70,12 +70,20 @@ def from_float64(array: np.ndarray[Any, Any], dtype: str) -> Tensor:
     return Tensor.from_numpy(np.clip(np.rint(array), info.min, info.max).astype(target), dtype)
 
 
-def merge_metadata(store: ObjectStore, path: str, versions: Sequence[Metadata], base: Metadata | None, labels: Sequence[str], choose: Chooser) -> MergeResult:
-    """The merged metadata of `versions` (ours first) over `base`; stores new objects."""
+def merge_metadata(
+    store: ObjectStore,
+    path: str,
+    versions: Sequence[Metadata],
+    base: Metadata | None,
+    labels: Sequence[str],
+    choose: Chooser,
+    exhaustive: bool = False,
+) -> MergeResult:
+    """The merged metadata of `versions` (ours first) over `base`; stores new objects (`exhaustive`: see plan)."""
     formats = {meta.format for meta in [*versions, *([base] if base else [])]}
     if len(formats) != 1:
         raise MergeError(f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be merged")
-    settled = plan(versions, base)
+    settled = plan(versions, base, exhaustive)
     choices = choose(settled.conflicts) if settled.conflicts else {}
     packed = _packed(versions, base)
     for conflict in settled.conflicts:

@@ -48,15 +48,21 @@ def _key(entry: ParamEntry | None) -> str | None:
     return None if entry is None else entry.hash
 
 
-def plan(versions: Sequence[Metadata], base: Metadata | None) -> Plan:
-    """Split every parameter into taken-as-is and conflicting, without loading a tensor."""
+def plan(versions: Sequence[Metadata], base: Metadata | None, exhaustive: bool = False) -> Plan:
+    """Split every parameter into taken-as-is and conflicting, without loading a tensor.
+
+    `exhaustive` (a mergekit recipe): a parameter every side has conflicts as soon as any version differs
+    from another or from the base, so the method computes it as mergekit would (TIES trims even a one-sided
+    task vector); only parameters equal everywhere are taken as they are.
+    """
     names = sorted(set().union(*(meta.params for meta in versions), base.params if base else ()))
     result = Plan({}, [], [])
     for name in names:
         base_entry = base.params.get(name) if base else None
         entries = tuple(meta.params.get(name) for meta in versions)
         changed = {_key(entry) for entry in entries} - {_key(base_entry)}
-        if len(changed) > 1:
+        present = all(entry is not None for entry in (*entries, *([base_entry] if base else [])))
+        if len(changed) > 1 or (exhaustive and present and len({_key(e) for e in (*entries, base_entry)} - {None}) > 1):
             result.conflicts.append(Conflict(name, entries, base_entry))
             continue
         target = changed.pop() if changed else _key(base_entry)

@@ -19,13 +19,14 @@ from typing import Any
 
 from git_theta import git, plugins
 from git_theta.errors import ThetaError
+from git_theta.merge import settings
 from git_theta.merge.strategies.base import MergeStrategy
 
 POLICY_FILE = ".thetamerge.toml"
 CONFIG_STRATEGY = "theta.merge.strategy"
 CONFIG_ARG = "theta.merge.arg"
 # Keys of a policy rule that are not strategy arguments.
-RULE_KEYS = ("params", "path", "strategy")
+RULE_KEYS = ("params", "path", "layers", "strategy")
 # The policy file is committed by collaborators, so it is untrusted input: these bound the work it can ask for
 # (every conflicting parameter is matched against every rule) and what a message can echo back.
 MAX_POLICY_BYTES = 1 << 20
@@ -36,14 +37,34 @@ MAX_LIST_ITEMS = 64  # a list argument (e.g. one weight per merged branch)
 
 @dataclass(frozen=True)
 class Choice:
-    """A strategy with validated arguments, and where the choice came from (for messages)."""
+    """A strategy with validated arguments, and where the choice came from (for messages).
+
+    `varying` holds the arguments whose value depends on the parameter or on the versions (gradients,
+    per-model values); `at` gives the Choice for one parameter, with every argument a plain value.
+    """
 
     strategy: str
     arguments: Mapping[str, Any]
     source: str
+    varying: Mapping[str, settings.Setting] = field(default_factory=dict)
 
     def plugin(self) -> MergeStrategy:
         return plugins.strategy(self.strategy)()
+
+    def at(self, name: str, context: settings.Context) -> Choice:
+        """This choice for parameter `name`: gradients evaluated at its layer, per-model values as tuples."""
+        declared = plugins.strategy(self.strategy).arguments
+        if not self.varying and not any(settings.per_model(a) for a in declared):
+            return self
+        arguments = dict(self.arguments)
+        for argument in declared:
+            if argument.name in self.varying:
+                where = f"{self.source}: argument {argument.name}"
+                setting = self.varying[argument.name]
+                arguments[argument.name] = settings.evaluate(argument, setting, name, context, where)
+            elif settings.per_model(argument) and isinstance(arguments.get(argument.name), (int, float)):
+                arguments[argument.name] = (arguments[argument.name],) * len(context.labels)
+        return Choice(self.strategy, arguments, self.source)
 
     def label(self) -> str:
         args = " ".join(f"{k}={_show(v)}" for k, v in self.arguments.items() if v is not None)
@@ -57,18 +78,31 @@ def _show(value: Any) -> str:
 def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Choice:
     """Look the strategy up and validate its arguments; errors name `source`."""
     _check_text(strategy, "strategy", source)
-    for name, value in arguments.items():
-        _check_argument(name, value, source)
     try:
         plugin = plugins.strategy(strategy)
-        parsed = plugin.parse_arguments(arguments)
+    except ThetaError as error:
+        raise ThetaError(f"{source}: {error}") from None
+    declared = {argument.name: argument for argument in plugin.arguments}
+    fixed: dict[str, Any] = {}
+    varying: dict[str, settings.Setting] = {}
+    for name, value in arguments.items():
+        argument = declared.get(name)
+        if argument is not None and isinstance(value, settings.SETTINGS):  # built already (a mergekit recipe)
+            varying[name] = value
+        elif argument is not None and settings.varies(argument, value):
+            varying[name] = settings.parse_setting(argument, value, strategy, f"{source}: argument {name}")
+        else:
+            _check_argument(name, value, source)
+            fixed[name] = value
+    try:
+        parsed = plugin.parse_arguments(fixed)
     except ThetaError as error:
         raise ThetaError(f"{source}: {error}") from None
     for name, value in parsed.items():
         # "nan" or "1e999" given as text parses to a float no range check catches (NaN compares false).
         if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
             raise ThetaError(f"{source}: argument {name}={_show(value)} is not a finite number")
-    return Choice(strategy, parsed, source)
+    return Choice(strategy, parsed, source, varying)
 
 
 def _check_text(value: str, what: str, source: str) -> None:
@@ -107,9 +141,17 @@ class Rule:
     params: str
     path: str | None
     choice: Choice
+    layers: tuple[int, int] | None = None  # first and last layer index matched, both included
 
     def matches(self, path: str, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.params) and (self.path is None or fnmatch.fnmatchcase(path, self.path))
+        if not fnmatch.fnmatchcase(name, self.params):
+            return False
+        if self.path is not None and not fnmatch.fnmatchcase(path, self.path):
+            return False
+        if self.layers is None:
+            return True
+        index = settings.layer_index(name)
+        return index is not None and self.layers[0] <= index <= self.layers[1]
 
 
 @dataclass
@@ -163,7 +205,8 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
             raise ThetaError(f"{where}: path must be a string pattern")
         _check_text(table["params"], "params pattern", where)
         _check_text(path or "", "path pattern", where)
-        policy.rules.append(Rule(table["params"], path, _table_choice(table, where)))
+        layers = settings.parse_layers(table["layers"], where) if "layers" in table else None
+        policy.rules.append(Rule(table["params"], path, _table_choice(table, where), layers))
     return policy
 
 

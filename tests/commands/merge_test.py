@@ -136,3 +136,17 @@ def test_a_touched_but_unchanged_checkpoint_is_no_uncommitted_change(repo: Path)
     os.utime(repo / MODEL, (1, 1))
     theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average")
     assert git(repo, "status", "--porcelain").stdout == f"M  {MODEL}\n"
+
+
+def test_per_model_values_name_the_revisions_as_given_and_head(repo: Path) -> None:
+    """`ours` is the first revision, `HEAD` whichever revision is the current commit (here the second)."""
+    from git_theta.commands.merge import version_context
+    from git_theta.metadata import Metadata
+
+    three_tasks(repo)
+    git(repo, "checkout", "-q", "task1")
+    versions: list[Metadata | None] = [Metadata("safetensors", {}, {})]
+    context = version_context(["task0", "task1", "task2"], versions, None, repo, redo=False)
+    assert context.versions() == {"ours": 0, "HEAD": 1, "task0": 0, "task1": 1, "task2": 2}
+    git(repo, "checkout", "-q", "main")
+    assert "HEAD" not in version_context(["task0", "task1"], versions, None, repo, redo=False).versions()

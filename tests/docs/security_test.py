@@ -11,7 +11,7 @@ from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetenso
 from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
-from git_theta.merge import policy
+from git_theta.merge import mergekit, policy, settings
 from git_theta.transfer import lfs_http
 from git_theta.sideload import peft
 from git_theta.update_engine import pending
@@ -67,6 +67,11 @@ STATED = [
     (policy.MAX_RULES, 256, "256 rules"),
     (policy.MAX_TEXT_CHARS, 1024, "1024-character strings"),
     (policy.MAX_LIST_ITEMS, 64, "64-value lists"),
+    (settings.MAX_VALUES, 64, "| 64 values or versions; layer numbers 0 to 1,000,000 |"),
+    (settings.MAX_LAYER, 1_000_000, "layer numbers 0 to 1,000,000 |"),
+    (mergekit.MAX_CONFIG_BYTES, MiB, "| 1 MiB, nesting depth 16, no YAML aliases, 64 models |"),
+    (mergekit.MAX_DEPTH, 16, "nesting depth 16"),
+    (mergekit.MAX_MODELS, 64, "64 models |"),
     (peft.MAX_ADAPTER_CONFIG_BYTES, MiB, "| `adapter_config.json` | 1 MiB"),
     (pending.MAX_RECORD_BYTES, 64 * MiB, "| pending side-load record | 64 MiB |"),
     (lfs_http.MAX_JSON_BYTES, 16 * MiB, "| 16 MiB / 64 KiB |"),

@@ -41,3 +41,17 @@ def test_without_base_any_difference_conflicts() -> None:
     result = plan([meta(w="a", v="b"), meta(w="a", v="c")], None)
     assert list(result.taken) == ["w"]
     assert [c.name for c in result.conflicts] == ["v"]
+
+
+def test_exhaustive_computes_every_parameter_changed_anywhere() -> None:
+    """A mergekit recipe: one-sided and identical changes are computed too; equal-everywhere and absent ones are not."""
+    base = meta(same="a", ours_only="b", both_same="d", both_diff="e", theirs_deleted="1")
+    ours = meta(same="a", ours_only="B", both_same="D", both_diff="E", theirs_deleted="1", added_ours="3")
+    theirs = meta(same="a", ours_only="b", both_same="D", both_diff="9")
+    result = plan([ours, theirs], base, exhaustive=True)
+    assert [c.name for c in result.conflicts] == ["both_diff", "both_same", "ours_only"]
+    assert sorted(result.taken) == ["added_ours", "same"]
+    assert sorted(result.one_sided) == ["added_ours", "theirs_deleted"]
+    # without a base (linear, slerp) only differences between the versions count
+    result = plan([meta(w="a", v="b"), meta(w="a", v="c")], None, exhaustive=True)
+    assert [c.name for c in result.conflicts] == ["v"] and sorted(result.taken) == ["w"]

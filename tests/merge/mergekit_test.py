@@ -123,24 +123,36 @@ def test_recipes_map_to_strategies() -> None:
         "main",
         "ties",
     )  # the base is no task vector
-    assert ties.choice.at("layers.4.w", context).arguments == {"k": 0.8, "lambda": 1.0}
+    # density and weight are per model in ties (one value per version, ours first): the base is no version
+    ties_context = settings.default_context(["orca", "wizard"], layers=5)
+    assert ties.choice.at("layers.4.w", ties_context).arguments == {"k": (0.8, 0.8), "lambda": 1.0, "weight": (0.5, 0.5)}
+    unequal = parse(
+        "models: [{model: a, parameters: {weight: 1}}, {model: b, parameters: {weight: 2}}]\n"
+        "merge_method: ties\nbase_model: m\n"
+    )
+    assert unequal.choice.at("w", settings.default_context(["a", "b"])).arguments["weight"] == (1.0, 2.0)
     dare = parse(
         "models: [{model: a, parameters: {density: 0.25, weight: 2}},"
         " {model: b, parameters: {density: 0.25, weight: 2}}]\n"
         "merge_method: dare_linear\nbase_model: main\n"
     )
-    assert (dare.choice.strategy, dict(dare.choice.arguments)) == ("dare", {"p": 0.75, "lambda": 2.0, "seed": 0})
+    dare_arguments = dare.choice.at("w", settings.default_context(["a", "b"])).arguments
+    assert (dare.choice.strategy, dict(dare_arguments)) == ("dare", {"p": (0.75, 0.75), "lambda": 1.0, "seed": 0, "weight": (2.0, 2.0)})
     arithmetic = parse("models: [a, b]\nmerge_method: task_arithmetic\nbase_model: main\nparameters: {weight: 0.5}\n")
-    assert dict(arithmetic.choice.arguments) == {"lambda": 0.5}
+    arithmetic_arguments = arithmetic.choice.at("w", settings.default_context(["a", "b"])).arguments
+    assert dict(arithmetic_arguments) == {"lambda": 1.0, "normalize": False, "weight": (0.5, 0.5)}
     for method, strategy in (
         ("dare_ties", "dare-ties"),
         ("model_stock", "model-stock"),
+        ("breadcrumbs", "breadcrumbs"),
         ("breadcrumbs_ties", "breadcrumbs-ties"),
+        ("della", "della"),
+        ("della_linear", "della-linear"),
+        ("sce", "sce"),
     ):
-        with pytest.raises(
-            ThetaError, match=f"merge_method {method}: .*{strategy}"
-        ):  # until those strategies are installed
-            parse(f"models: [a, b]\nmerge_method: {method}\nbase_model: main\n")
+        assert parse(f"models: [a, b]\nmerge_method: {method}\nbase_model: main\n").choice.strategy == strategy
+    for method in ("karcher", "multislerp", "nuslerp"):
+        assert parse(f"models: [a, b]\nmerge_method: {method}\n").choice.strategy == method
 
 
 REFUSED: list[tuple[str, str]] = [
@@ -204,13 +216,6 @@ REFUSED: list[tuple[str, str]] = [
     (
         "models: [a, b]\nmerge_method: ties\nbase_model: m\nparameters: {gamma: 0.1}\n",
         "parameter 'gamma': not supported for merge_method ties",
-    ),
-    (
-        (
-            "models: [{model: a, parameters: {weight: 1}}, {model: b, parameters: {weight: 2}}]\n"
-            "merge_method: ties\nbase_model: m\n"
-        ),
-        "parameter 'weight': 'ties' takes one weight for all models here",
     ),
     (
         "models: [{model: a, parameters: {weight: [1, 2]}}, b]\nmerge_method: linear\nparameters: {weight: 1}\n",

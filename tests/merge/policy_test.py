@@ -90,7 +90,7 @@ HOSTILE_POLICIES = {
     "inf_seed": ("[default]\nstrategy = 'dare'\nseed = inf\n", "seed=inf is not a finite number"),
     "huge_integer": ("[default]\nstrategy = 'dare'\nseed = " + "9" * 5000 + "\n", "an integer with more digits"),
     "huge_weight_list": ("[default]\nstrategy = 'weighted'\nweights = [" + ",".join(["1"] * 100_000) + "]\n", "more than the 64 allowed"),
-    "table_argument": ("[default]\nstrategy = 'ties'\nk = {a = 1}\n", "argument k: only a per-model argument takes a table"),
+    "table_argument": ("[default]\nstrategy = 'ties'\nlambda = {a = 1}\n", "argument lambda: only a per-model argument takes a table"),
     "date_argument": ("[default]\nstrategy = 'ties'\nk = 1979-05-27\n", "must be a number, a string or a list of them"),
     "huge_strategy_name": ("[default]\nstrategy = '" + "x" * 100_000 + "'\n", "strategy of 100000 characters"),
     "many_rules": ("".join(f"[[rule]]\nparams = 'p{i}.*'\nstrategy = 'average'\n" for i in range(20_000)), "more than the 256 allowed"),

@@ -799,6 +799,12 @@ def export_history(
 ) -> Rewrite:
     """Rewrite the selected refs so their commits' git-theta metadata matching `include` become git-lfs pointers."""
     _check_clean(repo.worktree)
+    if not (
+        git.config_get("filter.lfs.process", cwd=repo.worktree)
+        or git.config_get("filter.lfs.smudge", cwd=repo.worktree)
+    ):
+        # the checkout at the end would write pointer text where the models were
+        raise MigrateError("not migrating: git-lfs's filter is not configured here; run `git lfs install` first")
     chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
     selection = Selection(include or _default_include(repo, chosen, "theta"), exclude)
     stats = Stats()

@@ -11,18 +11,40 @@ sizes before and after, changing nothing. See docs/migrating.md.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from git_theta import git, migrate
 from git_theta.repo import Repo
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Takes REFs before or after the options (`import --include P main side`): a plain parser gives the empty REF
+    list to the first word and then refuses `main side` as unrecognized."""
+
+    _inside = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back in here, in two passes
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "migrate",
-        help="convert a git-lfs history to git-theta and back",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    default_class = subparsers._parser_class
+    subparsers._parser_class = _IntermixedParser
+    try:
+        parser = subparsers.add_parser(
+            "migrate",
+            help="convert a git-lfs history to git-theta and back",
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    finally:
+        subparsers._parser_class = default_class
     parser.add_argument(
         "action",
         choices=["info", "import", "export"],

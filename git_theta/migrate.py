@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from git_theta import attributes, clean, git, lfs_pointer, metadata, progress, smudge
+from git_theta import attributes, clean, git, hooks, lfs_pointer, metadata, progress, smudge
 from git_theta.errors import GitError, MetadataError, ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -656,7 +656,9 @@ def import_history(
     selection = Selection(include or _default_include(repo, chosen, "lfs"), exclude)
     stats = Stats()
     importer = _Importer(repo, selection, repo.store, stats, remote, fetch=True, write=True)
-    return _rewrite_with(repo, "import", selection, chosen, importer, _import_fix(selection.include), stats)
+    rewrite = _rewrite_with(repo, "import", selection, chosen, importer, _import_fix(selection.include), stats)
+    hooks.ensure_installed(repo.worktree)  # as `git theta track` does: the next push sends git-theta's objects
+    return rewrite
 
 
 def _rewrite_with(

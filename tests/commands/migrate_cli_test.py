@@ -1,4 +1,5 @@
-"""`git theta migrate` as a user meets it: what it refuses (one line, nothing moved) and what it prints."""
+"""`git theta migrate` as a user meets it (git_theta/commands/migrate.py; the name avoids tests/migrate_test.py's module
+name): what it refuses (one line, nothing moved), what it prints, the documented undo."""
 
 from __future__ import annotations
 
@@ -79,3 +80,20 @@ def test_import_prints_what_moved_and_a_second_run_keeps_the_first_backup(lfs_re
     assert git(lfs_repo, "check-attr", "filter", "m.safetensors").stdout.strip().endswith("theta")
     _refused(theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", check=False), "backup", "delete")
     assert git(lfs_repo, "rev-parse", "main").stdout.strip() == new
+
+
+def test_the_documented_undo_puts_every_ref_back(lfs_repo: Path) -> None:
+    old = git(lfs_repo, "for-each-ref").stdout
+    theta(lfs_repo, "migrate", "import")
+    # docs/migrating.md, "The backups"
+    undo = "git for-each-ref --format='update %(refname:lstrip=4) %(objectname)' refs/theta-migrate/backup/import"
+    subprocess.run(f"{undo} | git update-ref --stdin", shell=True, cwd=lfs_repo, check=True)
+    git(lfs_repo, "reset", "-q", "--hard")
+    subprocess.run(
+        "git for-each-ref --format='delete %(refname)' refs/theta-migrate/backup | git update-ref --stdin",
+        shell=True,
+        cwd=lfs_repo,
+        check=True,
+    )
+    assert git(lfs_repo, "for-each-ref").stdout == old
+    assert git(lfs_repo, "cat-file", "-p", "HEAD:m.safetensors").stdout.startswith("version https://git-lfs")

@@ -563,7 +563,7 @@ class _Importer:
         self.fetch = fetch
         self.write = write
         self.cat: _CatFile | None = None
-        self.by_oid: dict[str, str] = {}  # LFS oid -> new blob id
+        self.by_oid: dict[lfs_pointer.Pointer, str] = {}  # each distinct pointer checked once -> new blob id
         self.blob_meta: dict[str, Metadata] = {}  # new blob id -> its metadata, for later versions' prior
         self.last: dict[str, str] = {}  # path -> the last converted blob there
 
@@ -577,16 +577,20 @@ class _Importer:
         pointer = lfs_pointer.parse(self.cat.read(blob)[1])
         if pointer is None:
             return None
-        self.stats.versions.setdefault(pattern, set()).add(pointer.oid)
-        if pointer.oid in self.by_oid:
-            return self.by_oid[pointer.oid]
-        self.stats.source_bytes[pattern] = self.stats.source_bytes.get(pattern, 0) + pointer.size
+        versions = self.stats.versions.setdefault(pattern, set())
+        first = pointer.oid not in versions
+        versions.add(pointer.oid)
+        if pointer in self.by_oid:
+            return self.by_oid[pointer]
         source = ObjectStore(self.repo.common_dir / "lfs")
         if not source.has(pointer.oid):
             if not self.fetch:
                 self.stats.missing.setdefault(pattern, set()).add(pointer.oid)
                 return None
             self._download(path, pointer, commit)
+        on_disk = source.path(pointer.oid).stat().st_size  # what the store holds, whatever a pointer declares
+        if first:
+            self.stats.source_bytes[pattern] = self.stats.source_bytes.get(pattern, 0) + on_disk
         prior = [
             self.blob_meta[b]
             for b in dict.fromkeys([parents.get(path, ""), self.last.get(path, "")])
@@ -595,22 +599,36 @@ class _Importer:
         with source.path(pointer.oid).open("rb") as file:
             reader = _HashingReader(file)
             try:
-                data = clean.clean(self.repo, path, reader, store=self.store, prior=prior, size=pointer.size)  # type: ignore[arg-type]
+                data = clean.clean(self.repo, path, reader, store=self.store, prior=prior, size=on_disk)  # type: ignore[arg-type]
             except ThetaError as error:
+                reader.drain()  # a damaged copy is the object's fault, not the format's: say which
+                self._check(path, pointer, commit, reader, source)
                 raise MigrateError(
                     f"{error} (git-lfs object {pointer.oid}, commit {commit}); leave such files to git-lfs "
                     f"with --exclude"
                 ) from None
             reader.drain()
-        if reader.digest.hexdigest() != pointer.oid or reader.size != pointer.size:
-            raise MigrateError(
-                f"{path}: git-lfs object {pointer.oid} (commit {commit}): {smudge.corrupt_object(source, pointer.oid)}"
-            )
+        self._check(path, pointer, commit, reader, source)
         new = _write_object("blob", data, self.repo.worktree) if self.write else hashlib.sha1(data).hexdigest()
-        self.by_oid[pointer.oid] = new
+        self.by_oid[pointer] = new
         self.blob_meta[new] = metadata.parse(data, path)
         self.last[path] = new
         return new
+
+    @staticmethod
+    def _check(
+        path: str, pointer: lfs_pointer.Pointer, commit: str, reader: _HashingReader, source: ObjectStore
+    ) -> None:
+        """The object read is the one the pointer names: its sha256, then the size the pointer declares."""
+        if reader.digest.hexdigest() != pointer.oid:
+            raise MigrateError(
+                f"{path}: git-lfs object {pointer.oid} (commit {commit}): {smudge.corrupt_object(source, pointer.oid)}"
+            )
+        if reader.size != pointer.size:
+            raise MigrateError(
+                f"{path}: the git-lfs pointer in commit {commit} declares {pointer.size} bytes, its object "
+                f"{pointer.oid} holds {reader.size}: the pointer is wrong"
+            )
 
     def _download(self, path: str, pointer: lfs_pointer.Pointer, commit: str) -> None:
         from git_theta.transfer import client  # imported only when an object is missing

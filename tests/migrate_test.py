@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GIT_ENV, git, theta
+from hostile_support import assert_refused, run_bounded
 from transfer.remote_support import write_model
 
 from git_theta import attributes, migrate
@@ -275,4 +276,34 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line_naming_it(lfs_re
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("git-theta: error: data.bin: not a checkpoint") and "--exclude" in result.stderr
     assert theta(lfs_repo, "migrate", "import", check=False).returncode == 1  # the default: all of git-lfs's patterns
+    assert git(lfs_repo, "for-each-ref").stdout == before
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "declared-larger"])
+def test_a_damaged_lfs_object_or_lying_pointer_is_refused_in_bounded_memory(
+    lfs_repo: Path, history: History, damage: str
+) -> None:
+    oid = hashlib.sha256(history.models["v2"]).hexdigest()
+    path = lfs_repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    data = bytearray(history.models["v2"])
+    if damage == "flipped":
+        data[-1] ^= 1  # still a readable safetensors file: only the sha256 tells
+        path.write_bytes(bytes(data))
+    elif damage == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        # v2's pointer claims 1 TiB: nothing may be allocated for it; the bytes on disk decide
+        v2 = _subject_commits(lfs_repo, "main")["v2"]
+        pointer = migrate.pointer_text(oid, 1 << 40)
+        blob = git(lfs_repo, "hash-object", "-w", "--stdin", input=pointer).stdout.strip()
+        tree = git(lfs_repo, "ls-tree", v2).stdout.replace(
+            git(lfs_repo, "rev-parse", f"{v2}:model.safetensors").stdout.strip(), blob
+        )
+        new_tree = git(lfs_repo, "mktree", input=tree.encode()).stdout.strip()
+        commit = git(lfs_repo, "commit-tree", new_tree, "-p", v2, "-m", "lying pointer").stdout.strip()
+        git(lfs_repo, "branch", "lying", commit)
+    before = git(lfs_repo, "for-each-ref").stdout
+    refs = ["lying"] if damage == "declared-larger" else ["main"]
+    result = run_bounded(["git-theta", "migrate", "import", "--include", "*.safetensors", *refs], cwd=lfs_repo)
+    assert_refused(result, ["model.safetensors", oid])
     assert git(lfs_repo, "for-each-ref").stdout == before

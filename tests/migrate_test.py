@@ -7,6 +7,7 @@ changing a few tensors per commit, a README, and a .bin that stays with git-lfs;
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -219,6 +220,8 @@ def test_a_missing_object_is_fetched_or_refused_naming_it_and_the_commit(
     before = git(lfs_repo, "for-each-ref").stdout
     git(lfs_repo, "remote", "add", "origin", "http://127.0.0.1:9/unused.git")
     git(lfs_repo, "config", "lfs.url", lfs_server.url)  # type: ignore[attr-defined]
+    (row,) = migrate.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"])
+    assert (row.versions, row.not_local) == (3, 1)  # a dry run counts it, fetches nothing
     refused = theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", check=False)
     v2 = _subject_commits(lfs_repo, "main")["v2"]
     assert refused.returncode == 1
@@ -307,3 +310,96 @@ def test_a_damaged_lfs_object_or_lying_pointer_is_refused_in_bounded_memory(
     result = run_bounded(["git-theta", "migrate", "import", "--include", "*.safetensors", *refs], cwd=lfs_repo)
     assert_refused(result, ["model.safetensors", oid])
     assert git(lfs_repo, "for-each-ref").stdout == before
+
+
+# Hugging Face's default .gitattributes for a model repository (the lines a new repo gets; abridged).
+HF_DEFAULT = """*.7z filter=lfs diff=lfs merge=lfs -text
+*.arrow filter=lfs diff=lfs merge=lfs -text
+*.bin filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.msgpack filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+saved_model/**/* filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+*tfevents* filter=lfs diff=lfs merge=lfs -text
+"""
+
+
+def test_a_hugging_face_shaped_repository_migrates_pushes_and_clones(tmp_path: Path, lfs_server: object) -> None:
+    """Config, tokenizer, two safetensors shards and their index, two commits through git-lfs -> import with the
+    default patterns -> push (objects to a giftless server) -> a fresh clone holds every shard byte for byte."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    git(tmp_path, "lfs", "install")
+    theta(tmp_path, "install")
+    repo, origin = tmp_path / "model", tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitattributes").write_text(HF_DEFAULT)
+    (repo / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
+    (repo / "tokenizer.json").write_text('{"version": "1.0", "model": {"vocab": {"a": 0, "b": 1}}}\n')
+    shards = {
+        "model-00001-of-00002.safetensors": ["embed", "layer0"],
+        "model-00002-of-00002.safetensors": ["layer1", "head"],
+    }
+    weight_map = {name: shard for shard, names in shards.items() for name in names}
+    (repo / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}) + "\n")
+    versions: list[dict[str, bytes]] = []
+    for version in (1, 2):
+        for shard, names in shards.items():
+            seed = version if shard.startswith("model-00002") else 1  # version 2 changes the second shard only
+            rng = np.random.default_rng([seed, len(shard)])
+            save_file(
+                {n: rng.standard_normal((32, 16)).astype(np.float32) for n in names},
+                str(repo / shard),
+                {"format": "pt"},
+            )
+        versions.append({shard: (repo / shard).read_bytes() for shard in shards})
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"v{version}")
+    assert git(repo, "cat-file", "-p", f"HEAD:{next(iter(shards))}").stdout.startswith("version https://git-lfs")
+
+    theta(repo, "migrate", "import")  # the default: the patterns HF's .gitattributes routes to git-lfs
+    url = lfs_server.url  # type: ignore[attr-defined]
+    git(repo, "config", "lfs.url", url)
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    metadata = [
+        json.loads(git(repo, "show", f"{rev}:{shard}").stdout) for rev in ("HEAD", "HEAD~1") for shard in shards
+    ]
+    needed = {link["object"] for meta in metadata for entry in meta["params"].values() for link in entry["stored"]}
+    assert needed <= lfs_server.oids()  # type: ignore[attr-defined]
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "-c", f"lfs.url={url}", str(origin), str(clone))
+    for shard, data in versions[1].items():
+        assert (clone / shard).read_bytes() == data
+    assert (clone / "config.json").read_text() == (repo / "config.json").read_text()
+    index = json.loads((clone / "model.safetensors.index.json").read_text())
+    loaded = {name: load_file(str(clone / shard))[name] for name, shard in index["weight_map"].items()}
+    assert sorted(loaded) == ["embed", "head", "layer0", "layer1"]
+    second = "model-00002-of-00002.safetensors"
+    git(clone, "checkout", "HEAD~1", "--", second)  # the older version, fetched when needed
+    assert (clone / second).read_bytes() == versions[0][second]
+
+
+def test_progress_names_the_commit_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown, hidden = Terminal(), io.StringIO()
+    for stream in (shown, hidden):
+        bar = migrate._CommitProgress("import", stream)
+        bar(1, 2)
+        bar(2, 2)
+    assert shown.getvalue() == "\rgit-theta: migrate import: commit 1/2\rgit-theta: migrate import: commit 2/2\n"
+    assert hidden.getvalue() == ""

@@ -206,7 +206,7 @@ def import_attributes(data: bytes | None, include: list[str], converted: set[str
     lines, _ = _switch_lines(data or b"", set(include), "lfs", attributes.ATTRIBUTES)
     if data is None:
         lines = []
-    present = {line.split()[0].decode("utf-8", "surrogateescape") for line in lines if line.split()}
+    present = {line.split()[0].decode("utf-8", "surrogateescape") for line in lines if _routes(line, "theta")}
     added = [f"{p} {attributes.ATTRIBUTES}".encode() for p in include if p in converted and p not in present]
     added += [f"{p} {LFS_ATTRIBUTES}".encode() for p in sorted(kept_lfs)]  # excluded paths an include matches
     if added:
@@ -478,7 +478,9 @@ def _rewrite(
     rewriter = _Rewriter(repo, selection, convert, fix_attributes, write=True)
     try:
         commits, tags = _peel_tags(repo, rewriter.cat, refs)
-        rewriter.run(sorted(set(commits.values())), _CommitProgress(verb))
+        # one sync for every object stored, before any ref names them
+        with repo.store.batch():
+            rewriter.run(sorted(set(commits.values())), _CommitProgress(verb))
     finally:
         rewriter.close()
     stats.commits = len(rewriter.commits)
@@ -690,10 +692,9 @@ def _rewrite_with(
 ) -> Rewrite:
     converter.cat = _CatFile(repo.worktree)
     try:
-        with repo.store.batch():
-            return _rewrite(
-                repo, verb=verb, selection=selection, refs=refs, convert=converter, fix_attributes=fix, stats=stats
-            )
+        return _rewrite(
+            repo, verb=verb, selection=selection, refs=refs, convert=converter, fix_attributes=fix, stats=stats
+        )
     finally:
         converter.cat.close()
 

@@ -34,6 +34,8 @@ TREE_MODE = b"40000"
 _SIGNATURE_HEADERS = (b"gpgsig", b"gpgsig-sha256")
 _TAG_SIGNATURE = re.compile(rb"\n-----BEGIN (PGP|SSH) SIGNATURE-----\n.*\Z", re.DOTALL)
 COPY_CHUNK = 8 << 20
+# git itself ignores attribute files larger than this (ATTR_MAX_FILE_SIZE); a larger one is refused, not read.
+MAX_ATTRIBUTES_BYTES = 100 << 20
 
 
 class MigrateError(ThetaError):
@@ -97,6 +99,10 @@ class Selection:
         if any(self._match(p, path) for p in self.exclude):
             return None
         return next((p for p in self.include if self._match(p, path)), None)
+
+    def included(self, path: str) -> bool:
+        """An include pattern matches `path` (whatever the exclude patterns say)."""
+        return any(self._match(p, path) for p in self.include)
 
     def excluded_by(self, path: str) -> list[str]:
         return [p for p in self.exclude if self._match(p, path)]
@@ -193,7 +199,7 @@ def _switch_lines(data: bytes, patterns: set[str], source: str, target: str) -> 
     for index, line in enumerate(lines):
         parts = line.split()
         if _routes(line, source) and parts[0].decode("utf-8", "surrogateescape") in patterns:
-            lines[index] = parts[0] + b" " + target.encode()
+            lines[index] = parts[0] + b" " + target.encode() + (b"\r" if line.endswith(b"\r") else b"")
             changed = True
     return lines, changed
 
@@ -339,12 +345,10 @@ class _Rewriter:
                         and self.cat.size(child) <= lfs_pointer.MAX_BYTES
                         and lfs_pointer.parse(self.cat.read(child)[1])
                     ):
-                        result.kept_lfs |= {
-                            p for p in kept if any(self.selection._match(i, path) for i in self.selection.include)
-                        }
+                        result.kept_lfs |= set(kept) if self.selection.included(path) else set()
             new_entries.append((mode, name, child))
         if attributes_at is not None or (prefix == "" and result.converted):
-            old = self.cat.read(entries[attributes_at][2])[1] if attributes_at is not None else None
+            old = self._attributes(entries[attributes_at][2], prefix) if attributes_at is not None else None
             # only the root .gitattributes is rewritten (nested ones are kept as they are: docs/migrating.md)
             fixed = self.fix_attributes(old, result) if prefix == "" else old
             if fixed is not None and fixed != old:
@@ -359,6 +363,15 @@ class _Rewriter:
             raw = _format_tree(new_entries)
             result.tree = _write_object("tree", raw, self.cwd) if self.write else hashlib.sha1(raw).hexdigest()
         return result
+
+    def _attributes(self, oid: str, prefix: str) -> bytes:
+        size = self.cat.size(oid)
+        if size > MAX_ATTRIBUTES_BYTES:
+            raise MigrateError(
+                f"{prefix}.gitattributes (commit {self.commit}): {size} bytes, over the {MAX_ATTRIBUTES_BYTES} "
+                "git itself reads"
+            )
+        return self.cat.read(oid)[1]
 
     def run(self, tips: list[str], on_commit: Callable[[int, int], None]) -> None:
         if not tips:

@@ -403,3 +403,44 @@ def test_progress_names_the_commit_on_a_terminal_only() -> None:
         bar(2, 2)
     assert shown.getvalue() == "\rgit-theta: migrate import: commit 1/2\rgit-theta: migrate import: commit 2/2\n"
     assert hidden.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("*.safetensors", "model.safetensors", True),
+        ("*.safetensors", "weights/shard-1.safetensors", True),  # no slash: the name at any depth
+        ("/*.safetensors", "weights/shard-1.safetensors", False),
+        ("weights/*.bin", "weights/a.bin", True),
+        ("weights/*.bin", "weights/deep/a.bin", False),
+        ("weights/**", "weights/deep/a.bin", True),
+        ("saved_model/**/*", "saved_model/variables/v.data", True),
+        ("**/a.bin", "a.bin", True),
+        ("*tfevents*", "runs/events.out.tfevents.1", True),
+        ("model-0000[12].safetensors", "model-00002.safetensors", True),
+        ("model-0000[!12].safetensors", "model-00002.safetensors", False),
+        ("m?.pt", "m1.pt", True),
+        ("m?.pt", "m/.pt", False),
+    ],
+)
+def test_patterns_match_as_gitattributes_do(pattern: str, path: str, matches: bool) -> None:
+    assert (migrate.Selection([pattern], []).pattern_of(path) == pattern) is matches
+
+
+def test_attribute_lines_switch_and_switch_back_exactly() -> None:
+    original = b"# comment\r\n*.bin filter=lfs diff=lfs merge=lfs -text\r\n"
+    original += b"*.safetensors filter=lfs diff=lfs merge=lfs -text\r\n"
+    imported = migrate.import_attributes(original, ["*.safetensors"], {"*.safetensors"}, set())
+    assert imported is not None
+    assert imported.split(b"\n") == [
+        attributes.CLONE_HINT.encode(),
+        b"# comment\r",
+        b"*.bin filter=lfs diff=lfs merge=lfs -text\r",
+        f"*.safetensors {attributes.ATTRIBUTES}\r".encode(),
+        b"",
+    ]
+    assert migrate.export_attributes(imported, ["*.safetensors"]) == original
+    # no file before: one only when files were converted, with the hint and the pattern's line
+    assert migrate.import_attributes(None, ["*.pt"], set(), set()) is None
+    created = migrate.import_attributes(None, ["*.pt"], {"*.pt"}, set())
+    assert created == f"{attributes.CLONE_HINT}\n*.pt {attributes.ATTRIBUTES}\n".encode()

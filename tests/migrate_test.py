@@ -1,7 +1,8 @@
 """git theta migrate on a real git-lfs history: import, export back to the same commits, info's measured sizes.
 
 The history is made once per module through git-lfs's own filter (HF-style .gitattributes): a safetensors model
-changing a few tensors per commit, a README, and a .bin that stays with git-lfs; each test works on a copy.
+changing a few tensors per commit, a README, a .bin that stays with git-lfs, a side branch merged back; each test
+works on a copy.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     models["side"] = model.read_bytes()
     _commit(repo, home, "side", 4, author="Bo Brother <bo@example.com>")
     subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, env=env, check=True)
+    merge_env = _env(home, "2026-02-07T10:00:00+02:00")
+    subprocess.run(
+        ["git", "merge", "-q", "-s", "ours", "side", "-m", "merge side"], cwd=repo, env=merge_env, check=True
+    )
     refs = subprocess.run(["git", "for-each-ref"], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
     return History(repo, home, models, refs)
 
@@ -124,7 +129,7 @@ def test_import_rewrites_every_commit_and_export_gives_back_the_same_commits(lfs
     before_log = _log(lfs_repo, "--branches", "--tags")
     bin_pointer = git(lfs_repo, "rev-parse", "main:data.bin").stdout
     result = theta(lfs_repo, "migrate", "import", "--everything", "--include", "*.safetensors")
-    assert "5 of 5 commit(s) rewritten" in result.stdout, result.stdout
+    assert "6 of 6 commit(s) rewritten" in result.stdout, result.stdout
     assert f"kept under {migrate.BACKUP_PREFIX}/import/" in result.stdout
 
     # authors, committers, dates and messages exactly as they were; every ref moved
@@ -141,7 +146,9 @@ def test_import_rewrites_every_commit_and_export_gives_back_the_same_commits(lfs
     new_tag = git(lfs_repo, "cat-file", "tag", "v3").stdout
     old_tag = git(lfs_repo, "cat-file", "tag", old["refs/tags/v3"]).stdout
     assert new_tag.split("\n", 1)[1] == old_tag.split("\n", 1)[1]  # tagger, date, message: only the object differs
-    assert git(lfs_repo, "rev-parse", "v2-light").stdout == git(lfs_repo, "rev-parse", "main~1").stdout
+    assert git(lfs_repo, "rev-parse", "v2-light").stdout == git(lfs_repo, "rev-parse", "main~2").stdout
+    merge = git(lfs_repo, "rev-parse", "main^1", "main^2").stdout.split()  # the merge keeps both rewritten parents
+    assert merge == [git(lfs_repo, "rev-parse", ref).stdout.strip() for ref in ("v3^{commit}", "side")]
 
     # every version checks out byte-identical through git-theta; the .bin stays a git-lfs pointer
     commits = {**_subject_commits(lfs_repo, "main"), **_subject_commits(lfs_repo, "side")}
@@ -163,7 +170,7 @@ def test_import_rewrites_every_commit_and_export_gives_back_the_same_commits(lfs
 
     # the way back: the original commits, trees, blobs and tags, byte for byte
     result = theta(lfs_repo, "migrate", "export", "--everything", "--include", "*.safetensors")
-    assert "5 of 5 commit(s) rewritten" in result.stdout, result.stdout
+    assert "6 of 6 commit(s) rewritten" in result.stdout, result.stdout
     now = git(lfs_repo, "for-each-ref", "refs/heads", "refs/tags").stdout
     assert now == "".join(line + "\n" for line in history.refs.splitlines())
     assert (lfs_repo / "model.safetensors").read_bytes() == history.models["v3"]
@@ -221,7 +228,7 @@ def test_a_missing_object_is_fetched_or_refused_naming_it_and_the_commit(
     git(lfs_repo, "remote", "add", "origin", "http://127.0.0.1:9/unused.git")
     git(lfs_repo, "config", "lfs.url", lfs_server.url)  # type: ignore[attr-defined]
     (row,) = migrate.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"])
-    assert (row.versions, row.not_local) == (3, 1)  # a dry run counts it, fetches nothing
+    assert (row.versions, row.not_local) == (4, 1)  # main holds side's version too; a dry run fetches nothing
     refused = theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", check=False)
     v2 = _subject_commits(lfs_repo, "main")["v2"]
     assert refused.returncode == 1
@@ -233,7 +240,7 @@ def test_a_missing_object_is_fetched_or_refused_naming_it_and_the_commit(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(history.models["v2"])  # as `git lfs push` would have left it
     theta(lfs_repo, "migrate", "import", "--include", "*.safetensors")
-    git(lfs_repo, "checkout", "main~1", "--", "model.safetensors")
+    git(lfs_repo, "checkout", "main~2", "--", "model.safetensors")
     assert (lfs_repo / "model.safetensors").read_bytes() == history.models["v2"]
 
 

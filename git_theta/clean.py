@@ -158,18 +158,28 @@ def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def clean(repo: Repo, path: str, stream: IO[bytes]) -> bytes:
-    """Metadata for the checkpoint read from `stream`; stores new objects on the way."""
+def clean(repo: Repo, path: str, stream: IO[bytes], *, store: ObjectStore | None = None,
+          prior: list[Metadata] | None = None, size: int | None = None) -> bytes:
+    """Metadata for the checkpoint read from `stream`; stores new objects on the way.
+
+    `git theta migrate` cleans past versions: it names the `prior` versions (the parent commit's, not HEAD's), the
+    `store` (a throwaway one for `migrate info`) and the file's `size`; side-loaded updates then do not apply.
+    """
     head = stream.read(SNIFF_BYTES)
     if metadata.looks_like_metadata(head):
         # Already clean (e.g. a checkout made without the smudge filter): keep it.
         return metadata.parse(_read_at_most(stream, head, metadata.MAX_BYTES + 1), path).serialize()
     checkpoint = choose_format(repo, path, head)
-    sink = StoringSink(repo.store, repo.prior_metadata(path), pending.load(repo.common_dir, path))
+    target = repo.store if store is None else store
+    if prior is None:
+        sink = StoringSink(target, repo.prior_metadata(path), pending.load(repo.common_dir, path))
+    else:
+        sink = StoringSink(target, prior)
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)
     try:
         # one sync for all of the file's new objects, before git gets (and records) the metadata naming them
-        with repo.store.batch(), progress.Progress(f"git-theta: storing {path}", _file_size(repo, path)) as bar:
+        total = _file_size(repo, path) if size is None else size
+        with target.batch(), progress.Progress(f"git-theta: storing {path}", total) as bar:
             file_section = checkpoint.read(reader, path, progress.counting_sink(sink, bar))
             params = sink.finish()
     except ThetaError as error:

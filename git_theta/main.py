@@ -32,6 +32,7 @@ COMMANDS = {
     "push": "push",
     "fetch": "fetch",
     "gc": "gc",
+    "migrate": "migrate",
     "clean": "clean",
     "smudge": "smudge",
     "filter-process": "filter_process",

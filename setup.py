@@ -4,7 +4,9 @@ from pathlib import Path
 from setuptools import Extension, find_packages, setup
 
 # One list of built-in plugins, shared with git_theta.plugins (read as a file: the package is not installed yet).
-BUILTIN_PLUGINS = runpy.run_path(str(Path(__file__).resolve().parent / "git_theta" / "builtin_plugins.py"))["BUILTIN_PLUGINS"]
+BUILTIN_PLUGINS = runpy.run_path(str(Path(__file__).resolve().parent / "git_theta" / "builtin_plugins.py"))[
+    "BUILTIN_PLUGINS"
+]
 
 setup(
     name="git-theta",
@@ -32,16 +34,39 @@ setup(
         "torch": ["torch>=2.1"],
         "mergekit": ["pyyaml>=6"],  # git theta merge --mergekit-config
         # giftless's own package declares none of its dependencies: the LFS server of tests/transfer needs these
-        "test": ["pytest>=7", "pytest-xdist>=3", "pexpect>=4.8", "mypy>=1.10", "giftless>=0.6", "torch>=2.1", "flask>=2.3", "flask-marshmallow>=0.15", "flask-classful>=0.16",
-                 "marshmallow>=3.21,<4", "webargs>=8.4,<9", "figcan>=0.0.4", "pyjwt>=2.8", "cachetools>=5",
-                 "python-dotenv>=1.0", "pyyaml>=6", "python-dateutil>=2.8", "hypothesis>=6",
-                 "gguf>=0.17",  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
-                 "onnx>=1.16",
-                 "flax>=0.8", "msgpack>=1.0", "optax>=0.2", "orbax-checkpoint>=0.11",
-                 "tensorflow-cpu>=2.16"],
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3",
+            "pexpect>=4.8",
+            "mypy>=1.10",
+            "giftless>=0.6",
+            "torch>=2.1",
+            "flask>=2.3",
+            "flask-marshmallow>=0.15",
+            "flask-classful>=0.16",
+            "marshmallow>=3.21,<4",
+            "webargs>=8.4,<9",
+            "figcan>=0.0.4",
+            "pyjwt>=2.8",
+            "cachetools>=5",
+            "python-dotenv>=1.0",
+            "pyyaml>=6",
+            "python-dateutil>=2.8",
+            "hypothesis>=6",
+            "gguf>=0.17",  # GGUF test files are written and cross-read by the gguf package (GGUFWriter/Reader)
+            "onnx>=1.16",
+            "flax>=0.8",
+            "msgpack>=1.0",
+            "optax>=0.2",
+            "orbax-checkpoint>=0.11",
+            "tensorflow-cpu>=2.16",
+        ],
     },
     entry_points={
         "console_scripts": ["git-theta = git_theta.main:main", "git-theta-textconv = git_theta.commands.textconv:main"],
-        **{group: [f"{name} = {target}" for name, target in plugins.items()] for group, plugins in BUILTIN_PLUGINS.items()},
+        **{
+            group: [f"{name} = {target}" for name, target in plugins.items()]
+            for group, plugins in BUILTIN_PLUGINS.items()
+        },
     },
 )

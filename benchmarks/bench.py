@@ -70,9 +70,15 @@ ROWS: list[tuple[str, str, str, float | None]] = [
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="a,b,c", help="comma-separated cases to run, from a,b,c (default: all)")
-    parser.add_argument("--scale", type=float, default=1.0, help="size multiplier for the files (default 1; 0.001 for a quick check)")
-    parser.add_argument("--repeat", type=int, default=1, help="run each case N times in fresh repos, report medians (default 1)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout, instead of the table)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="size multiplier for the files (default 1; 0.001 for a quick check)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each case N times in fresh repos, report medians (default 1)"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout, instead of the table)"
+    )
     parser.add_argument("--tmpdir", default="/tmp", help="where the temp directory goes (default /tmp)")
     args = parser.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -155,7 +155,11 @@ def subset_safetensors(source: Path, target: Path, scale: float) -> None:
             begin, end = info["data_offsets"]
             file.seek(start + begin)
             chunks.append(file.read(end - begin))
-            new_header[name] = {"dtype": info["dtype"], "shape": info["shape"], "data_offsets": [offset, offset + end - begin]}
+            new_header[name] = {
+                "dtype": info["dtype"],
+                "shape": info["shape"],
+                "data_offsets": [offset, offset + end - begin],
+            }
             offset += end - begin
     with target.open("wb") as out:
         out.write(encode_header(new_header))
@@ -169,7 +173,9 @@ def same_tensors(a: Path, b: Path) -> bool:
 
     first, second = (torch.load(p, weights_only=True) for p in (a, b))
     return first.keys() == second.keys() and all(
-        first[k].dtype == second[k].dtype and first[k].shape == second[k].shape and first[k].numpy().tobytes() == second[k].numpy().tobytes()
+        first[k].dtype == second[k].dtype
+        and first[k].shape == second[k].shape
+        and first[k].numpy().tobytes() == second[k].numpy().tobytes()
         for k in first
     )
 

@@ -21,12 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@example.com", "GIT_CONFIG_NOSYSTEM": "1"}
+ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@example.com",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env=ENV, input=input, capture_output=True, check=True).stdout.decode()
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=ENV, input=input, capture_output=True, check=True
+    ).stdout.decode()
 
 
 def new_repo(root: Path, name: str) -> Path:
@@ -72,7 +80,9 @@ def metadata_nested_100k_deep(repo: Path) -> list[str]:
 def metadata_with_a_million_links(repo: Path) -> list[str]:
     link = '{"object":"' + "a" * 64 + '","size":1,"update":"dense"}'
     entry = '{"dtype":"F32","hash":"' + "b" * 64 + '","shape":[1],"stored":[' + ",".join([link] * 1_000_000) + "]}"
-    data = ('{"version":"git-theta/1",\n"format":"safetensors",\n"file":{},\n"params":{\n"w":' + entry + "\n}}\n").encode()
+    data = (
+        '{"version":"git-theta/1",\n"format":"safetensors",\n"file":{},\n"params":{\n"w":' + entry + "\n}}\n"
+    ).encode()
     return committed_metadata(repo, data)
 
 
@@ -88,8 +98,12 @@ def measure(command: list[str], repo: Path) -> tuple[int, float, float, float]:
     """(exit code, peak RSS MB, wall s, CPU s) of `command` and the descendants it reaps."""
     with tempfile.NamedTemporaryFile("r") as out:
         start = time.monotonic()
-        code = subprocess.run([sys.executable, "-S", "-I", str(HERE / "maxrss.py"), out.name, "run", *command],
-                              cwd=repo, env=ENV, capture_output=True).returncode
+        code = subprocess.run(
+            [sys.executable, "-S", "-I", str(HERE / "maxrss.py"), out.name, "run", *command],
+            cwd=repo,
+            env=ENV,
+            capture_output=True,
+        ).returncode
         wall = time.monotonic() - start
         _, rss_kb, cpu = out.read().split()
     return code, int(rss_kb) / 1024, wall, float(cpu)

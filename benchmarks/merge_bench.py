@@ -46,7 +46,9 @@ NOISE = 0.002
 def run(repo: Path, *args: str) -> str:
     result = subprocess.run(args, cwd=repo, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"merge_bench: {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(
+            f"merge_bench: {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result.stdout + result.stderr
 
 
@@ -102,18 +104,35 @@ def ties_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, An
 def model_stock_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
     """Model Stock over the flattened tensor: t = k cos / (1 + (k-1) cos), cos the mean pairwise cosine of the deltas."""
     taus = [(version.astype(np.float64) - base).ravel() for version in versions]
-    cosines = [float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b))) for i, a in enumerate(taus) for b in taus[i + 1 :]]
+    cosines = [
+        float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b)))
+        for i, a in enumerate(taus)
+        for b in taus[i + 1 :]
+    ]
     cos, k = sum(cosines) / len(cosines), len(versions)
     t = k * cos / (1 + (k - 1) * cos)
     average = sum(version.astype(np.float64) for version in versions) / k
     return t * average + (1 - t) * base
 
 
-def three_way(repo: Path, tmp: Path, theta: str, specs: list[tuple[str, tuple[int, int]]], strategy: str, arguments: list[str]) -> dict[str, Any]:
+def three_way(
+    repo: Path, tmp: Path, theta: str, specs: list[tuple[str, tuple[int, int]]], strategy: str, arguments: list[str]
+) -> dict[str, Any]:
     """`git theta merge a b c` with `strategy`, timed and measured; one tensor checked against NumPy."""
     run(repo, "git", "reset", "-q", "--hard")
     rss_file = tmp / f"rss-{strategy}.txt"
-    command = [theta, "merge", "fine-tune-a", "fine-tune-b", "fine-tune-c", "--path", MODEL, "--strategy", strategy, *arguments]
+    command = [
+        theta,
+        "merge",
+        "fine-tune-a",
+        "fine-tune-b",
+        "fine-tune-c",
+        "--path",
+        MODEL,
+        "--strategy",
+        strategy,
+        *arguments,
+    ]
     started = time.perf_counter()
     output = run(repo, *measured(rss_file, strategy, command))
     seconds = time.perf_counter() - started
@@ -128,9 +147,16 @@ def three_way(repo: Path, tmp: Path, theta: str, specs: list[tuple[str, tuple[in
     expected = ties_reference(base, versions, 0.2) if strategy == "ties" else model_stock_reference(base, versions)
     if not np.array_equal(got, expected.astype(np.float32)):
         differ = int(np.count_nonzero(got != expected.astype(np.float32)))
-        raise SystemExit(f"merge_bench: 3-way {strategy} of {name} differs from the NumPy reference in {differ} of {got.size} entries:\n{output}")
+        raise SystemExit(
+            f"merge_bench: 3-way {strategy} of {name} differs from the NumPy reference in {differ} of {got.size} entries:\n{output}"
+        )
     peak_kib, cpu = read_rss(rss_file)[strategy]
-    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_kib / 1024, "summary": [line for line in output.splitlines() if "merged" in line]}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": peak_kib / 1024,
+        "summary": [line for line in output.splitlines() if "merged" in line],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,16 +199,30 @@ def bench(tmp: Path, scale: float) -> dict[str, Any]:
         run(repo, "git", "tag", f"fine-tune-{'abc'[branch]}")  # the 2-way merge moves branch a on
     run(repo, "git", "checkout", "-q", "a")
     for label, rev in (("O", "main"), ("A", "a"), ("B", "b")):
-        (tmp / label).write_bytes(subprocess.run(["git", "show", f"{rev}:{MODEL}"], cwd=repo, capture_output=True, check=True).stdout)
+        (tmp / label).write_bytes(
+            subprocess.run(["git", "show", f"{rev}:{MODEL}"], cwd=repo, capture_output=True, check=True).stdout
+        )
 
     rss_file = tmp / "rss.txt"
     started = time.perf_counter()
-    run(repo, *measured(rss_file, "driver", [theta, "merge-driver", str(tmp / "O"), str(tmp / "A"), str(tmp / "B"), MODEL]))
+    run(
+        repo,
+        *measured(rss_file, "driver", [theta, "merge-driver", str(tmp / "O"), str(tmp / "A"), str(tmp / "B"), MODEL]),
+    )
     driver_seconds = time.perf_counter() - started
 
-    driver = " ".join(shlex.quote(p) for p in measured(rss_file, "in-merge-driver", [theta, "merge-driver"])) + " %O %A %B %P"
+    driver = (
+        " ".join(shlex.quote(p) for p in measured(rss_file, "in-merge-driver", [theta, "merge-driver"]))
+        + " %O %A %B %P"
+    )
     run(repo, "git", "config", "merge.theta.driver", driver)
-    run(repo, "git", "config", "filter.theta.process", " ".join(shlex.quote(p) for p in measured(rss_file, "filter", [theta, "filter-process"])))
+    run(
+        repo,
+        "git",
+        "config",
+        "filter.theta.process",
+        " ".join(shlex.quote(p) for p in measured(rss_file, "filter", [theta, "filter-process"])),
+    )
     started = time.perf_counter()
     output = run(repo, "git", "merge", "-q", "b", "-m", "ties merge")
     merge_seconds = time.perf_counter() - started
@@ -193,11 +233,16 @@ def bench(tmp: Path, scale: float) -> dict[str, Any]:
     name, shape = specs[index]
     with safe_open(str(repo / MODEL), "np") as merged:
         got = merged.get_tensor(name)
-    expected = ties_reference(data.weights(index, shape, np.float32).astype(np.float64), [branch_value(index, shape, b) for b in (0, 1)], 0.2)
+    expected = ties_reference(
+        data.weights(index, shape, np.float32).astype(np.float64), [branch_value(index, shape, b) for b in (0, 1)], 0.2
+    )
     if not np.array_equal(got, expected.astype(np.float32)):
         raise SystemExit(f"merge_bench: merged {name} differs from the NumPy TIES reference")
     rss = read_rss(rss_file)
-    three = {strategy: three_way(repo, tmp, theta, specs, strategy, arguments) for strategy, arguments in (("ties", ["--arg", "k=0.2"]), ("model-stock", []))}
+    three = {
+        strategy: three_way(repo, tmp, theta, specs, strategy, arguments)
+        for strategy, arguments in (("ties", ["--arg", "k=0.2"]), ("model-stock", []))
+    }
     return {
         "tensors": len(specs),
         "model_mb": (repo / MODEL).stat().st_size / 1e6,

@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(temp)
         env = runner.git_env(workdir)
         runner.warm_up(env, with_torch=False)
-        table = {(external, tool): run_case(external, tool, args.mb, workdir, env)
-                 for external in (False, True) for tool in ("lfs", "theta")}
+        table = {
+            (external, tool): run_case(external, tool, args.mb, workdir, env)
+            for external in (False, True)
+            for tool in ("lfs", "theta")
+        }
     print("| row | inline: git-lfs | inline: git-theta | external data: git-lfs | external data: git-theta |")
     print("| --- | --- | --- | --- | --- |")
     for row in table[(False, "lfs")]:

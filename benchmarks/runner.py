@@ -65,7 +65,9 @@ def git_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"}
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     return env
@@ -165,7 +167,9 @@ class ToolRepo:
         return tree_bytes(self.path / ".git" / "objects")
 
 
-def measure(tools: tuple[str, ...], checkpoint: Checkpoint, filename: str, workdir: Path, env: dict[str, str], repeat: int) -> dict[str, ToolResult]:
+def measure(
+    tools: tuple[str, ...], checkpoint: Checkpoint, filename: str, workdir: Path, env: dict[str, str], repeat: int
+) -> dict[str, ToolResult]:
     """Every step, `repeat` times per tool, each time in a fresh repo. The tools take turns round by
     round, so a slow spell of a shared machine falls on both rather than on one tool's rounds."""
     results = {tool: ToolResult() for tool in tools}

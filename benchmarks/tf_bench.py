@@ -31,8 +31,14 @@ import runner  # noqa: E402
 
 FILES = ("ckpt.index", "ckpt.data-00000-of-00001")
 PATTERN = "ckpt.*"
-CASE = bench.Case("t", "fp32 TensorFlow checkpoint (tf.train.Checkpoint)", FILES[1],
-                  lambda folder, scale: make_checkpoint(folder, scale)[0], 0.9, False)
+CASE = bench.Case(
+    "t",
+    "fp32 TensorFlow checkpoint (tf.train.Checkpoint)",
+    FILES[1],
+    lambda folder, scale: make_checkpoint(folder, scale)[0],
+    0.9,
+    False,
+)
 
 # Writes v1/ and v2/ with TensorFlow in a child process (its import takes seconds and ~1 GB; it stays out of here).
 _WRITE = """
@@ -138,18 +144,28 @@ def main(argv: list[str] | None = None) -> int:
         runner.warm_up(env, with_torch=False)
         checkpoint, v1, v2 = make_checkpoint(workdir, args.scale)
         size = sum((v1 / name).stat().st_size for name in FILES)
-        info: dict[str, Any] = {"case": CASE.key, "title": CASE.title, "file_bytes": size,
-                                "tensors": checkpoint.tensors, "changed_tensors": checkpoint.changed,
-                                "changed_bytes": checkpoint.changed_bytes}
+        info: dict[str, Any] = {
+            "case": CASE.key,
+            "title": CASE.title,
+            "file_bytes": size,
+            "tensors": checkpoint.tensors,
+            "changed_tensors": checkpoint.changed,
+            "changed_bytes": checkpoint.changed_bytes,
+        }
         try:
             results = measure(v1, v2, workdir, env, args.repeat)
             info["checkout_identical"] = {tool: results[tool].checkout_identical for tool in results}
             info["rows"] = bench.case_rows(CASE, checkpoint, results)
         except runner.BenchError as error:
             info["error"] = str(error)
-        report = {"scale": args.scale, "repeat": args.repeat, "cpus": os.cpu_count(),
-                  "git": bench._version(["git", "--version"]), "git_lfs": bench._version(["git", "lfs", "version"]),
-                  "cases": [info]}
+        report = {
+            "scale": args.scale,
+            "repeat": args.repeat,
+            "cpus": os.cpu_count(),
+            "git": bench._version(["git", "--version"]),
+            "git_lfs": bench._version(["git", "lfs", "version"]),
+            "cases": [info],
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(bench.render(report), end="")

@@ -97,7 +97,9 @@ class Repo:
         return self.git("checkout", rev, "--", MODEL)
 
 
-def touch(rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]], share: float) -> dict[str, np.ndarray[Any, Any]]:
+def touch(
+    rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]], share: float
+) -> dict[str, np.ndarray[Any, Any]]:
     out = {}
     for name, array in model.items():
         flat = array.copy().reshape(-1)
@@ -112,8 +114,12 @@ def lora_file(rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]], 
     for name, array in model.items():
         if array.ndim == 2 and name != "embed.weight":
             module = name.removesuffix(".weight")
-            found[f"base_model.model.{module}.lora_A.weight"] = rng.normal(0, 0.02, (rank, array.shape[1])).astype(np.float32)
-            found[f"base_model.model.{module}.lora_B.weight"] = rng.normal(0, 0.02, (array.shape[0], rank)).astype(np.float32)
+            found[f"base_model.model.{module}.lora_A.weight"] = rng.normal(0, 0.02, (rank, array.shape[1])).astype(
+                np.float32
+            )
+            found[f"base_model.model.{module}.lora_B.weight"] = rng.normal(0, 0.02, (array.shape[0], rank)).astype(
+                np.float32
+            )
     save(path, found)
     return ["git-theta", "add", MODEL, "--update-type", "low-rank", "--update-data", str(path), "--lora-alpha", "16"]
 
@@ -122,7 +128,9 @@ def ia3_file(rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]], p
     found = {}
     for name, array in model.items():
         if array.ndim == 2 and name != "embed.weight":
-            found[f"base_model.model.{name.removesuffix('.weight')}.ia3_l"] = rng.uniform(0.9, 1.1, (array.shape[0], 1)).astype(np.float32)
+            found[f"base_model.model.{name.removesuffix('.weight')}.ia3_l"] = rng.uniform(
+                0.9, 1.1, (array.shape[0], 1)
+            ).astype(np.float32)
     save(path, found)
     return ["git-theta", "add", MODEL, "--update-type", "ia3", "--update-data", str(path)]
 
@@ -136,7 +144,11 @@ def sparse_file(rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]]
     header, blobs, offset = {}, [], 0  # int64 indices need their own dtype name
     for key in sorted(found):
         raw = found[key].tobytes()
-        header[key] = {"dtype": "I64" if found[key].dtype == np.int64 else "F32", "shape": [len(found[key])], "data_offsets": [offset, offset + len(raw)]}
+        header[key] = {
+            "dtype": "I64" if found[key].dtype == np.int64 else "F32",
+            "shape": [len(found[key])],
+            "data_offsets": [offset, offset + len(raw)],
+        }
         blobs.append(raw)
         offset += len(raw)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -145,7 +157,12 @@ def sparse_file(rng: np.random.Generator, model: dict[str, np.ndarray[Any, Any]]
     return ["git-theta", "add", MODEL, "--update-type", "sparse", "--update-data", str(path)]
 
 
-def run_case(root: Path, env: dict[str, str], model: dict[str, np.ndarray[Any, Any]], make_v2: Callable[[Path], list[str] | dict[str, np.ndarray[Any, Any]]]) -> dict[str, float]:
+def run_case(
+    root: Path,
+    env: dict[str, str],
+    model: dict[str, np.ndarray[Any, Any]],
+    make_v2: Callable[[Path], list[str] | dict[str, np.ndarray[Any, Any]]],
+) -> dict[str, float]:
     """v1 then v2 in both tools; v2 is new tensors (plain add) or a side-load command (theta; lfs adds its result)."""
     theta, lfs = Repo(root, "theta", env), Repo(root, "lfs", env)
     for repo in (theta, lfs):
@@ -174,7 +191,13 @@ def run_case(root: Path, env: dict[str, str], model: dict[str, np.ndarray[Any, A
     return result
 
 
-def run_chain(root: Path, env: dict[str, str], model: dict[str, np.ndarray[Any, Any]], rng: np.random.Generator, versions: int = 20) -> dict[str, float]:
+def run_chain(
+    root: Path,
+    env: dict[str, str],
+    model: dict[str, np.ndarray[Any, Any]],
+    rng: np.random.Generator,
+    versions: int = 20,
+) -> dict[str, float]:
     theta = Repo(root, "theta", env)
     files = []
     for step in range(versions):
@@ -185,7 +208,9 @@ def run_chain(root: Path, env: dict[str, str], model: dict[str, np.ndarray[Any, 
         files.append((theta.path / MODEL).read_bytes())
     depths = []
     for back in range(versions):
-        meta = subprocess.run(["git", "cat-file", "blob", f"HEAD~{back}:{MODEL}"], cwd=theta.path, env=env, capture_output=True, text=True).stdout
+        meta = subprocess.run(
+            ["git", "cat-file", "blob", f"HEAD~{back}:{MODEL}"], cwd=theta.path, env=env, capture_output=True, text=True
+        ).stdout
         depths.append(max(len(entry["stored"]) for entry in json.loads(meta)["params"].values()))
     deepest = depths.index(max(depths))
     dense = min(theta.checkout(f"HEAD~{versions - 1}") for _ in range(3))
@@ -194,14 +219,22 @@ def run_chain(root: Path, env: dict[str, str], model: dict[str, np.ndarray[Any, 
     assert (theta.path / MODEL).read_bytes() == files[versions - 1 - deepest]
     last = min(theta.checkout("HEAD") for _ in range(3))
     assert (theta.path / MODEL).read_bytes() == files[-1]
-    return {"dense_checkout": dense, "chain_checkout": deep, "depth": max(depths), "last_checkout": last, "last_depth": depths[0]}
+    return {
+        "dense_checkout": dense,
+        "chain_checkout": deep,
+        "depth": max(depths),
+        "last_checkout": last,
+        "last_depth": depths[0],
+    }
 
 
 def env_for(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     home = workdir / "home"
     home.mkdir()
-    (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1")
     return env
 
@@ -217,14 +250,32 @@ def main() -> int:
     bf16 = {n: v.astype(ml_dtypes.bfloat16) for n, v in f32.items()}
     cases: list[tuple[str, dict[str, np.ndarray[Any, Any]], Callable[[Path], Any]]] = [
         ("auto: 1% of entries changed (fp32)", f32, lambda _: touch(rng, f32, 0.01)),
-        ("auto: N(0,1e-5) noise on every weight (bf16)", bf16, lambda _: {n: (v.astype(np.float32) + rng.normal(0, 1e-5, v.shape)).astype(v.dtype) for n, v in bf16.items()}),
-        ("auto: every weight replaced (fp32)", f32, lambda _: {n: rng.normal(0, 0.02, v.shape).astype(np.float32) for n, v in f32.items()}),
+        (
+            "auto: N(0,1e-5) noise on every weight (bf16)",
+            bf16,
+            lambda _: {
+                n: (v.astype(np.float32) + rng.normal(0, 1e-5, v.shape)).astype(v.dtype) for n, v in bf16.items()
+            },
+        ),
+        (
+            "auto: every weight replaced (fp32)",
+            f32,
+            lambda _: {n: rng.normal(0, 0.02, v.shape).astype(np.float32) for n, v in f32.items()},
+        ),
         ("side-loaded sparse 1% (fp32)", f32, lambda root: sparse_file(rng, f32, root / "sparse.safetensors")),
-        ("side-loaded LoRA r=8, all 2-D weights (fp32)", f32, lambda root: lora_file(rng, f32, root / "lora.safetensors")),
+        (
+            "side-loaded LoRA r=8, all 2-D weights (fp32)",
+            f32,
+            lambda root: lora_file(rng, f32, root / "lora.safetensors"),
+        ),
         ("side-loaded IA3, all 2-D weights (fp32)", f32, lambda root: ia3_file(rng, f32, root / "ia3.safetensors")),
     ]
-    print(f"model: {len(f32)} groups, {sum(v.nbytes for v in f32.values()) / 1e6:.1f} MB fp32 / {sum(v.nbytes for v in bf16.values()) / 1e6:.1f} MB bf16\n")
-    print("| case | theta growth | % of model | lfs growth | theta/lfs | add theta / lfs (s) | checkout theta / lfs (s) |")
+    print(
+        f"model: {len(f32)} groups, {sum(v.nbytes for v in f32.values()) / 1e6:.1f} MB fp32 / {sum(v.nbytes for v in bf16.values()) / 1e6:.1f} MB bf16\n"
+    )
+    print(
+        "| case | theta growth | % of model | lfs growth | theta/lfs | add theta / lfs (s) | checkout theta / lfs (s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for title, model, make in [] if args.chain_only else cases:
         with tempfile.TemporaryDirectory(prefix="theta-updates-bench-") as tmp:

@@ -32,7 +32,9 @@ Framework = Literal["numpy", "torch"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def load(path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy") -> dict[str, Any]:
+def load(
+    path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy"
+) -> dict[str, Any]:
     """Every parameter group of checkpoint `path` at revision `rev`, as {name: array}.
 
     `path` is relative to `repo` (default: the current directory) or absolute
@@ -56,14 +58,19 @@ def load(path: PathLike, rev: str = "HEAD", repo: PathLike | None = None, framew
         return _load_sharded(path, rev, repo, framework)
     store_repo, where, meta = _checkpoint(path, rev, repo)
     _check_objects(store_repo, meta, where)
-    return {name: _convert(smudge.rebuild(store_repo.store, name, entry, where), framework) for name, entry in meta.params.items()}
+    return {
+        name: _convert(smudge.rebuild(store_repo.store, name, entry, where), framework)
+        for name, entry in meta.params.items()
+    }
 
 
-def load_param(path: PathLike, name: str, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy") -> Any:
+def load_param(
+    path: PathLike, name: str, rev: str = "HEAD", repo: PathLike | None = None, framework: Framework = "numpy"
+) -> Any:
     """One parameter group of checkpoint `path` at `rev`; only its objects are read.
 
-        >>> git_theta.load_param("model.safetensors", "w", rev="HEAD", framework="torch").shape
-        torch.Size([2, 3])
+    >>> git_theta.load_param("model.safetensors", "w", rev="HEAD", framework="torch").shape
+    torch.Size([2, 3])
     """
     import difflib
 
@@ -74,12 +81,18 @@ def load_param(path: PathLike, name: str, rev: str = "HEAD", repo: PathLike | No
     entry = meta.params.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, list(meta.params), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; it has {len(meta.params)} groups (see `git theta show {rev}:{where.split(':', 1)[-1]}`)"
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else f"; it has {len(meta.params)} groups (see `git theta show {rev}:{where.split(':', 1)[-1]}`)"
+        )
         raise ThetaError(f"{where}: no parameter group {name!r}{hint}")
     return _convert(smudge.rebuild(store_repo.store, name, entry, where), framework)
 
 
-def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None, format: str | None = None) -> str:
+def save(
+    state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None, format: str | None = None
+) -> str:
     """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the commit id.
 
     The file is written by the checkpoint format plugin named `format`, else the
@@ -100,7 +113,9 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
     root = git.toplevel(here)
     relative = snapshots.repo_paths(root, [os.fspath(path)], cwd=here)[0]
     if git.check_attr(snapshots.FILTER_ATTRIBUTE, relative, cwd=root) != snapshots.FILTER_NAME:
-        raise ThetaError(f"{relative}: not tracked by git-theta; run `git theta track` with a pattern that matches it first")
+        raise ThetaError(
+            f"{relative}: not tracked by git-theta; run `git theta track` with a pattern that matches it first"
+        )
     tensors = {str(name): _to_tensor(name, value) for name, value in state_dict.items()}
     target = root / relative
     writer = _writer(relative, format)
@@ -110,7 +125,10 @@ def save(state_dict: Mapping[str, Any], path: PathLike, message: str, repo: Path
         raise ThetaError(f"{relative}: {error}") from None
     git.run("add", "--", relative, cwd=root)
     has_head = git.run("rev-parse", "--verify", "--quiet", "HEAD", cwd=root, check=False).returncode == 0
-    if has_head and git.run("diff", "--cached", "--quiet", "HEAD", "--", relative, cwd=root, check=False).returncode == 0:
+    if (
+        has_head
+        and git.run("diff", "--cached", "--quiet", "HEAD", "--", relative, cwd=root, check=False).returncode == 0
+    ):
         raise ThetaError(f"{relative}: the same as at HEAD; nothing to commit")
     git.run("commit", "-q", "-m", message, "--only", "--", relative, cwd=root)
     return git.output("rev-parse", "HEAD", cwd=root)
@@ -159,7 +177,9 @@ def _checkpoint(path: PathLike, rev: str, repo: PathLike | None) -> tuple[Repo, 
     store_repo, side, relative = _side(path, rev, repo)
     meta = snapshots.blob_metadata(store_repo, side, relative)
     if meta is None:
-        raise ThetaError(f"{relative}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)")
+        raise ThetaError(
+            f"{relative}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)"
+        )
     return store_repo, f"{rev}:{relative}", meta
 
 
@@ -176,7 +196,9 @@ def _check_objects(repo: Repo, meta: Metadata, where: str) -> None:
 
     missing = smudge.missing_objects(repo.store, meta)
     if missing:
-        raise StoreError(f"{where}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}; fetch them from a remote (git theta fetch)")
+        raise StoreError(
+            f"{where}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}; fetch them from a remote (git theta fetch)"
+        )
 
 
 def _convert(tensor: Tensor, framework: Framework) -> Any:
@@ -213,7 +235,9 @@ def _to_tensor(name: object, value: Any) -> Tensor:
         return Tensor(names[value.dtype], tuple(value.shape), raw.data.cast("B"))
     if isinstance(value, np.ndarray):
         return Tensor.from_numpy(value)
-    raise ThetaError(f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)")
+    raise ThetaError(
+        f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)"
+    )
 
 
 def _writer(path: str, name: str | None) -> CheckpointFormat:

@@ -28,8 +28,10 @@ def tracked_patterns(path: Path) -> list[str]:
 
 # The first line a person who clones without git-theta reads when the "model" is a small JSON file: what it is and
 # how to get the real one. A comment, so neither git nor git-lfs reads anything into it.
-CLONE_HINT = ("# Files matched by filter=theta lines are stored by git-theta. Plain git or git-lfs check out its metadata "
-              "text instead of the model: pip install git-theta, then run: git theta install && git theta checkout")
+CLONE_HINT = (
+    "# Files matched by filter=theta lines are stored by git-theta. Plain git or git-lfs check out its metadata "
+    "text instead of the model: pip install git-theta, then run: git theta install && git theta checkout"
+)
 
 
 def track(path: Path, patterns: list[str]) -> list[str]:
@@ -47,7 +49,11 @@ def track(path: Path, patterns: list[str]) -> list[str]:
 
 def lfs_patterns(path: Path) -> list[str]:
     """Patterns of the lines that route files to git-lfs (as Hugging Face repositories do for *.safetensors)."""
-    return [line.split()[0] for line in _lines(path) if not line.lstrip().startswith("#") and "filter=lfs" in line.split()[1:]]
+    return [
+        line.split()[0]
+        for line in _lines(path)
+        if not line.lstrip().startswith("#") and "filter=lfs" in line.split()[1:]
+    ]
 
 
 def exclude(path: Path, patterns: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ Buffer = Union[bytes, bytearray, memoryview]
 _group: Callable[[Buffer, int], bytes] | None
 _ungroup_into: Callable[[Buffer, Buffer, int], None] | None
 try:
-    from git_theta._bytegroup import group as _group, ungroup_into as _ungroup_into
+    from git_theta._bytegroup import group as _group
+    from git_theta._bytegroup import ungroup_into as _ungroup_into
 except ImportError:
     _group = _ungroup_into = None
 

@@ -48,7 +48,12 @@ class _Prefixed(io.RawIOBase):
 class StoringSink:
     """Hashes each tensor, reuses what an earlier version already stored, stores the rest."""
 
-    def __init__(self, store: ObjectStore, prior: list[Metadata], side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        prior: list[Metadata],
+        side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None,
+    ) -> None:
         self.store = store
         self.prior = prior
         # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.update_engine.pending)
@@ -141,7 +146,9 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     # Usually a config, tokenizer or README file a broad pattern (weights/**) routes to git-theta: say how to let
     # git store it, in words that can be pasted.
     hint = f"; if .gitattributes routes it to git-theta by mistake, let git store it: git theta track --exclude {shlex.quote(path)}"
-    raise CheckpointError(f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}{hint}")
+    raise CheckpointError(
+        f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}{hint}"
+    )
 
 
 def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:
@@ -158,8 +165,15 @@ def _read_at_most(stream: IO[bytes], head: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def clean(repo: Repo, path: str, stream: IO[bytes], *, store: ObjectStore | None = None,
-          prior: list[Metadata] | None = None, size: int | None = None) -> bytes:
+def clean(
+    repo: Repo,
+    path: str,
+    stream: IO[bytes],
+    *,
+    store: ObjectStore | None = None,
+    prior: list[Metadata] | None = None,
+    size: int | None = None,
+) -> bytes:
     """Metadata for the checkpoint read from `stream`; stores new objects on the way.
 
     `git theta migrate` cleans past versions: it names the `prior` versions (the parent commit's, not HEAD's), the
@@ -204,7 +218,9 @@ def _checked_metadata(meta: Metadata, path: str) -> bytes:
     try:
         metadata.parse(data, "its metadata")
     except MetadataError as error:
-        raise CheckpointError(f"{path}: cannot store as {meta.format}: {error}; checkout would refuse it, so nothing was added") from None
+        raise CheckpointError(
+            f"{path}: cannot store as {meta.format}: {error}; checkout would refuse it, so nothing was added"
+        ) from None
     return data
 
 

@@ -58,7 +58,9 @@ def edit_model(path: Path, names: list[str], seed: int, scale: float = 1e-3) -> 
     tensors = load_file(str(path))
     rng = np.random.default_rng(seed)
     for name in names:
-        tensors[name] = (tensors[name] + rng.standard_normal(tensors[name].shape).astype(tensors[name].dtype) * scale).astype(tensors[name].dtype)
+        tensors[name] = (
+            tensors[name] + rng.standard_normal(tensors[name].shape).astype(tensors[name].dtype) * scale
+        ).astype(tensors[name].dtype)
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
@@ -143,8 +145,12 @@ def run(workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dir", type=Path, help="where to create the demo repository (kept); default: a temp dir, removed at the end")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir and its repository (~170 MB) to look around")
+    parser.add_argument(
+        "--dir", type=Path, help="where to create the demo repository (kept); default: a temp dir, removed at the end"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp dir and its repository (~170 MB) to look around"
+    )
     args = parser.parse_args(argv)
     if args.dir is not None:
         run(args.dir)

@@ -100,7 +100,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+}
 
 
 def open_regular(path: Path | str) -> io.BufferedReader:
@@ -114,7 +120,9 @@ def open_regular(path: Path | str) -> io.BufferedReader:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = _KINDS.get(stat.S_IFMT(mode), "an unusual file")
-            raise ThetaError(f"{path}: is {kind}, not a regular file; git-theta reads only regular files (remove or rename it)")
+            raise ThetaError(
+                f"{path}: is {kind}, not a regular file; git-theta reads only regular files (remove or rename it)"
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -33,7 +33,9 @@ def handshake(stdin: IO[bytes], stdout: IO[bytes], capabilities: list[str]) -> l
     try:
         welcome = pktline.read_text_list(stdin)
     except EOFError:
-        raise ProtocolError("no filter handshake on stdin: `git-theta filter-process` is started by git, not by hand") from None
+        raise ProtocolError(
+            "no filter handshake on stdin: `git-theta filter-process` is started by git, not by hand"
+        ) from None
     if not welcome or welcome[0] != "git-filter-client" or "version=2" not in welcome[1:]:
         raise ProtocolError(f"unexpected filter handshake {welcome!r}")
     try:

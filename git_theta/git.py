@@ -11,7 +11,9 @@ from pathlib import Path
 from git_theta.errors import GitError
 
 
-def run(*args: str, cwd: Path | str | None = None, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(
+    *args: str, cwd: Path | str | None = None, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     """Run `git args...`; a failure raises GitError showing command, exit code and output."""
     command = ["git", *args]
     try:
@@ -129,7 +131,9 @@ def check_attr(attribute: str, path: str, cwd: Path | str | None = None) -> str 
 
 def ls_files_with_attr(attribute: str, value: str, cwd: Path | str | None = None) -> list[str]:
     """Paths in the index whose `attribute` is `value`."""
-    paths = [p.decode("utf-8", errors="surrogateescape") for p in run("ls-files", "-z", cwd=cwd).stdout.split(b"\0") if p]
+    paths = [
+        p.decode("utf-8", errors="surrogateescape") for p in run("ls-files", "-z", cwd=cwd).stdout.split(b"\0") if p
+    ]
     values = attr_for_paths(attribute, paths, cwd=cwd)
     return [path for path in paths if values.get(path) == value]
 

@@ -23,7 +23,6 @@ FORMAT = "%x01%H%x00%ad%x00%an%x00%s"
 SHORT = 10  # --raw needs --no-abbrev, which makes %h full length
 
 
-
 @dataclass
 class FileChange:
     path: str
@@ -50,8 +49,18 @@ def _raw_log(repo: Repo, rev: str, paths: list[str]) -> Generator[RawCommit, Non
     """(header fields, [(old blob, new blob, path)]) per commit, newest first, read from one
     `git log --raw -z` as git writes it (so `-n 5` on a long history stops early)."""
     chunks = git.stream(
-        "log", f"--format={FORMAT}", "--date=short", "--raw", "-z", "--no-abbrev", "--no-renames",
-        "--diff-merges=first-parent", rev, "--", *(paths or ["."]), cwd=repo.worktree,
+        "log",
+        f"--format={FORMAT}",
+        "--date=short",
+        "--raw",
+        "-z",
+        "--no-abbrev",
+        "--no-renames",
+        "--diff-merges=first-parent",
+        rev,
+        "--",
+        *(paths or ["."]),
+        cwd=repo.worktree,
     )
     pending: list[bytes] = []  # pieces of the record not yet ended: one commit can span many chunks
     try:
@@ -87,7 +96,9 @@ def _pages(raw: Iterator[RawCommit]) -> Iterator[list[RawCommit]]:
         size = min(size * 2, LAST_PAGE)
 
 
-def history(*, repo: Repo, rev: str, paths: list[str], param: str | None = None, limit: int | None = None) -> list[Commit]:
+def history(
+    *, repo: Repo, rev: str, paths: list[str], param: str | None = None, limit: int | None = None
+) -> list[Commit]:
     """The commits that changed tracked checkpoints under `paths` (or group `param`), newest first, at most `limit`.
 
     Read page by page: each page costs one `git check-attr` for paths not seen
@@ -103,7 +114,13 @@ def history(*, repo: Repo, rev: str, paths: list[str], param: str | None = None,
             new_paths = sorted({path for _, entries in page for _, _, path in entries} - tracked.keys())
             attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, new_paths, cwd=repo.worktree)
             tracked.update((path, attrs.get(path) == snapshots.FILTER_NAME) for path in new_paths)
-            blob_ids = {oid for _, entries in page for old, new, path in entries for oid in (old, new) if tracked[path] and oid != NULL_OID}
+            blob_ids = {
+                oid
+                for _, entries in page
+                for old, new, path in entries
+                for oid in (old, new)
+                if tracked[path] and oid != NULL_OID
+            }
             blobs = git.cat_file_batch(sorted(blob_ids), cwd=repo.worktree)
             for header, entries in page:
                 files = []
@@ -124,7 +141,9 @@ def history(*, repo: Repo, rev: str, paths: list[str], param: str | None = None,
     return commits
 
 
-def model_history(*, repo: Repo, rev: str, index: str, param: str | None = None, limit: int | None = None) -> list[Commit]:
+def model_history(
+    *, repo: Repo, rev: str, index: str, param: str | None = None, limit: int | None = None
+) -> list[Commit]:
     """The commits that changed the sharded model of `index` (or its group `param`), newest first.
 
     A commit counts when the model it holds differs from its first parent's: groups changed, or tensors moved

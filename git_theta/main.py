@@ -48,9 +48,16 @@ EXIT_INTERRUPTED = 130
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or one that knows only the verb `only` (cheaper to import)."""
-    parser = argparse.ArgumentParser(prog="git theta", description="Version-control machine-learning model checkpoints in git.")
+    parser = argparse.ArgumentParser(
+        prog="git theta", description="Version-control machine-learning model checkpoints in git."
+    )
     parser.add_argument("--version", action="version", version=f"git-theta {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="show no progress bars (for git's filters: git config theta.progress false)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="show no progress bars (for git's filters: git config theta.progress false)",
+    )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for verb, module in COMMANDS.items():
         if only is None or verb == only:
@@ -104,7 +111,10 @@ def _report_bug() -> int:
     fd, log_path = tempfile.mkstemp(prefix="git-theta-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.write(redact.text(traceback.format_exc()))
-    print(f"git-theta: internal error (a bug): {redact.text(repr(sys.exc_info()[1]))}\nthe traceback is in {log_path}; please report it", file=sys.stderr)
+    print(
+        f"git-theta: internal error (a bug): {redact.text(repr(sys.exc_info()[1]))}\nthe traceback is in {log_path}; please report it",
+        file=sys.stderr,
+    )
     return EXIT_BUG
 
 

@@ -52,7 +52,10 @@ def render() -> str:
         verbs = _verb_parsers(parser)
         for verb in COMMANDS:
             sections += [f".SS {verb}", ".nf", _roff(verbs[verb].format_help()), ".fi"]
-        sections += [".SH SEE ALSO", "git(1), gitattributes(5); the guides in the docs/ directory of git-theta's repository"]
+        sections += [
+            ".SH SEE ALSO",
+            "git(1), gitattributes(5); the guides in the docs/ directory of git-theta's repository",
+        ]
         return "\n".join(sections) + "\n"
     finally:
         if previous is None:

@@ -202,7 +202,9 @@ def _check_link_count(data: bytes, source: str) -> None:
     only as JSON tokens (inside a string a quote is escaped), so counting them bounds the links and entries."""
     links, entries = data.count(b'"update"'), data.count(b'"stored"')
     if links > MAX_LINKS * max(entries, 1):
-        raise MetadataError(f"{source}: {links} stored links for {entries} parameter(s), more than the limit of {MAX_LINKS} a chain")
+        raise MetadataError(
+            f"{source}: {links} stored links for {entries} parameter(s), more than the limit of {MAX_LINKS} a chain"
+        )
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -244,7 +246,9 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
     _checked(dtypes.itemsize, dtype, source, where)
     shape = value.get("shape")
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(is_count(n) for n in shape):
-        raise MetadataError(f"{source}: {where} has an invalid shape {_short(shape)} (at most {MAX_NDIM} non-negative integers)")
+        raise MetadataError(
+            f"{source}: {where} has an invalid shape {_short(shape)} (at most {MAX_NDIM} non-negative integers)"
+        )
     if math.prod(shape) > MAX_ELEMENTS:
         raise MetadataError(f"{source}: {where} has a shape of more than {MAX_ELEMENTS} elements")
     digest = value.get("hash")
@@ -254,7 +258,9 @@ def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
     if not isinstance(links, list) or not links:
         raise MetadataError(f"{source}: {where} has no stored objects")
     if len(links) > MAX_LINKS:
-        raise MetadataError(f"{source}: {where} has a chain of {len(links)} stored links, more than the limit of {MAX_LINKS}")
+        raise MetadataError(
+            f"{source}: {where} has a chain of {len(links)} stored links, more than the limit of {MAX_LINKS}"
+        )
     parsed = []
     for link in links:
         if not isinstance(link, dict) or not isinstance(link.get("update"), str):

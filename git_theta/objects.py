@@ -77,7 +77,9 @@ def _check_frames(data: bytes | mmap.mmap, offset: int, buf: dict[str, Any]) -> 
         except zstandard.ZstdError as error:
             raise StoreError(f"object buffer {buf['name']!r}: corrupt compressed chunk: {error}") from None
         if declared != raw_len:
-            raise StoreError(f"object buffer {buf['name']!r}: corrupt chunk: its zstd frame declares {declared} bytes, expected {raw_len}")
+            raise StoreError(
+                f"object buffer {buf['name']!r}: corrupt chunk: its zstd frame declares {declared} bytes, expected {raw_len}"
+            )
         offset += frame_len
 
 
@@ -167,7 +169,11 @@ def _check_buffer(buf: dict[str, Any]) -> None:
     shape, chunks, frames = buf.get("shape"), buf.get("chunk_bytes"), buf.get("frame_bytes")
     if not isinstance(shape, list) or not all(is_count(n) for n in shape):
         raise StoreError(f"{where}: invalid shape {shape!r}")
-    if not isinstance(chunks, list) or not isinstance(frames, list) or not all(is_count(n) and n > 0 for n in chunks + frames):
+    if (
+        not isinstance(chunks, list)
+        or not isinstance(frames, list)
+        or not all(is_count(n) and n > 0 for n in chunks + frames)
+    ):
         raise StoreError(f"{where}: chunk and frame sizes must be lists of positive integers")
     itemsize = dtypes.itemsize(buf["dtype"])
     if sum(chunks) != _buffer_bytes(buf["dtype"], shape) or len(chunks) != len(frames):

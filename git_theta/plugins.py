@@ -46,7 +46,7 @@ _BASES = {
 _REJECTED: dict[tuple[str, str], type] = {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _third_party(group: str) -> dict[str, EntryPoint]:
     """name -> entry point, for the group's plugins from other packages (not loaded)."""
     from importlib import metadata
@@ -60,7 +60,7 @@ def names(group: str) -> list[str]:
     return sorted({*BUILTIN_PLUGINS.get(group, {}), *_third_party(group)})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get(group: str, name: str) -> Any:
     """The plugin class `name` of `group`; imports only that plugin's module."""
     target = BUILTIN_PLUGINS.get(group, {}).get(name)
@@ -94,7 +94,7 @@ def load_group(group: str) -> dict[str, Any]:
     return {name: get(group, name) for name in names(group)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loadable(group: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(name -> plugin class, name -> why it failed to load): one broken plugin must not stop the others.
 

@@ -80,7 +80,9 @@ def _head_blobs(toplevel: Path) -> list[tuple[str, str]]:
 def _sizes(object_ids: list[str], toplevel: Path) -> dict[str, int]:
     if not object_ids:
         return {}
-    out = git.run("cat-file", "--batch-check", cwd=toplevel, input="".join(f"{oid}\n" for oid in object_ids).encode()).stdout
+    out = git.run(
+        "cat-file", "--batch-check", cwd=toplevel, input="".join(f"{oid}\n" for oid in object_ids).encode()
+    ).stdout
     sizes = {}
     for line in out.decode().splitlines():
         parts = line.split()
@@ -93,7 +95,9 @@ def _is_metadata(oid: str, size: int, toplevel: Path) -> bool:
     if size > metadata.MAX_BYTES:
         return False
     head = b""
-    with contextlib.closing(git.stream("cat-file", "blob", oid, cwd=toplevel, chunk_bytes=len(metadata.PREFIX))) as chunks:
+    with contextlib.closing(
+        git.stream("cat-file", "blob", oid, cwd=toplevel, chunk_bytes=len(metadata.PREFIX))
+    ) as chunks:
         for chunk in chunks:
             head += chunk
             if len(head) >= len(metadata.PREFIX):

@@ -18,11 +18,41 @@ REDACTED = "REDACTED"
 # URLs, and the generic names servers use for pre-signed hrefs.
 SECRET_QUERY_KEYS = frozenset(
     {
-        "token", "access_token", "refresh_token", "id_token", "auth", "authorization", "jwt", "api_key", "apikey",
-        "key", "secret", "password", "passwd", "pass", "pwd", "sig", "signature", "session", "sessionid", "code",
-        "x-amz-signature", "x-amz-credential", "x-amz-security-token",
-        "x-goog-signature", "x-goog-credential", "googleaccessid",
-        "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv",  # Azure SAS (the token is spread over these)
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "auth",
+        "authorization",
+        "jwt",
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "sig",
+        "signature",
+        "session",
+        "sessionid",
+        "code",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "googleaccessid",
+        "se",
+        "sp",
+        "sv",
+        "skoid",
+        "sktid",
+        "skt",
+        "ske",
+        "sks",
+        "skv",  # Azure SAS (the token is spread over these)
     }
 )
 
@@ -30,7 +60,9 @@ SECRET_QUERY_KEYS = frozenset(
 # before the host, so `a@b:c@host` is caught whole).
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/\s?#]*@)")
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&;](?P<key>[A-Za-z0-9_.\-]+)=)(?P<value>[^&;#\s'\"<>]*)")
-_AUTH_HEADER = re.compile(r"(?P<lead>\b(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?P<value>[^\r\n'\",}]+)", re.IGNORECASE)
+_AUTH_HEADER = re.compile(
+    r"(?P<lead>\b(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?P<value>[^\r\n'\",}]+)", re.IGNORECASE
+)
 
 
 def url(value: str) -> str:

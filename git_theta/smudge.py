@@ -44,8 +44,10 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") 
 
 def corrupt_object(store: ObjectStore, oid: str) -> str:
     """What to say about an object whose bytes do not hash to its name, and how to get a good copy."""
-    return (f"object {oid} is corrupt ({store.path(oid)}); run `git theta fetch --repair` to download a good copy, "
-            "or `git theta fsck` to list all")
+    return (
+        f"object {oid} is corrupt ({store.path(oid)}); run `git theta fetch --repair` to download a good copy, "
+        "or `git theta fsck` to list all"
+    )
 
 
 def _damage(store: ObjectStore, where: str, oids: Sequence[str], error: ThetaError) -> StoreError:
@@ -57,7 +59,9 @@ def _damage(store: ObjectStore, where: str, oids: Sequence[str], error: ThetaErr
         except StoreError:
             return StoreError(f"{where}: {corrupt_object(store, oid)}")
     named = ", ".join(dict.fromkeys(oids))
-    return StoreError(f"{where}: object(s) {named}: {error} (their bytes match their sha256: what was committed is wrong)")
+    return StoreError(
+        f"{where}: object(s) {named}: {error} (their bytes match their sha256: what was committed is wrong)"
+    )
 
 
 class StoreSource:
@@ -79,7 +83,9 @@ class StoreSource:
                     size, future = queue.popleft()
                     ahead -= size
                     yield future.result()
-                queue.append((_nbytes(entry), parallel.submit_tensor_job(partial(rebuild, self.store, name, entry, self.source))))
+                queue.append(
+                    (_nbytes(entry), parallel.submit_tensor_job(partial(rebuild, self.store, name, entry, self.source)))
+                )
                 ahead += _nbytes(entry)
             while queue:
                 yield queue.popleft()[1].result()
@@ -123,7 +129,9 @@ def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:
     return sorted(oid for oid in meta.objects() if not store.has(oid))
 
 
-def write_lfs_object(store: ObjectStore, path: str, pointer: lfs_pointer.Pointer, out: BinaryIO, fetch_missing: Fetch | None) -> None:
+def write_lfs_object(
+    store: ObjectStore, path: str, pointer: lfs_pointer.Pointer, out: BinaryIO, fetch_missing: Fetch | None
+) -> None:
     """The file a git-lfs pointer names (a revision from before the path switched to git-theta), sha256-verified.
 
     Read twice, to hash and then to copy, so a corrupt object is refused before git gets a byte of it, in
@@ -135,7 +143,9 @@ def write_lfs_object(store: ObjectStore, path: str, pointer: lfs_pointer.Pointer
         except ThetaError as error:
             raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store: {error}") from None
     if not store.has(pointer.oid):
-        raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git theta fetch`")
+        raise StoreError(
+            f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git theta fetch`"
+        )
     digest = hashlib.sha256()
     with store.path(pointer.oid).open("rb") as file:
         while chunk := file.read(COPY_CHUNK):
@@ -183,7 +193,9 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
         raise StoreError(f"{path}: {error}") from None
     with progress.Progress(f"git-theta: writing {path}", sum(_nbytes(e) for e in meta.params.values())) as bar:
         try:
-            checkpoint.write(meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out)
+            checkpoint.write(
+                meta.file, meta.params, progress.counting_source(StoreSource(store, meta.params, path), bar), out
+            )
         except ThetaError as error:
             if str(error).startswith(f"{path}: "):
                 raise  # the tensor source already named the file

@@ -32,7 +32,10 @@ class ChangeStats:
 
     def to_json(self) -> dict[str, Any]:
         # JSON has no NaN or infinity; such values (NaN weights) become null.
-        return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in asdict(self).items()}
+        return {
+            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in asdict(self).items()
+        }
 
 
 def compare(old: Tensor, new: Tensor) -> ChangeStats:

@@ -104,7 +104,9 @@ def assert_round_trip(repo: Path, path: str) -> None:
     (repo / path).unlink()
     run(repo, "git", "checkout", "--", path)
     rebuilt = (repo / path).read_bytes()
-    assert rebuilt == original, f"{path}: checkout gave {len(rebuilt)} bytes that differ from the {len(original)} committed"
+    assert rebuilt == original, (
+        f"{path}: checkout gave {len(rebuilt)} bytes that differ from the {len(original)} committed"
+    )
     os.utime(repo / path, (1, 1))  # a changed mtime makes git clean the file again instead of trusting its index
     changed = run(repo, "git", "status", "--porcelain", "--", path).stdout
     assert changed == "", f"{path}: git sees the rebuilt file as changed:\n{changed}"

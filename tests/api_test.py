@@ -34,10 +34,15 @@ def test_docstring_examples_run(repo: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_safetensors_bf16_round_trip_without_touching_the_worktree(repo: Path) -> None:
-    first = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "e": np.array([1.5, -0.0, np.nan], dtype=ml_dtypes.bfloat16)}
+    first = {
+        "w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "e": np.array([1.5, -0.0, np.nan], dtype=ml_dtypes.bfloat16),
+    }
     commit = git_theta.save(first, "m.safetensors", message="v1", repo=repo)
     assert commit == git(repo, "rev-parse", "HEAD").stdout.strip()
-    git_theta.save({"w": torch.zeros(2, 3), "e": torch.ones(3, dtype=torch.bfloat16)}, "m.safetensors", message="v2", repo=repo)
+    git_theta.save(
+        {"w": torch.zeros(2, 3), "e": torch.ones(3, dtype=torch.bfloat16)}, "m.safetensors", message="v2", repo=repo
+    )
     before = (repo / "m.safetensors").read_bytes()
     old = git_theta.load("m.safetensors", rev="HEAD~1", repo=repo)
     assert (repo / "m.safetensors").read_bytes() == before
@@ -45,7 +50,10 @@ def test_safetensors_bf16_round_trip_without_touching_the_worktree(repo: Path) -
     np.testing.assert_array_equal(old["w"], first["w"])
     old["w"][0, 0] = 7  # writable, a copy of its own
     as_torch = git_theta.load("m.safetensors", rev=commit, repo=repo, framework="torch")
-    assert as_torch["e"].dtype == torch.bfloat16 and as_torch["e"].view(torch.int16).numpy().tobytes() == first["e"].tobytes()
+    assert (
+        as_torch["e"].dtype == torch.bfloat16
+        and as_torch["e"].view(torch.int16).numpy().tobytes() == first["e"].tobytes()
+    )
     assert git_theta.load_param("m.safetensors", "e", repo=repo, framework="torch").tolist() == [1.0, 1.0, 1.0]
     # safetensors written by save() are read by the safetensors library itself.
     from safetensors.torch import load_file
@@ -54,7 +62,11 @@ def test_safetensors_bf16_round_trip_without_touching_the_worktree(repo: Path) -
 
 
 def test_pytorch_checkpoint(repo: Path) -> None:
-    state = {"layer.weight": torch.randn(3, 4), "layer.bias": torch.zeros(3, dtype=torch.bfloat16), "step": torch.tensor(5)}
+    state = {
+        "layer.weight": torch.randn(3, 4),
+        "layer.bias": torch.zeros(3, dtype=torch.bfloat16),
+        "step": torch.tensor(5),
+    }
     git_theta.save(state, "model.pt", message="pt v1", repo=repo)
     git_theta.save({**state, "layer.bias": torch.ones(3, dtype=torch.bfloat16)}, "model.pt", message="pt v2", repo=repo)
     loaded = git_theta.load("model.pt", rev="HEAD~1", repo=repo, framework="torch")
@@ -100,7 +112,9 @@ def test_errors_name_the_problem(repo: Path) -> None:
 
 def test_import_is_light() -> None:
     code = "import sys, git_theta; print(sorted(m for m in ('numpy', 'torch', 'zstandard', 'git_theta.store') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 JSON_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "json-checkpoint"
@@ -110,7 +124,10 @@ def test_save_writes_through_a_plugin_format_by_extension_or_name(repo: Path) ->
     # A format plugin (the plugins/json-checkpoint example, installed by bin/setup) is saved through its write_new,
     # in a fresh process whose path puts this tree's copy of the plugin first.
     theta = Path(git_theta.__file__).resolve().parents[1]
-    (repo / ".gitattributes").write_text((repo / ".gitattributes").read_text() + "*.json filter=theta diff=theta merge=theta -text\n*.ckpt filter=theta diff=theta merge=theta -text\n")
+    (repo / ".gitattributes").write_text(
+        (repo / ".gitattributes").read_text()
+        + "*.json filter=theta diff=theta merge=theta -text\n*.ckpt filter=theta diff=theta merge=theta -text\n"
+    )
     git(repo, "add", ".gitattributes")
     git(repo, "commit", "-q", "-m", "track json")
     code = (
@@ -119,9 +136,16 @@ def test_save_writes_through_a_plugin_format_by_extension_or_name(repo: Path) ->
         "git_theta.save({'b': np.arange(3, dtype=np.int64)}, 'other.ckpt', message='named', format='json')\n"
         "print(git_theta.load('m.json')['w'].tolist(), git_theta.load('other.ckpt')['b'].tolist())\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(JSON_PLUGIN), str(theta), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(JSON_PLUGIN), str(theta), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("] [") == ["[[1.5, -0.0], [inf, 2.0]", "0, 1, 2]\n"]
-    assert json.loads((repo / "m.json").read_text())["w"] == {"dtype": "F32", "shape": [2, 2], "data": [1.5, -0.0, "inf", 2.0]}
+    assert json.loads((repo / "m.json").read_text())["w"] == {
+        "dtype": "F32",
+        "shape": [2, 2],
+        "data": [1.5, -0.0, "inf", 2.0],
+    }
     assert json.loads(git(repo, "show", "HEAD:other.ckpt").stdout)["format"] == "json"

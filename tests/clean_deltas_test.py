@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import git
 from update_helpers import chain, checkout_bytes, commit, save, staged, weights
 
-from conftest import git
 from git_theta import metadata, smudge
 from git_theta.errors import StoreError
 from git_theta.store import ObjectStore
@@ -60,7 +60,10 @@ def test_bf16_gaussian_noise_costs_at_most_a_quarter(repo: Path) -> None:
     save(repo / "model.safetensors", model)
     commit(repo, "v1")
     size, before = (repo / "model.safetensors").stat().st_size, _store_bytes(repo)
-    noisy = {n: (v.astype(np.float32) + rng.normal(0, 1e-5, v.shape).astype(np.float32)).astype(v.dtype) for n, v in model.items()}
+    noisy = {
+        n: (v.astype(np.float32) + rng.normal(0, 1e-5, v.shape).astype(np.float32)).astype(v.dtype)
+        for n, v in model.items()
+    }
     save(repo / "model.safetensors", noisy)
     commit(repo, "v2")
     assert _store_bytes(repo) - before <= 0.25 * size
@@ -147,7 +150,10 @@ def test_git_mv_and_copies_keep_building_on_stored_content(repo: Path) -> None:
     save(repo / "moved.safetensors", model)
     commit(repo, "tune after rename", "moved.safetensors")
     moved = staged(repo, "moved.safetensors")
-    assert moved["a.weight"]["stored"][:1] == first["a.weight"]["stored"] and chain(moved, "a.weight") == ["dense", "sparse"]
+    assert moved["a.weight"]["stored"][:1] == first["a.weight"]["stored"] and chain(moved, "a.weight") == [
+        "dense",
+        "sparse",
+    ]
     shutil.copy(repo / "moved.safetensors", repo / "copy.safetensors")
     commit(repo, "copy", "copy.safetensors")
     copied = staged(repo, "copy.safetensors")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
 from conftest import fake_distribution, git
+from safetensors.numpy import save_file
 
 
 def _stage(repo: Path, name: str) -> tuple[int, str]:
@@ -42,9 +41,16 @@ def test_attribute_forces_a_format_and_names_itself_in_errors(repo: Path) -> Non
     assert '"format":"safetensors"' in git(repo, "show", ":model.safetensors").stdout
 
 
-def test_a_broken_third_party_format_does_not_stop_other_files(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_third_party_format_does_not_stop_other_files(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # An installed package whose checkpoint plugin fails to import (as pip would leave it: a dist-info on the path).
-    site = fake_distribution(tmp_path / "site", "[git_theta.checkpoints]\nbroken = broken_format:Format\n", "raise ImportError('missing dependency')\n", "broken_format")
+    site = fake_distribution(
+        tmp_path / "site",
+        "[git_theta.checkpoints]\nbroken = broken_format:Format\n",
+        "raise ImportError('missing dependency')\n",
+        "broken_format",
+    )
     monkeypatch.setenv("PYTHONPATH", str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     save_file({"w": np.ones((2, 2), dtype=np.float32)}, str(repo / "model.safetensors"))
     git(repo, "add", "model.safetensors")
@@ -52,7 +58,10 @@ def test_a_broken_third_party_format_does_not_stop_other_files(repo: Path, tmp_p
     (repo / "notes.bin").write_bytes(b"not a model at all")
     code, err = _stage(repo, "notes.bin")
     assert code != 0 and "notes.bin: not a checkpoint git-theta can read" in err
-    assert "not tried: plugin 'broken' (broken_format:Format) from package 'broken-format' failed to load: missing dependency" in err
+    assert (
+        "not tried: plugin 'broken' (broken_format:Format) from package 'broken-format' failed to load: missing dependency"
+        in err
+    )
     with open(repo / ".gitattributes", "a") as attributes:
         attributes.write("notes.bin theta-format=broken\n")
     code, err = _stage(repo, "notes.bin")

@@ -11,7 +11,7 @@ from hostile_support import RepoState, assert_refused, run_bounded
 
 # A format plugin (trusted code, but a reader can slip) that reads any file as one U8 tensor and
 # reports a shape or file section of its own making.
-_PLUGIN = '''
+_PLUGIN = """
 from git_theta.checkpoints.base import CheckpointFormat
 from git_theta.tensor import Tensor
 
@@ -33,12 +33,14 @@ class Slippery(CheckpointFormat):
 
     def write(self, file, params, source, out):
         raise NotImplementedError
-'''
+"""
 
 
 @pytest.fixture
 def slippery_repo(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = fake_distribution(tmp_path / "plugins", "[git_theta.checkpoints]\nslippery = fake_plugins:Slippery\n", _PLUGIN)
+    root = fake_distribution(
+        tmp_path / "plugins", "[git_theta.checkpoints]\nslippery = fake_plugins:Slippery\n", _PLUGIN
+    )
     monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     theta(repo, "track", "*.slip")
     with (repo / ".gitattributes").open("a") as attributes:
@@ -48,8 +50,14 @@ def slippery_repo(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return repo
 
 
-@pytest.mark.parametrize("content, problem", [(b"bool" + bytes(12), "invalid shape"), (b"file" + bytes(12), "file section")], ids=["bool-dimension", "bad-object-id"])
-def test_metadata_that_checkout_would_refuse_is_refused_at_add(slippery_repo: Path, content: bytes, problem: str) -> None:
+@pytest.mark.parametrize(
+    "content, problem",
+    [(b"bool" + bytes(12), "invalid shape"), (b"file" + bytes(12), "file section")],
+    ids=["bool-dimension", "bad-object-id"],
+)
+def test_metadata_that_checkout_would_refuse_is_refused_at_add(
+    slippery_repo: Path, content: bytes, problem: str
+) -> None:
     (slippery_repo / "model.slip").write_bytes(content)
     state = RepoState.capture(slippery_repo)
     result = run_bounded(["git", "add", "model.slip"], cwd=slippery_repo)

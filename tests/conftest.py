@@ -33,12 +33,16 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         monkeypatch.setenv(key, value)
     # git runs the installed `git-theta` script itself, not a version manager's shim (pyenv's adds ~0.2 s a run).
     monkeypatch.setenv("PATH", sysconfig.get_path("scripts") + os.pathsep + os.environ["PATH"])
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = Theta Tester\n\temail = tester@example.com\n")
+    (home / ".gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[user]\n\tname = Theta Tester\n\temail = tester@example.com\n"
+    )
 
 
 def git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run real git in `repo`; a failure shows its output."""
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, input=input.decode() if input else None, text=True)
+    result = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, input=input.decode() if input else None, text=True
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -48,7 +52,9 @@ def theta(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     """Run the installed `git-theta` console script in `repo`."""
     result = subprocess.run(["git-theta", *args], cwd=repo, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"git-theta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"git-theta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 

@@ -24,7 +24,11 @@ def test_every_safetensors_dtype_maps_to_torch_and_back() -> None:
 
 def test_a_torch_update_file_reads_every_dtype_torch_has(tmp_path: Path) -> None:
     # The side-load reader once had its own table without uint16/32/64: such an update file was refused.
-    tensors = {ours: torch.zeros(3, dtype=getattr(torch, theirs)) for ours, theirs in dtypes.TORCH_NAMES.items() if hasattr(torch, theirs)}
+    tensors = {
+        ours: torch.zeros(3, dtype=getattr(torch, theirs))
+        for ours, theirs in dtypes.TORCH_NAMES.items()
+        if hasattr(torch, theirs)
+    }
     torch.save(tensors, tmp_path / "update.pt")
     found = peft.read_update_file(tmp_path / "update.pt")
     assert {name: tensor.dtype for name, tensor in found.items()} == {name: name for name in tensors}

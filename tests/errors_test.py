@@ -62,7 +62,9 @@ def test_disk_full_during_git_add(small_disk: Path) -> None:
     _model(repo / MODEL, 2)
     _fill(small_disk, 1 << 20)  # the store's copy of the tensors does not fit
     state = RepoState.capture(repo)
-    line = assert_refused(run_bounded(["git", "add", MODEL], cwd=repo), [MODEL, "No space left on device", "free some space"])
+    line = assert_refused(
+        run_bounded(["git", "add", MODEL], cwd=repo), [MODEL, "No space left on device", "free some space"]
+    )
     assert str(repo / ".git" / "lfs" / "tmp") in line and not PYTHON_NAMES.search(line), line
     state.assert_unchanged(repo, store_may_grow=True)
     (small_disk / "filler").unlink()
@@ -76,7 +78,9 @@ def test_disk_full_during_git_theta_checkout(small_disk: Path) -> None:
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "model")
     (repo / MODEL).unlink()
-    subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True)
+    subprocess.run(
+        ["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True
+    )
     _fill(small_disk, 512 << 10)
     state = RepoState.capture(repo)
     line = assert_refused(run_bounded(["git-theta", "checkout"], cwd=repo), [MODEL, "No space left on device"])
@@ -101,7 +105,9 @@ def test_an_object_without_read_permission(repo: Path) -> None:
     victim.chmod(0)
     state = RepoState.capture(repo)
     result = run_bounded([*NO_OVERRIDE, "git", "checkout", "--", MODEL], cwd=repo)
-    line = assert_refused(result, [MODEL, str(victim.resolve()), "Permission denied", "check the permissions"], exit_code=128)
+    line = assert_refused(
+        result, [MODEL, str(victim.resolve()), "Permission denied", "check the permissions"], exit_code=128
+    )
     assert not PYTHON_NAMES.search(line), line
     victim.chmod(0o644)
     state.assert_unchanged(repo)
@@ -113,7 +119,9 @@ def test_a_store_without_write_permission(repo: Path) -> None:
     lfs.mkdir(mode=0o555)
     state = RepoState.capture(repo)
     result = run_bounded([*NO_OVERRIDE, "git", "add", MODEL], cwd=repo)
-    line = assert_refused(result, [MODEL, str((lfs / "tmp").resolve()), "Permission denied", "check the permissions"], exit_code=128)
+    line = assert_refused(
+        result, [MODEL, str((lfs / "tmp").resolve()), "Permission denied", "check the permissions"], exit_code=128
+    )
     assert not PYTHON_NAMES.search(line), line
     lfs.chmod(0o755)
     state.assert_unchanged(repo)
@@ -135,7 +143,11 @@ def test_a_directory_where_an_object_should_be(repo: Path) -> None:
 @pytest.mark.parametrize("number", [errno.EIO, errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EISDIR])
 def test_environment_errors_are_one_line_with_the_path(number: int) -> None:
     message = describe_os_error(OSError(number, os.strerror(number), "/store/ab/cd/abcd", None))
-    assert message is not None and message.startswith(f"/store/ab/cd/abcd: {os.strerror(number)}; ") and "\n" not in message
+    assert (
+        message is not None
+        and message.startswith(f"/store/ab/cd/abcd: {os.strerror(number)}; ")
+        and "\n" not in message
+    )
 
 
 @pytest.mark.parametrize("number", [errno.EBADF, errno.EINVAL, errno.EFAULT, None])

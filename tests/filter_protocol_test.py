@@ -14,14 +14,17 @@ from conftest import git
 from safetensors.numpy import save
 
 from git_theta import metadata, pktline
-from git_theta.pktline import PacketWriter
 from git_theta.commands.install import SETTINGS
+from git_theta.pktline import PacketWriter
 
 
 def checkpoint(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     return save(
-        {"layer.weight": rng.standard_normal((4, 3)).astype("<f4"), "layer.mask": rng.integers(0, 2, (5,), dtype=np.uint8)},
+        {
+            "layer.weight": rng.standard_normal((4, 3)).astype("<f4"),
+            "layer.mask": rng.integers(0, 2, (5,), dtype=np.uint8),
+        },
         metadata={"seed": str(seed)},
     )
 
@@ -32,7 +35,12 @@ class FilterClient:
     def __init__(self, repo: Path, **extra_env: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "GIT_THETA_SKIP_SMUDGE"} | extra_env
         self.process = subprocess.Popen(
-            ["git-theta", "filter-process"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            ["git-theta", "filter-process"],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin, self.stdout = self.process.stdin, self.process.stdout
@@ -172,7 +180,9 @@ def test_failure_after_output_started_sends_error_after_the_content(client: Filt
     status, partial, final = client.request("smudge", "model.safetensors", meta)
     assert status == ["status=success"] and final == ["status=error"]
     assert checkpoint(9).startswith(partial) and len(partial) < len(checkpoint(9))
-    assert client.request("smudge", "other.safetensors", client.request("clean", "other.safetensors", checkpoint(10))[1])[1] == checkpoint(10)
+    assert client.request(
+        "smudge", "other.safetensors", client.request("clean", "other.safetensors", checkpoint(10))[1]
+    )[1] == checkpoint(10)
     code, stderr = client.close()
     assert code == 0
     assert stderr.startswith(f"git-theta: model.safetensors: parameter 'layer.weight': object {oid} is corrupt (")
@@ -256,7 +266,9 @@ def test_git_gone_in_the_middle_of_the_content(client: FilterClient, cut: str) -
 
 def test_git_gone_while_the_checkpoint_streams_out(client: FilterClient) -> None:
     client.handshake(["clean", "smudge"])
-    big = save({f"layer{i}": np.random.default_rng(i).standard_normal(1 << 20).astype("<f4") for i in range(8)})  # 32 MB
+    big = save(
+        {f"layer{i}": np.random.default_rng(i).standard_normal(1 << 20).astype("<f4") for i in range(8)}
+    )  # 32 MB
     meta = client.request("clean", "big.safetensors", big)[1]
     pktline.write_text_list(client.stdin, ["command=smudge", "pathname=big.safetensors"])
     writer = PacketWriter(client.stdin)

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from conftest import git, theta
+
 from git_theta import hooks
 
 

@@ -22,8 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,13 @@ from pathlib import Path
 DEFAULT_MAX_RSS_MB = 400
 DEFAULT_MAX_SECONDS = 60.0
 
-NEVER_SHOWN = ("Traceback (most recent call last)", "internal error", "git-theta-crash-", "RecursionError", "MemoryError")
+NEVER_SHOWN = (
+    "Traceback (most recent call last)",
+    "internal error",
+    "git-theta-crash-",
+    "RecursionError",
+    "MemoryError",
+)
 
 
 @dataclass(frozen=True)
@@ -49,21 +54,37 @@ class BoundedResult:
     stdout_bytes: bytes = b""  # stdout as written (a protocol's binary answer); `stdout` is it decoded for messages
 
     def describe(self) -> str:
-        return (f"{' '.join(self.args)} -> exit {self.returncode}, {self.max_rss_mb:.0f} MB, {self.seconds:.1f} s\n"
-                f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
+        return (
+            f"{' '.join(self.args)} -> exit {self.returncode}, {self.max_rss_mb:.0f} MB, {self.seconds:.1f} s\n"
+            f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+        )
 
 
-def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: dict[str, str] | None = None,
-                max_rss_mb: float = DEFAULT_MAX_RSS_MB, max_seconds: float = DEFAULT_MAX_SECONDS) -> BoundedResult:
+def run_bounded(
+    args: list[str],
+    cwd: Path,
+    *,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    max_rss_mb: float = DEFAULT_MAX_RSS_MB,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> BoundedResult:
     """Run `args` (git or git-theta; git's filters are descendants it reaps, so their memory counts) and assert the
     bounds. Peak RSS comes from wait4 on this one command (forked by a small launcher, see _MEASURE), so neither the
     test process nor other tests of the same worker count. A command
     still running at 2 x max_seconds is killed and fails the test instead of hanging the suite."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as peak:
         start = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-c", _MEASURE, str(peak.fileno()), *args], cwd=cwd, env=env,
-                                   stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=[peak.fileno()],
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _MEASURE, str(peak.fileno()), *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=err,
+            pass_fds=[peak.fileno()],
+            start_new_session=True,
+        )
         feeder = threading.Thread(target=_feed, args=(process, input or b""), daemon=True)
         feeder.start()
         status = _wait(process, args, deadline=start + 2 * max_seconds)
@@ -72,10 +93,19 @@ def run_bounded(args: list[str], cwd: Path, *, input: bytes | None = None, env: 
         err.seek(0)
         peak.seek(0)
         raw = out.read()
-        result = BoundedResult(list(args), status, raw.decode(errors="replace"),
-                               err.read().decode(errors="replace"), int(peak.read() or 0) / 1024, seconds, raw)
+        result = BoundedResult(
+            list(args),
+            status,
+            raw.decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            int(peak.read() or 0) / 1024,
+            seconds,
+            raw,
+        )
     assert seconds <= max_seconds, f"took {seconds:.1f} s > {max_seconds} s\n{result.describe()}"
-    assert result.max_rss_mb <= max_rss_mb, f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
+    assert result.max_rss_mb <= max_rss_mb, (
+        f"peak RSS {result.max_rss_mb:.0f} MB > {max_rss_mb} MB\n{result.describe()}"
+    )
     return result
 
 
@@ -131,10 +161,16 @@ TRANSFER_PROGRESS = re.compile(r"^git-theta: (downloading|downloaded|uploading|u
 
 def git_theta_lines(text: str, progress: bool = False) -> list[str]:
     """The `git-theta:` lines of `text`; with `progress`, a transfer's progress lines are left out."""
-    return [line for line in text.splitlines() if line.startswith("git-theta:") and not (progress and TRANSFER_PROGRESS.match(line))]
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("git-theta:") and not (progress and TRANSFER_PROGRESS.match(line))
+    ]
 
 
-def assert_refused(result: BoundedResult, names: str | list[str], exit_code: int | None = None, progress: bool = False) -> str:
+def assert_refused(
+    result: BoundedResult, names: str | list[str], exit_code: int | None = None, progress: bool = False
+) -> str:
     """Failed the way a user can act on: exactly one `git-theta:` line, naming every one of `names`, and nothing a
     user should never see. The exit code is `exit_code`; by default 1 for git-theta itself and, for a git command
     whose filter or driver refused, git's own failure code (1 or 128: git says "fatal: ... clean filter failed").
@@ -167,17 +203,25 @@ class RepoState:
 
     @classmethod
     def capture(cls, repo: Path) -> RepoState:
-        return cls(index=_git(repo, "ls-files", "--stage", "-z"), status=_git(repo, "status", "--porcelain=v1", "-z"),
-                   files=_tree_hashes(repo), objects=frozenset(_store_objects(repo)))
+        return cls(
+            index=_git(repo, "ls-files", "--stage", "-z"),
+            status=_git(repo, "status", "--porcelain=v1", "-z"),
+            files=_tree_hashes(repo),
+            objects=frozenset(_store_objects(repo)),
+        )
 
-    def assert_unchanged(self, repo: Path, *, store_may_grow: bool = False, known_damaged: Collection[str] = ()) -> None:
+    def assert_unchanged(
+        self, repo: Path, *, store_may_grow: bool = False, known_damaged: Collection[str] = ()
+    ) -> None:
         """`store_may_grow`: a refused add may have stored some verified objects before it met the bad part
         (content-addressed and harmless); they must still be whole (their sha256 is their name).
         `known_damaged`: objects the test itself damaged; every other object must be whole."""
         after = RepoState.capture(repo)
         assert after.index == self.index, "the index changed"
         assert after.status == self.status, f"git status changed:\n{self.status!r}\n->\n{after.status!r}"
-        assert after.files == self.files, f"the working tree changed: {sorted(set(after.files.items()) ^ set(self.files.items()))}"
+        assert after.files == self.files, (
+            f"the working tree changed: {sorted(set(after.files.items()) ^ set(self.files.items()))}"
+        )
         if store_may_grow:
             assert self.objects <= after.objects, "objects were lost from the store"
         else:
@@ -189,7 +233,9 @@ def assert_store_whole(repo: Path, known_damaged: Collection[str] = ()) -> None:
     """Every object in the store (but `known_damaged`) is named by its sha256, and no temp file was left behind."""
     lfs = _lfs_dir(repo)
     for path in sorted((lfs / "objects").glob("??/??/*")):
-        assert path.name in known_damaged or hashlib.sha256(path.read_bytes()).hexdigest() == path.name, f"object {path} is not whole"
+        assert path.name in known_damaged or hashlib.sha256(path.read_bytes()).hexdigest() == path.name, (
+            f"object {path} is not whole"
+        )
     leftovers = sorted(p.name for p in (lfs / "tmp").iterdir()) if (lfs / "tmp").is_dir() else []
     assert not leftovers, f"temp files left in {lfs / 'tmp'}: {leftovers}"
 
@@ -220,9 +266,14 @@ def _git(repo: Path, *args: str) -> str:
 # Committed metadata and store objects as a hostile collaborator leaves them: written straight into git and the
 # store, past the filters that would never produce them.
 
+
 def commit_blob(repo: Path, path: str, data: bytes, message: str = "hostile") -> str:
     """Commit `data` as the blob at `path` without running any filter; returns the new commit id."""
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=data, capture_output=True, check=True).stdout.decode().strip()
+    blob = (
+        subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=data, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
     _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
     _git(repo, "commit", "-q", "-m", message)
     return _git(repo, "rev-parse", "HEAD").strip()
@@ -248,7 +299,9 @@ def tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
     import pytest
 
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:

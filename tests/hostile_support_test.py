@@ -13,7 +13,9 @@ def test_peak_rss_is_the_commands_own_not_the_test_process(tmp_path: Path) -> No
     held = np.ones(300 << 18, dtype=np.float32)  # this process holds 300 MB while it starts the commands
     held[::1024] = 2.0
     assert run_bounded(["true"], cwd=tmp_path).max_rss_mb < 50
-    allocating = run_bounded([sys.executable, "-c", "b = bytearray(150 << 20); b[::4096] = b'x' * len(b[::4096])"], cwd=tmp_path)
+    allocating = run_bounded(
+        [sys.executable, "-c", "b = bytearray(150 << 20); b[::4096] = b'x' * len(b[::4096])"], cwd=tmp_path
+    )
     assert 150 <= allocating.max_rss_mb < 300
     assert held[1] == 1.0  # still held
 

@@ -144,5 +144,7 @@ def test_each_update_module_imports_alone_in_a_fresh_interpreter() -> None:
     # One interpreter per module: an import that only works after another module was imported shows up here.
     script = "import importlib, sys; importlib.import_module(sys.argv[1])"
     for name in ENGINE:
-        result = subprocess.run([sys.executable, "-c", script, name], check=False, capture_output=True, text=True, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", script, name], check=False, capture_output=True, text=True, cwd=ROOT
+        )
         assert result.returncode == 0, f"{name}: {result.stderr}"

@@ -25,8 +25,13 @@ def test_every_command_has_a_section() -> None:
 
 def test_git_theta_help_shows_the_page(tmp_path: Path) -> None:
     # As a user with the environment active: its bin/ on PATH, so man looks in its share/man.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "MANPAGER": "cat",
-           "GIT_PAGER": "cat", "MANWIDTH": "100"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MANPAGER": "cat",
+        "GIT_PAGER": "cat",
+        "MANWIDTH": "100",
+    }
     env.pop("MANPATH", None)
     result = subprocess.run(["git", "theta", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -19,10 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 import zstandard
+from conftest import git
+from hostile_support import (
+    RepoState,
+    assert_nothing_internal,
+    assert_refused,
+    commit_blob,
+    put_object,
+    run_bounded,
+    store_path,
+)
 from safetensors.numpy import save_file
-
-from conftest import git, theta
-from hostile_support import RepoState, assert_nothing_internal, assert_refused, commit_blob, put_object, run_bounded, store_path
 
 from git_theta import objects
 
@@ -81,6 +88,7 @@ def raw_object(header: dict[str, Any], frames: list[bytes]) -> bytes:
 
 # 1. Nesting 100,000 levels deep: one bound in metadata.parse, seen from every entry point.
 
+
 def deep_file_section(meta: dict[str, Any]) -> bytes:
     """The metadata with its file section nested 100,000 levels deep (json.dumps itself would recurse)."""
     text = dump(meta)
@@ -132,7 +140,11 @@ def test_deep_metadata_does_not_block_a_push(repo: Path, tmp_path: Path) -> None
     good = commit_good(repo)
     bad = deep_file_section(good)
     commit_blob(repo, MODEL, bad)
-    blob = subprocess.run(["git", "hash-object", "--stdin"], input=bad, capture_output=True, check=True).stdout.decode().strip()
+    blob = (
+        subprocess.run(["git", "hash-object", "--stdin"], input=bad, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
     result = run_bounded(["git", "push", "-q", "origin", "main"], cwd=repo)
     assert result.returncode == 0, result.describe()
     assert_nothing_internal(result)
@@ -143,13 +155,25 @@ def test_deep_metadata_does_not_block_a_push(repo: Path, tmp_path: Path) -> None
 
 # 2. An object whose header declares far more than its entry holds.
 
+
 def two_gib_object() -> bytes:
     """A valid 75 KB object of 512 real zstd frames, each declaring 4 MiB of zeros: 2 GiB of F32."""
     frame = zstandard.ZstdCompressor(level=1).compress(bytes(objects.CHUNK_BYTES))
     count = 512
-    header = {"buffers": [{"chunk_bytes": [objects.CHUNK_BYTES] * count, "codec": "bgzstd", "dtype": "F32",
-                           "frame_bytes": [len(frame)] * count, "name": "value", "shape": [count * objects.CHUNK_BYTES // 4]}],
-              "fields": {}, "kind": "dense"}
+    header = {
+        "buffers": [
+            {
+                "chunk_bytes": [objects.CHUNK_BYTES] * count,
+                "codec": "bgzstd",
+                "dtype": "F32",
+                "frame_bytes": [len(frame)] * count,
+                "name": "value",
+                "shape": [count * objects.CHUNK_BYTES // 4],
+            }
+        ],
+        "fields": {},
+        "kind": "dense",
+    }
     return raw_object(header, [frame] * count)
 
 
@@ -166,9 +190,18 @@ def test_object_declaring_2_gib_behind_4_floats(repo: Path) -> None:
 
 # 3. A file-level blob replaced by another valid blob under the same name.
 
+
 def test_swapped_header_blob_is_refused_at_checkout_and_in_fsck(repo: Path) -> None:
     meta = commit_good(repo)
-    other = commit_good(repo, {"tiny": np.zeros(4, dtype=np.float32), "w": np.zeros((4, 6), dtype=np.float32), "extra": np.ones(2, dtype=np.float32)}, "other.safetensors")
+    other = commit_good(
+        repo,
+        {
+            "tiny": np.zeros(4, dtype=np.float32),
+            "w": np.zeros((4, 6), dtype=np.float32),
+            "extra": np.ones(2, dtype=np.float32),
+        },
+        "other.safetensors",
+    )
     header_oid = meta["file"]["header"]["object"]
     other_header = store_path(repo, other["file"]["header"]["object"]).read_bytes()
     assert other_header != store_path(repo, header_oid).read_bytes()
@@ -187,7 +220,10 @@ def test_swapped_zip_skeleton_is_refused_at_checkout_and_in_fsck(repo: Path) -> 
     np.savez(repo / "b.npz", x=np.zeros(6, dtype=np.float32), note=np.array(["second, longer"]))
     git(repo, "add", "a.npz", "b.npz")
     git(repo, "commit", "-q", "-m", "two archives")
-    skeletons = [json.loads(git(repo, "cat-file", "blob", f"HEAD:{name}").stdout)["file"]["skeleton"]["object"] for name in ("a.npz", "b.npz")]
+    skeletons = [
+        json.loads(git(repo, "cat-file", "blob", f"HEAD:{name}").stdout)["file"]["skeleton"]["object"]
+        for name in ("a.npz", "b.npz")
+    ]
     assert skeletons[0] != skeletons[1]
     store_path(repo, skeletons[0]).write_bytes(store_path(repo, skeletons[1]).read_bytes())
     (repo / "a.npz").unlink()
@@ -200,10 +236,12 @@ def test_swapped_zip_skeleton_is_refused_at_checkout_and_in_fsck(repo: Path) -> 
 
 # 5. Hostile committed metadata: each refused at checkout, in fsck and in `git diff`.
 
+
 def edit(change: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], bytes]:
     def make(meta: dict[str, Any]) -> bytes:
         change(meta)
         return dump(meta)
+
     return make
 
 
@@ -235,7 +273,10 @@ METADATA_CASES: dict[str, tuple[Callable[[dict[str, Any]], bytes], str]] = {
     "shape of 100 dims": (edit(lambda m: entry(m, shape=[1] * 100)), "invalid shape"),
     "hash not hex": (edit(lambda m: entry(m, hash="z" * 64)), "invalid hash"),
     "stored empty": (edit(lambda m: entry(m, stored=[])), "no stored objects"),
-    "chain over the maximum": (edit(lambda m: entry(m, stored=m["params"]["tiny"]["stored"] * 257)), "more than the limit"),
+    "chain over the maximum": (
+        edit(lambda m: entry(m, stored=m["params"]["tiny"]["stored"] * 257)),
+        "more than the limit",
+    ),
     "../ in object id": (edit(lambda m: link(m, object="../../../../etc/passwd")), "invalid object id"),
     "../ in file object": (edit(lambda m: m["file"]["header"].update(object="../" * 20 + "x")), "invalid object id"),
     "negative size": (edit(lambda m: link(m, size=-1)), "invalid object size"),
@@ -247,7 +288,10 @@ METADATA_CASES: dict[str, tuple[Callable[[dict[str, Any]], bytes], str]] = {
     "entry not an object": (edit(lambda m: m["params"].update(tiny=7)), "is not an object"),
     "link not an object": (edit(lambda m: entry(m, stored=["x"])), "malformed stored entry"),
     "wrong hash for the value": (edit(lambda m: entry(m, hash="0" * 64)), "does not match its recorded hash"),
-    "object of another parameter": (edit(lambda m: entry(m, stored=m["params"]["w"]["stored"])), "does not match its recorded hash"),
+    "object of another parameter": (
+        edit(lambda m: entry(m, stored=m["params"]["w"]["stored"])),
+        "does not match its recorded hash",
+    ),
 }
 
 
@@ -287,15 +331,29 @@ def test_hostile_metadata_with_a_chain_of_a_million_links(repo: Path, tmp_path: 
     (repo / MODEL).unlink()
     state = RepoState.capture(repo)
     # refused by counting links before decoding: a million decoded links cost ~1 GB (measured before the count)
-    assert "1000001 stored links for 2 parameter(s), more than the limit of 256" in checkout_refused(repo, state, max_rss_mb=400)
+    assert "1000001 stored links for 2 parameter(s), more than the limit of 256" in checkout_refused(
+        repo, state, max_rss_mb=400
+    )
     assert "more than the limit of 256" in fsck_refused(repo, max_rss_mb=400)
 
 
 def dense_object(values: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
     raw = values.tobytes()
     frame = zstandard.ZstdCompressor().compress(_grouped(raw, values.itemsize))
-    header = {"buffers": [{"chunk_bytes": [len(raw)], "codec": "bgzstd", "dtype": "F32", "frame_bytes": [len(frame)],
-                           "name": "value", "shape": list(values.shape)}], "fields": {}, "kind": "dense"}
+    header = {
+        "buffers": [
+            {
+                "chunk_bytes": [len(raw)],
+                "codec": "bgzstd",
+                "dtype": "F32",
+                "frame_bytes": [len(frame)],
+                "name": "value",
+                "shape": list(values.shape),
+            }
+        ],
+        "fields": {},
+        "kind": "dense",
+    }
     return header, [frame]
 
 
@@ -307,6 +365,7 @@ def lying(change: Callable[[dict[str, Any], list[bytes]], bytes]) -> Callable[[]
     def make() -> bytes:
         header, frames = dense_object(np.arange(4, dtype=np.float32))
         return change(header, frames)
+
     return make
 
 
@@ -322,6 +381,7 @@ def set_buffer(**values: Any) -> Callable[[dict[str, Any], list[bytes]], bytes]:
     def change(header: dict[str, Any], frames: list[bytes]) -> bytes:
         header["buffers"][0].update(values)
         return raw_object(header, frames)
+
     return change
 
 

@@ -34,7 +34,9 @@ def golden_metadata() -> Metadata:
     # Names given out of order; one needs escaping (quote, backslash, newline, non-ASCII, astral).
     params = {
         "encoder.layer.0.weight": ParamEntry("F32", (2, 3), HASH_1, (StoredLink("dense", OID_A, 99),)),
-        "encoder.layer.0.bias": ParamEntry("BF16", (3,), HASH_2, (StoredLink("dense", OID_B, 60), StoredLink("sparse", OID_C, 45))),
+        "encoder.layer.0.bias": ParamEntry(
+            "BF16", (3,), HASH_2, (StoredLink("dense", OID_B, 60), StoredLink("sparse", OID_C, 45))
+        ),
         'emb\u00e9d "q"\\\n\U0001f600': ParamEntry("U8", (10,), HASH_3, (StoredLink("dense", OID_C, 45),)),
         "Z.scale": ParamEntry("F64", (), HASH_4, (StoredLink("dense", OID_A, 99),)),
     }
@@ -46,11 +48,19 @@ EXPECTED_TEXT = (
     '"format":"safetensors",\n'
     '"file":{"header":{"object":"' + HEADER_OID + '","size":120}},\n'
     '"params":{\n'
-    '"Z.scale":{"dtype":"F64","hash":"' + HASH_4 + '","shape":[],"stored":[{"object":"' + OID_A + '","size":99,"update":"dense"}]},\n'
+    '"Z.scale":{"dtype":"F64","hash":"'
+    + HASH_4
+    + '","shape":[],"stored":[{"object":"'
+    + OID_A
+    + '","size":99,"update":"dense"}]},\n'
     '"emb\\u00e9d \\"q\\"\\\\\\n\\ud83d\\ude00":{"dtype":"U8","hash":"' + HASH_3 + '","shape":[10],'
     '"stored":[{"object":"' + OID_C + '","size":45,"update":"dense"}]},\n'
     '"encoder.layer.0.bias":{"dtype":"BF16","hash":"' + HASH_2 + '","shape":[3],'
-    '"stored":[{"object":"' + OID_B + '","size":60,"update":"dense"},{"object":"' + OID_C + '","size":45,"update":"sparse"}]},\n'
+    '"stored":[{"object":"'
+    + OID_B
+    + '","size":60,"update":"dense"},{"object":"'
+    + OID_C
+    + '","size":45,"update":"sparse"}]},\n'
     '"encoder.layer.0.weight":{"dtype":"F32","hash":"' + HASH_1 + '","shape":[2,3],'
     '"stored":[{"object":"' + OID_A + '","size":99,"update":"dense"}]}\n'
     "}}\n"
@@ -120,7 +130,10 @@ def with_entry(change: object) -> bytes:
 
 def test_unknown_version_asks_for_a_newer_git_theta() -> None:
     data = GOLDEN.read_bytes().replace(b"git-theta/1", b"git-theta/2", 1)
-    rejects(data, r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a newer git-theta\)")
+    rejects(
+        data,
+        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a newer git-theta\)",
+    )
 
 
 def test_not_metadata() -> None:

@@ -250,7 +250,16 @@ def test_frame_without_a_content_size() -> None:
     raw = bytes(u8_tensor().data)
     frame = zstandard.ZstdCompressor(level=1, write_content_size=False).compress(raw)
     header = {
-        "buffers": [{"chunk_bytes": [10], "codec": "bgzstd", "dtype": "U8", "frame_bytes": [len(frame)], "name": "x", "shape": [10]}],
+        "buffers": [
+            {
+                "chunk_bytes": [10],
+                "codec": "bgzstd",
+                "dtype": "U8",
+                "frame_bytes": [len(frame)],
+                "name": "x",
+                "shape": [10],
+            }
+        ],
         "fields": {},
         "kind": "blob",
     }

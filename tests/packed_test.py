@@ -13,6 +13,13 @@ def test_entries_and_their_description() -> None:
 
 def test_malformed_entries_and_sections_are_ignored() -> None:
     assert packed(None) == packed({}) == packed({"packed": [1, 2]}) == {}
-    section = {"packed": {"a": "Q8_0", "b": {"type": 3, "shape": [1]}, "c": {"type": "Q8_0", "shape": [-1]},
-                          "d": {"type": "Q8_0", "shape": [True]}, "e": {"type": "Q8_0", "shape": [2]}}}
+    section = {
+        "packed": {
+            "a": "Q8_0",
+            "b": {"type": 3, "shape": [1]},
+            "c": {"type": "Q8_0", "shape": [-1]},
+            "d": {"type": "Q8_0", "shape": [True]},
+            "e": {"type": "Q8_0", "shape": [2]},
+        }
+    }
     assert packed(section) == {"e": Packed("Q8_0", (2,))}

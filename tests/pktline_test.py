@@ -93,14 +93,24 @@ def test_packet_writer_splits_at_max_payload() -> None:
     assert writer.write(data) == len(data)
     writer.close_stream()
     found = packets(out.getvalue())
-    assert [len(p) if p is not None else None for p in found] == [MAX_PAYLOAD, MAX_PAYLOAD, len(data) - 2 * MAX_PAYLOAD, None]
+    assert [len(p) if p is not None else None for p in found] == [
+        MAX_PAYLOAD,
+        MAX_PAYLOAD,
+        len(data) - 2 * MAX_PAYLOAD,
+        None,
+    ]
     assert b"".join(p for p in found if p) == data
 
 
 def test_packet_writer_frames_uneven_writes_across_batches() -> None:
     out = io.BytesIO()
     writer = PacketWriter(out)
-    pieces = [bytes([n % 251]) * size for n, size in enumerate([1, 70000, 3, PacketWriter.BATCH_BYTES, 65516, 12345, 2 * PacketWriter.BATCH_BYTES + 7])]
+    pieces = [
+        bytes([n % 251]) * size
+        for n, size in enumerate(
+            [1, 70000, 3, PacketWriter.BATCH_BYTES, 65516, 12345, 2 * PacketWriter.BATCH_BYTES + 7]
+        )
+    ]
     for piece in pieces:
         assert writer.write(memoryview(piece)) == len(piece)
     writer.close_stream()

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
 from conftest import fake_distribution, git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
+from safetensors.numpy import save_file
 
 from git_theta import plugins
 from git_theta.builtin_plugins import BUILTIN_PLUGINS
@@ -23,7 +22,9 @@ from git_theta.errors import PluginError
 def test_installed_entry_points_are_the_builtin_table() -> None:
     # setup.py registers the table; a stale install (or a table edited without reinstalling) shows here.
     for group, table in BUILTIN_PLUGINS.items():
-        installed = {e.name: e.value for e in metadata.entry_points(group=group) if e.dist and e.dist.name == "git-theta"}
+        installed = {
+            e.name: e.value for e in metadata.entry_points(group=group) if e.dist and e.dist.name == "git-theta"
+        }
         assert installed == table, group
 
 
@@ -79,7 +80,9 @@ def test_third_party_plugins_come_from_entry_points_and_cannot_replace_a_builtin
 
 
 def test_a_broken_third_party_plugin_names_itself_and_its_package(tmp_path: Path) -> None:
-    root = fake_distribution(tmp_path, "[git_theta.merges]\nbroken = fake_plugins:Missing\n", "raise ImportError('no such thing')\n")
+    root = fake_distribution(
+        tmp_path, "[git_theta.merges]\nbroken = fake_plugins:Missing\n", "raise ImportError('no such thing')\n"
+    )
     code = (
         "from git_theta import plugins\n"
         "from git_theta.errors import PluginError\n"
@@ -90,7 +93,10 @@ def test_a_broken_third_party_plugin_names_itself_and_its_package(tmp_path: Path
     )
     result = _fresh_python(code, root)
     assert result.returncode == 0, result.stderr
-    assert "plugin 'broken' (fake_plugins:Missing) from package 'fake-plugins' failed to load: no such thing" in result.stdout
+    assert (
+        "plugin 'broken' (fake_plugins:Missing) from package 'fake-plugins' failed to load: no such thing"
+        in result.stdout
+    )
 
 
 def test_an_unknown_name_lists_the_known_ones() -> None:
@@ -148,7 +154,10 @@ def test_a_plugin_that_is_not_a_subclass_of_its_groups_base_is_refused(tmp_path:
         "plugin 'scale' (fake_plugins:Scale) from package 'fake-plugins' is not a subclass of "
         "git_theta.updates.base.UpdateType; a git_theta.updates plugin must be one"
     )
-    assert "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of git_theta.merge.strategies.base.MergeStrategy" in mean
+    assert (
+        "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of git_theta.merge.strategies.base.MergeStrategy"
+        in mean
+    )
 
 
 def test_every_builtin_name_equals_its_entry_point() -> None:
@@ -174,12 +183,17 @@ def test_a_plugin_package_type_checks_against_git_theta(tmp_path: Path) -> None:
     # source is put on MYPYPATH (the editable install may point elsewhere). A misused typed lookup is an error, not Any.
     package = Path(plugins.__file__).parent
     assert (package / "py.typed").is_file()
-    (tmp_path / "user.py").write_text(
-        "from git_theta import plugins\n"
-        "fmt: int = plugins.checkpoint('safetensors')\n"
-    )
+    (tmp_path / "user.py").write_text("from git_theta import plugins\nfmt: int = plugins.checkpoint('safetensors')\n")
     env = {**os.environ, "MYPYPATH": str(package.parent)}
-    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user.py"], cwd=tmp_path,
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert 'Incompatible types in assignment (expression has type "type[CheckpointFormat]", variable has type "int")' in result.stdout
+    assert (
+        'Incompatible types in assignment (expression has type "type[CheckpointFormat]", variable has type "int")'
+        in result.stdout
+    )

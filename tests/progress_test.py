@@ -51,7 +51,9 @@ def test_silent_off_terminal_for_small_files_and_when_quiet() -> None:
 def run_with_stderr_on_a_pty(repo: Path, *args: str) -> str:
     leader, follower = pty.openpty()
     try:
-        result = subprocess.run(["git", *args], cwd=repo, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["git", *args], cwd=repo, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL
+        )
         os.close(follower)
         follower = -1
         chunks = []

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import git, theta
 from hostile_support import git_theta_lines, run_bounded
 from safetensors.numpy import save_file
 
-from conftest import git, theta
 from git_theta import raw_blobs
 
 MODEL = "model.safetensors"
@@ -39,14 +39,22 @@ def test_install_then_fsck_name_the_raw_checkpoint_and_the_fix(tmp_path: Path) -
     installed = run_bounded(["git-theta", "install", "--local"], cwd=repo)
     assert installed.returncode == 0, installed.describe()
     [warning] = git_theta_lines(installed.stderr)
-    assert warning.startswith(f"git-theta: warning: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint")
+    assert warning.startswith(
+        f"git-theta: warning: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint"
+    )
     assert f"`git add --renormalize {MODEL}`, then `git commit`" in warning
     checked = run_bounded(["git-theta", "fsck"], cwd=repo)
-    assert checked.returncode == 1 and f"error: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint" in checked.stderr
+    assert (
+        checked.returncode == 1
+        and f"error: {MODEL}: the committed (HEAD) and staged version is the raw checkpoint" in checked.stderr
+    )
     # The advice works: afterwards both commands are quiet and the committed blob is metadata.
     git(repo, "add", "--renormalize", MODEL)
     staged_only = theta(repo, "fsck", check=False)
-    assert staged_only.returncode == 1 and f"error: {MODEL}: the committed (HEAD) version is the raw checkpoint" in staged_only.stderr
+    assert (
+        staged_only.returncode == 1
+        and f"error: {MODEL}: the committed (HEAD) version is the raw checkpoint" in staged_only.stderr
+    )
     git(repo, "commit", "-q", "-m", "renormalize")
     assert _committed(repo).startswith(b'{"version":"git-theta/')
     assert theta(repo, "fsck").stdout.endswith("fsck: ok\n")
@@ -60,7 +68,10 @@ def test_a_raw_blob_only_staged_is_reported_as_staged(tmp_path: Path) -> None:
     git(repo, "add", "second.safetensors", "empty.safetensors")
     found = {path: (where, size) for path, where, size in raw_blobs.raw_versions(repo)}
     assert found["second.safetensors"][0] == ["staged"] and found[MODEL][0] == ["committed (HEAD)", "staged"]
-    assert found["second.safetensors"][1] == (repo / "second.safetensors").stat().st_size and "empty.safetensors" not in found
+    assert (
+        found["second.safetensors"][1] == (repo / "second.safetensors").stat().st_size
+        and "empty.safetensors" not in found
+    )
 
 
 def test_untracked_paths_symlinks_and_metadata_are_not_reported(repo: Path) -> None:
@@ -82,7 +93,10 @@ def test_only_the_first_bytes_of_a_large_raw_blob_are_read(tmp_path: Path) -> No
     # Measured from a small parent: a child forked by the test process starts with (and reports) its RSS.
     installed = run_bounded([sys.executable, "-c", PEAK_RSS_OF_CHILD, "git-theta", "install", "--local"], cwd=repo)
     size = (repo / "big.safetensors").stat().st_size
-    assert f"big.safetensors: the committed (HEAD) and staged version is the raw checkpoint ({size} bytes" in installed.stderr
+    assert (
+        f"big.safetensors: the committed (HEAD) and staged version is the raw checkpoint ({size} bytes"
+        in installed.stderr
+    )
     peak_mb = int(installed.stdout.splitlines()[-1]) / 1024
     assert peak_mb < 100, f"install (with its gits) peaked at {peak_mb:.0f} MB for a 64 MiB raw blob"
 

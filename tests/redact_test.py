@@ -21,9 +21,14 @@ SECRET = "s3cr3t-T0KEN"
         (f"https://alice:{SECRET}@example.com/org/repo.git/info/lfs", "https://example.com/org/repo.git/info/lfs"),
         (f"https://{SECRET}@github.com:8443/o/r", "https://github.com:8443/o/r"),
         (f"http://a%40b:{SECRET}@127.0.0.1:99/x", "http://127.0.0.1:99/x"),
-        (f"https://s3.example.com/b/o?X-Amz-Credential={SECRET}&X-Amz-Signature={SECRET}&part=2",
-         "https://s3.example.com/b/o?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&part=2"),
-        (f"https://blob.example.com/c?sv=2020&sig={SECRET}&se=2030", "https://blob.example.com/c?sv=REDACTED&sig=REDACTED&se=REDACTED"),
+        (
+            f"https://s3.example.com/b/o?X-Amz-Credential={SECRET}&X-Amz-Signature={SECRET}&part=2",
+            "https://s3.example.com/b/o?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&part=2",
+        ),
+        (
+            f"https://blob.example.com/c?sv=2020&sig={SECRET}&se=2030",
+            "https://blob.example.com/c?sv=REDACTED&sig=REDACTED&se=REDACTED",
+        ),
         (f"https://h/x?access_token={SECRET}#frag", "https://h/x?access_token=REDACTED#frag"),
         ("https://h/x?page=2", "https://h/x?page=2"),
         (f"http://u:{SECRET}@h:notaport/x", "http://h:notaport/x"),
@@ -35,8 +40,10 @@ def test_url(url: str, shown: str) -> None:
 
 
 def test_text_redacts_every_url_and_authorization_headers() -> None:
-    message = (f"'http://a:{SECRET}@h1/x' then https://h2/y?token={SECRET} "
-               f"{{'Authorization': 'Basic {SECRET}'}} Authorization: Bearer {SECRET}")
+    message = (
+        f"'http://a:{SECRET}@h1/x' then https://h2/y?token={SECRET} "
+        f"{{'Authorization': 'Basic {SECRET}'}} Authorization: Bearer {SECRET}"
+    )
     assert SECRET not in redact.text(message)
     assert "h1/x" in redact.text(message) and "h2/y?token=REDACTED" in redact.text(message)
 

@@ -29,7 +29,7 @@ def _damaged(repo: Path, how: str) -> tuple[str, Path]:
     if how == "bit flip":
         data[-5] ^= 0x01  # inside the tensor's bytes: decodes, rebuilds to another hash
     else:
-        del data[len(data) // 2:]  # does not decode
+        del data[len(data) // 2 :]  # does not decode
     path.write_bytes(bytes(data))
     (repo / MODEL).unlink()
     return oid, path.resolve()
@@ -40,7 +40,9 @@ def _damaged(repo: Path, how: str) -> tuple[str, Path]:
 def test_a_corrupt_object_is_named_with_the_repair(repo: Path, how: str, command: list[str]) -> None:
     oid, path = _damaged(repo, how)
     if command[0] == "git-theta":  # its own streaming checkout starts from the metadata text
-        subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True)
+        subprocess.run(
+            ["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True
+        )
     state = RepoState.capture(repo)
     line = assert_refused(run_bounded(command, cwd=repo), [MODEL, "'layer.1.weight'"])
     assert line.endswith(f"object {oid} is corrupt ({path}); {REPAIR}"), line

@@ -134,9 +134,14 @@ def test_put_replaces_an_object_whose_mtime_it_may_not_set(store: ObjectStore) -
     store.put(CONTENT)
     os.utime(store.path(OID), (1, 1))
     os.chown(store.path(OID), 65534, 65534)  # nobody's; the tests run as root, so drop the override below
-    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
-              "from pathlib import Path\nfrom git_theta.store import ObjectStore\n"
-              f"print(ObjectStore(Path({str(store.lfs_dir)!r})).put([b'hello object store']))")
-    subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", sys.executable, "-c", script], check=True)
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from pathlib import Path\nfrom git_theta.store import ObjectStore\n"
+        f"print(ObjectStore(Path({str(store.lfs_dir)!r})).put([b'hello object store']))"
+    )
+    subprocess.run(
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", sys.executable, "-c", script],
+        check=True,
+    )
     assert store.path(OID).stat().st_mtime > 1e9 and store.path(OID).stat().st_uid == os.getuid()
     assert bytes(store.get(OID, verify=True)) == b"hello object store"

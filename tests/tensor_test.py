@@ -98,7 +98,9 @@ def test_same_bytes_as_another_type_or_shape_differ(dtype: str, shape: tuple[int
 def test_every_bit_counts() -> None:
     # -0.0 vs 0.0 and two NaN payloads are different tensors.
     assert tensor_hash("F32", (1,), struct.pack("<f", 0.0)) != tensor_hash("F32", (1,), struct.pack("<f", -0.0))
-    assert tensor_hash("F32", (1,), struct.pack("<I", 0x7FC00000)) != tensor_hash("F32", (1,), struct.pack("<I", 0x7FC00001))
+    assert tensor_hash("F32", (1,), struct.pack("<I", 0x7FC00000)) != tensor_hash(
+        "F32", (1,), struct.pack("<I", 0x7FC00001)
+    )
 
 
 def test_large_tensors_hash_the_same_with_threads() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-AUTHOR_TESTS = '''
+AUTHOR_TESTS = """
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -39,7 +39,7 @@ def test_round_trip_needs_a_staged_file(theta_repo):
     (theta_repo / "loose.bin").write_bytes(b"x")
     with pytest.raises(AssertionError, match="loose.bin is not staged"):
         assert_round_trip(theta_repo, "loose.bin")
-'''
+"""
 
 
 def test_an_author_test_file_runs_with_the_plugin(tmp_path: Path) -> None:
@@ -49,10 +49,32 @@ def test_an_author_test_file_runs_with_the_plugin(tmp_path: Path) -> None:
     # The user's own config must not reach the tests: an alias and another name in ~/.gitconfig.
     home = tmp_path / "userhome"
     home.mkdir()
-    (home / ".gitconfig").write_text("[user]\n\tname = Leaky User\n[alias]\n\tst = status\n[init]\n\tdefaultBranch = leaky\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Leaky User\n[alias]\n\tst = status\n[init]\n\tdefaultBranch = leaky\n"
+    )
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "0",
-                             "author/author_test.py"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "0",
+            "author/author_test.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout

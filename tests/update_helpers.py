@@ -8,14 +8,15 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
-
 from conftest import git
 
 NUMPY: dict[str, Any] = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64}
 OTHER: dict[str, Any] = {"I64": np.int64, "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
 
 
-def weights(rng: np.random.Generator, dtype: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray[Any, Any]]:
+def weights(
+    rng: np.random.Generator, dtype: str, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray[Any, Any]]:
     return {name: rng.normal(0, 0.02, shape).astype(np.float32).astype(NUMPY[dtype]) for name, shape in shapes.items()}
 
 
@@ -53,7 +54,9 @@ def load(path: Path) -> dict[str, np.ndarray[Any, Any]]:
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
-        found[name] = np.frombuffer(raw[8 + size + begin : 8 + size + end], dtype={**NUMPY, **OTHER}[info["dtype"]]).reshape(info["shape"])
+        found[name] = np.frombuffer(
+            raw[8 + size + begin : 8 + size + end], dtype={**NUMPY, **OTHER}[info["dtype"]]
+        ).reshape(info["shape"])
     return found
 
 

@@ -90,7 +90,9 @@ class CheckpointFormat(ABC):
         """
 
     @abstractmethod
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         """Rebuild the file from its file section and parameter groups into `out`."""
 
     def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
@@ -101,9 +103,13 @@ class CheckpointFormat(ABC):
         """
         raise CheckpointError(f"the {self.name} format cannot write a new file (it does not define write_new)")
 
-
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """The file section for a new set of parameter groups (a merge or an API save changed them).
 
@@ -151,7 +157,9 @@ def checked_shape(value: Any, dtype: str, what: str) -> tuple[tuple[int, ...], i
     """(shape, byte size) of a declared shape: a list of at most MAX_RANK non-negative ints (not bools, not
     floats) whose byte size is at most MAX_TENSOR_BYTES; else CheckpointError naming `what`."""
     if type(value) not in (list, tuple) or len(value) > MAX_RANK or not all(type(n) is int and n >= 0 for n in value):
-        raise CheckpointError(f"{what} has an invalid shape {shown(value)}: it must be a list of at most {MAX_RANK} non-negative integers")
+        raise CheckpointError(
+            f"{what} has an invalid shape {shown(value)}: it must be a list of at most {MAX_RANK} non-negative integers"
+        )
     shape = tuple(value)
     if any(n > MAX_TENSOR_BYTES for n in shape) or math.prod(shape) * dtypes.itemsize(dtype) > MAX_TENSOR_BYTES:
         raise CheckpointError(f"{what}: shape {list(shape)} of {dtype} exceeds {MAX_TENSOR_BYTES} bytes")

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from git_theta import dtypes
+from git_theta.checkpoints import flax_encode
 from git_theta.checkpoints.base import (
     MAX_RANK,
     READ_CHUNK,
@@ -27,7 +28,6 @@ from git_theta.checkpoints.base import (
     ParamSource,
     read_exact,
 )
-from git_theta.checkpoints import flax_encode
 from git_theta.checkpoints.flax_encode import EXT_NDARRAY, NUMPY_NAMES
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
@@ -428,4 +428,3 @@ class FlaxMsgpackFormat(CheckpointFormat):
 
 def _data_bytes(layout: list[dict[str, Any]]) -> int:
     return sum(segment.get("bytes", 0) for segment in layout)
-

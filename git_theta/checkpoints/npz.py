@@ -24,17 +24,25 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import blake3
 
 from git_theta import dtypes
-from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, checked_shape, read_exact, read_into, spool
 from git_theta.checkpoints import zip_layout
+from git_theta.checkpoints.base import (
+    CheckpointFormat,
+    ParamSink,
+    ParamSource,
+    checked_shape,
+    read_exact,
+    read_into,
+    spool,
+)
 from git_theta.checkpoints.zip_layout import LOCAL_MAGIC, SkeletonBuilder, check_members, data_start
-from git_theta.errors import CheckpointError, ThetaError
+from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
 # numpy is imported where an archive is actually read or written: `git add` sniffs every
 # format for each file, and a safetensors add should not pay the import (~0.1 s).
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 MAX_NPY_HEADER = 1 << 20
@@ -164,7 +172,14 @@ class _Reader(SkeletonBuilder):
         self.skeleton += header
         self.sink.add(name, _to_tensor(array, bytes(data)))
         self.layout.append(
-            {"deflated": name, "header": len(header), "bytes": array.nbytes, "fortran": array.fortran, "size": len(compressed), "blake3": _digest(compressed)}
+            {
+                "deflated": name,
+                "header": len(header),
+                "bytes": array.nbytes,
+                "fortran": array.fortran,
+                "size": len(compressed),
+                "blake3": _digest(compressed),
+            }
         )
         self.position = data_start + info.compress_size
         return True
@@ -176,7 +191,9 @@ class _Reader(SkeletonBuilder):
         except zlib.error as error:
             raise CheckpointError(f"member {info.filename!r}: corrupt deflate data: {error}") from None
         if len(content) != info.file_size or zlib.crc32(content) != info.CRC:
-            raise CheckpointError(f"member {info.filename!r}: content does not match its size or CRC-32, the file is corrupt")
+            raise CheckpointError(
+                f"member {info.filename!r}: content does not match its size or CRC-32, the file is corrupt"
+            )
         return content
 
     def check_crc(self, info: zipfile.ZipInfo, data_start: int) -> None:
@@ -209,7 +226,9 @@ class NpzFormat(CheckpointFormat):
         """numpy.savez: .npy members hold numpy's own dtypes, so bf16/fp8 would come back as something else."""
         odd = [name for name, t in tensors.items() if t.dtype in ("BF16", "F8_E4M3", "F8_E5M2")]
         if odd:
-            raise CheckpointError(f".npz cannot hold {tensors[odd[0]].dtype} ({odd[0]!r}) faithfully; save as .safetensors or .pt")
+            raise CheckpointError(
+                f".npz cannot hold {tensors[odd[0]].dtype} ({odd[0]!r}) faithfully; save as .safetensors or .pt"
+            )
         import numpy as np
 
         arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
@@ -229,7 +248,15 @@ class NpzFormat(CheckpointFormat):
             size = file.seek(0, io.SEEK_END)
             try:
                 infos = sorted(zipfile.ZipFile(file).infolist(), key=lambda i: i.header_offset)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError, NotImplementedError, struct.error) as error:
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                OverflowError,
+                NotImplementedError,
+                struct.error,
+            ) as error:
                 raise CheckpointError(f"not a valid zip archive: {error}") from None
             check_members(infos, size)
             reader = _Reader(file, sink)
@@ -239,10 +266,14 @@ class NpzFormat(CheckpointFormat):
         skeleton = sink.put_blob(bytes(reader.skeleton))
         return {"kept": reader.kept, "layout": reader.layout, "skeleton": skeleton}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         reader = zip_layout.SkeletonReader(source.get_blob(file["skeleton"]), "archive")
         arrays = source.tensors(_array_names(file["layout"]))
-        for segment, tensor in reader.payloads(file["layout"], arrays, out, lambda segment: f"array {_member_name(segment)!r}"):
+        for segment, tensor in reader.payloads(
+            file["layout"], arrays, out, lambda segment: f"array {_member_name(segment)!r}"
+        ):
             data = _file_bytes(tensor, segment.get("fortran", False))
             if "array" in segment:
                 out.write(data)
@@ -256,7 +287,12 @@ class NpzFormat(CheckpointFormat):
             out.write(compressed)
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """A fresh archive (laid out as np.savez or np.savez_compressed writes it) holding `after`.
 
@@ -267,7 +303,9 @@ class NpzFormat(CheckpointFormat):
         if before.keys() == after.keys() and all(before[name].hash == after[name].hash for name in after):
             return dict(file)  # same arrays: the archive, timestamps included, stays as it was
         if file.get("kept"):
-            raise CheckpointError(f"the archive has members git-theta keeps whole ({', '.join(file['kept'])}); it cannot be rebuilt with other arrays")
+            raise CheckpointError(
+                f"the archive has members git-theta keeps whole ({', '.join(file['kept'])}); it cannot be rebuilt with other arrays"
+            )
         import numpy as np
 
         old_order = _array_names(file["layout"])
@@ -286,7 +324,9 @@ class NpzFormat(CheckpointFormat):
         section = self.read(buffer, "", checking)
         missing = sorted(set(after) - checking.seen)
         if missing:
-            raise CheckpointError(f"parameter {missing[0]!r} ({after[missing[0]].dtype}) cannot be stored as a plain .npy array")
+            raise CheckpointError(
+                f"parameter {missing[0]!r} ({after[missing[0]].dtype}) cannot be stored as a plain .npy array"
+            )
         return section
 
 

@@ -262,8 +262,13 @@ class _Walker:
         self.release(start, end)
         if location != _EXTERNAL and raw is None:
             return None
-        found = _Found(name, DATA_TYPES.get(data_type), dims, None if location == _EXTERNAL else raw,
-                       external if location == _EXTERNAL else None)
+        found = _Found(
+            name,
+            DATA_TYPES.get(data_type),
+            dims,
+            None if location == _EXTERNAL else raw,
+            external if location == _EXTERNAL else None,
+        )
         self.tensors.append(found)
         return found
 

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from git_theta import dtypes
-from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource, checked_shape, read_exact, read_into, shown
+from git_theta.checkpoints.base import (
+    CheckpointFormat,
+    ParamSink,
+    ParamSource,
+    checked_shape,
+    read_exact,
+    read_into,
+    shown,
+)
 from git_theta.errors import CheckpointError
 from git_theta.metadata import ParamEntry, unique_keys
 from git_theta.tensor import Tensor
@@ -36,7 +44,11 @@ def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
     """The header as a JSON object, not nested deeply; when adding, strict JSON (no NaN/Infinity, no repeated keys)."""
     try:
-        strict = {"object_pairs_hook": unique_keys, "parse_constant": _refuse_constant} if adding else {"object_pairs_hook": _last_wins}
+        strict = (
+            {"object_pairs_hook": unique_keys, "parse_constant": _refuse_constant}
+            if adding
+            else {"object_pairs_hook": _last_wins}
+        )
         header = json.loads(header_bytes, **strict)
     except RecursionError:
         raise CheckpointError("safetensors header is nested too deeply to be a safetensors header") from None
@@ -45,7 +57,9 @@ def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object")
     if len(header) > MAX_TENSORS + 1:
-        raise CheckpointError(f"safetensors header declares {len(header)} entries, more than the limit of {MAX_TENSORS} tensors")
+        raise CheckpointError(
+            f"safetensors header declares {len(header)} entries, more than the limit of {MAX_TENSORS} tensors"
+        )
     return header
 
 
@@ -56,8 +70,15 @@ def _check_metadata(value: Any) -> None:
 
 
 def _offsets(name: str, value: Any) -> tuple[int, int]:
-    if type(value) is not list or len(value) != 2 or not all(type(n) is int for n in value) or not 0 <= value[0] <= value[1]:
-        raise CheckpointError(f"tensor {shown(name)} has invalid data_offsets {shown(value)}: two integers 0 <= begin <= end")
+    if (
+        type(value) is not list
+        or len(value) != 2
+        or not all(type(n) is int for n in value)
+        or not 0 <= value[0] <= value[1]
+    ):
+        raise CheckpointError(
+            f"tensor {shown(name)} has invalid data_offsets {shown(value)}: two integers 0 <= begin <= end"
+        )
     return value[0], value[1]
 
 
@@ -68,14 +89,20 @@ def _entry(name: str, info: Any, adding: bool) -> tuple[str, str, tuple[int, ...
     except UnicodeEncodeError:
         raise CheckpointError(f"tensor name {shown(name)} is not valid Unicode (it holds a lone surrogate)") from None
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-        raise CheckpointError(f"tensor {shown(name)} has a malformed header entry: it needs dtype, shape and data_offsets")
+        raise CheckpointError(
+            f"tensor {shown(name)} has a malformed header entry: it needs dtype, shape and data_offsets"
+        )
     dtype = info["dtype"]
     if not isinstance(dtype, str) or dtype not in dtypes.ITEMSIZE:
-        raise CheckpointError(f"tensor {shown(name)} has unsupported dtype {shown(dtype)}; known: {', '.join(sorted(dtypes.ITEMSIZE))}")
+        raise CheckpointError(
+            f"tensor {shown(name)} has unsupported dtype {shown(dtype)}; known: {', '.join(sorted(dtypes.ITEMSIZE))}"
+        )
     shape, nbytes = checked_shape(info["shape"], dtype, f"tensor {shown(name)}")
     begin, end = _offsets(name, info["data_offsets"])
     if end - begin != nbytes:
-        raise CheckpointError(f"tensor {shown(name)}: data_offsets [{begin}, {end}] do not fit {dtype}{list(shape)} ({nbytes} bytes)")
+        raise CheckpointError(
+            f"tensor {shown(name)}: data_offsets [{begin}, {end}] do not fit {dtype}{list(shape)} ({nbytes} bytes)"
+        )
     return name, dtype, shape, begin, end
 
 
@@ -94,7 +121,9 @@ def parse_header(header_bytes: bytes, *, adding: bool = True) -> list[tuple[str,
     position = 0
     for name, _, _, begin, end in entries:
         if begin != position:
-            raise CheckpointError(f"tensor {shown(name)} starts at byte {begin}, expected {position} (offsets must be contiguous)")
+            raise CheckpointError(
+                f"tensor {shown(name)} starts at byte {begin}, expected {position} (offsets must be contiguous)"
+            )
         position = end
     return entries
 
@@ -116,7 +145,11 @@ class SafetensorsFormat(CheckpointFormat):
         offset = 0
         for name in sorted(tensors):
             tensor = tensors[name]
-            header[name] = {"dtype": tensor.dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
+            header[name] = {
+                "dtype": tensor.dtype,
+                "shape": list(tensor.shape),
+                "data_offsets": [offset, offset + tensor.nbytes],
+            }
             offset += tensor.nbytes
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)
@@ -130,14 +163,18 @@ class SafetensorsFormat(CheckpointFormat):
             raise CheckpointError("file is too short to be safetensors")
         (size,) = _U64.unpack(size_bytes)
         if not 2 <= size <= MAX_HEADER_BYTES:
-            raise CheckpointError(f"safetensors header length {size} is not between 2 and the limit of {MAX_HEADER_BYTES} bytes")
+            raise CheckpointError(
+                f"safetensors header length {size} is not between 2 and the limit of {MAX_HEADER_BYTES} bytes"
+            )
         header_bytes = read_exact(stream, size)
         entries = parse_header(header_bytes)
         for index, (name, dtype, shape, begin, end) in enumerate(entries):
             try:
                 data = read_into(stream, end - begin)
             except CheckpointError as error:
-                raise CheckpointError(f"tensor {shown(name)} (data_offsets [{begin}, {end}]): {error} (truncated?)") from None
+                raise CheckpointError(
+                    f"tensor {shown(name)} (data_offsets [{begin}, {end}]): {error} (truncated?)"
+                ) from None
             if index == len(entries) - 1 and stream.read(1):
                 raise CheckpointError(f"file has bytes after the last tensor, which ends at data offset {end}")
             sink.add(name, Tensor(dtype, shape, data))
@@ -146,7 +183,9 @@ class SafetensorsFormat(CheckpointFormat):
         # Stored last: a file that turns out truncated leaves no header object behind.
         return {"header": sink.put_blob(size_bytes + header_bytes)}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         header = source.get_blob(file["header"])
         entries = parse_header(header[8:], adding=False)
         for name, dtype, shape, _, _ in entries:
@@ -158,7 +197,12 @@ class SafetensorsFormat(CheckpointFormat):
             out.write(tensor.data)
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """Keep the header as is when the layout is unchanged, else write a new one.
 

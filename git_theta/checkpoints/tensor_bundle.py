@@ -39,8 +39,23 @@ _U32 = struct.Struct("<I")
 
 # TensorFlow DataType enum values (types.proto) git-theta has a dtype for; the others (strings, resources,
 # variants, complex, quantized) stay raw bytes in the data file.
-DTYPES = {1: "F32", 2: "F64", 3: "I32", 4: "U8", 5: "I16", 6: "I8", 9: "I64", 10: "BOOL", 14: "BF16", 17: "U16",
-          19: "F16", 22: "U32", 23: "U64", 24: "F8_E5M2", 25: "F8_E4M3"}
+DTYPES = {
+    1: "F32",
+    2: "F64",
+    3: "I32",
+    4: "U8",
+    5: "I16",
+    6: "I8",
+    9: "I64",
+    10: "BOOL",
+    14: "BF16",
+    17: "U16",
+    19: "F16",
+    22: "U32",
+    23: "U64",
+    24: "F8_E5M2",
+    25: "F8_E4M3",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +108,7 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int |
             width = 8 if wire == 1 else 4
             if position + width > end:
                 raise CheckpointError("protobuf field runs past its message")
-            value = int.from_bytes(data[position:position + width], "little")
+            value = int.from_bytes(data[position : position + width], "little")
             position += width
         elif wire == 2:
             length, position = _varint(data, position, end)
@@ -150,7 +165,8 @@ def _entry(key: str | None, data: bytes, start: int, end: int) -> Entry:
             masked_crc = value
     if not 0 <= offset <= MAX_TENSOR_BYTES or not 0 <= size <= MAX_TENSOR_BYTES or not 0 <= shard < MAX_SHARDS:
         raise CheckpointError(
-            f"variable {str(key)[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range")
+            f"variable {str(key)[:80]!r} declares shard {shard}, offset {offset}, size {size}: out of range"
+        )
     return Entry(key, DTYPES.get(dtype_enum), shape, shard, offset, size, masked_crc, sliced)
 
 
@@ -161,10 +177,12 @@ def _block(data: bytes, offset: int, size: int, what: str) -> tuple[int, int]:
         raise CheckpointError(f"{what} block [{offset}, +{size}] lies outside the file ({len(data)} bytes)")
     kind = data[offset + size]
     if kind != 0:
-        raise CheckpointError(f"{what} block is compressed (type {kind}); TensorFlow writes uncompressed blocks, "
-                              "git-theta reads only those")
+        raise CheckpointError(
+            f"{what} block is compressed (type {kind}); TensorFlow writes uncompressed blocks, "
+            "git-theta reads only those"
+        )
     (stored,) = _U32.unpack_from(data, offset + size + 1)
-    if crc32c.unmask(stored) != crc32c.crc32c(memoryview(data)[offset:offset + size + 1]):
+    if crc32c.unmask(stored) != crc32c.crc32c(memoryview(data)[offset : offset + size + 1]):
         raise CheckpointError(f"{what} block at byte {offset}: CRC-32C mismatch, the file is corrupt")
     return offset, offset + size
 
@@ -184,11 +202,13 @@ def _block_entries(data: bytes, start: int, end: int, what: str) -> Iterator[tup
         own, position = _varint(data, position, entries_end)
         length, position = _varint(data, position, entries_end)
         if shared > len(key) or shared + own > MAX_KEY_BYTES:
-            raise CheckpointError(f"{what} block has a key of {shared} + {own} bytes (previous key: {len(key)} bytes, "
-                                  f"limit {MAX_KEY_BYTES})")
+            raise CheckpointError(
+                f"{what} block has a key of {shared} + {own} bytes (previous key: {len(key)} bytes, "
+                f"limit {MAX_KEY_BYTES})"
+            )
         if own > entries_end - position or length > entries_end - position - own:
             raise CheckpointError(f"{what} block has an entry that runs past the block")
-        key = key[:shared] + data[position:position + own]
+        key = key[:shared] + data[position : position + own]
         position += own
         yield key, position, position + length
         position += length

@@ -92,24 +92,33 @@ class TensorflowFormat(CheckpointFormat):
         missing = [name for name in layout if name not in params]
         if missing or len(set(layout)) != len(layout) or set(layout) != set(params):
             raise CheckpointError(
-                f"the layout does not list each parameter group exactly once ({shown(missing)} missing)")
+                f"the layout does not list each parameter group exactly once ({shown(missing)} missing)"
+            )
         for tensor in source.tensors(layout):  # noqa: FURB122 -- smudge's `out` offers write() only
             out.write(tensor.data)
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry],
-        source: ParamSource, sink: ParamSink,
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """Refuse any change: the `.index` holds each tensor's CRC-32C, which TensorFlow checks when it restores,
         and this data file's merge cannot rewrite the index (another file, merged on its own)."""
-        changed = sorted(name for name in before.keys() | after.keys()
-                         if name not in before or name not in after or before[name].hash != after[name].hash)
+        changed = sorted(
+            name
+            for name in before.keys() | after.keys()
+            if name not in before or name not in after or before[name].hash != after[name].hash
+        )
         if changed:
             raise CheckpointError(
                 f"TensorFlow bundle: the .index holds a CRC-32C of each tensor, so changing {shown(changed[0], 120)}"
                 f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''} here would leave the index stale; "
                 "take one side for the whole checkpoint (git checkout --ours/--theirs on both files), or merge in "
-                "TensorFlow and save a new checkpoint")
+                "TensorFlow and save a new checkpoint"
+            )
         return dict(file)
 
 
@@ -118,8 +127,12 @@ def _read_index(stream: IO[bytes], sink: ParamSink) -> dict[str, Any]:
     if len(data) > MAX_INDEX_BYTES:
         raise LimitError(f"the index is more than the limit of {MAX_INDEX_BYTES} bytes")
     bundle = parse_index(data)
-    return {"bundle": "index", "index": sink.put_blob(data), "shards": bundle.num_shards,
-            "variables": len(bundle.entries)}
+    return {
+        "bundle": "index",
+        "index": sink.put_blob(data),
+        "shards": bundle.num_shards,
+        "variables": len(bundle.entries),
+    }
 
 
 def _plan(path: str) -> list[Entry]:
@@ -131,8 +144,19 @@ def _plan(path: str) -> list[Entry]:
     names = [entry.key for entry in bundle.entries if entry.key is not None]
     if any(name.startswith(RAW_PREFIX) for name in names) or len(set(names)) != len(names):
         return []
-    planned = sorted((e for e in bundle.entries if e.shard == shard and not e.sliced and e.key is not None
-                      and e.dtype is not None and e.shape is not None and _fits(e)), key=lambda e: (e.offset, e.size))
+    planned = sorted(
+        (
+            e
+            for e in bundle.entries
+            if e.shard == shard
+            and not e.sliced
+            and e.key is not None
+            and e.dtype is not None
+            and e.shape is not None
+            and _fits(e)
+        ),
+        key=lambda e: (e.offset, e.size),
+    )
     for earlier, later in itertools.pairwise(planned):
         if earlier.offset + earlier.size > later.offset:
             return []

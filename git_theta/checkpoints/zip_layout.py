@@ -45,7 +45,10 @@ def check_members(infos: list[zipfile.ZipInfo], size: int) -> None:
                 f"zip member {info.filename!r} declares {info.compress_size} bytes at byte {info.header_offset}, "
                 f"outside the {size}-byte file (truncated?)"
             )
-        if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024:
+        if (
+            info.compress_type == zipfile.ZIP_DEFLATED
+            and info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024
+        ):
             raise LimitError(
                 f"zip member {info.filename!r} declares {info.file_size} bytes from {info.compress_size} deflated bytes, "
                 f"more than deflate can hold ({MAX_DEFLATE_RATIO}:1)"
@@ -88,13 +91,19 @@ class SkeletonReader:
     def take(self, count: int) -> memoryview:
         """The next `count` skeleton bytes."""
         if self.position + count > len(self.skeleton):
-            raise CheckpointError(f"{self.what} skeleton ends {self.position + count - len(self.skeleton)} bytes before its layout does")
+            raise CheckpointError(
+                f"{self.what} skeleton ends {self.position + count - len(self.skeleton)} bytes before its layout does"
+            )
         run = self.skeleton[self.position : self.position + count]
         self.position += count
         return run
 
     def payloads(
-        self, layout: list[dict[str, Any]], tensors: Iterable[Tensor], out: IO[bytes], label: Callable[[dict[str, Any]], str]
+        self,
+        layout: list[dict[str, Any]],
+        tensors: Iterable[Tensor],
+        out: IO[bytes],
+        label: Callable[[dict[str, Any]], str],
     ) -> Iterator[tuple[dict[str, Any], Tensor]]:
         """(segment, tensor) for each payload, in order, after writing the skeleton bytes before it to `out`."""
         values = iter(tensors)
@@ -104,7 +113,11 @@ class SkeletonReader:
                 continue
             tensor = next(values)
             if tensor.nbytes != segment["bytes"]:
-                raise CheckpointError(f"{label(segment)} has {tensor.nbytes} bytes, the {self.what} layout expects {segment['bytes']}")
+                raise CheckpointError(
+                    f"{label(segment)} has {tensor.nbytes} bytes, the {self.what} layout expects {segment['bytes']}"
+                )
             yield segment, tensor
         if self.position != len(self.skeleton):
-            raise CheckpointError(f"{self.what} skeleton has {len(self.skeleton) - self.position} bytes the layout does not use")
+            raise CheckpointError(
+                f"{self.what} skeleton has {len(self.skeleton) - self.position} bytes the layout does not use"
+            )

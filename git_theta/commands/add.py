@@ -18,12 +18,28 @@ from git_theta.sideload import apply as sideload
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("add", help="stage checkpoint files, optionally applying an update file", description=__doc__)
+    parser = subparsers.add_parser(
+        "add", help="stage checkpoint files, optionally applying an update file", description=__doc__
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH")
     # Not argparse choices: plugins may add side-loadable types; sideload names the ones that are.
-    parser.add_argument("--update-type", metavar="TYPE", help="apply the update file as this type: low-rank, ia3, sparse or a plugin's (needs --update-data and one PATH)")
-    parser.add_argument("--update-data", type=Path, metavar="FILE", help="safetensors or torch file with the update's tensors (PEFT names; see docs/updates.md)")
-    parser.add_argument("--lora-alpha", type=float, metavar="ALPHA", help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r")
+    parser.add_argument(
+        "--update-type",
+        metavar="TYPE",
+        help="apply the update file as this type: low-rank, ia3, sparse or a plugin's (needs --update-data and one PATH)",
+    )
+    parser.add_argument(
+        "--update-data",
+        type=Path,
+        metavar="FILE",
+        help="safetensors or torch file with the update's tensors (PEFT names; see docs/updates.md)",
+    )
+    parser.add_argument(
+        "--lora-alpha",
+        type=float,
+        metavar="ALPHA",
+        help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r",
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,5 +57,7 @@ def run(args: argparse.Namespace) -> int:
     path = snapshots.repo_paths(root, args.paths[:1])[0]
     entries = sideload.stage(Repo.discover(root), path, args.update_type, args.update_data, args.lora_alpha)
     stored = sum(entry.stored[-1].size for entry in entries.values())
-    print(f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged")
+    print(
+        f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged"
+    )
     return 0

@@ -22,9 +22,18 @@ from git_theta.transfer import on_demand
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("checkout", help="write tracked checkpoints to the working tree, streaming", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="paths or patterns (default: every tracked checkpoint)")
-    parser.add_argument("--force", action="store_true", help="also overwrite files that are not metadata text (local changes are lost)")
+    parser = subparsers.add_parser(
+        "checkout",
+        help="write tracked checkpoints to the working tree, streaming",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="paths or patterns (default: every tracked checkpoint)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="also overwrite files that are not metadata text (local changes are lost)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -53,7 +62,11 @@ def materialize(repo: Repo, path: str, force: bool) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     if not files.same_file_system(repo.store.tmp_dir, target.parent):
         _exclude_temp_files(repo)
-    write_atomically(target, lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)), temp_dir=repo.store.tmp_dir)
+    write_atomically(
+        target,
+        lambda out: smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo)),
+        temp_dir=repo.store.tmp_dir,
+    )
     return True
 
 
@@ -67,7 +80,9 @@ def _exclude_temp_files(repo: Repo) -> None:
         exclude.parent.mkdir(parents=True, exist_ok=True)
         with open(exclude, "a", encoding="utf-8") as out:
             prefix = "\n" if lines and exclude.read_bytes()[-1:] != b"\n" else ""
-            out.write(f"{prefix}# git-theta: temp files of an interrupted `git theta checkout`\n{files.BESIDE_PATTERN}\n")
+            out.write(
+                f"{prefix}# git-theta: temp files of an interrupted `git theta checkout`\n{files.BESIDE_PATTERN}\n"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         # unchanged checkpoint costs a stat, and one the user edited stays modified.
         refreshed = git.run("update-index", "-q", "--refresh", "--", *chosen, cwd=root, check=False)
         if refreshed.returncode != 0:
-            raise GitError(f"wrote {len(written)} file(s), but git's index could not be refreshed (git status shows them "
-                           f"modified until it is): {_refresh_failure(root, refreshed.stderr)}")
+            raise GitError(
+                f"wrote {len(written)} file(s), but git's index could not be refreshed (git status shows them "
+                f"modified until it is): {_refresh_failure(root, refreshed.stderr)}"
+            )
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -16,8 +16,15 @@ from git_theta.update_engine import auto
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("compact", help="rewrite update chains of staged checkpoints as dense", description=__doc__)
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoints to compact (default: every tracked checkpoint in the index)")
+    parser = subparsers.add_parser(
+        "compact", help="rewrite update chains of staged checkpoints as dense", description=__doc__
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="checkpoints to compact (default: every tracked checkpoint in the index)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -36,7 +43,11 @@ def compact(repo: Repo, path: str) -> int:
             meta.params[name] = auto.store_dense(repo.store, value, entry.hash)
             rewritten += 1
     if rewritten:
-        blob = git.run("hash-object", "-w", "--no-filters", "--stdin", cwd=repo.worktree, input=meta.serialize()).stdout.decode().strip()
+        blob = (
+            git.run("hash-object", "-w", "--no-filters", "--stdin", cwd=repo.worktree, input=meta.serialize())
+            .stdout.decode()
+            .strip()
+        )
         mode = git.output("ls-files", "-s", "--", path, cwd=repo.worktree).split()[0]
         git.run("update-index", "--cacheinfo", f"{mode},{blob},{path}", cwd=repo.worktree)
     return rewritten

@@ -32,14 +32,39 @@ from git_theta.repo import Repo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("diff", help="show how parameter groups changed, with numbers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "diff",
+        help="show how parameter groups changed, with numbers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("items", nargs="*", metavar="[A [B]] [--] [PATH]", help="revisions, then paths of checkpoints")
-    parser.add_argument("--cached", "--staged", action="store_true", help="compare a revision (default HEAD) with the index")
-    parser.add_argument("--sort", choices=SORT_KEYS, default="name", help="order of groups: name (default), largest norm/relative/changed/max/size/stored first, lowest cosine first")
-    parser.add_argument("--filter", action="append", default=[], metavar="PATTERN", help="only groups whose name matches this glob, e.g. 'encoder.layer.0.*' (repeatable)")
+    parser.add_argument(
+        "--cached", "--staged", action="store_true", help="compare a revision (default HEAD) with the index"
+    )
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="name",
+        help="order of groups: name (default), largest norm/relative/changed/max/size/stored first, lowest cosine first",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only groups whose name matches this glob, e.g. 'encoder.layer.0.*' (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document for scripts")
-    parser.add_argument("--no-stats", action="store_true", help="metadata only: do not load tensors (works without the objects)")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the output (auto: only on a terminal)")
+    parser.add_argument(
+        "--no-stats", action="store_true", help="metadata only: do not load tensors (works without the objects)"
+    )
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output (auto: only on a terminal)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -60,7 +85,11 @@ def split_items(items: list[str], cached: bool, root: Path) -> tuple[str, str, l
         revs.append(item)
         rest.pop(0)
     for path in rest:
-        if not Path(path).exists() and git.run("ls-files", "--error-unmatch", "--", path, check=False).returncode != 0 and not revs:
+        if (
+            not Path(path).exists()
+            and git.run("ls-files", "--error-unmatch", "--", path, check=False).returncode != 0
+            and not revs
+        ):
             raise ThetaError(f"{path}: neither a revision nor a path in the working tree")
     paths = snapshots.repo_paths(root, rest)
     if cached:
@@ -76,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     root = git.toplevel()
     repo = Repo.discover(root)
     old, new, paths = split_items(args.items, args.cached, root)
-    diffs = diff_view.compute(repo=repo, old=old, new=new, paths=paths, patterns=args.filter, with_stats=not args.no_stats)
+    diffs = diff_view.compute(
+        repo=repo, old=old, new=new, paths=paths, patterns=args.filter, with_stats=not args.no_stats
+    )
     if args.json:
         json.dump(diff_view.to_json(old=old, new=new, diffs=diffs, key=args.sort), sys.stdout, indent=1)
         sys.stdout.write("\n")

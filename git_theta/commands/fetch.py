@@ -21,10 +21,16 @@ from git_theta.transfer import client, scan
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("fetch", help="download model objects from a remote", description=__doc__)
-    parser.add_argument("remote", nargs="?", help="remote name, URL or path (default: the branch's remote, else origin)")
+    parser.add_argument(
+        "remote", nargs="?", help="remote name, URL or path (default: the branch's remote, else origin)"
+    )
     parser.add_argument("revs", nargs="*", metavar="REV", help="commits whose checkpoints to fetch (default: HEAD)")
     parser.add_argument("--all", action="store_true", help="every object referenced in the history of all refs")
-    parser.add_argument("--repair", action="store_true", help="also verify the local objects they reference and download corrupt ones again")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="also verify the local objects they reference and download corrupt ones again",
+    )
     parser.set_defaults(run=run)
 
 
@@ -37,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     wanted = scan.referenced(scan.metadata_of(blobs, repo.worktree))
     if args.repair:
         corrupt, moved = client.repair(repo, wanted, args.remote)
-        print(f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} downloaded ({moved.bytes} bytes)")
+        print(
+            f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} downloaded ({moved.bytes} bytes)"
+        )
         return 0
     moved = client.download(repo, wanted, args.remote)
     print(f"fetch: {len(wanted)} object(s) referenced, {moved.objects} downloaded ({moved.bytes} bytes)")

@@ -14,13 +14,17 @@ from collections.abc import Iterator
 
 from git_theta import git, metadata, plugins, raw_blobs, smudge
 from git_theta.errors import StoreError, ThetaError
-from git_theta.metadata import Metadata, ParamEntry
+from git_theta.metadata import ParamEntry
 from git_theta.repo import Repo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("fsck", help="verify stored objects", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="only check metadata, plugins, and that objects exist and match their sha256; do not rebuild tensors")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only check metadata, plugins, and that objects exist and match their sha256; do not rebuild tensors",
+    )
     parser.set_defaults(run=run)
 
 
@@ -139,7 +143,11 @@ def check(repo: Repo, quick: bool) -> list[str]:
 
 def _commit_of(repo: Repo, blob_id: str) -> str:
     """A commit (abbreviated) that holds the blob: the newest one that added it."""
-    out = git.run("log", "--all", "--format=%h", "-1", f"--find-object={blob_id}", cwd=repo.worktree).stdout.decode().strip()
+    out = (
+        git.run("log", "--all", "--format=%h", "-1", f"--find-object={blob_id}", cwd=repo.worktree)
+        .stdout.decode()
+        .strip()
+    )
     return out or blob_id[:12]
 
 

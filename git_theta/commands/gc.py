@@ -26,7 +26,13 @@ DEFAULT_GRACE_SECONDS = 3600
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("gc", help="delete unreachable local objects", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
-    parser.add_argument("--grace", type=int, default=DEFAULT_GRACE_SECONDS, metavar="SECONDS", help=f"keep objects modified in the last SECONDS (default {DEFAULT_GRACE_SECONDS})")
+    parser.add_argument(
+        "--grace",
+        type=int,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help=f"keep objects modified in the last SECONDS (default {DEFAULT_GRACE_SECONDS})",
+    )
     parser.set_defaults(run=run)
 
 

@@ -12,8 +12,10 @@ from git_theta import git, hooks, raw_blobs
 from git_theta.errors import ThetaError
 
 EXECUTABLE = "git-theta"
-NOT_ON_PATH = (f"git-theta: error: the {EXECUTABLE} command is not on PATH (git runs it for the checkpoints this repository "
-               "tracks); activate the virtual environment git-theta is installed in, or install it: pip install git-theta")
+NOT_ON_PATH = (
+    f"git-theta: error: the {EXECUTABLE} command is not on PATH (git runs it for the checkpoints this repository "
+    "tracks); activate the virtual environment git-theta is installed in, or install it: pip install git-theta"
+)
 
 
 def guarded(command: str) -> str:
@@ -23,7 +25,9 @@ def guarded(command: str) -> str:
     identification", "the remote end hung up unexpectedly"), which do not say what to do.
     """
     program = shlex.split(command)[0]
-    return f"command -v {program} >/dev/null 2>&1 || {{ echo {shlex.quote(NOT_ON_PATH)} >&2; exit 127; }}; exec {command}"
+    return (
+        f"command -v {program} >/dev/null 2>&1 || {{ echo {shlex.quote(NOT_ON_PATH)} >&2; exit 127; }}; exec {command}"
+    )
 
 
 SETTINGS: dict[str, str] = {
@@ -31,7 +35,9 @@ SETTINGS: dict[str, str] = {
     "filter.theta.clean": guarded(f"{EXECUTABLE} clean %f"),
     "filter.theta.smudge": guarded(f"{EXECUTABLE} smudge %f"),
     "filter.theta.required": "true",
-    "diff.theta.textconv": guarded(f"{EXECUTABLE}-textconv"),  # a lean launcher: git runs it once per file version shown
+    "diff.theta.textconv": guarded(
+        f"{EXECUTABLE}-textconv"
+    ),  # a lean launcher: git runs it once per file version shown
     "diff.theta.binary": "false",
     "merge.theta.name": "git-theta model merge",
     "merge.theta.driver": guarded(f"{EXECUTABLE} merge-driver %O %A %B %P"),
@@ -46,7 +52,9 @@ def program_of(command: str) -> str:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("install", help="configure git to use git-theta", description=__doc__)
-    parser.add_argument("--local", action="store_true", help="configure only the current repository (default: global, for your user)")
+    parser.add_argument(
+        "--local", action="store_true", help="configure only the current repository (default: global, for your user)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -75,13 +83,17 @@ def filter_problem(cwd: Path | None = None) -> str | None:
     commands = {key: git.config_get(key, cwd=cwd) for key in ("filter.theta.process", "filter.theta.clean")}
     configured = {key: value for key, value in commands.items() if value}
     if not configured:
-        return ("git-theta's filter is not configured (filter.theta.* is unset in every git config scope), so `git add` "
-                "would store checkpoints raw in git; run `git theta install` (or `git theta install --local`) first")
+        return (
+            "git-theta's filter is not configured (filter.theta.* is unset in every git config scope), so `git add` "
+            "would store checkpoints raw in git; run `git theta install` (or `git theta install --local`) first"
+        )
     for key, value in configured.items():
         program = program_of(value)
         if not value.strip() or shutil.which(program, path=None) is None:
-            return (f"git config {key} runs {program!r}, which cannot be run here (not on PATH), so `git add` would fail; "
-                    f"activate the environment git-theta is installed in, or rerun `git theta install` from it")
+            return (
+                f"git config {key} runs {program!r}, which cannot be run here (not on PATH), so `git add` would fail; "
+                f"activate the environment git-theta is installed in, or rerun `git theta install` from it"
+            )
     return None
 
 

@@ -24,7 +24,12 @@ from git_theta.repo import Repo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("log", help="history of a checkpoint or a parameter group", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "log",
+        help="history of a checkpoint or a parameter group",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoints (default: every tracked checkpoint)")
     parser.add_argument("--param", metavar="NAME", help="only commits that changed this parameter group")
     parser.add_argument("-v", "--verbose", action="store_true", help="list each changed group under its commit")
@@ -46,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if indexes and len(paths) > 1:
         raise ThetaError("give a sharded model's index alone: git theta log PATH.index.json")
     if indexes:
-        commits = history.model_history(repo=repo, rev=args.rev, index=indexes[0], param=args.param, limit=args.max_count)
+        commits = history.model_history(
+            repo=repo, rev=args.rev, index=indexes[0], param=args.param, limit=args.max_count
+        )
     else:
         commits = history.history(repo=repo, rev=args.rev, paths=paths, param=args.param, limit=args.max_count)
     if args.json:

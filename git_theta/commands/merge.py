@@ -30,18 +30,46 @@ from git_theta.repo import Repo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("merge", help="merge revisions of a checkpoint with a strategy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("revisions", nargs="*", metavar="REV", help="two or more revisions (branches, tags, commits); the first counts as ours")
+    parser = subparsers.add_parser(
+        "merge",
+        help="merge revisions of a checkpoint with a strategy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "revisions",
+        nargs="*",
+        metavar="REV",
+        help="two or more revisions (branches, tags, commits); the first counts as ours",
+    )
     parser.add_argument("--path", help="the checkpoint's path (with REVs)")
-    parser.add_argument("--base", metavar="REV", help="the merge base revision (default: git merge-base --octopus of the REVs)")
-    parser.add_argument("--redo", metavar="PATH", help="redo the merge of PATH, conflicted in a running `git merge` (index stages 1, 2, 3)")
-    parser.add_argument("--strategy", metavar="NAME", help="strategy for every parameter changed on several sides (overrides git config and the policy file)")
-    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several")
+    parser.add_argument(
+        "--base", metavar="REV", help="the merge base revision (default: git merge-base --octopus of the REVs)"
+    )
+    parser.add_argument(
+        "--redo",
+        metavar="PATH",
+        help="redo the merge of PATH, conflicted in a running `git merge` (index stages 1, 2, 3)",
+    )
+    parser.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="strategy for every parameter changed on several sides (overrides git config and the policy file)",
+    )
+    parser.add_argument(
+        "--arg", action="append", default=[], metavar="NAME=VALUE", help="a strategy argument; repeat for several"
+    )
     parser.add_argument(
         "--mergekit-config", metavar="FILE", help="merge as a mergekit YAML recipe says (models named by revisions)"
     )
-    parser.add_argument("--list-strategies", action="store_true", help="print every strategy with its definition and arguments")
-    parser.add_argument("--force", action="store_true", help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)")
+    parser.add_argument(
+        "--list-strategies", action="store_true", help="print every strategy with its definition and arguments"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -49,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.list_strategies:
         sys.stdout.write(strategy_reference(builtin_only=False))
         return 0
-    command_line = make_choice(args.strategy, parse_assignments(args.arg, "--arg"), f"--strategy {args.strategy}") if args.strategy else None
+    command_line = (
+        make_choice(args.strategy, parse_assignments(args.arg, "--arg"), f"--strategy {args.strategy}")
+        if args.strategy
+        else None
+    )
     if args.arg and not args.strategy:
         raise ThetaError("--arg needs --strategy")
     recipe = None
@@ -89,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.redo:
         commits = [_commit_part(rev, recipe is not None) for rev in args.revisions]
         parents = record.merge_parents(commits, path, toplevel)
-    hint = f"run `git theta merge ... --strategy NAME` for {path}" if not args.redo else f"run `git theta merge --redo {path} --strategy NAME`"
+    hint = (
+        f"run `git theta merge ... --strategy NAME` for {path}"
+        if not args.redo
+        else f"run `git theta merge --redo {path} --strategy NAME`"
+    )
     context = version_context(labels, versions, base, toplevel, bool(args.redo))
     choose = chooser(toplevel, path, labels, command_line, hint, context)
     try:
@@ -106,8 +142,11 @@ def run(args: argparse.Namespace) -> int:
     if parents:
         how = f"mergekit recipe {args.mergekit_config}" if recipe else args.strategy
         record.record(parents, record.message(args.revisions, path, how), toplevel)
-        print(f"git-theta: `git commit` records a merge of HEAD and {len(parents)} more parent(s) (MERGE_HEAD written; "
-              "`git merge --abort` undoes it)", file=sys.stderr)
+        print(
+            f"git-theta: `git commit` records a merge of HEAD and {len(parents)} more parent(s) (MERGE_HEAD written; "
+            "`git merge --abort` undoes it)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -147,9 +186,14 @@ def refuse_local_changes(toplevel: Path, path: str) -> None:
     index_version = git.blob(f":0:{path}", cwd=toplevel)
     unstaged = index_version is not None and local_changes.worktree_differs(toplevel, path, index_version)
     has_head = git.run("rev-parse", "--verify", "-q", "HEAD", cwd=toplevel, check=False).returncode == 0
-    staged = has_head and git.run("diff-index", "--cached", "--quiet", "HEAD", "--", path, cwd=toplevel, check=False).returncode != 0
+    staged = (
+        has_head
+        and git.run("diff-index", "--cached", "--quiet", "HEAD", "--", path, cwd=toplevel, check=False).returncode != 0
+    )
     if unstaged or staged:
-        raise local_changes.LocalChangesError(f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry), or rerun with --force (a backup is kept under .git/theta/backup/)")
+        raise local_changes.LocalChangesError(
+            f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry), or rerun with --force (a backup is kept under .git/theta/backup/)"
+        )
 
 
 def refuse_edits_since_conflict(toplevel: Path, path: str) -> None:
@@ -158,7 +202,8 @@ def refuse_edits_since_conflict(toplevel: Path, path: str) -> None:
     if ours is not None and local_changes.worktree_differs(toplevel, path, ours):
         raise local_changes.LocalChangesError(
             f"{path}: the working-tree file has changes that are not in the merge's 'ours' version (:2:{path}); "
-            f"--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under .git/theta/backup/)")
+            f"--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under .git/theta/backup/)"
+        )
 
 
 def merge_base(revisions: list[str], toplevel: Path) -> str | None:
@@ -173,7 +218,9 @@ def read_version(spec: str, toplevel: Path, required: bool) -> metadata.Metadata
     data = git.blob(spec, cwd=toplevel)
     if data is None:
         if required:
-            raise ThetaError(f"{spec}: no such file (a missing revision, or no merge conflict for this path in the index)")
+            raise ThetaError(
+                f"{spec}: no such file (a missing revision, or no merge conflict for this path in the index)"
+            )
         return None
     if not metadata.looks_like_metadata(data):
         raise ThetaError(f"{spec}: not git-theta metadata (is the path tracked with `git theta track`?)")

@@ -22,7 +22,9 @@ LABELS = ("ours", "theirs")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("merge-driver", help="merge driver for checkpoints (used by git merge)", description=__doc__)
+    parser = subparsers.add_parser(
+        "merge-driver", help="merge driver for checkpoints (used by git merge)", description=__doc__
+    )
     parser.add_argument("base", help="the merge base's version (%%O)")
     parser.add_argument("ours", help="our version; receives the result (%%A)")
     parser.add_argument("theirs", help="their version (%%B)")
@@ -36,7 +38,9 @@ def read_metadata(file: str, path: str, side: str, optional: bool = False) -> me
     if optional and not data:
         return None
     if not metadata.looks_like_metadata(data):
-        raise MetadataError(f"{path}: {side} version is not git-theta metadata (was it committed without `git theta track`?)")
+        raise MetadataError(
+            f"{path}: {side} version is not git-theta metadata (was it committed without `git theta track`?)"
+        )
     return metadata.parse(data, f"{path} ({side})")
 
 
@@ -80,6 +84,9 @@ def refuse_dirty(path: str, ours_file: str, ours_bytes: bytes) -> int:
     newline, still our metadata) are never checked out: git aborts exactly because the file is dirty.
     """
     Path(ours_file).write_bytes(ours_bytes + b"\n")
-    print(f"git-theta: error: {path}: your uncommitted changes to this checkpoint would be overwritten by the merge; "
-          f"commit them (`git commit {path}`) or stash them (`git stash`), then merge again. Nothing was merged.", file=sys.stderr)
+    print(
+        f"git-theta: error: {path}: your uncommitted changes to this checkpoint would be overwritten by the merge; "
+        f"commit them (`git commit {path}`) or stash them (`git stash`), then merge again. Nothing was merged.",
+        file=sys.stderr,
+    )
     return 1

@@ -15,9 +15,15 @@ from git_theta.transfer import client, endpoint, pushing
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("push", help="upload model objects to a remote", description=__doc__)
-    parser.add_argument("remote", nargs="?", help="remote name, URL or path (default: the branch's push remote, else origin)")
+    parser.add_argument(
+        "remote", nargs="?", help="remote name, URL or path (default: the branch's push remote, else origin)"
+    )
     parser.add_argument("refs", nargs="*", metavar="REF", help="commits whose objects to upload (default: HEAD)")
-    parser.add_argument("--all", action="store_true", help="consider the whole history of REFs, not only commits the remote-tracking refs lack")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="consider the whole history of REFs, not only commits the remote-tracking refs lack",
+    )
     parser.set_defaults(run=run)
 
 

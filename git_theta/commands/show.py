@@ -22,9 +22,19 @@ from git_theta.repo import Repo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("show", help="table of a checkpoint's parameter groups at a revision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "show",
+        help="table of a checkpoint's parameter groups at a revision",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("spec", metavar="[REV]:PATH", help="REV:PATH, :PATH (index) or PATH (HEAD)")
-    parser.add_argument("--sort", choices=SORT_KEYS, default="name", help="order of groups: name (default), largest size or stored size first")
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="name",
+        help="order of groups: name (default), largest size or stored size first",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document for scripts")
     parser.set_defaults(run=run)
 
@@ -47,7 +57,9 @@ def load(spec: str) -> tuple[str, str, Metadata]:
         raise ThetaError(f"{side}: not a revision in this repository")
     meta = snapshots.blob_metadata(repo, side, path)
     if meta is None:
-        raise ThetaError(f"{path}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)")
+        raise ThetaError(
+            f"{path}: no git-theta checkpoint at {snapshots.label(side)} (absent, or not stored by git-theta)"
+        )
     return side, path, meta
 
 

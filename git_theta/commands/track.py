@@ -15,8 +15,16 @@ from git_theta.errors import ThetaError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("track", help="track checkpoint files matching patterns", description=__doc__)
     parser.add_argument("patterns", nargs="+", metavar="PATTERN", help="gitattributes pattern, e.g. '*.safetensors'")
-    parser.add_argument("--exclude", action="store_true", help="the patterns name files git should store itself, though a tracked pattern matches them (e.g. 'weights/*.json' under 'weights/**')")
-    parser.add_argument("--force", action="store_true", help="write .gitattributes even when git-theta's filter is not set up (git would then add such files raw)")
+    parser.add_argument(
+        "--exclude",
+        action="store_true",
+        help="the patterns name files git should store itself, though a tracked pattern matches them (e.g. 'weights/*.json' under 'weights/**')",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write .gitattributes even when git-theta's filter is not set up (git would then add such files raw)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -38,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     for pattern in args.patterns:
         print(f"{'tracking' if pattern in added else 'already tracked'}: {pattern}")
     for pattern in set(added) & set(attributes.lfs_patterns(path)):
-        print(f"git-lfs: {pattern} also has a filter=lfs line; git-theta's line comes after it and wins (the git-lfs line "
-              "may stay: git-lfs then still pushes and fetches the objects of older commits)")
+        print(
+            f"git-lfs: {pattern} also has a filter=lfs line; git-theta's line comes after it and wins (the git-lfs line "
+            "may stay: git-lfs then still pushes and fetches the objects of older commits)"
+        )
     switch_from_lfs(root, lfs_paths)
     hooks.ensure_installed(root)  # as `git lfs track` does: a tracking repo pushes its objects
     return 0
@@ -55,9 +65,11 @@ def switch_from_lfs(root: Path, lfs_paths: list[str]) -> None:
     switched = [p for p in lfs_paths if now.get(p) == "theta"]
     ready = [p for p in switched if not _is_lfs_pointer(root / p)]
     for pointer in sorted(set(switched) - set(ready)):
-        print(f"git-theta: warning: {pointer}: the working tree holds a git-lfs pointer, not the file: run "
-              f"`git lfs pull --include {shlex.quote(pointer)}`, then `git add --renormalize -- {shlex.quote(pointer)}`",
-              file=sys.stderr)
+        print(
+            f"git-theta: warning: {pointer}: the working tree holds a git-lfs pointer, not the file: run "
+            f"`git lfs pull --include {shlex.quote(pointer)}`, then `git add --renormalize -- {shlex.quote(pointer)}`",
+            file=sys.stderr,
+        )
     if ready:
         git.run("add", "--renormalize", "--", *ready, cwd=root)
         for moved in ready:

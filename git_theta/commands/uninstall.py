@@ -43,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
         if stranded:
             # filter.theta.required only fails when the filter is configured: without it, git checks out the
             # stored metadata text as the file, silently.
-            print(f"git-theta: warning: {len(stranded)} tracked checkpoint(s) here (e.g. {stranded[0]}) will now check out "
-                  f"as git-theta's metadata text, not the model; run `git theta install` to restore them", file=sys.stderr)
+            print(
+                f"git-theta: warning: {len(stranded)} tracked checkpoint(s) here (e.g. {stranded[0]}) will now check out "
+                f"as git-theta's metadata text, not the model; run `git theta install` to restore them",
+                file=sys.stderr,
+            )
         # As install sets up the pre-push hook of the repository it runs in, whatever the scope;
         # but while another scope still runs our filter here, pushes still need the hook to upload objects.
         if git.config_get("filter.theta.process") is None:

@@ -32,10 +32,14 @@ class GroupChange:
 
     @property
     def layout_change(self) -> str:
-        """"dtype", "shape", "dtype+shape" or "" for a modified group."""
+        """ "dtype", "shape", "dtype+shape" or "" for a modified group."""
         if self.old is None or self.new is None:
             return ""
-        parts = [kind for kind, a, b in (("dtype", self.old.dtype, self.new.dtype), ("shape", self.old.shape, self.new.shape)) if a != b]
+        parts = [
+            kind
+            for kind, a, b in (("dtype", self.old.dtype, self.new.dtype), ("shape", self.old.shape, self.new.shape))
+            if a != b
+        ]
         return "+".join(parts)
 
     @property

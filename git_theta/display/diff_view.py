@@ -44,7 +44,9 @@ def wanted(change: GroupChange, patterns: list[str]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(change.name, p) for p in patterns)
 
 
-def compute(*, repo: Repo, old: str, new: str, paths: list[str], patterns: list[str], with_stats: bool) -> list[FileDiff]:
+def compute(
+    *, repo: Repo, old: str, new: str, paths: list[str], patterns: list[str], with_stats: bool
+) -> list[FileDiff]:
     indexes = [path for path in paths if sharded.is_index(path)]
     paths = [path for path in paths if not sharded.is_index(path)]
     found = [] if indexes and not paths else _files(repo, old, new, paths, patterns, with_stats)
@@ -120,7 +122,9 @@ def _stats(repo: Repo, path: str, group_changes: list[GroupChange]) -> dict[str,
             old = smudge.rebuild(repo.store, change.name, change.old, path)
             new = smudge.rebuild(repo.store, change.name, change.new, path)
         except StoreError as error:
-            raise StoreError(f"{error}\n(fetch the objects with `git theta fetch`, or pass --no-stats to compare metadata only)") from None
+            raise StoreError(
+                f"{error}\n(fetch the objects with `git theta fetch`, or pass --no-stats to compare metadata only)"
+            ) from None
         found[change.name] = tensor_diff.compare(old, new)
         del old, new
     return found
@@ -132,7 +136,9 @@ def sort_changes(diff: FileDiff, key: str) -> list[GroupChange]:
         return by_name
     if key in ("size", "stored"):
         return sorted(by_name, key=lambda c: -(c.stored_size if key == "stored" else changes.nbytes(c.new or c.old)))  # type: ignore[arg-type]
-    attribute = {"norm": "norm", "relative": "relative", "changed": "changed", "max": "max_abs", "cosine": "cosine"}[key]
+    attribute = {"norm": "norm", "relative": "relative", "changed": "changed", "max": "max_abs", "cosine": "cosine"}[
+        key
+    ]
     sign = 1 if key == "cosine" else -1
 
     def order(change: GroupChange) -> tuple[int, float]:
@@ -148,18 +154,20 @@ def to_json(*, old: str, new: str, diffs: list[FileDiff], key: str) -> dict[str,
         groups = []
         for change in sort_changes(diff, key):
             stats = diff.stats.get(change.name)
-            groups.append({
-                "name": change.name,
-                "status": change.status,
-                "layout_change": change.layout_change or None,
-                "update": change.update or None,
-                "stored_bytes": change.stored_size,
-                "old": changes.entry_json(change.old),
-                "new": changes.entry_json(change.new),
-                "stats": stats.to_json() if stats else None,
-                "packed": _packed_json(diff.packed.get(change.name)),
-                "not_compared": diff.opaque.get(change.name),
-            })
+            groups.append(
+                {
+                    "name": change.name,
+                    "status": change.status,
+                    "layout_change": change.layout_change or None,
+                    "update": change.update or None,
+                    "stored_bytes": change.stored_size,
+                    "old": changes.entry_json(change.old),
+                    "new": changes.entry_json(change.new),
+                    "stats": stats.to_json() if stats else None,
+                    "packed": _packed_json(diff.packed.get(change.name)),
+                    "not_compared": diff.opaque.get(change.name),
+                }
+            )
         entry = {
             "path": diff.path, "groups_before": diff.groups_before, "groups_after": diff.groups_after,
             "groups": groups, "summary": _summary(diff.changes),
@@ -195,11 +203,22 @@ def render(*, old: str, new: str, diffs: list[FileDiff], key: str, color: bool) 
         title = f"{diff.path} ({snapshots.label(old)} -> {snapshots.label(new)}{model})"
         lines.append(tables.paint(title, "bold", color))
         ordered = sort_changes(diff, key)
-        header = HEADER if diff.stats else HEADER[:6]  # no numbers (--no-stats, or nothing comparable): no empty columns
+        header = (
+            HEADER if diff.stats else HEADER[:6]
+        )  # no numbers (--no-stats, or nothing comparable): no empty columns
         moved = {m.name: m for m in diff.moves}
         rows = [header]
         for change in ordered:
-            rows.append(_row(change, diff.stats.get(change.name), diff.opaque.get(change.name), moved.get(change.name), diff.packed.get(change.name), len(header)))
+            rows.append(
+                _row(
+                    change,
+                    diff.stats.get(change.name),
+                    diff.opaque.get(change.name),
+                    moved.get(change.name),
+                    diff.packed.get(change.name),
+                    len(header),
+                )
+            )
         changed = {c.name for c in ordered}
         only_moved = [m for m in diff.moves if m.name not in changed]
         rows += [_moved_row(m) for m in only_moved]
@@ -238,7 +257,11 @@ def _row(
         return cells + [""] * (columns - len(cells)) + ["(quantized: shown by hash only)"]
     if old is not None and new is not None and change.layout_change:
         dtype = old.dtype if old.dtype == new.dtype else f"{old.dtype}->{new.dtype}"
-        shape = changes.shape_text(old.shape) if old.shape == new.shape else f"{changes.shape_text(old.shape)}->{changes.shape_text(new.shape)}"
+        shape = (
+            changes.shape_text(old.shape)
+            if old.shape == new.shape
+            else f"{changes.shape_text(old.shape)}->{changes.shape_text(new.shape)}"
+        )
     else:
         entry = new if new is not None else old
         assert entry is not None
@@ -252,7 +275,13 @@ def _row(
     row = [status, change.name, dtype, shape, change.update, stored]
     if stats is None:
         return row
-    return row + [tables.number(stats.norm), tables.number(stats.relative, 2), tables.share(stats.changed), tables.number(stats.max_abs, 2), tables.cosine(stats.cosine)]
+    return row + [
+        tables.number(stats.norm),
+        tables.number(stats.relative, 2),
+        tables.share(stats.changed),
+        tables.number(stats.max_abs, 2),
+        tables.cosine(stats.cosine),
+    ]
 
 
 def _summary_text(group_changes: list[GroupChange], groups: int | None) -> str:

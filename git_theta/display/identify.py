@@ -73,7 +73,18 @@ def _candidates(repo: Repo, paths: list[str]) -> Iterator[bytes]:
     staged = [oid for oid, path in snapshots.index_blobs(repo) if path in paths]
     yield from _read(repo, staged)
     # check=False: a repository without commits has no history to search
-    listing = git.run("log", "--all", "--format=", "--raw", "--no-abbrev", "--no-renames", "--", *paths, cwd=repo.worktree, check=False).stdout.decode()
+    listing = git.run(
+        "log",
+        "--all",
+        "--format=",
+        "--raw",
+        "--no-abbrev",
+        "--no-renames",
+        "--",
+        *paths,
+        cwd=repo.worktree,
+        check=False,
+    ).stdout.decode()
     seen = set(staged)
     batch: list[str] = []
     for line in listing.splitlines():
@@ -101,7 +112,9 @@ def tracked_paths_named(repo: Repo, basename: str) -> list[str]:
     """Tracked checkpoint paths (index or history) whose file name is `basename`."""
     pattern = f":(glob)**/{_glob_escape(basename)}"
     # -z: without it git quotes names with non-ASCII bytes or quotes ("m\303\266del.pt")
-    listing = git.run("log", "--all", "--format=", "--name-only", "-z", "--no-renames", "--", pattern, cwd=repo.worktree, check=False).stdout
+    listing = git.run(
+        "log", "--all", "--format=", "--name-only", "-z", "--no-renames", "--", pattern, cwd=repo.worktree, check=False
+    ).stdout
     names = {name.strip(b"\n").decode("utf-8", errors="surrogateescape") for name in listing.split(b"\0")} - {""}
     names.update(path for _, path in snapshots.index_blobs(repo) if path.rsplit("/", 1)[-1] == basename)
     attrs = git.attr_for_paths(snapshots.FILTER_ATTRIBUTE, sorted(names), cwd=repo.worktree)

@@ -17,7 +17,16 @@ from pathlib import Path
 # git commands that read blobs for display only and never check out files.
 DISPLAY_ONLY = {"diff", "diff-files", "diff-index", "diff-tree", "log", "show", "whatchanged", "format-patch"}
 # Global git options that take their value as the next argument.
-_VALUE_OPTIONS = {"-c", "-C", "--git-dir", "--work-tree", "--namespace", "--super-prefix", "--config-env", "--exec-path"}
+_VALUE_OPTIONS = {
+    "-c",
+    "-C",
+    "--git-dir",
+    "--work-tree",
+    "--namespace",
+    "--super-prefix",
+    "--config-env",
+    "--exec-path",
+}
 _MAX_ANCESTORS = 4  # git may start the filter through `sh -c`
 
 

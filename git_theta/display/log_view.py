@@ -30,7 +30,9 @@ def render(*, commits: list[Commit], param: str | None, verbose: bool) -> str:
             if param is not None:
                 lines += tables.table(rows, right=(5,), indent=f"    {file.path}  ")
                 continue
-            stored = ", ".join(f"{update} {changes.human_size(size)}" for update, size in by_update(file.changes).items())
+            stored = ", ".join(
+                f"{update} {changes.human_size(size)}" for update, size in by_update(file.changes).items()
+            )
             moved = f"; {sharded.moves_text(file.moves)}" if file.moves else ""
             counts = changes.summary_counts(file.changes)
             counted = f"{changes.groups_text(len(file.changes))} changed ({counts}){moved}"
@@ -59,13 +61,27 @@ def _group_row(change: GroupChange) -> list[str]:
 def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
     return [
         {
-            "commit": c.id, "date": c.date, "author": c.author, "subject": c.subject,
+            "commit": c.id,
+            "date": c.date,
+            "author": c.author,
+            "subject": c.subject,
             "files": [
-                {"path": f.path, "groups": [
-                    {"name": g.name, "status": g.status, "layout_change": g.layout_change or None, "update": g.update or None,
-                     "stored_bytes": g.stored_size, "old": changes.entry_json(g.old), "new": changes.entry_json(g.new)}
-                    for g in f.changes
-                ], **({"moves": [_move_json(m) for m in f.moves]} if f.moves else {})}
+                {
+                    "path": f.path,
+                    "groups": [
+                        {
+                            "name": g.name,
+                            "status": g.status,
+                            "layout_change": g.layout_change or None,
+                            "update": g.update or None,
+                            "stored_bytes": g.stored_size,
+                            "old": changes.entry_json(g.old),
+                            "new": changes.entry_json(g.new),
+                        }
+                        for g in f.changes
+                    ],
+                    **({"moves": [_move_json(m) for m in f.moves]} if f.moves else {}),
+                }
                 for f in c.files
             ],
         }

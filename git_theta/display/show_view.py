@@ -42,7 +42,15 @@ def render(*, side: str, path: str, meta: Metadata, key: str) -> str:
     rows = [["group", "dtype", "shape", "update", "stored"]]
     for name in ordered(meta, key):
         entry = meta.params[name]
-        rows.append([name, entry.dtype, changes.shape_text(entry.shape), changes.chain_text(entry), changes.human_size(entry.stored_size)])
+        rows.append(
+            [
+                name,
+                entry.dtype,
+                changes.shape_text(entry.shape),
+                changes.chain_text(entry),
+                changes.human_size(entry.stored_size),
+            ]
+        )
     total = totals(meta)
     ratio = f" ({total['stored_bytes'] / total['bytes']:.1%} of the tensor data)" if total["bytes"] else ""
     lines = [f"{path} at {snapshots.label(side)} ({meta.format})"] + tables.table(rows, right=(4,))

@@ -15,9 +15,17 @@ def paint(text: str, color: str, enabled: bool) -> str:
     return f"\033[{COLORS[color]}m{text}\033[0m"
 
 
-def table(rows: Sequence[Sequence[str]], right: Sequence[int] = (), indent: str = "", colors: Sequence[str | None] | None = None, color: bool = False) -> list[str]:
+def table(
+    rows: Sequence[Sequence[str]],
+    right: Sequence[int] = (),
+    indent: str = "",
+    colors: Sequence[str | None] | None = None,
+    color: bool = False,
+) -> list[str]:
     """Rows aligned in columns; `right` lists right-aligned columns; `colors[i]` paints row i's first cell."""
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(len(r) for r in rows))] if rows else []
+    widths = (
+        [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(len(r) for r in rows))] if rows else []
+    )
     lines = []
     for index, row in enumerate(rows):
         cells = []

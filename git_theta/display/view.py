@@ -36,7 +36,6 @@ SIZE_WIDTH = 10
 HASH_CHARS = 12
 
 
-
 def text_view(*, file: str) -> str:
     """The view of `file` (metadata or a checkpoint); a checkpoint that cannot be read is one `#` line saying why.
 
@@ -63,7 +62,9 @@ def render(meta: Metadata) -> str:
     # A packed group counts its logical elements (a Q4_K [4096,4096] holds 16.8M parameters), not its bytes.
     total = sum(math.prod(opaque[n].shape) if n in opaque else changes.elements(e) for n, e in meta.params.items())
     stored = sum(e.stored_size for e in meta.params.values())
-    lines = [f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"]
+    lines = [
+        f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"
+    ]
     for name in sorted(meta.params):
         entry = meta.params[name]
         dtype, shape, note = entry.dtype, entry.shape, ""

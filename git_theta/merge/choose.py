@@ -71,6 +71,10 @@ def resolve(
     if left and ask is not None:
         choices.update(ask(path, left, labels))
     elif left:
-        raise UnresolvedConflicts(unresolved_message(path, left, labels, hint, "no merge strategy covers them and there is no terminal to ask on"))
+        raise UnresolvedConflicts(
+            unresolved_message(
+                path, left, labels, hint, "no merge strategy covers them and there is no terminal to ask on"
+            )
+        )
     context = context or settings.default_context(labels)
     return {name: choice.at(name, context) for name, choice in choices.items()}

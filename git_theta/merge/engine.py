@@ -82,7 +82,9 @@ def merge_metadata(
     """The merged metadata of `versions` (ours first) over `base`; stores new objects (`exhaustive`: see plan)."""
     formats = {meta.format for meta in [*versions, *([base] if base else [])]}
     if len(formats) != 1:
-        raise MergeError(f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be merged")
+        raise MergeError(
+            f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be merged"
+        )
     settled = plan(versions, base, exhaustive)
     choices = choose(settled.conflicts) if settled.conflicts else {}
     packed = _packed(versions, base)
@@ -130,11 +132,15 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
         if index < 0 and conflict.base is None and strategy.needs_base:
             return  # taking an absent base means deleting the parameter
         if index >= len(conflict.versions):
-            raise MergeError(f"{where}: strategy {choice.strategy!r} takes version {index + 1}, but there are only {len(conflict.versions)}")
+            raise MergeError(
+                f"{where}: strategy {choice.strategy!r} takes version {index + 1}, but there are only {len(conflict.versions)}"
+            )
         return
     for label, entry in zip(labels, conflict.versions):
         if entry is None:
-            raise MergeError(f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)")
+            raise MergeError(
+                f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)"
+            )
     _check_float(path, conflict, choice)
     layouts = {layout(entry) for entry in conflict.versions if entry is not None}
     refusal = dtypes.arithmetic_refusal(next(e for e in conflict.versions if e is not None).dtype)
@@ -142,12 +148,18 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
         raise MergeError(f"{where}: {refusal}; strategy {choice.strategy!r} cannot merge it (use ours, theirs or base)")
     if len(layouts) > 1:
         found = ", ".join(f"{label} {layout(e)}" for label, e in zip(labels, conflict.versions) if e is not None)
-        raise MergeError(f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them (use ours or theirs)")
+        raise MergeError(
+            f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them (use ours or theirs)"
+        )
     if strategy.uses_base(choice.arguments):
         if conflict.base is None:
-            raise MergeError(f"{where}: has no merge-base version (added on several sides); strategy {choice.strategy!r} needs one")
+            raise MergeError(
+                f"{where}: has no merge-base version (added on several sides); strategy {choice.strategy!r} needs one"
+            )
         if layout(conflict.base) not in layouts:
-            raise MergeError(f"{where}: the merge base has {layout(conflict.base)}, the sides {layouts.pop()}; strategy {choice.strategy!r} needs the same layout")
+            raise MergeError(
+                f"{where}: the merge base has {layout(conflict.base)}, the sides {layouts.pop()}; strategy {choice.strategy!r} needs the same layout"
+            )
 
 
 def _check_float(path: str, conflict: Conflict, choice: Choice) -> None:
@@ -173,10 +185,14 @@ def _check_objects(store: ObjectStore, path: str, conflicts: Sequence[Conflict],
         entries = [*conflict.versions, conflict.base if strategy.uses_base(choices[conflict.name].arguments) else None]
         missing = [oid for entry in entries if entry is not None for oid in entry.objects() if not store.has(oid)]
         if missing:
-            raise StoreError(f"{path}: parameter {conflict.name!r} needs object {missing[0]}, missing from the store; fetch it first (`git theta fetch --all`) and merge again")
+            raise StoreError(
+                f"{path}: parameter {conflict.name!r} needs object {missing[0]}, missing from the store; fetch it first (`git theta fetch --all`) and merge again"
+            )
 
 
-def _merge_conflicts(store: ObjectStore, path: str, conflicts: Sequence[Conflict], choices: dict[str, Choice], result: MergeResult) -> dict[str, ParamEntry]:
+def _merge_conflicts(
+    store: ObjectStore, path: str, conflicts: Sequence[Conflict], choices: dict[str, Choice], result: MergeResult
+) -> dict[str, ParamEntry]:
     """Picked entries at once; computed ones on the tensor pool, at most PARALLEL_MERGES at a time."""
     merged: dict[str, ParamEntry] = {}
     pending: deque[tuple[str, Future[ParamEntry]]] = deque()
@@ -194,7 +210,9 @@ def _merge_conflicts(store: ObjectStore, path: str, conflicts: Sequence[Conflict
                 name, future = pending.popleft()
                 merged[name] = future.result()
             result.computed.append(conflict.name)
-            pending.append((conflict.name, parallel.submit_tensor_job(lambda c=conflict, ch=choice: _compute(store, path, c, ch))))  # type: ignore[misc]
+            pending.append(
+                (conflict.name, parallel.submit_tensor_job(lambda c=conflict, ch=choice: _compute(store, path, c, ch)))
+            )  # type: ignore[misc]
         while pending:
             name, future = pending.popleft()
             merged[name] = future.result()
@@ -209,7 +227,11 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     strategy = choice.plugin()
     entries = [entry for entry in conflict.versions if entry is not None]
     arrays = [to_float64(rebuild(store, conflict.name, entry, path)) for entry in entries]
-    base = to_float64(rebuild(store, conflict.name, conflict.base, path)) if strategy.uses_base(choice.arguments) and conflict.base else None
+    base = (
+        to_float64(rebuild(store, conflict.name, conflict.base, path))
+        if strategy.uses_base(choice.arguments) and conflict.base
+        else None
+    )
     try:
         merged = strategy.merge(arrays, base, choice.arguments, conflict.name)
     except MergeError:
@@ -219,7 +241,9 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     del arrays, base
     first = entries[0]
     if merged.shape != first.shape:
-        raise MergeError(f"{path}: parameter {conflict.name!r}: strategy {choice.strategy!r} returned shape {list(merged.shape)}, expected {list(first.shape)}")
+        raise MergeError(
+            f"{path}: parameter {conflict.name!r}: strategy {choice.strategy!r} returned shape {list(merged.shape)}, expected {list(first.shape)}"
+        )
     tensor = from_float64(merged, first.dtype)
     digest = tensor.hash()
     same = next((e for e in [*entries, conflict.base] if e is not None and e.hash == digest), None)

@@ -100,7 +100,9 @@ def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Cho
         raise ThetaError(f"{source}: {error}") from None
     for name, value in parsed.items():
         # "nan" or "1e999" given as text parses to a float no range check catches (NaN compares false).
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+        if any(
+            isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))
+        ):
             raise ThetaError(f"{source}: argument {name}={_show(value)} is not a finite number")
     return Choice(strategy, parsed, source, varying)
 
@@ -122,7 +124,9 @@ def _check_argument(name: str, value: Any, source: str) -> None:
         elif isinstance(item, float) and not math.isfinite(item):
             raise ThetaError(f"{source}: argument {name}={item} is not a finite number")
         elif not isinstance(item, (int, float)):
-            raise ThetaError(f"{source}: argument {name} must be a number, a string or a list of them, not a {type(item).__name__}")
+            raise ThetaError(
+                f"{source}: argument {name} must be a number, a string or a list of them, not a {type(item).__name__}"
+            )
 
 
 def parse_assignments(items: Sequence[str], source: str) -> dict[str, str]:
@@ -170,7 +174,7 @@ class Policy:
 
 def _table_choice(table: Any, where: str) -> Choice:
     if not isinstance(table, dict) or not isinstance(table.get("strategy"), str):
-        raise ThetaError(f"{where}: needs strategy = \"NAME\"")
+        raise ThetaError(f'{where}: needs strategy = "NAME"')
     arguments = {k: v for k, v in table.items() if k not in RULE_KEYS}
     return make_choice(table["strategy"], arguments, where)
 
@@ -195,11 +199,13 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
     if not isinstance(rules, list):
         raise ThetaError(f"{source}: `rule` must be an array of tables ([[rule]])")
     if len(rules) > MAX_RULES:
-        raise ThetaError(f"{source}: {len(rules)} [[rule]] tables, more than the {MAX_RULES} allowed (use wider patterns)")
+        raise ThetaError(
+            f"{source}: {len(rules)} [[rule]] tables, more than the {MAX_RULES} allowed (use wider patterns)"
+        )
     for index, table in enumerate(rules, start=1):
         where = f"{source} [[rule]] #{index}"
         if not isinstance(table, dict) or not isinstance(table.get("params"), str):
-            raise ThetaError(f"{where}: needs params = \"PATTERN\" (an fnmatch pattern of parameter names)")
+            raise ThetaError(f'{where}: needs params = "PATTERN" (an fnmatch pattern of parameter names)')
         path = table.get("path")
         if path is not None and not isinstance(path, str):
             raise ThetaError(f"{where}: path must be a string pattern")

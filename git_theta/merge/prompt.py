@@ -36,7 +36,9 @@ class TerminalPrompt:
         self.names = list(self.strategies)
 
     def __call__(self, path: str, conflicts: Sequence[Conflict], labels: Sequence[str]) -> dict[str, Choice]:
-        self._say(f"git-theta: {path}: {len(conflicts)} parameter(s) changed differently on several sides ({', '.join(labels)}).")
+        self._say(
+            f"git-theta: {path}: {len(conflicts)} parameter(s) changed differently on several sides ({', '.join(labels)})."
+        )
         self._list_strategies()
         choices: dict[str, Choice] = {}
         for index, conflict in enumerate(conflicts):
@@ -44,7 +46,9 @@ class TerminalPrompt:
             choice = self._ask_choice(path, conflicts[index:], labels)
             choices[conflict.name] = choice
             remaining = len(conflicts) - index - 1
-            if remaining and self._ask_yes(f"apply '{choice.label()}' to all {remaining} remaining parameter(s)? [y/N] "):
+            if remaining and self._ask_yes(
+                f"apply '{choice.label()}' to all {remaining} remaining parameter(s)? [y/N] "
+            ):
                 choices.update({c.name: choice for c in conflicts[index + 1 :]})
                 break
         return choices
@@ -62,7 +66,11 @@ class TerminalPrompt:
                 continue
             if words[0] in ("q", "quit"):
                 raise UnresolvedConflicts(unresolved_message(path, left, labels, self.hint, "the prompt was stopped"))
-            name = self.names[int(words[0]) - 1] if words[0].isdigit() and 0 < int(words[0]) <= len(self.names) else words[0]
+            name = (
+                self.names[int(words[0]) - 1]
+                if words[0].isdigit() and 0 < int(words[0]) <= len(self.names)
+                else words[0]
+            )
             try:
                 return make_choice(name, parse_assignments(words[1:], "prompt"), "prompt")
             except ThetaError as error:

@@ -44,7 +44,9 @@ def strategy_section(strategy: type[MergeStrategy]) -> str:
     if strategy.arguments:
         lines += ["| argument | type | default | range | meaning |", "|---|---|---|---|---|"]
         for argument in strategy.arguments:
-            lines.append(f"| `{argument.name}` | {_type(argument)} | {_default(argument)} | {_range(argument)} | {argument.help} |")
+            lines.append(
+                f"| `{argument.name}` | {_type(argument)} | {_default(argument)} | {_range(argument)} | {argument.help} |"
+            )
     else:
         lines.append("No arguments.")
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ def unresolved_message(path: str, conflicts: Sequence[Conflict], labels: Sequenc
     lines += [
         "To resolve:",
         f"  - {hint}",
-        f"  - or commit a policy file {POLICY_FILE} at the repository root (e.g. [default] strategy = \"average\",",
+        f'  - or commit a policy file {POLICY_FILE} at the repository root (e.g. [default] strategy = "average",',
         '    [[rule]] params = "encoder.*" strategy = "ties" k = 0.2), or run',
         f"    `git config {CONFIG_STRATEGY} average`, then merge again",
         f"  strategies: {strategies} (see `git theta merge --list-strategies`)",

@@ -18,15 +18,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from git_theta import clean, files, git, objects, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
 from git_theta.repo import Repo
+from git_theta.sideload import peft
 from git_theta.store import object_id
 from git_theta.tensor import Tensor
-from git_theta.sideload import peft
 from git_theta.update_engine import auto, pending
 from git_theta.updates.base import SideLoad, UpdateType
 
@@ -64,7 +63,9 @@ class _MemoryCheckpoint:
         return self.blobs[ref["object"]]
 
 
-def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> dict[str, Bundle]:
+def make_updates(
+    update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None
+) -> dict[str, Bundle]:
     """parameter -> update object for every entry of the update file, validated against the checkpoint."""
     plugin = side_loadable(update_type)
     tensors = peft.read_update_file(update_file)
@@ -94,14 +95,20 @@ def _two_updates(update_file: Path, param: str, first: str, second: str) -> Thet
     why = ""
     if param.endswith(".bias"):
         why = " (PEFT's IA3 scales an output-scaled layer's bias with that layer's own vector, so a separate bias entry is not PEFT's)"
-    return ThetaError(f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the entries")
+    return ThetaError(
+        f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the entries"
+    )
 
 
 def _base_chain(repo: Repo, prior: list[Metadata], base: Tensor, digest: str) -> tuple[StoredLink, ...]:
     """Links that rebuild `base`: an earlier stored version with its hash if its chain has room, else a new dense object."""
     for meta in prior:
         for entry in meta.params.values():
-            if entry.hash == digest and len(entry.stored) < auto.MAX_CHAIN_DEPTH and all(repo.store.has(o) for o in entry.objects()):
+            if (
+                entry.hash == digest
+                and len(entry.stored) < auto.MAX_CHAIN_DEPTH
+                and all(repo.store.has(o) for o in entry.objects())
+            ):
                 return entry.stored
     return auto.store_dense(repo.store, base, digest).stored
 
@@ -153,7 +160,9 @@ def _layout(memory: _MemoryCheckpoint) -> dict[str, ParamEntry]:
     return {name: ParamEntry(t.dtype, t.shape, t.hash(), ()) for name, t in memory.by_name.items()}
 
 
-def _rewrite_and_add(root: Path, path: str, target: Path, checkpoint: Any, file_section: dict[str, Any], memory: _MemoryCheckpoint) -> None:
+def _rewrite_and_add(
+    root: Path, path: str, target: Path, checkpoint: Any, file_section: dict[str, Any], memory: _MemoryCheckpoint
+) -> None:
     """Write the new file next to the old one, swap them, `git add`; put the old one back on failure."""
     params = _layout(memory)
     mode = target.stat().st_mode & 0o7777

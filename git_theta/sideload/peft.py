@@ -36,7 +36,6 @@ PEFT_PREFIX = "base_model.model."
 MAX_ADAPTER_CONFIG_BYTES = 1 << 20
 
 
-
 class _Collect:
     def __init__(self) -> None:
         self.tensors: dict[str, Tensor] = {}
@@ -75,7 +74,9 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ThetaError(f"update file {path} is neither safetensors nor a torch file it can load safely: {error}") from None
+        raise ThetaError(
+            f"update file {path} is neither safetensors nor a torch file it can load safely: {error}"
+        ) from None
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ThetaError(f"update file {path} must hold a flat mapping of names to tensors")
     found = {}
@@ -88,7 +89,12 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     return found
 
 
-def group_by_param(update: type[UpdateType], tensors: Mapping[str, Tensor], params: Mapping[str, tuple[str, tuple[int, ...]]], source: str) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
+def group_by_param(
+    update: type[UpdateType],
+    tensors: Mapping[str, Tensor],
+    params: Mapping[str, tuple[str, tuple[int, ...]]],
+    source: str,
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
     """parameter name -> {role: tensor}, every role of the update type present; errors name the entry. Also
     parameter name -> the file's entry names for it (for messages).
 
@@ -101,16 +107,26 @@ def group_by_param(update: type[UpdateType], tensors: Mapping[str, Tensor], para
         name = key.removeprefix(PEFT_PREFIX)
         suffix = next((s for s in suffixes if name.endswith(s)), None)
         if suffix is None:
-            raise ThetaError(f"{source}: entry {key!r} is not a {update_type} entry (names end in {', '.join(suffixes)})")
+            raise ThetaError(
+                f"{source}: entry {key!r} is not a {update_type} entry (names end in {', '.join(suffixes)})"
+            )
         stem = name[: -len(suffix)]
-        candidates = [stem + ".weight", stem] if suffix.endswith(".weight") or update.side_load_weight_first else [stem, stem + ".weight"]
+        candidates = (
+            [stem + ".weight", stem]
+            if suffix.endswith(".weight") or update.side_load_weight_first
+            else [stem, stem + ".weight"]
+        )
         param = next((c for c in candidates if c in params), None)
         if param is None:
-            raise ThetaError(f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have")
+            raise ThetaError(
+                f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have"
+            )
         roles = grouped.setdefault(param, {})
         role = suffixes[suffix]
         if role in roles:
-            raise ThetaError(f"{source}: parameter {param!r} has two {role} entries, {keys[param, role]!r} and {key!r}; keep one")
+            raise ThetaError(
+                f"{source}: parameter {param!r} has two {role} entries, {keys[param, role]!r} and {key!r}; keep one"
+            )
         roles[role] = tensors[key]
         keys[param, role] = key
     for param, roles in grouped.items():
@@ -154,5 +170,7 @@ def _read_adapter_config(config_path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ThetaError(f"{config_path}: JSON nested too deeply") from None
     if not isinstance(config, dict):
-        raise ThetaError(f"{config_path}: must hold a JSON object (PEFT's adapter config), not a {type(config).__name__}")
+        raise ThetaError(
+            f"{config_path}: must hold a JSON object (PEFT's adapter config), not a {type(config).__name__}"
+        )
     return config

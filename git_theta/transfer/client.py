@@ -51,7 +51,9 @@ class Moved:
     bytes: int = 0
 
 
-def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None, replace: frozenset[str] = frozenset()) -> Moved:
+def download(
+    repo: Repo, wanted: Mapping[str, int], remote: str | None = None, replace: frozenset[str] = frozenset()
+) -> Moved:
     """Fetch the objects of `wanted` (oid -> size) that the local store lacks, and those in `replace` (present but
     corrupt): each of these is downloaded beside the store and then renamed over the damaged file."""
     missing = {oid: size for oid, size in sorted(wanted.items()) if oid in replace or not repo.store.has(oid)}
@@ -69,8 +71,14 @@ def download(repo: Repo, wanted: Mapping[str, int], remote: str | None = None, r
             jobs: list[Job] = []
             for oid in missing:
                 if source.has(oid):
-                    jobs.append((oid, _landing(staging, repo.store, oid, partial(local.copy, source), cancel) if oid in replace
-                                 else partial(local.copy, source, repo.store, oid, cancel)))
+                    jobs.append(
+                        (
+                            oid,
+                            _landing(staging, repo.store, oid, partial(local.copy, source), cancel)
+                            if oid in replace
+                            else partial(local.copy, source, repo.store, oid, cancel),
+                        )
+                    )
                 else:
                     failures.append(f"{oid}: not in {source.objects_dir}")
             _run(jobs, settings.workers, cancel, moved, failures)
@@ -151,8 +159,13 @@ class _Staging:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _landing(staging: _Staging | None, store: ObjectStore, oid: str, fetch: Callable[[ObjectStore, str, threading.Event], int],
-             cancel: threading.Event) -> Callable[[], int]:
+def _landing(
+    staging: _Staging | None,
+    store: ObjectStore,
+    oid: str,
+    fetch: Callable[[ObjectStore, str, threading.Event], int],
+    cancel: threading.Event,
+) -> Callable[[], int]:
     """A job that fetches `oid` (verified) into `staging`, then renames it over the store's damaged copy."""
     assert staging is not None
 
@@ -188,8 +201,16 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
     return moved
 
 
-def _upload(repo: Repo, sizes: dict[str, int], where: Endpoint, settings: Settings, cancel: threading.Event, moved: Moved,
-            failures: list[str], ref: str | None) -> None:
+def _upload(
+    repo: Repo,
+    sizes: dict[str, int],
+    where: Endpoint,
+    settings: Settings,
+    cancel: threading.Event,
+    moved: Moved,
+    failures: list[str],
+    ref: str | None,
+) -> None:
     if where.local is not None:
         target = local.remote_store(where.local)
         jobs: list[Job] = []
@@ -303,7 +324,9 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
             except Exception as error:  # a bug in one transfer must not hang the others
                 done.put((oid, 0, redact.text(f"{type(error).__name__}: {error}")))
 
-    threads = [threading.Thread(target=worker, daemon=True, name="theta-transfer") for _ in range(min(workers, len(jobs)))]
+    threads = [
+        threading.Thread(target=worker, daemon=True, name="theta-transfer") for _ in range(min(workers, len(jobs)))
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -333,8 +356,9 @@ def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, f
         raise environment[0]
 
 
-def _environment_failure(error: OSError, verb: str, direction: str, where: Endpoint, moved: Moved,
-                         stores: list[ObjectStore]) -> Exception:
+def _environment_failure(
+    error: OSError, verb: str, direction: str, where: Endpoint, moved: Moved, stores: list[ObjectStore]
+) -> Exception:
     """One line for a transfer stopped by the machine (disk full, read-only, permission): the store directory (not a
     temp file in it), the system's reason and what to do. Any other OSError is returned as it is (main.py decides)."""
     if error.errno not in ENVIRONMENT_ERRNOS:
@@ -366,7 +390,9 @@ def _groups(items: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
 
 def _by_oid(answers: list[Any]) -> dict[str, dict[str, Any]]:
     """Answers by object id; anything that is not an object with a string oid is no answer."""
-    return {answer["oid"]: answer for answer in answers if isinstance(answer, dict) and isinstance(answer.get("oid"), str)}
+    return {
+        answer["oid"]: answer for answer in answers if isinstance(answer, dict) and isinstance(answer.get("oid"), str)
+    }
 
 
 def _error(answer: Mapping[str, object]) -> str:
@@ -385,4 +411,3 @@ def _log(message: str) -> None:
 
     if not progress.is_quiet():
         print(f"git-theta: {message}", file=sys.stderr, flush=True)
-

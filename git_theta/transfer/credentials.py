@@ -45,7 +45,10 @@ def describe(url: str) -> str:
 
 def _request(url: str) -> list[tuple[str, str]]:
     parts = urlsplit(url)
-    fields = [("protocol", parts.scheme), ("host", f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname))]
+    fields = [
+        ("protocol", parts.scheme),
+        ("host", f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)),
+    ]
     if parts.username:
         fields.append(("username", unquote(parts.username)))
     return fields

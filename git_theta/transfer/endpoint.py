@@ -65,7 +65,9 @@ def lfs_url_from_remote_url(url: str) -> str:
     match = SCP_LIKE.match(url)
     if match and not parts.scheme:
         return lfs_url_from_remote_url(f"https://{match['host']}/{match['path'].lstrip('/')}")
-    raise TransferError(f"cannot derive an LFS server URL from remote URL {redact.url(url)!r}; set lfs.url or remote.<name>.lfsurl")
+    raise TransferError(
+        f"cannot derive an LFS server URL from remote URL {redact.url(url)!r}; set lfs.url or remote.<name>.lfsurl"
+    )
 
 
 def ssh_target(url: str) -> SshTarget | None:
@@ -184,8 +186,10 @@ def checked_url(url: str, where: str, schemes: tuple[str, ...]) -> str:
     except ValueError as error:  # "Invalid IPv6 URL", "Port out of range 0-65535", a port that is not a number
         raise TransferError(f"{where}: the URL {shown} is malformed ({error}); fix the value") from None
     if parts.scheme not in schemes:
-        raise TransferError(f"{where}: the URL {shown} has scheme {redact.one_line(parts.scheme, 40)!r}; git-theta reaches "
-                            f"an LFS server over {', '.join(s + '://' for s in schemes)} (or a local path / file://). Fix the value")
+        raise TransferError(
+            f"{where}: the URL {shown} has scheme {redact.one_line(parts.scheme, 40)!r}; git-theta reaches "
+            f"an LFS server over {', '.join(s + '://' for s in schemes)} (or a local path / file://). Fix the value"
+        )
     if not host:
         raise TransferError(f"{where}: the URL {shown} names no host; fix the value")
     return url

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from git_theta import git, redact
 from git_theta.errors import StoreError, TransferError
-from git_theta.store import OID_PATTERN, ObjectStore
+from git_theta.store import ObjectStore
 from git_theta.transfer import credentials
 from git_theta.transfer.credentials import Credential
 
@@ -149,7 +149,11 @@ def _action_problem(action: object) -> str | None:
     if not isinstance(action, dict):
         return "is not an object"
     href = action.get("href")
-    if not isinstance(href, str) or urlsplit(href).scheme.lower() not in ("http", "https") or not urlsplit(href).hostname:
+    if (
+        not isinstance(href, str)
+        or urlsplit(href).scheme.lower() not in ("http", "https")
+        or not urlsplit(href).hostname
+    ):
         return f"has href {redact.one_line(redact.url(str(href)), 120)}, not an http(s) URL"
     if any(ch in href for ch in "\r\n\x00 "):
         return "has an href with spaces or control characters"
@@ -165,7 +169,14 @@ def _action_problem(action: object) -> str | None:
 class LfsHttp:
     """One LFS server: batch requests and basic transfers, safe to use from several threads."""
 
-    def __init__(self, url: str, cwd: Path, settings: Settings, cancel: threading.Event, api_headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        cwd: Path,
+        settings: Settings,
+        cancel: threading.Event,
+        api_headers: dict[str, str] | None = None,
+    ) -> None:
         self.url = _strip_credentials(url).rstrip("/")
         self.shown = redact.url(self.url)  # the URL as messages show it
         self.api_headers = api_headers or {}  # from git-lfs-authenticate, for batch requests only
@@ -176,7 +187,9 @@ class LfsHttp:
         self._credential_from_helper = False
         # Credentials the helper gave for other origins that redirects led to (never the API host's own).
         self._elsewhere: dict[tuple[str, str, int | None], Credential] = {}
-        self._opener = urllib.request.build_opener(_NoRedirects(), _Handler(settings.dial_timeout), _SecureHandler(settings.dial_timeout))
+        self._opener = urllib.request.build_opener(
+            _NoRedirects(), _Handler(settings.dial_timeout), _SecureHandler(settings.dial_timeout)
+        )
         self._lock = threading.Lock()
         self._busy = 0
         self._last_activity = time.monotonic()
@@ -199,7 +212,9 @@ class LfsHttp:
         body = json.dumps(request).encode()
         url = f"{self.url}/objects/batch"
         while True:
-            status, payload = self._retrying(f"LFS batch request to {self.shown}", url, lambda: self._post_json(url, body, self.api_headers))
+            status, payload = self._retrying(
+                f"LFS batch request to {self.shown}", url, lambda: self._post_json(url, body, self.api_headers)
+            )
             if status in (401, 403):
                 self._on_auth_failure(status, payload)
                 continue
@@ -209,14 +224,18 @@ class LfsHttp:
                     f"it has none of the {len(objects)} object(s) asked for, or the repository does not exist there or is not visible to you"
                 )
             if status != 200:
-                raise TransferError(f"LFS server {self.shown} refused the {operation} batch request: HTTP {status}: {_message(payload)}")
+                raise TransferError(
+                    f"LFS server {self.shown} refused the {operation} batch request: HTTP {status}: {_message(payload)}"
+                )
             if payload is None:
                 raise TransferError(f"LFS server {self.shown} sent a batch answer that is not JSON; is lfs.url right?")
             if self._credential_from_helper:
                 credentials.approve(self.credential, self.cwd)  # type: ignore[arg-type]
                 self._credential_from_helper = False
             if payload.get("transfer", "basic") != "basic":
-                raise TransferError(f"LFS server {self.shown} chose transfer {redact.one_line(payload.get('transfer'), 60)!r}; git-theta speaks only 'basic'")
+                raise TransferError(
+                    f"LFS server {self.shown} chose transfer {redact.one_line(payload.get('transfer'), 60)!r}; git-theta speaks only 'basic'"
+                )
             answers = payload.get("objects")
             if not isinstance(answers, list):
                 raise TransferError(f"LFS server {self.shown} sent a batch answer without an objects list")
@@ -227,11 +246,15 @@ class LfsHttp:
             if self._credential_from_helper:
                 credentials.reject(self.credential, self.cwd)  # type: ignore[arg-type]
             who = f" for user {redact.one_line(self.credential.username, 80)!r}" if self.credential else ""
-            raise TransferError(f"LFS server {self.shown} refused access{who} (HTTP {status}: {_message(payload)}); check your credentials")
+            raise TransferError(
+                f"LFS server {self.shown} refused access{who} (HTTP {status}: {_message(payload)}); check your credentials"
+            )
         self.credential = credentials.fill(self.url, self.cwd)
         self._credential_from_helper = True
 
-    def _post_json(self, url: str, body: bytes, extra: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | None]:
+    def _post_json(
+        self, url: str, body: bytes, extra: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any] | None]:
         """(status, the JSON object answered; {} for another JSON value, None for no JSON). An error answer's body
         is read up to MAX_ERROR_BODY_BYTES only; a 2xx answer larger than MAX_JSON_BYTES is refused."""
         headers = {"Accept": LFS_JSON, "Content-Type": LFS_JSON, **self._auth_for(url, extra or {})}
@@ -258,7 +281,9 @@ class LfsHttp:
                 if response.status != 200:
                     raise TransferError(f"object {oid}: HTTP {response.status} from {redact.url(href)}")
                 try:
-                    return store.put(self._chunks(response, oid, size if isinstance(size, int) and size > 0 else None), expect=oid)[1]
+                    return store.put(
+                        self._chunks(response, oid, size if isinstance(size, int) and size > 0 else None), expect=oid
+                    )[1]
                 except StoreError as error:
                     raise Transient(str(error)) from None
 
@@ -271,7 +296,11 @@ class LfsHttp:
             return 0
         action = actions["upload"]
         href = action["href"]
-        headers = {**self._auth_for(href, action.get("header") or {}), "Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        headers = {
+            **self._auth_for(href, action.get("header") or {}),
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
 
         def attempt() -> int:
             with path.open("rb") as source:
@@ -283,22 +312,32 @@ class LfsHttp:
                 with self._open("PUT", href, headers, body) as response:
                     _read_limited(response, MAX_ERROR_BODY_BYTES, self.shown, refuse=False)
                     if not 200 <= response.status < 300:
-                        raise TransferError(f"object {oid}: upload refused: HTTP {response.status} from {redact.url(href)}")
+                        raise TransferError(
+                            f"object {oid}: upload refused: HTTP {response.status} from {redact.url(href)}"
+                        )
             return size
 
         sent = self._retrying(f"uploading object {oid}", href, attempt)
         if "verify" in actions:
             verify = actions["verify"]
             body = json.dumps({"oid": oid, "size": size}).encode()
-            status, payload = self._retrying(f"verifying object {oid}", verify["href"], lambda: self._post_json(verify["href"], body, verify.get("header")))
+            status, payload = self._retrying(
+                f"verifying object {oid}",
+                verify["href"],
+                lambda: self._post_json(verify["href"], body, verify.get("header")),
+            )
             if not 200 <= status < 300:
-                raise TransferError(f"object {oid}: the server could not verify the upload: HTTP {status}: {_message(payload)}")
+                raise TransferError(
+                    f"object {oid}: the server could not verify the upload: HTTP {status}: {_message(payload)}"
+                )
         return sent
 
     def _chunks(self, response: http.client.HTTPResponse, oid: str, size: int | None) -> Iterator[bytes]:
         declared = _content_length(response)
         if size is not None and declared is not None and declared > size:
-            raise TransferError(f"object {oid}: {self.shown} sends {declared} bytes for an object of {size} bytes; refused")
+            raise TransferError(
+                f"object {oid}: {self.shown} sends {declared} bytes for an object of {size} bytes; refused"
+            )
         received = 0
         while True:
             if self.cancel.is_set():
@@ -320,7 +359,11 @@ class LfsHttp:
     def _auth_for(self, url: str, headers: dict[str, str]) -> dict[str, str]:
         """The action's own headers; our credentials only for the API's own origin, and only if none are given."""
         headers = dict(headers)
-        if self.credential and "authorization" not in {k.lower() for k in headers} and _origin(url) == _origin(self.url):
+        if (
+            self.credential
+            and "authorization" not in {k.lower() for k in headers}
+            and _origin(url) == _origin(self.url)
+        ):
             headers["Authorization"] = self.credential.authorization()
         return headers
 
@@ -332,14 +375,18 @@ class LfsHttp:
         moved = False
         for hop in range(MAX_REDIRECTS + 1):
             if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise TransferError(f"{redact.url(first)} redirected to {redact.one_line(redact.url(url), 120)}; only http(s) redirects are followed")
+                raise TransferError(
+                    f"{redact.url(first)} redirected to {redact.one_line(redact.url(url), 120)}; only http(s) redirects are followed"
+                )
             response = self._send(method, url, headers, body)
             if response.status in REDIRECT_CODES:
                 location = response.headers.get("Location")
                 _read_limited(response, MAX_ERROR_BODY_BYTES, self.shown, refuse=False)
                 response.close()
                 if hop == MAX_REDIRECTS:
-                    raise TransferError(f"{redact.url(first)}: more than {MAX_REDIRECTS} redirects; refused (a redirect loop?)")
+                    raise TransferError(
+                        f"{redact.url(first)}: more than {MAX_REDIRECTS} redirects; refused (a redirect loop?)"
+                    )
                 if not location:
                     raise TransferError(f"{redact.url(first)}: HTTP {response.status} redirect without a Location")
                 target = urljoin(url, location.strip())
@@ -356,7 +403,9 @@ class LfsHttp:
             return response
         raise AssertionError("unreachable")
 
-    def _with_credentials_for(self, url: str, method: str, headers: dict[str, str], body: Callable[[], Any] | None, refused: Any) -> Any:
+    def _with_credentials_for(
+        self, url: str, method: str, headers: dict[str, str], body: Callable[[], Any] | None, refused: Any
+    ) -> Any:
         """Ask again with credentials for `url`'s own origin (a redirect led there and it answered 401)."""
         refused.close()
         origin = _origin(url)
@@ -375,19 +424,29 @@ class LfsHttp:
         return response
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Callable[[], Any] | None) -> Any:
-        request = urllib.request.Request(url, data=body() if body else None, method=method, headers={"User-Agent": USER_AGENT, **headers})
+        request = urllib.request.Request(
+            url, data=body() if body else None, method=method, headers={"User-Agent": USER_AGENT, **headers}
+        )
         timeout = self.settings.timeout or None
         try:
             response = self._opener.open(request, timeout=timeout)
         except urllib.error.HTTPError as error:
             if error.code == 429 or error.code >= 500:
                 _read_limited(error, MAX_ERROR_BODY_BYTES, self.shown, refuse=False)
-                raise Transient(f"HTTP {error.code} {redact.one_line(error.reason, 80)}", _retry_after(error.headers.get("Retry-After"))) from None
+                raise Transient(
+                    f"HTTP {error.code} {redact.one_line(error.reason, 80)}",
+                    _retry_after(error.headers.get("Retry-After")),
+                ) from None
             response = error  # a 3xx or 4xx answer is a response the caller reads
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            raise Transient(f"cannot reach {redact.url(url)}: {redact.one_line(_reason(error), 200)}", unreachable=_unreachable(error)) from None
+            raise Transient(
+                f"cannot reach {redact.url(url)}: {redact.one_line(_reason(error), 200)}",
+                unreachable=_unreachable(error),
+            ) from None
         except ValueError as error:  # e.g. a port that is not a number in a Location
-            raise TransferError(f"{redact.one_line(redact.url(url), 120)}: not a usable URL ({redact.one_line(error, 80)})") from None
+            raise TransferError(
+                f"{redact.one_line(redact.url(url), 120)}: not a usable URL ({redact.one_line(error, 80)})"
+            ) from None
         self._active()
         return response
 
@@ -533,7 +592,9 @@ def _read_limited(response: Any, limit: int, server: str, refuse: bool) -> bytes
     else the rest is left unread (an error message needs only its start)."""
     declared = _content_length(response)
     if refuse and declared is not None and declared > limit:
-        raise TransferError(f"LFS server {server} sent an answer of {declared} bytes, over the limit of {limit} bytes; refused")
+        raise TransferError(
+            f"LFS server {server} sent an answer of {declared} bytes, over the limit of {limit} bytes; refused"
+        )
     chunks, total = [], 0
     while total <= limit:
         try:

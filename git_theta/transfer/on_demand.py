@@ -29,7 +29,9 @@ def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata | Mappi
         try:
             client.download(repo, wanted, remote)
         except TransferError as error:
-            raise TransferError(f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: {error}") from None
+            raise TransferError(
+                f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: {error}"
+            ) from None
 
     return fetch
 

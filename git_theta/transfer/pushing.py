@@ -38,7 +38,9 @@ def known_commits(ids: list[str], cwd: Path) -> list[str]:
     return [line.split()[0] for line in out.stdout.decode().splitlines() if line.endswith(" commit")]
 
 
-def objects_for(repo: Repo, remote: str, tips: list[str], remote_tips: list[str], everything: bool = False) -> dict[str, int]:
+def objects_for(
+    repo: Repo, remote: str, tips: list[str], remote_tips: list[str], everything: bool = False
+) -> dict[str, int]:
     """oid -> size of objects needed by commits reachable from `tips` but not from what the remote has.
 
     What the remote has: `remote_tips` it reported and our remote-tracking refs of it (as git-lfs assumes).

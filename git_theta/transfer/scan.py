@@ -25,7 +25,12 @@ def blob_sizes(object_ids: Iterable[str], cwd: Path) -> dict[str, int]:
     ids = list(dict.fromkeys(object_ids))
     if not ids:
         return {}
-    out = git.run("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)", cwd=cwd, input="".join(f"{i}\n" for i in ids).encode())
+    out = git.run(
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+        cwd=cwd,
+        input="".join(f"{i}\n" for i in ids).encode(),
+    )
     sizes = {}
     for line in out.stdout.decode().splitlines():
         parts = line.split()

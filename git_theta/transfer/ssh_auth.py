@@ -30,7 +30,10 @@ class SshAuth:
 
 
 def command(target: SshTarget, operation: str, cwd: Path) -> list[str]:
-    args = (["-p", str(target.port)] if target.port else []) + [target.user_host, f"git-lfs-authenticate {shlex.quote(target.path)} {operation}"]
+    args = (["-p", str(target.port)] if target.port else []) + [
+        target.user_host,
+        f"git-lfs-authenticate {shlex.quote(target.path)} {operation}",
+    ]
     configured = os.environ.get("GIT_SSH_COMMAND") or git.config_get("core.sshCommand", cwd=cwd)
     if configured:
         return ["sh", "-c", f'{configured} "$@"', "ssh", *args]  # git runs these through the shell too
@@ -56,7 +59,13 @@ def authenticate(target: SshTarget, operation: str, cwd: Path) -> SshAuth | None
 
 def _ask(target: SshTarget, operation: str, cwd: Path) -> tuple[SshAuth, float] | None:
     try:
-        result = subprocess.run(command(target, operation, cwd), cwd=cwd, capture_output=True, timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command(target, operation, cwd),
+            cwd=cwd,
+            capture_output=True,
+            timeout=TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0:

@@ -27,7 +27,12 @@ MAX_RECORD_BYTES = 64 << 20
 
 
 def record_path(common_dir: Path, path: str) -> Path:
-    return common_dir / "theta" / "pending" / (hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
+    return (
+        common_dir
+        / "theta"
+        / "pending"
+        / (hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
+    )
 
 
 def write(common_dir: Path, path: str, entries: Mapping[str, ParamEntry]) -> Path:

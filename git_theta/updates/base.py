@@ -101,13 +101,17 @@ class UpdateType(ABC):
             raise StoreError(f"{self.name} object lacks the hash of its base tensor")
         actual = base.hash()
         if actual != expected:
-            raise StoreError(f"{self.name} update was made for base tensor {expected}, but the chain before it gives {actual}")
+            raise StoreError(
+                f"{self.name} update was made for base tensor {expected}, but the chain before it gives {actual}"
+            )
         return base
 
     def buffer(self, bundle: Bundle, name: str) -> Tensor:
         """A named buffer of the object, or a clear StoreError."""
         if name not in bundle.buffers:
-            raise StoreError(f"{self.name} object has no {name!r} buffer (it has: {', '.join(sorted(bundle.buffers)) or 'none'})")
+            raise StoreError(
+                f"{self.name} object has no {name!r} buffer (it has: {', '.join(sorted(bundle.buffers)) or 'none'})"
+            )
         return bundle.buffers[name]
 
 

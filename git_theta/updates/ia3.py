@@ -32,7 +32,9 @@ NAME = "ia3"
 def check_scale(weight_shape: tuple[int, ...], scale: Tensor) -> None:
     fits = len(scale.shape) == len(weight_shape) and all(s in (1, w) for s, w in zip(scale.shape, weight_shape))
     if not fits:
-        raise StoreError(f"IA3 vector of shape {list(scale.shape)} does not broadcast onto a weight of shape {list(weight_shape)} (same rank, each dimension equal or 1)")
+        raise StoreError(
+            f"IA3 vector of shape {list(scale.shape)} does not broadcast onto a weight of shape {list(weight_shape)} (same rank, each dimension equal or 1)"
+        )
     require_float(NAME, "the scaling vector", scale)
 
 
@@ -54,8 +56,16 @@ class Ia3Update(UpdateType):
         found = {param: make_bundle(base, scale)}
         bias_name = param.removesuffix(".weight") + ".bias"
         bias = context.checkpoint.get(bias_name)
-        scales_outputs = len(base.shape) >= 2 and scale.shape[0] == base.shape[0] and all(n == 1 for n in scale.shape[1:])
-        if param.endswith(".weight") and bias is not None and scales_outputs and bias.shape == (base.shape[0],) and dtypes.is_float(bias.dtype):
+        scales_outputs = (
+            len(base.shape) >= 2 and scale.shape[0] == base.shape[0] and all(n == 1 for n in scale.shape[1:])
+        )
+        if (
+            param.endswith(".weight")
+            and bias is not None
+            and scales_outputs
+            and bias.shape == (base.shape[0],)
+            and dtypes.is_float(bias.dtype)
+        ):
             found[bias_name] = make_bundle(bias, Tensor(scale.dtype, bias.shape, scale.data))
         return found
 

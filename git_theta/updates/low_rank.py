@@ -38,7 +38,14 @@ def check_factors(weight_shape: tuple[int, ...], a: Tensor, b: Tensor) -> int:
     if len(weight_shape) != 2:
         raise StoreError(f"low-rank updates need a 2-D weight, this one is {list(weight_shape)}")
     out_features, in_features = weight_shape
-    if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != in_features or b.shape[0] != out_features or a.shape[0] != b.shape[1] or a.shape[0] < 1:
+    if (
+        len(a.shape) != 2
+        or len(b.shape) != 2
+        or a.shape[1] != in_features
+        or b.shape[0] != out_features
+        or a.shape[0] != b.shape[1]
+        or a.shape[0] < 1
+    ):
         raise StoreError(
             f"LoRA factors A{list(a.shape)} and B{list(b.shape)} do not fit a weight of shape {list(weight_shape)}; "
             f"expected A (r, {in_features}) and B ({out_features}, r)"
@@ -65,7 +72,12 @@ def make_bundle(base: Tensor, a: Tensor, b: Tensor, scale: float) -> Bundle:
 
 class LowRankUpdate(UpdateType):
     name = NAME
-    side_load_suffixes = {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B", ".lora_A": "lora_A", ".lora_B": "lora_B"}
+    side_load_suffixes = {
+        ".lora_A.weight": "lora_A",
+        ".lora_B.weight": "lora_B",
+        ".lora_A": "lora_A",
+        ".lora_B": "lora_B",
+    }
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
         from git_theta.sideload import peft  # the adapter config reader: only when side-loading
@@ -73,7 +85,11 @@ class LowRankUpdate(UpdateType):
         if not dtypes.is_float(base.dtype):
             raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
         rank = check_factors(base.shape, roles["lora_A"], roles["lora_B"])
-        return {param: make_bundle(base, roles["lora_A"], roles["lora_B"], peft.lora_scale(context.update_file, context.alpha, rank))}
+        return {
+            param: make_bundle(
+                base, roles["lora_A"], roles["lora_B"], peft.lora_scale(context.update_file, context.alpha, rank)
+            )
+        }
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)

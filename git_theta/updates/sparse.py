@@ -56,10 +56,14 @@ class SparseUpdate(UpdateType):
         if indices.dtype not in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"):
             raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
         if values.dtype != base.dtype:
-            raise ThetaError(f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)")
+            raise ThetaError(
+                f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)"
+            )
         flat = indices.numpy().reshape(-1).astype(np.int64)
         if values.nbytes // dtypes.itemsize(values.dtype) != len(flat):
-            raise ThetaError(f"{len(flat)} sparse_indices but {values.nbytes // dtypes.itemsize(values.dtype)} sparse_values")
+            raise ThetaError(
+                f"{len(flat)} sparse_indices but {values.nbytes // dtypes.itemsize(values.dtype)} sparse_values"
+            )
         size = int(np.prod(base.shape, dtype=np.int64))
         if len(flat) and (flat.min() < 0 or flat.max() >= size):
             raise ThetaError(f"sparse_indices must lie in [0, {size}) (flat, row-major)")
@@ -82,7 +86,9 @@ class SparseUpdate(UpdateType):
         gaps, values = self.buffer(bundle, "gaps"), self.buffer(bundle, "values")
         packed = base.dtype in dtypes.PACKED
         if values.dtype != base.dtype or packed or len(values.shape) != 1 or gaps.shape != values.shape:
-            raise StoreError(f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor")
+            raise StoreError(
+                f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor"
+            )
         indices = gaps.numpy().astype(np.int64).cumsum()
         size = int(np.prod(base.shape, dtype=np.int64))
         if len(indices) and (indices[-1] >= size or (len(indices) > 1 and gaps.numpy()[1:].min() == 0)):

@@ -30,7 +30,18 @@ def test_minilm_smallest_scale(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    command = [sys.executable, str(BENCH), "--cases", "c", "--scale", "0.001", "--json", str(out), "--tmpdir", str(scratch)]
+    command = [
+        sys.executable,
+        str(BENCH),
+        "--cases",
+        "c",
+        "--scale",
+        "0.001",
+        "--json",
+        str(out),
+        "--tmpdir",
+        str(scratch),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -29,7 +29,10 @@ class _Sink:
 
 
 def test_plan_is_what_the_reader_finds_in_flax_s_own_file() -> None:
-    state = {"params": {"b": {"x": np.zeros((200, 3), np.float16)}, "a": np.arange(5, dtype=np.uint8)}, "z": np.ones(())}
+    state = {
+        "params": {"b": {"x": np.zeros((200, 3), np.float16)}, "a": np.arange(5, dtype=np.uint8)},
+        "z": np.ones(()),
+    }
     data = flax.serialization.to_bytes(state)  # insertion order, not sorted
     sink = _Sink()
     section = FlaxMsgpackFormat().read(io.BytesIO(data), "m.msgpack", sink)  # type: ignore[arg-type]

@@ -201,7 +201,6 @@ def test_git_merge_averages_in_place(repo: Path, params: dict[str, Any]) -> None
     np.testing.assert_array_equal(merged["Dense_0"]["bias"], theirs["params"]["Dense_0"]["bias"])  # one side changed it
     np.testing.assert_array_equal(merged["Dense_1"]["kernel"], params["params"]["Dense_1"]["kernel"])
 
-
     # A layer added on one branch, a value changed on the other: a new skeleton, the old order, the layer appended.
     git(repo, "checkout", "-q", "-b", "wider")
     wider = _loaded(merged_bytes, params)

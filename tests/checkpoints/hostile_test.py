@@ -27,7 +27,9 @@ from hostile_support import RepoState, assert_refused, run_bounded
 
 MAX_RSS_MB = 300
 # What an input-caused Python internal looks like when it leaks into the message.
-PYTHON_INTERNAL = re.compile(r"\b(OverflowError|MemoryError|TypeError|KeyError|IndexError|AttributeError|RecursionError|UnicodeDecodeError|struct\.error)\b")
+PYTHON_INTERNAL = re.compile(
+    r"\b(OverflowError|MemoryError|TypeError|KeyError|IndexError|AttributeError|RecursionError|UnicodeDecodeError|struct\.error)\b"
+)
 
 
 def _safetensors(header: Any, data: bytes = b"", raw: bytes | None = None) -> bytes:
@@ -36,7 +38,16 @@ def _safetensors(header: Any, data: bytes = b"", raw: bytes | None = None) -> by
 
 
 def _one(shape: Any = (4,), dtype: Any = "F32", offsets: Any = (0, 16), data: bytes = bytes(16)) -> bytes:
-    return _safetensors({"w": {"dtype": dtype, "shape": list(shape) if isinstance(shape, tuple) else shape, "data_offsets": list(offsets) if isinstance(offsets, tuple) else offsets}}, data)
+    return _safetensors(
+        {
+            "w": {
+                "dtype": dtype,
+                "shape": list(shape) if isinstance(shape, tuple) else shape,
+                "data_offsets": list(offsets) if isinstance(offsets, tuple) else offsets,
+            }
+        },
+        data,
+    )
 
 
 def _raw_header(text: bytes, data: bytes = bytes(16)) -> bytes:
@@ -53,8 +64,14 @@ SAFETENSORS: dict[str, tuple[Callable[[], bytes], str]] = {
     "entry not an object": (lambda: _raw_header(b'{"w":1}'), "malformed header entry"),
     "repeated tensor name": (lambda: _raw_header(b'{"w":' + ENTRY + b',"w":' + ENTRY + b"}"), "appears twice"),
     "NaN offset": (lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,NaN]}}'), "NaN"),
-    "1e400 offset": (lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1e400]}}'), "data_offsets"),
-    "5000-digit offset": (lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,' + b"9" * 5000 + b"]}}"), "not valid JSON"),
+    "1e400 offset": (
+        lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1e400]}}'),
+        "data_offsets",
+    ),
+    "5000-digit offset": (
+        lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,' + b"9" * 5000 + b"]}}"),
+        "not valid JSON",
+    ),
     "bool dimension": (lambda: _one(shape=[True, 4]), "invalid shape"),
     "float dimension": (lambda: _one(shape=[2.0, 2]), "invalid shape"),
     "negative dimension": (lambda: _one(shape=[-4]), "invalid shape"),
@@ -68,17 +85,32 @@ SAFETENSORS: dict[str, tuple[Callable[[], bytes], str]] = {
     "offsets not fitting the shape": (lambda: _one(offsets=(0, 12), data=bytes(12)), "do not fit"),
     "offsets with a gap": (lambda: _one(offsets=(8, 24), data=bytes(24)), "contiguous"),
     "overlapping tensors": (
-        lambda: _safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, bytes(24)),
+        lambda: _safetensors(
+            {
+                "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+            },
+            bytes(24),
+        ),
         "contiguous",
     ),
     "entry missing data_offsets": (lambda: _raw_header(b'{"w":{"dtype":"F32","shape":[4]}}'), "malformed header entry"),
-    "declares a 2 GiB tensor": (lambda: _one(shape=[1 << 29], offsets=(0, 1 << 31), data=bytes(4000)), "file ends early"),
+    "declares a 2 GiB tensor": (
+        lambda: _one(shape=[1 << 29], offsets=(0, 1 << 31), data=bytes(4000)),
+        "file ends early",
+    ),
     "last tensor truncated": (lambda: _one(data=bytes(10)), "file ends early"),
     "bytes after the last tensor": (lambda: _one(data=bytes(20)), "after the last tensor"),
     "name not UTF-8": (lambda: _raw_header(b'{"w\xff":' + ENTRY + b"}"), "not valid JSON"),
     "name a lone surrogate": (lambda: _raw_header(b'{"\\ud800":' + ENTRY + b"}"), "lone surrogate"),
-    "__metadata__ nested 100,000 deep": (lambda: _raw_header(b'{"__metadata__":' + b"[" * 100_000 + b"]" * 100_000 + b',"w":' + ENTRY + b"}"), "nested too deeply"),
-    "__metadata__ not strings": (lambda: _raw_header(b'{"__metadata__":{"a":{"b":1}},"w":' + ENTRY + b"}"), "__metadata__"),
+    "__metadata__ nested 100,000 deep": (
+        lambda: _raw_header(b'{"__metadata__":' + b"[" * 100_000 + b"]" * 100_000 + b',"w":' + ENTRY + b"}"),
+        "nested too deeply",
+    ),
+    "__metadata__ not strings": (
+        lambda: _raw_header(b'{"__metadata__":{"a":{"b":1}},"w":' + ENTRY + b"}"),
+        "__metadata__",
+    ),
 }
 
 
@@ -108,7 +140,9 @@ def _directory_moved(content: bytes, by: int = 100) -> bytes:
     """`content` whose end record puts the central directory `by` bytes later than it is: zipfile then places
     every member `by` bytes earlier, the first one before the start of the file."""
     data = bytearray(content)
-    at, field, width = (data.rindex(b"PK\x06\x06"), 48, 8) if b"PK\x06\x06" in data else (data.rindex(b"PK\x05\x06"), 16, 4)
+    at, field, width = (
+        (data.rindex(b"PK\x06\x06"), 48, 8) if b"PK\x06\x06" in data else (data.rindex(b"PK\x05\x06"), 16, 4)
+    )
     offset = int.from_bytes(data[at + field : at + field + width], "little")
     data[at + field : at + field + width] = (offset + by).to_bytes(width, "little")
     return bytes(data)
@@ -160,7 +194,14 @@ def _evil_zip(command: str) -> bytes:
 def _evil_legacy(command: str) -> bytes:
     import torch
 
-    head = b"".join(pickle.dumps(value, protocol=2) for value in (torch.serialization.MAGIC_NUMBER, torch.serialization.PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}))
+    head = b"".join(
+        pickle.dumps(value, protocol=2)
+        for value in (
+            torch.serialization.MAGIC_NUMBER,
+            torch.serialization.PROTOCOL_VERSION,
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+        )
+    )
     return head + pickle.dumps({"w": _RunsCommand(command)}, protocol=2) + pickle.dumps([], protocol=2)
 
 
@@ -171,12 +212,21 @@ def _small_pt() -> bytes:
 
 
 PYTORCH: dict[str, tuple[Callable[[], bytes], str]] = {
-    "containers shared 25 levels (2^25 nodes)": (lambda: _torch_file({"w": _torch_zeros(), "x": _shared_lists(25)}), "structure nodes"),
-    "containers shared 20 levels (2^21 copied nodes)": (lambda: _torch_file({"w": _torch_zeros(), "x": _shared_lists(20)}), "copying them adds"),
+    "containers shared 25 levels (2^25 nodes)": (
+        lambda: _torch_file({"w": _torch_zeros(), "x": _shared_lists(25)}),
+        "structure nodes",
+    ),
+    "containers shared 20 levels (2^21 copied nodes)": (
+        lambda: _torch_file({"w": _torch_zeros(), "x": _shared_lists(20)}),
+        "copying them adds",
+    ),
     "lists nested 40 deep": (lambda: _torch_file({"w": _torch_zeros(), "x": _deep_list(40)}), "more than 32 deep"),
     "a list holding itself": (lambda: _torch_file({"w": _torch_zeros(), "x": _self_holding()}), "more than 32 deep"),
     "data.pkl declares 300 MiB": (lambda: _forge(_small_pt(), "archive/data.pkl", "file_size", 300 << 20), "limit"),
-    "storage runs past the end": (lambda: _forge(_small_pt(), "archive/data/0", "compress_size", 1 << 30), "outside the"),
+    "storage runs past the end": (
+        lambda: _forge(_small_pt(), "archive/data/0", "compress_size", 1 << 30),
+        "outside the",
+    ),
     "truncated zip": (lambda: _small_pt()[:400], "pytorch"),
     "members placed before the file starts": (lambda: _directory_moved(_small_pt()), "outside the"),
 }
@@ -200,13 +250,25 @@ def _flip_byte(content: bytes, needle: bytes, delta: int = 1) -> bytes:
 
 
 NPZ: dict[str, tuple[Callable[[], bytes], str]] = {
-    "deflate bomb declares 4 GiB": (lambda: _forge(_npz(True, w=np.zeros(1000, np.float32)), "w.npy", "file_size", 0xFFFF0000), "more than deflate can hold"),
-    "member runs past the end": (lambda: _forge(_npz(w=np.zeros(4, np.float32)), "w.npy", "compress_size", 1 << 30), "outside the"),
+    "deflate bomb declares 4 GiB": (
+        lambda: _forge(_npz(True, w=np.zeros(1000, np.float32)), "w.npy", "file_size", 0xFFFF0000),
+        "more than deflate can hold",
+    ),
+    "member runs past the end": (
+        lambda: _forge(_npz(w=np.zeros(4, np.float32)), "w.npy", "compress_size", 1 << 30),
+        "outside the",
+    ),
     "members placed before the file starts": (lambda: _directory_moved(_npz(w=np.zeros(4, np.float32))), "outside the"),
     "truncated archive": (lambda: _npz(w=np.zeros(256, np.float32))[:300], "not a valid zip archive"),
-    "stored array CRC mismatch": (lambda: _flip_byte(_npz(w=np.arange(64, dtype=np.float32)), np.float32(63).tobytes()), "CRC-32"),
+    "stored array CRC mismatch": (
+        lambda: _flip_byte(_npz(w=np.arange(64, dtype=np.float32)), np.float32(63).tobytes()),
+        "CRC-32",
+    ),
     "corrupt deflate data": (lambda: _corrupt_deflate(), "w.npy"),
-    "not a zip after its magic": (lambda: b"PK\x03\x04" + bytes(22) + struct.pack("<HH", 5, 0) + b"w.npy" + bytes(200), "not a valid zip archive"),
+    "not a zip after its magic": (
+        lambda: b"PK\x03\x04" + bytes(22) + struct.pack("<HH", 5, 0) + b"w.npy" + bytes(200),
+        "not a valid zip archive",
+    ),
 }
 
 
@@ -223,7 +285,9 @@ CASES += [("arrays.npz", name, case) for name, case in NPZ.items()]
 
 
 @pytest.mark.parametrize("filename, name, case", CASES, ids=[f"{f}: {n}" for f, n, _ in CASES])
-def test_hostile_checkpoint_is_refused_at_add(repo: Path, filename: str, name: str, case: tuple[Callable[[], bytes], str]) -> None:
+def test_hostile_checkpoint_is_refused_at_add(
+    repo: Path, filename: str, name: str, case: tuple[Callable[[], bytes], str]
+) -> None:
     build, reason = case
     (repo / filename).write_bytes(build())
     state = RepoState.capture(repo)
@@ -234,8 +298,12 @@ def test_hostile_checkpoint_is_refused_at_add(repo: Path, filename: str, name: s
     state.assert_unchanged(repo)
 
 
-@pytest.mark.parametrize("filename, build", [("model.pt", _evil_zip), ("model.pt", _evil_legacy)], ids=["zip", "legacy"])
-def test_a_pickle_calling_os_system_never_runs(repo: Path, tmp_path: Path, filename: str, build: Callable[[str], bytes]) -> None:
+@pytest.mark.parametrize(
+    "filename, build", [("model.pt", _evil_zip), ("model.pt", _evil_legacy)], ids=["zip", "legacy"]
+)
+def test_a_pickle_calling_os_system_never_runs(
+    repo: Path, tmp_path: Path, filename: str, build: Callable[[str], bytes]
+) -> None:
     marker = tmp_path / "ran"
     (repo / filename).write_bytes(build(f"touch {marker}"))
     state = RepoState.capture(repo)
@@ -248,7 +316,14 @@ def test_a_pickle_calling_os_system_never_runs(repo: Path, tmp_path: Path, filen
 
 def test_an_npy_header_numpy_cannot_parse_stays_whole(repo: Path) -> None:
     # numpy's header parser raised tokenize.TokenError here, which became the reason `git add` failed.
-    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + b"{'descr': '<f4', 'fortran_order': False, 'shape': (4," + b" " * 66 + b"\n" + bytes(16)
+    member = (
+        b"\x93NUMPY\x01\x00"
+        + struct.pack("<H", 118)
+        + b"{'descr': '<f4', 'fortran_order': False, 'shape': (4,"
+        + b" " * 66
+        + b"\n"
+        + bytes(16)
+    )
     (repo / "arrays.npz").write_bytes(_zip([("w.npy", member)]))
     result = run_bounded(["git", "add", "arrays.npz"], cwd=repo, max_rss_mb=MAX_RSS_MB, max_seconds=30)
     assert result.returncode == 0, result.describe()
@@ -291,6 +366,8 @@ def test_the_documented_limits_are_the_code_s() -> None:
                 documented = int(value.replace(",", ""))
             code = [getattr(module, name) for module in modules if hasattr(module, name)]
             # (a module may import another's constant: every module of the block that has it must agree)
-            assert code and set(code) == {documented}, f"{header[:40]}: {name} = {value} in docs/formats.md, {code} in {paths}"
+            assert code and set(code) == {documented}, (
+                f"{header[:40]}: {name} = {value} in docs/formats.md, {code} in {paths}"
+            )
             checked += 1
     assert checked >= 24  # every block found (safetensors, GGUF, PyTorch, ONNX, Flax, zip, every format)

@@ -23,7 +23,9 @@ Saver = Callable[..., None]
 
 def _arrays(version: int) -> dict[str, Any]:
     rng = np.random.default_rng(version)
-    bits = np.array([0x80000000, 0x7FC00001, 0xFFC12345, version], dtype=np.uint32).view(np.float32)  # -0.0, NaN payloads
+    bits = np.array([0x80000000, 0x7FC00001, 0xFFC12345, version], dtype=np.uint32).view(
+        np.float32
+    )  # -0.0, NaN payloads
     return {
         "weight": rng.normal(size=(16, 8)).astype(np.float32),
         "bias": bits,
@@ -83,7 +85,9 @@ def _level1_archive(path: Path) -> None:
 def test_unusual_archives_are_byte_identical(repo: Path) -> None:
     _level1_archive(repo / "level1.npz")
     np.savez(repo / "empty.npz")
-    np.savez(repo / "odd.npz", big=np.arange(4, dtype=">f4"), obj=np.array([{"a": 1}, None], dtype=object), ok=np.ones(3))
+    np.savez(
+        repo / "odd.npz", big=np.arange(4, dtype=">f4"), obj=np.array([{"a": 1}, None], dtype=object), ok=np.ones(3)
+    )
     originals = {name: (repo / name).read_bytes() for name in ("level1.npz", "empty.npz", "odd.npz")}
     git(repo, "add", *originals)
     git(repo, "commit", "-q", "-m", "unusual")
@@ -109,7 +113,11 @@ def test_corrupt_archives_fail_add(repo: Path) -> None:
     before = _index(repo)
     flipped = bytearray(good)
     flipped[good.index(b"w.npy") + 200] ^= 0x01  # inside the array data
-    cases = {bytes(flipped): "CRC-32 mismatch", good[:-40]: "not a valid zip archive", good[:300]: "not a valid zip archive"}
+    cases = {
+        bytes(flipped): "CRC-32 mismatch",
+        good[:-40]: "not a valid zip archive",
+        good[:300]: "not a valid zip archive",
+    }
     for broken, reason in cases.items():
         (repo / "a.npz").write_bytes(broken)
         result = git(repo, "add", "a.npz", check=False)

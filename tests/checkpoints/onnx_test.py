@@ -40,8 +40,13 @@ def _model(weights: dict[str, np.ndarray[Any, Any]]) -> onnx.ModelProto:
     a Constant node and a sparse initializer."""
     n = weights["B"].shape[0]
     vector = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n]) for name in ("Z1", "Z2", "Z")]
-    then_graph = helper.make_graph([helper.make_node("Add", ["Y", "then_c"], ["Z1"])], "then", [], [vector[0]],
-                                   [numpy_helper.from_array(weights["then_c"], "then_c")])
+    then_graph = helper.make_graph(
+        [helper.make_node("Add", ["Y", "then_c"], ["Z1"])],
+        "then",
+        [],
+        [vector[0]],
+        [numpy_helper.from_array(weights["then_c"], "then_c")],
+    )
     else_graph = helper.make_graph([helper.make_node("Identity", ["Y"], ["Z2"])], "else", [], [vector[1]])
     nodes = [
         helper.make_node("MatMul", ["X", "W"], ["XW"]),
@@ -52,10 +57,19 @@ def _model(weights: dict[str, np.ndarray[Any, Any]]) -> onnx.ModelProto:
     initializers = [numpy_helper.from_array(weights[name], name) for name in ("W", "B", "H")]
     initializers.append(helper.make_tensor("T", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]))  # in float_data, not raw_data
     initializers.append(numpy_helper.from_array(np.array(True), "cond"))
-    sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([5, 6], dtype=np.float32), "S"),
-                                       numpy_helper.from_array(np.array([1, 3], dtype=np.int64)), [4])
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])], [vector[2]],
-                              initializers, sparse_initializer=[sparse])
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array([5, 6], dtype=np.float32), "S"),
+        numpy_helper.from_array(np.array([1, 3], dtype=np.int64)),
+        [4],
+    )
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])],
+        [vector[2]],
+        initializers,
+        sparse_initializer=[sparse],
+    )
     model = helper.make_model(graph, producer_name="git-theta-test", opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -116,8 +130,14 @@ def test_inline_model_round_trips_and_a_changed_initializer_stores_only_itself(o
 
 def _save_external(repo: Path, weights: dict[str, np.ndarray[Any, Any]], location: str = "model.data") -> None:
     (repo / location).unlink(missing_ok=True)  # onnx appends to an existing data file
-    onnx.save_model(_model(weights), str(repo / "model.onnx"), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location=location, size_threshold=64)
+    onnx.save_model(
+        _model(weights),
+        str(repo / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=64,
+    )
 
 
 def test_external_data_round_trips_without_the_sibling_and_stores_one_tensor_per_change(onnx_repo: Path) -> None:
@@ -196,8 +216,13 @@ def _padded_external(folder: Path, data_size: int | None = None) -> bytes:
         external_data_helper.set_external_data(tensor, "model.data", offset, len(tensor.raw_data))
         tensor.ClearField("raw_data")
         tensor.data_location = TensorProto.EXTERNAL
-    graph = helper.make_graph([helper.make_node("Identity", ["a"], ["y"])], "g", [],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10])], tensors)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["a"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10])],
+        tensors,
+    )
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
     data = data[:data_size] if data_size is not None else data
     (folder / "model.data").write_bytes(data)

@@ -34,8 +34,15 @@ def field(number: int, value: int | bytes) -> bytes:
 
 def entry_proto(dtype: int, shape: Sequence[int], offset: int, size: int, crc: int, shard: int = 0) -> bytes:
     dims = b"".join(field(2, field(1, n)) for n in shape)
-    return (field(1, dtype) + field(2, dims) + field(3, shard) + field(4, offset) + field(5, size)
-            + varint(6 << 3 | 5) + struct.pack("<I", crc32c.mask(crc)))
+    return (
+        field(1, dtype)
+        + field(2, dims)
+        + field(3, shard)
+        + field(4, offset)
+        + field(5, size)
+        + varint(6 << 3 | 5)
+        + struct.pack("<I", crc32c.mask(crc))
+    )
 
 
 def header_proto(shards: int = 1, endianness: int = 0) -> bytes:
@@ -65,10 +72,13 @@ def build_index(items: Sequence[tuple[bytes, bytes]], kind: int = 0) -> bytes:
 
 
 def sample(extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
-    items = [(b"", header_proto()),
-             (b"layer/bias", entry_proto(1, [3], 0, 12, 0x1234)),
-             (b"layer/kernel", entry_proto(14, [2, 3], 12, 12, 0x5678)),
-             (b"text", entry_proto(7, [1], 24, 9, 0)), *extra]
+    items = [
+        (b"", header_proto()),
+        (b"layer/bias", entry_proto(1, [3], 0, 12, 0x1234)),
+        (b"layer/kernel", entry_proto(14, [2, 3], 12, 12, 0x5678)),
+        (b"text", entry_proto(7, [1], 24, 9, 0)),
+        *extra,
+    ]
     return build_index(sorted(items))
 
 
@@ -88,8 +98,15 @@ def _refused(data: bytes, message: str) -> None:
 
 
 def test_slice_keys_are_named_and_other_binary_keys_are_not() -> None:
-    bundle = parse_index(build_index([(b"", header_proto()), (b"\x00w\x00\x01\x02", entry_proto(1, [1], 0, 4, 0)),
-                                      (b"\xff", entry_proto(1, [1], 4, 4, 0))]))
+    bundle = parse_index(
+        build_index(
+            [
+                (b"", header_proto()),
+                (b"\x00w\x00\x01\x02", entry_proto(1, [1], 0, 4, 0)),
+                (b"\xff", entry_proto(1, [1], 4, 4, 0)),
+            ]
+        )
+    )
     assert [entry.key for entry in bundle.entries] == ["w#slice-0102", None]
 
 

@@ -60,8 +60,9 @@ def saved(tf: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # four shards; the sharding policy splits variables into slices across them
     parts = {f"v{i}": tf.Variable(np.full((64,), i, np.float32)) for i in range(4)}
     policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=300)
-    tf.train.Checkpoint(**parts).write(str(root / "sharded" / "ckpt"),
-                                       options=tf.train.CheckpointOptions(experimental_sharding_callback=policy))
+    tf.train.Checkpoint(**parts).write(
+        str(root / "sharded" / "ckpt"), options=tf.train.CheckpointOptions(experimental_sharding_callback=policy)
+    )
     return {"root": root, "first": first, "second": [v.numpy().copy() for v in model.variables]}
 
 
@@ -111,11 +112,14 @@ def test_checkpoint_round_trip_restores_and_dedups(tf: Any, saved: dict[str, Any
     second = _metadata(repo, f"HEAD:ckpt/ckpt-2{DATA}")["params"]
     first = data["params"]
     unchanged = {name for name in second if name in first and second[name]["hash"] == first[name]["hash"]}
-    assert {"model/_functional/_operations/2/_kernel/.ATTRIBUTES/VARIABLE_VALUE",
-            "model/_functional/_operations/2/bias/.ATTRIBUTES/VARIABLE_VALUE"} <= unchanged
+    assert {
+        "model/_functional/_operations/2/_kernel/.ATTRIBUTES/VARIABLE_VALUE",
+        "model/_functional/_operations/2/bias/.ATTRIBUTES/VARIABLE_VALUE",
+    } <= unchanged
     assert kernel not in unchanged
-    changed_objects = {link["object"] for name, entry in second.items() if name not in unchanged
-                       for link in entry["stored"]}
+    changed_objects = {
+        link["object"] for name, entry in second.items() if name not in unchanged for link in entry["stored"]
+    }
     index_object = _metadata(repo, "HEAD:ckpt/ckpt-2.index")["file"]["index"]["object"]
     assert new_objects == changed_objects | {index_object}
     reader = tf.train.load_checkpoint(str(repo / "ckpt" / "ckpt-2"))
@@ -127,8 +131,16 @@ def test_saved_model_and_sharded_round_trip(tf: Any, saved: dict[str, Any], repo
     shutil.copytree(saved["root"] / "sharded", repo / "sharded")
     theta(repo, "track", "saved/variables/variables.*", "sharded/ckpt.*")
     shards = [f"sharded/ckpt.data-0000{k}-of-00004" for k in range(4)]
-    _add_and_check_out(repo, ["saved/variables/variables.index", f"saved/variables/variables{DATA}",
-                              "saved/saved_model.pb", "sharded/ckpt.index", *shards])
+    _add_and_check_out(
+        repo,
+        [
+            "saved/variables/variables.index",
+            f"saved/variables/variables{DATA}",
+            "saved/saved_model.pb",
+            "sharded/ckpt.index",
+            *shards,
+        ],
+    )
     reader = tf.train.load_checkpoint(str(repo / "sharded" / "ckpt"))
     for i in range(4):
         np.testing.assert_array_equal(reader.get_tensor(f"v{i}/.ATTRIBUTES/VARIABLE_VALUE"), np.full((64,), i))
@@ -214,7 +226,12 @@ def test_committed_layout_must_name_each_group_once() -> None:
     from git_theta.metadata import ParamEntry
 
     params = {"w": ParamEntry("F32", (1,), "0" * 64, ())}
-    for file in ({"bundle": "data", "layout": ["w", "w"]}, {"bundle": "data", "layout": []},
-                 {"bundle": "data", "layout": ["w", "x"]}, {"bundle": "data", "layout": "w"}, {"bundle": "other"}):
+    for file in (
+        {"bundle": "data", "layout": ["w", "w"]},
+        {"bundle": "data", "layout": []},
+        {"bundle": "data", "layout": ["w", "x"]},
+        {"bundle": "data", "layout": "w"},
+        {"bundle": "other"},
+    ):
         with pytest.raises(CheckpointError):
             TensorflowFormat().write(file, params, None, io.BytesIO())  # type: ignore[arg-type]

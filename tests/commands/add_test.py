@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import git, theta
 from update_helpers import chain, commit, save, staged, weights
 
-from conftest import git, theta
 from git_theta.metadata import ParamEntry, StoredLink
 from git_theta.update_engine import pending
 
@@ -27,7 +27,16 @@ def test_update_flags_are_checked(repo: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and "need --update-type" in result.stderr
     (repo / "notes.txt").write_text("not a model\n")
     save(tmp_path / "u.safetensors", {"w.sparse_indices": np.array([0]), "w.sparse_values": np.zeros(1, np.float32)})
-    result = theta(repo, "add", "notes.txt", "--update-type", "sparse", "--update-data", str(tmp_path / "u.safetensors"), check=False)
+    result = theta(
+        repo,
+        "add",
+        "notes.txt",
+        "--update-type",
+        "sparse",
+        "--update-data",
+        str(tmp_path / "u.safetensors"),
+        check=False,
+    )
     assert result.returncode == 1 and "notes.txt is not tracked by git-theta" in result.stderr
     assert git(repo, "status", "--porcelain").stdout == "?? model.safetensors\n?? notes.txt\n"
 
@@ -36,8 +45,19 @@ def test_side_loaded_add_from_a_subdirectory_leaves_no_record(repo: Path, tmp_pa
     (repo / "models").mkdir()
     save(repo / "models" / "model.safetensors", weights(np.random.default_rng(1), "F32", {"w": (8, 8)}))
     commit(repo, "base", "models/model.safetensors")
-    save(tmp_path / "u.safetensors", {"w.sparse_indices": np.array([3, 1]), "w.sparse_values": np.array([7.0, -0.0], np.float32)})
-    theta(repo / "models", "add", "model.safetensors", "--update-type", "sparse", "--update-data", str(tmp_path / "u.safetensors"))
+    save(
+        tmp_path / "u.safetensors",
+        {"w.sparse_indices": np.array([3, 1]), "w.sparse_values": np.array([7.0, -0.0], np.float32)},
+    )
+    theta(
+        repo / "models",
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "sparse",
+        "--update-data",
+        str(tmp_path / "u.safetensors"),
+    )
     assert chain(staged(repo, "models/model.safetensors"), "w") == ["dense", "sparse"]
     assert not list((repo / ".git" / "theta" / "pending").iterdir())
     assert git(repo, "diff", "--name-only").stdout == ""
@@ -55,14 +75,22 @@ def test_a_record_whose_hash_does_not_match_is_ignored(repo: Path) -> None:
     save(repo / "model.safetensors", model)
     commit(repo, "tuned")
     after = staged(repo)["w"]
-    assert after["hash"] != "0" * 64 and chain({"w": after}, "w")[0] == "dense" and len(after["stored"]) == 2  # an automatic delta
+    assert (
+        after["hash"] != "0" * 64 and chain({"w": after}, "w")[0] == "dense" and len(after["stored"]) == 2
+    )  # an automatic delta
 
 
 def test_side_loading_works_for_a_torch_checkpoint_too(repo: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     torch.save({"fc.weight": torch.randn(16, 8, dtype=torch.bfloat16), "fc.bias": torch.zeros(16)}, repo / "model.pt")
     commit(repo, "base", "model.pt")
-    torch.save({"base_model.model.fc.lora_A.weight": torch.randn(2, 8), "base_model.model.fc.lora_B.weight": torch.randn(16, 2)}, tmp_path / "lora.pt")
+    torch.save(
+        {
+            "base_model.model.fc.lora_A.weight": torch.randn(2, 8),
+            "base_model.model.fc.lora_B.weight": torch.randn(16, 2),
+        },
+        tmp_path / "lora.pt",
+    )
     theta(repo, "add", "model.pt", "--update-type", "low-rank", "--update-data", str(tmp_path / "lora.pt"))
     assert chain(staged(repo, "model.pt"), "fc.weight") == ["dense", "low-rank"]
     assert git(repo, "diff", "--name-only").stdout == ""
@@ -76,7 +104,10 @@ def test_side_loading_works_for_a_torch_checkpoint_too(repo: Path, tmp_path: Pat
 def test_side_loading_onto_a_never_committed_checkpoint_stores_its_base_first(repo: Path, tmp_path: Path) -> None:
     model = weights(np.random.default_rng(3), "BF16", {"w": (16, 16)})
     save(repo / "model.safetensors", model)
-    save(tmp_path / "u.safetensors", {"w.sparse_indices": np.array([5]), "w.sparse_values": model["w"].reshape(-1)[:1] * 2})
+    save(
+        tmp_path / "u.safetensors",
+        {"w.sparse_indices": np.array([5]), "w.sparse_values": model["w"].reshape(-1)[:1] * 2},
+    )
     theta(repo, "add", "model.safetensors", "--update-type", "sparse", "--update-data", str(tmp_path / "u.safetensors"))
     assert chain(staged(repo), "w") == ["dense", "sparse"]
     written = (repo / "model.safetensors").read_bytes()

@@ -28,7 +28,9 @@ def _temp_files(repo: Path, worktree: Path | None = None) -> list[Path]:
     return sorted([*(repo / ".git" / "lfs" / "tmp").glob("*theta-*"), *(worktree or repo).glob(".*theta-*")])
 
 
-def _kill_when_a_temp_file_appears(args: list[str], cwd: Path, stdin: Path | None = None, repo: Path | None = None) -> list[Path]:
+def _kill_when_a_temp_file_appears(
+    args: list[str], cwd: Path, stdin: Path | None = None, repo: Path | None = None
+) -> list[Path]:
     with open(stdin or os.devnull, "rb") as source:
         process = subprocess.Popen(args, cwd=cwd, stdin=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -54,7 +56,9 @@ def test_a_killed_checkout_leaves_nothing_for_git_and_the_next_run_cleans_up(rep
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "big")
     (repo / MODEL).unlink()
-    subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True)
+    subprocess.run(
+        ["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True
+    )
     left = _kill_when_a_temp_file_appears(["git-theta", "checkout"], repo)
     assert left, "the killed checkout was writing no temp file"
     assert git(repo, "status", "--porcelain", "--untracked-files=all").stdout == ""
@@ -82,7 +86,7 @@ def test_temp_files_of_a_killed_filter_go_when_the_next_filter_starts(repo: Path
 def test_temp_files_of_a_killed_filter_go_at_the_next_write(repo: Path) -> None:
     _big_model(repo / MODEL, megabytes=48)
     left = _kill_when_a_temp_file_appears(["git-theta", "clean", MODEL], repo, stdin=repo / MODEL)
-    assert left and all(f"theta-" in p.name for p in left)
+    assert left and all("theta-" in p.name for p in left)
     _age(left, STALE_SECONDS + 60)
     live = repo / ".git" / "lfs" / "tmp" / f"theta-{os.getpid()}-abcdefgh"  # a live writer's (this test's pid)
     live.write_bytes(b"still being written")
@@ -99,8 +103,12 @@ def test_a_worktree_on_another_file_system_hides_its_temp_files_from_git(repo: P
         git(repo, "add", MODEL)
         git(repo, "commit", "-q", "-m", "big")
         worktree = disk / "wt"
-        subprocess.run(["git", "worktree", "add", "-q", "-b", "other", str(worktree)], cwd=repo, check=True,
-                       env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"})
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "-b", "other", str(worktree)],
+            cwd=repo,
+            check=True,
+            env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"},
+        )
         left = _kill_when_a_temp_file_appears(["git-theta", "checkout"], worktree, repo=repo)
         assert left and all(p.parent == worktree for p in left), left  # .git is on another file system
         assert git(worktree, "status", "--porcelain", "--untracked-files=all").stdout == ""
@@ -112,13 +120,14 @@ def test_a_worktree_on_another_file_system_hides_its_temp_files_from_git(repo: P
         assert (repo / ".git" / "info" / "exclude").read_text().count(".*.theta-*") == 1
 
 
-
 def test_a_lock_left_by_a_killed_git_is_named_and_after_git_s_recovery_the_checkout_completes(repo: Path) -> None:
     _big_model(repo / MODEL, megabytes=1)
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "model")
     (repo / MODEL).unlink()
-    subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True)
+    subprocess.run(
+        ["git", "checkout", "--", MODEL], cwd=repo, env=os.environ | {"GIT_THETA_SKIP_SMUDGE": "1"}, check=True
+    )
     lock = repo / ".git" / "index.lock"
     lock.write_bytes(b"")  # what a SIGKILLed `git update-index` leaves
     failed = theta(repo, "checkout", check=False)

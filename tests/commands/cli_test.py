@@ -108,7 +108,7 @@ def lfs_repo(tmp_path: Path) -> tuple[Path, bytes]:
     git(path, "lfs", "install", "--local")
     git(path, "config", "alias.st", "status --short")
     git(path, "config", "user.custom", "keep me")
-    hook = b"#!/bin/sh\n# the user's own pre-push hook\necho checking >&2\ngit lfs pre-push \"$@\"\n"
+    hook = b'#!/bin/sh\n# the user\'s own pre-push hook\necho checking >&2\ngit lfs pre-push "$@"\n'
     (path / ".git" / "hooks" / "pre-push").write_bytes(hook)
     (path / ".git" / "hooks" / "pre-push").chmod(0o755)
     return path, hook
@@ -166,7 +166,10 @@ def test_uninstall_warns_while_tracked_checkpoints_would_check_out_as_metadata(r
     git(repo, "commit", "-q", "-m", "model")
     said = theta(repo, "uninstall", "--local")
     assert said.returncode == 0 and "git-theta settings removed from local git config (8 setting(s))" in said.stdout
-    assert "warning: 1 tracked checkpoint(s) here (e.g. model.safetensors) will now check out as git-theta's metadata" in said.stderr
+    assert (
+        "warning: 1 tracked checkpoint(s) here (e.g. model.safetensors) will now check out as git-theta's metadata"
+        in said.stderr
+    )
     theta(repo, "install", "--local")
     assert "warning" not in theta(repo, "uninstall").stderr  # the local scope still configures the filter
 
@@ -178,7 +181,7 @@ def test_global_install_and_uninstall_inside_a_repository_add_and_remove_its_hoo
     assert hooks.is_ours(repo / ".git" / "hooks" / "pre-push")
     theta(repo, "uninstall")
     assert hook_files(repo) == hooks_before
-    assert "[filter \"theta\"]" not in (Path.home() / ".gitconfig").read_text()
+    assert '[filter "theta"]' not in (Path.home() / ".gitconfig").read_text()
 
 
 def test_global_uninstall_keeps_the_hook_of_a_repository_configured_locally(tmp_path: Path) -> None:
@@ -202,7 +205,7 @@ def test_install_without_local_writes_global_config(tmp_path: Path) -> None:
     assert sorted(set(global_after) - set(global_before)) == sorted(f"{k}={v}" for k, v in SETTINGS.items())
     assert set(global_before) <= set(global_after)
     # HOME is isolated per test by conftest, so this is the test's own ~/.gitconfig.
-    assert "[filter \"theta\"]" in (Path.home() / ".gitconfig").read_text()
+    assert '[filter "theta"]' in (Path.home() / ".gitconfig").read_text()
     assert ", 0 setting(s) changed)" in theta(outside, "install").stdout
     theta(outside, "uninstall")
     assert config_list("global", outside) == global_before
@@ -231,7 +234,9 @@ def test_track_and_untrack_are_idempotent_and_keep_other_lines(repo: Path) -> No
     assert first.stdout == "tracking: *.ckpt\ntracking: weights/**\n"
     tracked = attributes.read_text()
     assert tracked.startswith(original)
-    assert tracked.endswith("*.ckpt filter=theta diff=theta merge=theta -text\nweights/** filter=theta diff=theta merge=theta -text\n")
+    assert tracked.endswith(
+        "*.ckpt filter=theta diff=theta merge=theta -text\nweights/** filter=theta diff=theta merge=theta -text\n"
+    )
     assert in_process(repo, "track", "*.ckpt").stdout == "already tracked: *.ckpt\n"
     assert attributes.read_text() == tracked
     assert git(repo, "check-attr", "filter", "--", "x.ckpt").stdout == "x.ckpt: filter: theta\n"
@@ -254,7 +259,9 @@ def test_track_from_a_subdirectory_writes_the_top_level_file(repo: Path) -> None
 
 def test_ls_files_and_long(repo: Path) -> None:
     (repo / "models").mkdir()
-    (repo / "models" / "a.safetensors").write_bytes(save({"w": np.arange(6, dtype="<f4").reshape(2, 3), "b": np.zeros(3, dtype="<f4")}))
+    (repo / "models" / "a.safetensors").write_bytes(
+        save({"w": np.arange(6, dtype="<f4").reshape(2, 3), "b": np.zeros(3, dtype="<f4")})
+    )
     (repo / "b.safetensors").write_bytes(save({"x": np.ones(4, dtype=np.uint8)}))
     (repo / "notes.txt").write_text("not a model\n")
     git(repo, "add", ".")
@@ -279,7 +286,9 @@ def test_fetch_and_push_name_a_revision_that_is_no_commit(repo: Path) -> None:
     one_line_error(in_process(repo, "fetch", "origin", "no-such-branch"), "'no-such-branch' names no commit")
     git(repo, "tag", "-a", "-m", "annotated", "v1")  # tags peel to their commit
     git(repo, "remote", "add", "origin", str(repo))
-    one_line_error(in_process(repo, "push", "origin", "v1", "HEAD:model.safetensors"), "'HEAD:model.safetensors' names no commit")
+    one_line_error(
+        in_process(repo, "push", "origin", "v1", "HEAD:model.safetensors"), "'HEAD:model.safetensors' names no commit"
+    )
 
 
 def test_local_outside_a_repository(tmp_path: Path) -> None:
@@ -303,7 +312,9 @@ def test_repository_commands_outside_a_repository(tmp_path: Path, args: tuple[st
 
 
 def test_clean_of_a_bad_file_names_it(repo: Path) -> None:
-    result = subprocess.run(["git-theta", "clean", "model.safetensors"], cwd=repo, input=b"plain text\n", capture_output=True)
+    result = subprocess.run(
+        ["git-theta", "clean", "model.safetensors"], cwd=repo, input=b"plain text\n", capture_output=True
+    )
     assert result.returncode == 1
     assert result.stderr.decode().startswith("git-theta: error: model.safetensors: not a checkpoint git-theta can read")
     assert result.stderr.decode().count("\n") == 1 and result.stdout == b""
@@ -360,7 +371,9 @@ def test_documented_flags_exist_and_real_flags_are_documented(verb: str) -> None
     real = parser_flags(verbs()[verb])
     named = documented_flags(section)
     assert named - real == set(), f"docs/cli.md names flags `git theta {verb}` does not have"
-    assert {f for f in real if f not in ("-h", "--help")} - named == set(), f"docs/cli.md leaves flags of `git theta {verb}` out"
+    assert {f for f in real if f not in ("-h", "--help")} - named == set(), (
+        f"docs/cli.md leaves flags of `git theta {verb}` out"
+    )
 
 
 @pytest.mark.parametrize("verb", sorted(verbs()))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from update_helpers import checkout_bytes, commit, save, staged, weights
-
 from conftest import git, theta
+from update_helpers import checkout_bytes, commit, save, staged, weights
 
 
 def test_compact_rewrites_chains_as_dense_and_checks_out_the_same(repo: Path) -> None:

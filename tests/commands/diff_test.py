@@ -63,7 +63,9 @@ def test_numbers_match_numpy(repo: Path) -> None:
     assert math.isclose(stats["relative"], 0.5 / np.linalg.norm(old), rel_tol=1e-6)
     assert stats["changed"] == 1 / 64 and stats["changed_count"] == 1
     assert math.isclose(stats["max_abs"], 0.5, rel_tol=1e-6)
-    assert math.isclose(stats["cosine"], float(old.ravel() @ now.ravel() / np.linalg.norm(old) / np.linalg.norm(now)), rel_tol=1e-9)
+    assert math.isclose(
+        stats["cosine"], float(old.ravel() @ now.ravel() / np.linalg.norm(old) / np.linalg.norm(now)), rel_tol=1e-9
+    )
     doubled = found["enc.1.weight"]["stats"]
     assert math.isclose(doubled["relative"], 1.0, rel_tol=1e-6) and math.isclose(doubled["cosine"], 1.0, rel_tol=1e-9)
     # -0.0 against +0.0: numerically equal, but the bits changed, and git-theta is exact.
@@ -82,13 +84,33 @@ def test_text_output(repo: Path) -> None:
     out = theta(repo, "diff").stdout
     lines = out.splitlines()
     assert lines[0] == f"{MODEL} (index -> working tree)"
-    assert lines[1].split() == ["status", "group", "dtype", "shape", "update", "stored", "norm", "relative", "changed", "max|d|", "cosine"]
+    assert lines[1].split() == [
+        "status",
+        "group",
+        "dtype",
+        "shape",
+        "update",
+        "stored",
+        "norm",
+        "relative",
+        "changed",
+        "max|d|",
+        "cosine",
+    ]
     row = next(line.split() for line in lines if " enc.0.weight " in line)
     assert row[:4] == ["modified", "enc.0.weight", "F32", "[8,8]"]
     assert row[-5:-2] == ["5.000e-01", row[-4], "1.56%"] and row[-2] == "5.00e-01"
     assert next(line.split() for line in lines if "head.weight" in line) == ["removed", "head.weight", "F32", "[4,8]"]
-    assert next(line.split() for line in lines if "new.weight" in line)[:5] == ["added", "new.weight", "F32", "[2,2]", "dense"]
-    assert lines[-1].startswith("  5 of 5 groups changed (3 modified, 1 added, 1 removed); 688 B of tensor data changed, ")
+    assert next(line.split() for line in lines if "new.weight" in line)[:5] == [
+        "added",
+        "new.weight",
+        "F32",
+        "[2,2]",
+        "dense",
+    ]
+    assert lines[-1].startswith(
+        "  5 of 5 groups changed (3 modified, 1 added, 1 removed); 688 B of tensor data changed, "
+    )
     assert "\033[" not in out  # not a terminal: no colour
 
 
@@ -104,7 +126,13 @@ def test_worktree_diff_leaves_the_index_alone(repo: Path) -> None:
 def test_revisions_cached_and_ranges(repo: Path) -> None:
     commit(repo, BASE, "v1")
     commit(repo, edited(), "v2")
-    assert set(groups(diff_json(repo, "HEAD~1", "HEAD"))) == {"enc.0.bias", "enc.0.weight", "enc.1.weight", "head.weight", "new.weight"}
+    assert set(groups(diff_json(repo, "HEAD~1", "HEAD"))) == {
+        "enc.0.bias",
+        "enc.0.weight",
+        "enc.1.weight",
+        "head.weight",
+        "new.weight",
+    }
     assert diff_json(repo, "HEAD~1..HEAD")["files"] == diff_json(repo, "HEAD~1", "HEAD")["files"]
     reverse = groups(diff_json(repo, "HEAD", "HEAD~1"))
     assert (reverse["head.weight"]["status"], reverse["new.weight"]["status"]) == ("added", "removed")
@@ -153,7 +181,14 @@ def test_shape_dtype_change_and_bf16(repo: Path) -> None:
     torch_save({"w": torch.ones(4, dtype=torch.bfloat16), "v": torch.ones(3), "s": torch.ones(2)}, str(repo / MODEL))
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "v1")
-    torch_save({"w": torch.tensor([1, 1, 1.5, 1], dtype=torch.bfloat16), "v": torch.ones(4), "s": torch.ones(2, dtype=torch.float16)}, str(repo / MODEL))
+    torch_save(
+        {
+            "w": torch.tensor([1, 1, 1.5, 1], dtype=torch.bfloat16),
+            "v": torch.ones(4),
+            "s": torch.ones(2, dtype=torch.float16),
+        },
+        str(repo / MODEL),
+    )
     found = groups(diff_json(repo))
     assert found["v"]["layout_change"] == "shape" and found["v"]["stats"] is None
     assert found["s"]["layout_change"] == "dtype"
@@ -169,7 +204,12 @@ def test_missing_objects_clear_error_and_no_stats(repo: Path, tmp_path: Path) ->
     git(tmp_path, "clone", "-q", "--no-checkout", str(repo), str(clone))
     git(clone, "checkout", "HEAD", "--", ".gitattributes")
     failed = theta(clone, "diff", "HEAD~1", "HEAD", check=False)
-    assert failed.returncode == 1 and "missing" in failed.stderr and "--no-stats" in failed.stderr and "Traceback" not in failed.stderr
+    assert (
+        failed.returncode == 1
+        and "missing" in failed.stderr
+        and "--no-stats" in failed.stderr
+        and "Traceback" not in failed.stderr
+    )
     doc = diff_json(clone, "--no-stats", "HEAD~1", "HEAD")
     assert len(doc["files"][0]["groups"]) == 5 and all(g["stats"] is None for g in doc["files"][0]["groups"])
 

@@ -33,7 +33,9 @@ def test_fetch_repair_replaces_a_corrupt_object_and_checkout_works_again(team: T
         corrupt(bob, oid)
     (bob / MODEL).unlink()
     broken = git(bob, "checkout", "--", MODEL, check=False)
-    assert broken.returncode != 0 and "corrupt" in broken.stderr, broken.stderr  # the smudge side's hint: fetch --repair
+    assert broken.returncode != 0 and "corrupt" in broken.stderr, (
+        broken.stderr
+    )  # the smudge side's hint: fetch --repair
     assert theta(bob, "fsck", check=False).returncode != 0  # fsck sees it too
     plain = theta(bob, "fetch")
     assert "0 downloaded" in plain.stdout  # a plain fetch trusts what is present: that is what --repair is for

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
-
-from conftest import git, theta
+from conftest import git
 from hostile_support import commit_blob, put_object, run_bounded, store_path
+from safetensors.numpy import save_file
 
 from git_theta import objects
 from git_theta.tensor import Tensor
@@ -20,7 +19,9 @@ MODEL = "model.safetensors"
 
 def commit_model(repo: Path, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    save_file({"a": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=5).astype(np.float32)}, str(repo / MODEL))
+    save_file(
+        {"a": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=5).astype(np.float32)}, str(repo / MODEL)
+    )
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", f"model {seed}")
     return json.loads(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout)
@@ -51,11 +52,15 @@ def test_healthy_history_is_ok(repo: Path) -> None:
 def test_a_broken_chain_reusing_a_good_hash_is_tried(repo: Path) -> None:
     """The old fsck skipped every chain whose tensor hash had rebuilt once, so this said ok."""
     meta = commit_model(repo)
-    wrong = b"".join(objects.encode(objects.Bundle("dense", {"value": Tensor("F32", (5,), np.zeros(5, np.float32).tobytes())})))
+    wrong = b"".join(
+        objects.encode(objects.Bundle("dense", {"value": Tensor("F32", (5,), np.zeros(5, np.float32).tobytes())}))
+    )
     meta["params"]["b"]["stored"] = [{"object": put_object(repo, wrong), "size": len(wrong), "update": "dense"}]
     commit = commit_blob(repo, MODEL, dump(meta))
     [problem] = problems(repo)
-    assert problem.startswith(f"{MODEL}@{commit[:7]}: parameter 'b': ") and "does not match its recorded hash" in problem
+    assert (
+        problem.startswith(f"{MODEL}@{commit[:7]}: parameter 'b': ") and "does not match its recorded hash" in problem
+    )
 
 
 def test_an_unknown_format_plugin_is_reported(repo: Path) -> None:

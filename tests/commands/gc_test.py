@@ -58,7 +58,9 @@ def test_gc_keeps_everything_reachable_and_frees_the_rest(repo: Path) -> None:
     lfs_oid = hashlib.sha256(lfs_data).hexdigest()
     (stray / lfs_oid[:2] / lfs_oid[2:4]).mkdir(parents=True, exist_ok=True)
     (stray / lfs_oid[:2] / lfs_oid[2:4] / lfs_oid).write_bytes(lfs_data)
-    (repo / "weights.lfs").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{lfs_oid}\nsize {len(lfs_data)}\n")
+    (repo / "weights.lfs").write_text(
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{lfs_oid}\nsize {len(lfs_data)}\n"
+    )
     git(repo, "add", "weights.lfs")
     git(repo, "commit", "-q", "-m", "lfs pointer")
 
@@ -84,7 +86,10 @@ def test_gc_keeps_objects_of_the_index_and_young_objects(repo: Path) -> None:
     assert local_objects(repo) == staged
     git(repo, "rm", "-q", "--cached", MODEL)
     kept = theta(repo, "gc", "--dry-run").stdout  # default grace: written just now, kept, and said so
-    assert "0 unreachable" in kept and f"{len(staged)} more unreachable object(s) kept: modified in the last 3600 s" in kept
+    assert (
+        "0 unreachable" in kept
+        and f"{len(staged)} more unreachable object(s) kept: modified in the last 3600 s" in kept
+    )
     assert "more unreachable" not in gc(repo, "--dry-run")
     assert "unreachable object(s), freed" in gc(repo)
     assert local_objects(repo) == set()
@@ -112,7 +117,9 @@ def test_gc_spares_old_objects_an_add_in_progress_reused(repo: Path, tmp_path: P
     _age_store(repo, 2 * 3600)  # older than gc's default grace, referenced by nothing
     # `git add` of the same content: its clean filter finds every object already stored ...
     with open(repo / MODEL, "rb") as model:
-        cleaned = subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, text=True, check=True).stdout
+        cleaned = subprocess.run(
+            ["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, text=True, check=True
+        ).stdout
     assert local_objects(repo) == stored
     # ... and a gc runs before git has written the index
     assert "0 unreachable" in theta(repo, "gc").stdout
@@ -150,7 +157,9 @@ def test_gc_and_add_racing_lose_nothing(repo: Path) -> None:
     git(repo, "rm", "-q", "--cached", MODEL)
     for _ in range(3):
         _age_store(repo, 2 * 3600)
-        gc_loop = subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do git-theta gc >/dev/null || exit 1; done"], cwd=repo)
+        gc_loop = subprocess.Popen(
+            ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do git-theta gc >/dev/null || exit 1; done"], cwd=repo
+        )
         git(repo, "add", MODEL)
         assert gc_loop.wait() == 0
         assert theta(repo, "fsck").returncode == 0
@@ -163,7 +172,9 @@ def test_gc_keeps_every_stage_of_a_conflict(repo: Path) -> None:
     for stage in (1, 2, 3):
         write_model(repo / MODEL, tensors=2, changed={0}, version=stage)
         with open(repo / MODEL, "rb") as model:
-            text = subprocess.run(["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, check=True).stdout
+            text = subprocess.run(
+                ["git-theta", "clean", MODEL], cwd=repo, stdin=model, capture_output=True, check=True
+            ).stdout
         blob = git(repo, "hash-object", "-w", "--stdin", input=text).stdout.strip()
         lines.append(f"100644 {blob} {stage}\t{MODEL}\n")
     git(repo, "update-index", "--index-info", input="".join(lines).encode())

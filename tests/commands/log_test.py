@@ -55,7 +55,16 @@ def test_log_of_one_group(repo: Path) -> None:
     history(repo)
     out = theta(repo, "log", MODEL, "--param", "a").stdout.splitlines()
     assert [line.split("  ")[-1] for line in out if not line.startswith(" ")] == ["v2: scale a", "v1"]
-    assert out[1].split() == [MODEL, "modified", "a", "F32", "[4,4]", out[1].split()[5], str(stored(repo, "HEAD~2", "a")), "B"]
+    assert out[1].split() == [
+        MODEL,
+        "modified",
+        "a",
+        "F32",
+        "[4,4]",
+        out[1].split()[5],
+        str(stored(repo, "HEAD~2", "a")),
+        "B",
+    ]
     assert out[3].split()[:6] == [MODEL, "added", "a", "F32", "[4,4]", "dense"]
     only_c = theta(repo, "log", "--param", "c").stdout.splitlines()
     assert len(only_c) == 2 and only_c[0].endswith("v3: add c")
@@ -94,7 +103,9 @@ def test_pages_and_limits_give_the_same_history(repo: Path, monkeypatch: pytest.
     assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[])] == whole
     for limit in range(6):
         assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[], limit=limit)] == whole[:limit]
-    assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[MODEL], param="a", limit=1)] == ["v2: scale a"]
+    assert [c.subject for c in log_history.history(repo=found, rev="HEAD", paths=[MODEL], param="a", limit=1)] == [
+        "v2: scale a"
+    ]
 
 
 def test_a_negative_limit_is_refused(repo: Path) -> None:
@@ -113,5 +124,7 @@ def test_records_split_across_many_chunks_parse_the_same(repo: Path, monkeypatch
     found = Repo.discover(repo)
     whole = log_history.history(repo=found, rev="HEAD", paths=[])
     real_stream = git_module.stream
-    monkeypatch.setattr(git_module, "stream", lambda *args, **kwargs: real_stream(*args, **{**kwargs, "chunk_bytes": 3}))
+    monkeypatch.setattr(
+        git_module, "stream", lambda *args, **kwargs: real_stream(*args, **{**kwargs, "chunk_bytes": 3})
+    )
     assert log_history.history(repo=found, rev="HEAD", paths=[]) == whole

@@ -35,7 +35,14 @@ def edit(repo: Path, message: str, change: Callable[[dict[str, np.ndarray]], Non
 
 def merge_no_tty(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`git merge` in a new session: no controlling terminal, as in CI."""
-    return subprocess.run(["git", "merge", *args], cwd=repo, capture_output=True, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["git", "merge", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def minilm_branches(repo: Path, minilm: Path) -> tuple[dict[str, np.ndarray], ...]:
@@ -66,14 +73,19 @@ def minilm_branches(repo: Path, minilm: Path) -> tuple[dict[str, np.ndarray], ..
 def test_minilm_merge(repo: Path, minilm: Path, tmp_path: Path) -> None:
     base, ours, theirs = minilm_branches(repo, minilm)
     check_one_sided_changes_are_taken_without_loading(repo, tmp_path)
-    (repo / ".thetamerge.toml").write_text('[default]\nstrategy = "task-arithmetic"\n\n[[rule]]\nparams = "*.bias"\nstrategy = "average"\n')
+    (repo / ".thetamerge.toml").write_text(
+        '[default]\nstrategy = "task-arithmetic"\n\n[[rule]]\nparams = "*.bias"\nstrategy = "average"\n'
+    )
     git(repo, "add", ".thetamerge.toml")
     git(repo, "commit", "-q", "-m", "merge policy")
     result = merge_no_tty(repo, "other", "-m", "merge other")
     assert result.returncode == 0, result.stderr
     assert "1 computed" not in result.stderr and "2 computed" in result.stderr
     merged = load_file(repo / MODEL)
-    f64 = {name: {k: v.astype(np.float64) for k, v in side.items()} for name, side in (("b", base), ("o", ours), ("t", theirs))}
+    f64 = {
+        name: {k: v.astype(np.float64) for k, v in side.items()}
+        for name, side in (("b", base), ("o", ours), ("t", theirs))
+    }
     np.testing.assert_array_equal(merged[BIAS], ((f64["o"][BIAS] + f64["t"][BIAS]) / 2).astype(np.float32))
     expected = f64["b"][WEIGHT] + (f64["o"][WEIGHT] - f64["b"][WEIGHT]) + (f64["t"][WEIGHT] - f64["b"][WEIGHT])
     np.testing.assert_array_equal(merged[WEIGHT], expected.astype(np.float32))
@@ -110,7 +122,9 @@ def check_one_sided_changes_are_taken_without_loading(repo: Path, tmp_path: Path
         (aside / oid).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(objects_dir / oid[:2] / oid[2:4] / oid, aside / oid)
     git(repo, "config", "theta.merge.strategy", "average")
-    result = theta(repo, "merge-driver", str(tmp_path / "base"), str(tmp_path / "ours"), str(tmp_path / "theirs"), MODEL)
+    result = theta(
+        repo, "merge-driver", str(tmp_path / "base"), str(tmp_path / "ours"), str(tmp_path / "theirs"), MODEL
+    )
     assert "3 taken from the side that changed them" in result.stderr and "2 computed" in result.stderr
     merged = metadata.parse((tmp_path / "ours").read_bytes())
     assert merged.params[OURS_ONLY] == sides["ours"].params[OURS_ONLY]
@@ -128,7 +142,10 @@ def torch_model(repo: Path, values: dict[str, torch.Tensor]) -> None:
 
 
 def test_bf16_stays_bf16(repo: Path) -> None:
-    base = {"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.bfloat16), "b": torch.zeros(3, dtype=torch.bfloat16)}
+    base = {
+        "w": torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.bfloat16),
+        "b": torch.zeros(3, dtype=torch.bfloat16),
+    }
     torch_model(repo, base)
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "base")
@@ -162,7 +179,10 @@ def test_conflicting_shapes_are_a_clear_error(repo: Path) -> None:
     git(repo, "config", "theta.merge.strategy", "average")
     result = merge_no_tty(repo, "other", "-m", "merge")
     assert result.returncode != 0
-    assert "parameter 'w'" in result.stderr and "dtype or shape differ between sides (ours F32[2,2], theirs F32[4])" in result.stderr
+    assert (
+        "parameter 'w'" in result.stderr
+        and "dtype or shape differ between sides (ours F32[2,2], theirs F32[4])" in result.stderr
+    )
     assert f"To resolve:\n  - redo this file's merge now: `git theta merge --redo {MODEL}" in result.stderr
     assert (repo / MODEL).read_bytes() == ours_bytes
     assert "UU model.safetensors" in git(repo, "status", "--porcelain").stdout
@@ -185,7 +205,10 @@ def test_no_policy_no_terminal_stops_with_instructions_then_redo(repo: Path) -> 
     ours_bytes = (repo / MODEL).read_bytes()
     result = merge_no_tty(repo, "other", "-m", "merge")
     assert result.returncode != 0
-    assert "1 parameter(s) changed differently on several sides; no merge strategy covers them and there is no terminal" in result.stderr
+    assert (
+        "1 parameter(s) changed differently on several sides; no merge strategy covers them and there is no terminal"
+        in result.stderr
+    )
     assert "  w  (ours: F32[3], theirs: F32[3]; base: F32[3])" in result.stderr
     assert f"git theta merge --redo {MODEL} --strategy NAME" in result.stderr
     assert (repo / MODEL).read_bytes() == ours_bytes

@@ -23,7 +23,11 @@ def commit_model(repo: Path, tensors: dict[str, np.ndarray], message: str) -> No
 
 def three_tasks(repo: Path) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
     rng = np.random.default_rng(8)
-    base = {"w": rng.normal(size=(6, 5)).astype(np.float32), "b": np.zeros(5, np.float32), "frozen": np.ones(2, np.float32)}
+    base = {
+        "w": rng.normal(size=(6, 5)).astype(np.float32),
+        "b": np.zeros(5, np.float32),
+        "frozen": np.ones(2, np.float32),
+    }
     commit_model(repo, base, "base")
     tasks = []
     for index in range(3):
@@ -42,7 +46,9 @@ def test_octopus_ties_merge_of_three_branches(repo: Path) -> None:
     assert git(repo, "status", "--porcelain").stdout == "M  model.safetensors\n"
     merged = load_file(repo / MODEL)
     for name in ("w", "b"):
-        expected = TiesStrategy().merge([t[name].astype(np.float64) for t in tasks], base[name].astype(np.float64), {"k": 0.5, "lambda": 1.0}, name)
+        expected = TiesStrategy().merge(
+            [t[name].astype(np.float64) for t in tasks], base[name].astype(np.float64), {"k": 0.5, "lambda": 1.0}, name
+        )
         np.testing.assert_array_equal(merged[name], expected.astype(np.float32))
     np.testing.assert_array_equal(merged["frozen"], base["frozen"])
     git(repo, "commit", "-q", "-m", "ties of three tasks")
@@ -63,22 +69,38 @@ def test_explicit_base_and_no_base(repo: Path) -> None:
     git(repo, "checkout", "-q", "--orphan", "lonely")
     commit_model(repo, dict(base, w=base["w"] * 2), "unrelated")
     theta(repo, "merge", "lonely", "task0", "--path", MODEL, "--strategy", "average")
-    np.testing.assert_array_equal(load_file(repo / MODEL)["w"], ((base["w"] * 2.0 + tasks[0]["w"].astype(np.float64)) / 2).astype(np.float32))
+    np.testing.assert_array_equal(
+        load_file(repo / MODEL)["w"], ((base["w"] * 2.0 + tasks[0]["w"].astype(np.float64)) / 2).astype(np.float32)
+    )
     git(repo, "reset", "-q", "--hard")
     failed = theta(repo, "merge", "lonely", "task0", "--path", MODEL, "--strategy", "ties", check=False)
-    assert failed.returncode == 1 and "has no merge-base version (added on several sides); strategy 'ties' needs one" in failed.stderr
+    assert (
+        failed.returncode == 1
+        and "has no merge-base version (added on several sides); strategy 'ties' needs one" in failed.stderr
+    )
 
 
 def test_usage_errors(repo: Path) -> None:
     three_tasks(repo)
     save_file({"w": np.zeros(1, np.float32)}, repo / MODEL)
     dirty = theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "average", check=False)
-    assert dirty.returncode == 1 and "model.safetensors has uncommitted changes; commit or stash them first" in dirty.stderr
+    assert (
+        dirty.returncode == 1
+        and "model.safetensors has uncommitted changes; commit or stash them first" in dirty.stderr
+    )
     assert load_file(repo / MODEL)["w"].shape == (1,)
     git(repo, "checkout", "--", MODEL)
     assert "give two or more revisions" in theta(repo, "merge", "task0", "--path", MODEL, check=False).stderr
-    assert "no such file" in theta(repo, "merge", "task0", "nope", "--path", MODEL, "--strategy", "ours", check=False).stderr
-    assert "has no argument 'x'" in theta(repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "ties", "--arg", "x=1", check=False).stderr
+    assert (
+        "no such file"
+        in theta(repo, "merge", "task0", "nope", "--path", MODEL, "--strategy", "ours", check=False).stderr
+    )
+    assert (
+        "has no argument 'x'"
+        in theta(
+            repo, "merge", "task0", "task1", "--path", MODEL, "--strategy", "ties", "--arg", "x=1", check=False
+        ).stderr
+    )
     redo = theta(repo, "merge", "--redo", MODEL, "--strategy", "ours", check=False)
     assert redo.returncode == 1 and ":2:model.safetensors: no such file" in redo.stderr
     assert "### `ties`" in theta(repo, "merge", "--list-strategies").stdout
@@ -93,7 +115,14 @@ def conflicted(repo: Path) -> dict[str, np.ndarray]:
     commit_model(repo, {"w": base["w"] * 3}, "theirs")
     git(repo, "checkout", "-q", "main")
     commit_model(repo, {"w": base["w"] + 1}, "ours")
-    conflict = subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    conflict = subprocess.run(
+        ["git", "merge", "other"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert conflict.returncode == 1 and "CONFLICT" in conflict.stdout
     return base
 
@@ -104,7 +133,10 @@ def test_redo_never_overwrites_an_edit_made_after_the_conflict_without_force(rep
     edit = (repo / MODEL).read_bytes()
     refused = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", check=False)
     assert refused.returncode == 1 and refused.stderr.count("git-theta:") == 1, refused.stderr
-    assert f"git-theta: error: {MODEL}: the working-tree file has changes that are not in the merge's 'ours' version" in refused.stderr
+    assert (
+        f"git-theta: error: {MODEL}: the working-tree file has changes that are not in the merge's 'ours' version"
+        in refused.stderr
+    )
     assert "--force" in refused.stderr and (repo / MODEL).read_bytes() == edit
     assert git(repo, "status", "--porcelain").stdout == f"UU {MODEL}\n"
     forced = theta(repo, "merge", "--redo", MODEL, "--strategy", "average", "--force")

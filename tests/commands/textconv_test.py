@@ -14,7 +14,6 @@ from conftest import git, theta
 from safetensors.numpy import save_file
 from safetensors.torch import save_file as torch_save
 
-
 MODEL = "model.safetensors"
 
 
@@ -63,12 +62,19 @@ def check_v1_to_v2(output: str) -> None:
     minus, plus = changed_lines(output)
     assert names(minus) == ["a.weight", "b.bias", "c.emb"]
     assert names(plus) == ["a.weight", "c.emb", "d.new"]
-    line = {(sign, line.split()[0]): line for sign, lines in (("-", minus), ("+", plus)) for line in lines if not line.startswith("#")}
+    line = {
+        (sign, line.split()[0]): line
+        for sign, lines in (("-", minus), ("+", plus))
+        for line in lines
+        if not line.startswith("#")
+    }
     assert line["-", "c.emb"].split()[1:4] == ["BF16", "[3]", "dense"]
     assert line["+", "c.emb"].split()[1:4] == ["BF16", "[5]", "dense"]
     assert line["+", "d.new"].split()[1:4] == ["I8", "[7]", "dense"]
     assert line["-", "b.bias"].split()[1:4] == ["F32", "[4]", "dense"]
-    assert line["-", "a.weight"].split()[-1] != line["+", "a.weight"].split()[-1]  # the hash column tells versions apart
+    assert (
+        line["-", "a.weight"].split()[-1] != line["+", "a.weight"].split()[-1]
+    )  # the hash column tells versions apart
     assert "# git-theta safetensors checkpoint: 3 groups, 13 parameters" in minus[0]
     assert "# git-theta safetensors checkpoint: 3 groups, 18 parameters" in plus[0]
     assert "\x00" not in output and "data_offsets" not in output  # neither the raw file nor the metadata JSON

@@ -6,10 +6,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from conftest import git
 from hostile_support import RepoState, assert_refused, git_theta_lines, run_bounded
 from safetensors.numpy import save_file
-
-from conftest import git
 
 
 def _fresh(tmp_path: Path) -> Path:
@@ -32,7 +31,10 @@ def test_track_before_install_is_refused_and_says_how_to_fix_it(tmp_path: Path) 
 def test_track_with_a_filter_program_that_cannot_run_is_refused(tmp_path: Path) -> None:
     repo = _fresh(tmp_path)
     git(repo, "config", "filter.theta.process", "/nonexistent/bin/git-theta filter-process")
-    line = assert_refused(run_bounded(["git-theta", "track", "*.safetensors"], cwd=repo), [".gitattributes", "/nonexistent/bin/git-theta", "filter.theta.process"])
+    line = assert_refused(
+        run_bounded(["git-theta", "track", "*.safetensors"], cwd=repo),
+        [".gitattributes", "/nonexistent/bin/git-theta", "filter.theta.process"],
+    )
     assert "not on PATH" in line and not (repo / ".gitattributes").exists()
 
 
@@ -102,5 +104,7 @@ def test_tracking_a_git_lfs_pattern_says_so_and_restages_the_files_with_git_thet
     stored.chmod(0o644)
     stored.write_bytes(original[:-1] + b"\x00")
     model.unlink()
-    line = assert_refused(run_bounded(["git", "checkout", "HEAD~1", "--", "model.safetensors"], cwd=repo), ["model.safetensors", oid])
+    line = assert_refused(
+        run_bounded(["git", "checkout", "HEAD~1", "--", "model.safetensors"], cwd=repo), ["model.safetensors", oid]
+    )
     assert "is corrupt" in line and not model.exists()

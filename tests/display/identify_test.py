@@ -27,6 +27,9 @@ def test_paths_with_non_ascii_names_spaces_and_glob_characters_are_found(repo: P
     git(repo, "rm", "-q", "deep/er/mödel.safetensors")
     git(repo, "commit", "-q", "-m", "removed: history still knows it")
     found = Repo.discover(repo)
-    assert identify.tracked_paths_named(found, "mödel.safetensors") == ["deep/er/mödel.safetensors", "sub dir/mödel.safetensors"]
+    assert identify.tracked_paths_named(found, "mödel.safetensors") == [
+        "deep/er/mödel.safetensors",
+        "sub dir/mödel.safetensors",
+    ]
     assert identify.tracked_paths_named(found, "m[1]*.safetensors") == ["m[1]*.safetensors"]
     assert identify.tracked_paths_named(found, "absent.safetensors") == []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import git
 from safetensors.numpy import load_file, save_file
 
-from conftest import git
 from git_theta.display import invoker
 
 

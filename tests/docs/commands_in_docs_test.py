@@ -45,4 +45,6 @@ def test_every_documented_verb_and_flag_exists(doc: str, verb: str, rest: str) -
     for token in rest.split():
         flag = token.split("=", 1)[0].rstrip(",.;:)")
         if flag.startswith("-") and flag not in ("-", "--") and re.match(r"^--?[a-zA-Z]", flag):
-            assert flag in options, f"{doc}: `git theta {verb}` has no option {flag} (it has {', '.join(sorted(options))})"
+            assert flag in options, (
+                f"{doc}: `git theta {verb}` has no option {flag} (it has {', '.join(sorted(options))})"
+            )

@@ -12,8 +12,8 @@ from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
 from git_theta.commands import gc
 from git_theta.merge import mergekit, policy, settings
-from git_theta.transfer import lfs_http
 from git_theta.sideload import peft
+from git_theta.transfer import lfs_http
 from git_theta.update_engine import pending
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
@@ -79,7 +79,7 @@ STATED = [
     (lfs_http.MAX_REDIRECTS, 3, "| redirects | 3, http(s) only |"),
     (lfs_http.Settings.timeout, 60.0, "`lfs.activitytimeout` (60 s)"),
     (lfs_http.Settings.dial_timeout, 30.0, "`lfs.dialtimeout` (30 s)"),
-    (lfs_http.WAIT_NOTICE_SECONDS, 5.0, "a \"waiting for\" line after 5 s"),
+    (lfs_http.WAIT_NOTICE_SECONDS, 5.0, 'a "waiting for" line after 5 s'),
     (files.STALE_SECONDS, 300, "else after 300 s"),
     (gc.DEFAULT_GRACE_SECONDS, 3600, "| gc grace | 1 hour |"),
 ]

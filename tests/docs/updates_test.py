@@ -25,12 +25,16 @@ def blocks() -> dict[str, str]:
 def test_worked_lora_example_runs(tmp_path: Path) -> None:
     code = blocks()
     (tmp_path / "make_example.py").write_text(code["make_example.py"])
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", code["session.sh"]], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", code["session.sh"]], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == "2"
     demo = tmp_path / "demo"
     assert chain(staged(demo, rev="HEAD"), "encoder.layer.0.attention.self.query.weight") == ["dense", "low-rank"]
-    assert (demo / "model.safetensors").read_bytes() != (tmp_path / "merged.safetensors").read_bytes()  # back at the base
+    assert (demo / "model.safetensors").read_bytes() != (
+        tmp_path / "merged.safetensors"
+    ).read_bytes()  # back at the base
 
 
 def _plugin(tmp_path: Path) -> Path:
@@ -58,7 +62,9 @@ def test_example_plugin_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     sys.modules.pop("scale_update")
 
 
-def test_example_plugin_is_picked_by_the_clean_filter(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_plugin_is_picked_by_the_clean_filter(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYTHONPATH", str(_plugin(tmp_path)))
     model = weights(np.random.default_rng(1), "F32", {"w": (64, 64)})
     save(repo / "model.safetensors", model)

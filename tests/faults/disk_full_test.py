@@ -110,7 +110,9 @@ def test_git_checkout_on_a_full_disk_then_with_room(small_disk: SmallDisk, model
     assert_whole(repo)
 
 
-def test_git_theta_checkout_on_a_full_disk_names_the_file_and_leaves_no_temp_file(small_disk: SmallDisk, models: Models) -> None:
+def test_git_theta_checkout_on_a_full_disk_names_the_file_and_leaves_no_temp_file(
+    small_disk: SmallDisk, models: Models
+) -> None:
     small_disk.resize(300)
     repo = committed(init_repo(small_disk.folder / "repo"), models, 1)
     (repo / MODEL).unlink()
@@ -127,7 +129,9 @@ def test_git_theta_checkout_on_a_full_disk_names_the_file_and_leaves_no_temp_fil
     assert_whole(repo)
 
 
-def test_fetch_on_a_full_disk_names_the_problem_and_lands_no_partial_object(tmp_path: Path, small_disk: SmallDisk, models: Models, lfs_server: LfsServer) -> None:
+def test_fetch_on_a_full_disk_names_the_problem_and_lands_no_partial_object(
+    tmp_path: Path, small_disk: SmallDisk, models: Models, lfs_server: LfsServer
+) -> None:
     (tmp_path / "team").mkdir()
     origin, alice = publisher(tmp_path / "team", models, lfs_server, (1,))
     run(["git", "push", "-q", "origin", "main"], alice)

@@ -87,7 +87,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return Models(folder)
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -128,7 +130,9 @@ class Killed:
 def kill_after(args: list[str], cwd: Path, delay: float, env: dict[str, str] | None = None) -> Killed:
     """Start `args` in a new process group and SIGKILL the whole group (git and its filters, hooks, transfer
     processes) after `delay` seconds, unless it finished first. Returns once every process of the group is gone."""
-    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         process.wait(timeout=delay)
         killed = False
@@ -198,7 +202,9 @@ def assert_fsck_ok(repo: Path) -> None:
 
 def assert_checks_out(repo: Path, rev: str, sha: str, path: str = MODEL) -> None:
     """`rev:path` smudges to exactly the bytes whose sha256 is `sha` (through git's own filter run, no worktree)."""
-    process = subprocess.Popen(["git", "cat-file", "--filters", f"{rev}:{path}"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        ["git", "cat-file", "--filters", f"{rev}:{path}"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout is not None and process.stderr is not None
     digest = hashlib.sha256()
     while chunk := process.stdout.read(1 << 20):

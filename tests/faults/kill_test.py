@@ -22,9 +22,9 @@ from fault_support import (  # noqa: E402
     SEEDS,
     Models,
     a_clone,
-    assert_server_whole,
     assert_checks_out,
     assert_fsck_ok,
+    assert_server_whole,
     assert_status,
     assert_whole,
     assert_worktree_file,
@@ -42,7 +42,6 @@ from fault_support import (  # noqa: E402
     wipe,
 )
 from lfs_server import LfsServer  # noqa: E402
-
 
 # -- git add (the clean filter under git) -------------------------------------------------------------------------
 
@@ -126,7 +125,9 @@ def test_kill_git_theta_checkout(seed: int, tmp_path: Path, models: Models) -> N
         # the kill hit the `git update-index` it runs: a retry says so in one line, and git's own recovery
         # (remove the lock, as git's message says) lets the next retry complete
         failed = subprocess.run(checkout, cwd=repo, capture_output=True, text=True)
-        assert failed.returncode == 1 and "index.lock" in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+        assert failed.returncode == 1 and "index.lock" in failed.stderr and "Traceback" not in failed.stderr, (
+            failed.stderr
+        )
         assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         clear_git_lock(repo)
     run(checkout, repo)

@@ -73,7 +73,14 @@ def test_add_while_gc_runs_keeps_every_object_it_reused(tmp_path: Path, models: 
     run(["touch", MODEL], repo)  # the add has to clean the file again
     tmp = repo / ".git" / "lfs" / "tmp"
     before = tmp.stat().st_mtime_ns
-    add = subprocess.Popen(["git", "add", MODEL], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    add = subprocess.Popen(
+        ["git", "add", MODEL],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     # The moment that loses objects, made deterministic: the add has met (and kept) an old object -- every store
     # write goes through a temp file, so the temp folder changed and is empty again -- and has not written the
     # index yet, which is what makes them reachable. A gc run right then (here: while the add is stopped) must
@@ -122,9 +129,15 @@ def test_two_adds_in_two_worktrees_of_one_store(tmp_path: Path, models: Models) 
 def warm_up(server: LfsServer) -> None:
     """One batch request before the race: giftless builds its (process-wide) authenticators on the first request
     it serves, unguarded, and two first requests at once get uploads refused with 403 (a test-server artifact)."""
-    body = json.dumps({"operation": "download", "transfers": ["basic"], "objects": [{"oid": "0" * 64, "size": 1}]}).encode()
-    request = urllib.request.Request(f"{server.url}/objects/batch", data=body, method="POST",
-                                     headers={"Content-Type": "application/vnd.git-lfs+json", "Accept": "application/vnd.git-lfs+json"})
+    body = json.dumps(
+        {"operation": "download", "transfers": ["basic"], "objects": [{"oid": "0" * 64, "size": 1}]}
+    ).encode()
+    request = urllib.request.Request(
+        f"{server.url}/objects/batch",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/vnd.git-lfs+json", "Accept": "application/vnd.git-lfs+json"},
+    )
     try:
         urllib.request.urlopen(request, timeout=30).close()
     except urllib.error.HTTPError as error:
@@ -142,7 +155,10 @@ def test_two_pushes_of_overlapping_commits_to_one_server(tmp_path: Path, models:
     committed(carol, models, 3)
     run(["git", "remote", "add", "shared", str(origin)], carol)
     warm_up(lfs_server)
-    pushes = [start(["git", "push", "-q", "origin", "main"], alice), start(["git", "push", "-q", "shared", "carol"], carol)]
+    pushes = [
+        start(["git", "push", "-q", "origin", "main"], alice),
+        start(["git", "push", "-q", "shared", "carol"], carol),
+    ]
     for push, repo in zip(pushes, (alice, carol)):
         out, err = push.communicate(timeout=120)
         if push.returncode != 0:

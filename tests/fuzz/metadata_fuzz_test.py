@@ -17,8 +17,14 @@ from git_theta.metadata import Metadata, ParamEntry, StoredLink
 hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 names = st.text(min_size=1, max_size=20)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-links = st.builds(StoredLink, update=st.sampled_from(["dense", "sparse", "low-rank", "ia3"]), object=hex64, size=st.integers(0, 2**40))
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+links = st.builds(
+    StoredLink, update=st.sampled_from(["dense", "sparse", "low-rank", "ia3"]), object=hex64, size=st.integers(0, 2**40)
+)
 entries = st.builds(
     ParamEntry,
     dtype=st.sampled_from(sorted(dtypes.ITEMSIZE)),
@@ -26,8 +32,12 @@ entries = st.builds(
     hash=hex64,
     stored=st.lists(links, min_size=1, max_size=3).map(tuple),
 )
-file_sections = st.dictionaries(st.text(max_size=10), json_values | st.builds(lambda oid: {"object": oid, "size": 1}, hex64), max_size=4)
-valid_metadata = st.builds(Metadata, format=names, file=file_sections, params=st.dictionaries(names, entries, max_size=5))
+file_sections = st.dictionaries(
+    st.text(max_size=10), json_values | st.builds(lambda oid: {"object": oid, "size": 1}, hex64), max_size=4
+)
+valid_metadata = st.builds(
+    Metadata, format=names, file=file_sections, params=st.dictionaries(names, entries, max_size=5)
+)
 
 
 def _parse(data: bytes) -> Metadata | ThetaError:
@@ -110,7 +120,11 @@ def test_deep_nesting_is_metadata_error(depth: int, bracket: str, where: str) ->
     elif where == "param":
         doc = '{"version":"git-theta/1","format":"safetensors","file":{},"params":{"w":%s,"v":%s}}' % (entry, nested)
     else:
-        doc = '{"version":"git-theta/1","format":"safetensors","file":{},"params":{"w":' + entry.replace('"update":"dense"', '"update":"dense","x":%s' % nested) + "}}"
+        doc = (
+            '{"version":"git-theta/1","format":"safetensors","file":{},"params":{"w":'
+            + entry.replace('"update":"dense"', '"update":"dense","x":%s' % nested)
+            + "}}"
+        )
     _parse(doc.encode())
 
 

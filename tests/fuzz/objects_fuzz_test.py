@@ -17,7 +17,11 @@ from git_theta.objects import MAGIC, Bundle
 from git_theta.tensor import Tensor
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.text(max_size=12)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 
 
 @st.composite
@@ -119,14 +123,24 @@ def test_a_duplicated_buffer_is_refused(data: st.DataObject) -> None:
 
 @settings(FUZZ, max_examples=min(FUZZ_EXAMPLES, 25))  # each failing example commits chunks x 4 MiB
 @given(st.sampled_from(sorted(dtypes.ITEMSIZE)), st.integers(2, 8), st.integers(1, 3))
-def test_a_large_declared_buffer_behind_tiny_frames_is_refused_before_allocating(dtype: str, chunks: int, frame_bytes: int) -> None:
+def test_a_large_declared_buffer_behind_tiny_frames_is_refused_before_allocating(
+    dtype: str, chunks: int, frame_bytes: int
+) -> None:
     """A header consistent in itself (shape, full-size chunks, one small frame per chunk, sizes that add up) that
     declares chunks x 4 MiB behind a few bytes of frames: refused without reserving the declared memory."""
     itemsize = dtypes.itemsize(dtype)
     step = objects.chunk_step(itemsize)
     header = {
-        "buffers": [{"chunk_bytes": [step] * chunks, "codec": objects.CODEC, "dtype": dtype,
-                     "frame_bytes": [frame_bytes] * chunks, "name": "w", "shape": [step * chunks // itemsize]}],
+        "buffers": [
+            {
+                "chunk_bytes": [step] * chunks,
+                "codec": objects.CODEC,
+                "dtype": dtype,
+                "frame_bytes": [frame_bytes] * chunks,
+                "name": "w",
+                "shape": [step * chunks // itemsize],
+            }
+        ],
         "fields": {},
         "kind": "dense",
     }
@@ -141,4 +155,8 @@ def test_frames_swapped_or_replaced_decode_or_store_error(bundle: Bundle, data: 
     header, frames = _split(b"".join(objects.encode(bundle)))
     other = b"".join(objects.encode(data.draw(bundles)))
     _, other_frames = _split(other)
-    _decode(_with_header(header, other_frames + frames[len(other_frames) :]) if other_frames else _with_header(header, frames))
+    _decode(
+        _with_header(header, other_frames + frames[len(other_frames) :])
+        if other_frames
+        else _with_header(header, frames)
+    )

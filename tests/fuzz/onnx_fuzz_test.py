@@ -56,17 +56,29 @@ class MemorySource:
 def _model(external: bool) -> bytes:
     """A small real model: initializers, an If with a subgraph initializer, a Constant, a typed tensor."""
     rng = np.random.default_rng(0)
-    then_graph = helper.make_graph([helper.make_node("Identity", ["c"], ["z1"])], "then", [],
-                                   [helper.make_tensor_value_info("z1", TensorProto.FLOAT, [3])],
-                                   [numpy_helper.from_array(np.arange(3, dtype=np.float32), "c")])
-    else_graph = helper.make_graph([helper.make_node("Identity", ["b"], ["z2"])], "else", [],
-                                   [helper.make_tensor_value_info("z2", TensorProto.FLOAT, [3])])
-    nodes = [helper.make_node("If", ["cond"], ["z"], then_branch=then_graph, else_branch=else_graph),
-             helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([7], dtype=np.int64)))]
-    initializers = [numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "w"),
-                    numpy_helper.from_array(rng.normal(size=3).astype(np.float16).astype(np.float32), "b"),
-                    numpy_helper.from_array(np.array(True), "cond"),
-                    helper.make_tensor("t", TensorProto.INT32, [2], [1, 2])]
+    then_graph = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["z1"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("z1", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(np.arange(3, dtype=np.float32), "c")],
+    )
+    else_graph = helper.make_graph(
+        [helper.make_node("Identity", ["b"], ["z2"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("z2", TensorProto.FLOAT, [3])],
+    )
+    nodes = [
+        helper.make_node("If", ["cond"], ["z"], then_branch=then_graph, else_branch=else_graph),
+        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([7], dtype=np.int64))),
+    ]
+    initializers = [
+        numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=3).astype(np.float16).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array(True), "cond"),
+        helper.make_tensor("t", TensorProto.INT32, [2], [1, 2]),
+    ]
     output = helper.make_tensor_value_info("z", TensorProto.FLOAT, [3])
     graph = helper.make_graph(nodes, "g", [], [output], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

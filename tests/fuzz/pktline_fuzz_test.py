@@ -37,7 +37,9 @@ def _framed(payloads: list[bytes]) -> bytes:
 
 payloads = st.lists(st.binary(min_size=0, max_size=300), max_size=12)
 # Length fields a hostile peer could send: around every boundary of the format.
-lengths = st.sampled_from([0, 1, 2, 3, 4, 5, MAX_PAYLOAD + 3, MAX_PAYLOAD + 4, MAX_PAYLOAD + 5, 0xFFFF]) | st.integers(0, 0xFFFF)
+lengths = st.sampled_from([0, 1, 2, 3, 4, 5, MAX_PAYLOAD + 3, MAX_PAYLOAD + 4, MAX_PAYLOAD + 5, 0xFFFF]) | st.integers(
+    0, 0xFFFF
+)
 
 
 def _check_packets(data: bytes) -> None:

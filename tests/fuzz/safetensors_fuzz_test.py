@@ -20,7 +20,17 @@ from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
-NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+NUMPY_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+}
 
 
 class MemorySink:
@@ -53,13 +63,24 @@ class MemorySource:
 @st.composite
 def checkpoints(draw: st.DrawFn) -> bytes:
     """A real safetensors file (written by the safetensors library) of a few small tensors."""
-    names = draw(st.lists(st.text(min_size=1, max_size=12).filter(lambda n: n != "__metadata__"), max_size=4, unique=True))
+    names = draw(
+        st.lists(st.text(min_size=1, max_size=12).filter(lambda n: n != "__metadata__"), max_size=4, unique=True)
+    )
     arrays = {}
     for name in names:
         dtype = NUMPY_DTYPES[draw(st.sampled_from(sorted(NUMPY_DTYPES)))]
         shape = tuple(draw(st.lists(st.integers(0, 4), max_size=3)))
-        raw = draw(st.binary(min_size=int(np.prod(shape)) * np.dtype(dtype).itemsize, max_size=int(np.prod(shape)) * np.dtype(dtype).itemsize))
-        array = np.frombuffer(raw, dtype=dtype).reshape(shape) if dtype != "?" else (np.frombuffer(raw, dtype="u1") % 2 == 1).reshape(shape)
+        raw = draw(
+            st.binary(
+                min_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+                max_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+            )
+        )
+        array = (
+            np.frombuffer(raw, dtype=dtype).reshape(shape)
+            if dtype != "?"
+            else (np.frombuffer(raw, dtype="u1") % 2 == 1).reshape(shape)
+        )
         arrays[name] = array
     # an empty metadata dict makes safetensors (0.4) write invalid JSON for a file without tensors: not ours to test
     extra = draw(st.none() | st.dictionaries(st.text(max_size=8), st.text(max_size=8), min_size=1, max_size=2))
@@ -126,7 +147,10 @@ def test_mutated_checkpoints_read_or_checkpoint_error(data: st.DataObject) -> No
 
 
 @FUZZ
-@given(checkpoints(), st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2, MAX_HEADER_BYTES, MAX_HEADER_BYTES + 1, 2**63, 2**64 - 1]))
+@given(
+    checkpoints(),
+    st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2, MAX_HEADER_BYTES, MAX_HEADER_BYTES + 1, 2**63, 2**64 - 1]),
+)
 def test_any_header_length_field_reads_or_checkpoint_error(data: bytes, length: int) -> None:
     _read(struct.pack("<Q", length) + data[8:])
 
@@ -154,8 +178,14 @@ def test_any_json_in_any_tensor_field_reads_or_checkpoint_error(data: bytes, dra
 
 
 @settings(FUZZ, max_examples=min(FUZZ_EXAMPLES, 20))  # each failing example may commit up to the address-space margin
-@given(st.sampled_from(["F32", "F64", "U8", "BOOL"]), st.sampled_from([2**24, 2**28, 2**31, 2**36, 2**62 - 1]), st.binary(max_size=64))
-def test_a_large_declared_tensor_in_a_small_file_is_refused_before_allocating(dtype: str, elements: int, body: bytes) -> None:
+@given(
+    st.sampled_from(["F32", "F64", "U8", "BOOL"]),
+    st.sampled_from([2**24, 2**28, 2**31, 2**36, 2**62 - 1]),
+    st.binary(max_size=64),
+)
+def test_a_large_declared_tensor_in_a_small_file_is_refused_before_allocating(
+    dtype: str, elements: int, body: bytes
+) -> None:
     """A header that is consistent in itself (offsets fit the shape) but declares far more tensor bytes than the
     file holds: refused without committing the declared memory (the file is a few hundred bytes)."""
     itemsize = {"F32": 4, "F64": 8, "U8": 1, "BOOL": 1}[dtype]
@@ -170,5 +200,7 @@ def test_a_large_declared_tensor_in_a_small_file_is_refused_before_allocating(dt
 def test_deeply_nested_metadata_section_reads_or_checkpoint_error(width: int, depth: int) -> None:
     """`__metadata__` (kept byte for byte) nested deep: refused or kept, never a RecursionError."""
     nested = "[" * depth + "]" * depth
-    encoded = ('{"__metadata__":%s,"w":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}' % (nested, width, width)).encode()
+    encoded = (
+        '{"__metadata__":%s,"w":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}' % (nested, width, width)
+    ).encode()
     _read(struct.pack("<Q", len(encoded)) + encoded + b"\1" * width)

@@ -39,6 +39,7 @@ def test_mutated_tables(data: st.DataObject) -> None:
 def test_tables_with_valid_checksums_and_arbitrary_values(items: list[tuple[bytes, bytes]], header: bool) -> None:
     """Blocks and CRCs are right, so the protobuf walker sees arbitrary entry bytes (and keys in any order)."""
     values = [(b"", header_proto())] if header else []
-    values += [(key, value if len(value) % 3 else entry_proto(1, [len(value)], 0, 4 * len(value), 0))
-               for key, value in items]
+    values += [
+        (key, value if len(value) % 3 else entry_proto(1, [len(value)], 0, 4 * len(value), 0)) for key, value in items
+    ]
     _check(build_index(values))

@@ -89,8 +89,16 @@ def run_filter(repo: Path, data: bytes) -> BoundedResult:
     "data, names",
     [
         pytest.param(b"", "handshake", id="empty-stdin"),
-        pytest.param(text_list(["git-filter-foo", "version=2"]) + text_list(["capability=clean"]), "handshake", id="wrong-welcome"),
-        pytest.param(text_list(["git-filter-client", "version=3"]) + text_list(["capability=clean"]), "handshake", id="wrong-version"),
+        pytest.param(
+            text_list(["git-filter-foo", "version=2"]) + text_list(["capability=clean"]),
+            "handshake",
+            id="wrong-welcome",
+        ),
+        pytest.param(
+            text_list(["git-filter-client", "version=3"]) + text_list(["capability=clean"]),
+            "handshake",
+            id="wrong-version",
+        ),
         pytest.param(text_list(["git-filter-client"]) + text_list(["capability=clean"]), "handshake", id="no-version"),
         pytest.param(text_list([]), "handshake", id="flush-only"),
         pytest.param(b"fff1" + b"x" * 100, "pkt-line", id="length-fff1-over-65520"),
@@ -133,7 +141,11 @@ def test_stdin_closed_during_the_handshake_exits_quietly(repo: Path, data: bytes
 @pytest.mark.parametrize("cut", ["after-command", "before-content-flush", "mid-content-packet", "mid-content-header"])
 @pytest.mark.parametrize("command", ["clean", "smudge"])
 def test_stdin_closed_mid_request_exits_quietly(repo: Path, command: str, cut: str) -> None:
-    full = request(command, "model.safetensors", checkpoint() * 3 if command == "clean" else b'{"version":"git-theta/1"' + b" " * 70000)
+    full = request(
+        command,
+        "model.safetensors",
+        checkpoint() * 3 if command == "clean" else b'{"version":"git-theta/1"' + b" " * 70000,
+    )
     header_only = text_list([f"command={command}", "pathname=model.safetensors"])
     data = {
         "after-command": header_only,
@@ -153,11 +165,19 @@ def test_stdin_closed_mid_request_exits_quietly(repo: Path, command: str, cut: s
 
 HOSTILE_CHECKPOINTS = {
     "header-not-json": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
-    "shape-true": safetensors_with_header({"w": {"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}}, b"\0" * 16),
+    "shape-true": safetensors_with_header(
+        {"w": {"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}}, b"\0" * 16
+    ),
     "dtype-list": safetensors_with_header({"w": {"dtype": ["F32"], "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 16),
-    "offsets-null": safetensors_with_header({"w": {"dtype": "F32", "shape": [4], "data_offsets": [None, None]}}, b"\0" * 16),
-    "declares-2gib-tensor": safetensors_with_header({"w": {"dtype": "F32", "shape": [1 << 29], "data_offsets": [0, 1 << 31]}}, b"\0" * 64),
-    "declares-2^62-elements": safetensors_with_header({"w": {"dtype": "U8", "shape": [1 << 62], "data_offsets": [0, 1 << 62]}}, b"\0" * 64),
+    "offsets-null": safetensors_with_header(
+        {"w": {"dtype": "F32", "shape": [4], "data_offsets": [None, None]}}, b"\0" * 16
+    ),
+    "declares-2gib-tensor": safetensors_with_header(
+        {"w": {"dtype": "F32", "shape": [1 << 29], "data_offsets": [0, 1 << 31]}}, b"\0" * 64
+    ),
+    "declares-2^62-elements": safetensors_with_header(
+        {"w": {"dtype": "U8", "shape": [1 << 62], "data_offsets": [0, 1 << 62]}}, b"\0" * 64
+    ),
     "header-length-past-eof": struct.pack("<Q", 1 << 20) + b'{"w":1}',
     "truncated-body": checkpoint()[:-5],
     "bytes-after-last-tensor": checkpoint() + b"extra",
@@ -167,7 +187,11 @@ HOSTILE_CHECKPOINTS = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_CHECKPOINTS))
 def test_a_hostile_checkpoint_is_answered_error_and_the_next_file_is_cleaned(repo: Path, case: str) -> None:
-    data = HANDSHAKE + request("clean", "bad.safetensors", HOSTILE_CHECKPOINTS[case]) + request("clean", "good.safetensors", checkpoint())
+    data = (
+        HANDSHAKE
+        + request("clean", "bad.safetensors", HOSTILE_CHECKPOINTS[case])
+        + request("clean", "good.safetensors", checkpoint())
+    )
     result = run_filter(repo, data)
     assert result.returncode == 0, result.describe()
     assert_nothing_internal(result)
@@ -189,7 +213,12 @@ def _hostile_metadata(repo: Path, case: str) -> bytes:
     good = json.loads(_metadata_for(repo))
     oid = "0" * 64
     if case == "deeply-nested":
-        return b'{"version":"git-theta/1","format":"safetensors","file":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b'},"params":{}}'
+        return (
+            b'{"version":"git-theta/1","format":"safetensors","file":{"x":'
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b'},"params":{}}'
+        )
     if case == "missing-object":
         entry = next(iter(good["params"].values()))
         entry["stored"][0]["object"] = oid
@@ -214,8 +243,17 @@ def _hostile_metadata(repo: Path, case: str) -> bytes:
     return json.dumps(good, separators=(",", ":")).encode()
 
 
-HOSTILE_METADATA = ["deeply-nested", "missing-object", "object-id-escapes", "unknown-format", "unknown-update", "duplicate-param",
-                    "newer-version", "truncated", "huge-shape"]
+HOSTILE_METADATA = [
+    "deeply-nested",
+    "missing-object",
+    "object-id-escapes",
+    "unknown-format",
+    "unknown-update",
+    "duplicate-param",
+    "newer-version",
+    "truncated",
+    "huge-shape",
+]
 
 
 @pytest.mark.parametrize("case", HOSTILE_METADATA)
@@ -235,7 +273,11 @@ def test_hostile_metadata_is_answered_error_and_the_next_file_is_smudged(repo: P
 
 @pytest.mark.parametrize("command", ["delay", "process", "", "clean\0smudge", "CLEAN"])
 def test_an_unknown_command_is_answered_error_and_the_next_request_served(repo: Path, command: str) -> None:
-    data = HANDSHAKE + request(command, "model.safetensors", checkpoint()) + request("clean", "model.safetensors", checkpoint())
+    data = (
+        HANDSHAKE
+        + request(command, "model.safetensors", checkpoint())
+        + request("clean", "model.safetensors", checkpoint())
+    )
     result = run_filter(repo, data)
     assert result.returncode == 0, result.describe()
     assert_nothing_internal(result)
@@ -287,7 +329,9 @@ def test_many_bad_requests_then_good_ones_in_one_process(repo: Path) -> None:
     ],
 )
 @pytest.mark.parametrize("command", ["clean", "smudge"])
-def test_a_hostile_pathname_is_answered_and_the_process_carries_on(repo: Path, tmp_path: Path, command: str, pathname: str) -> None:
+def test_a_hostile_pathname_is_answered_and_the_process_carries_on(
+    repo: Path, tmp_path: Path, command: str, pathname: str
+) -> None:
     content = checkpoint(3) if command == "clean" else _metadata_for(repo)
     before = sorted(p.name for p in tmp_path.iterdir())
     data = HANDSHAKE + request(command, pathname, content) + request(command, "model.safetensors", content)

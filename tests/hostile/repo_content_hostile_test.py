@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GIT_ENV, git
-from hostile_support import BoundedResult, RepoState, assert_nothing_internal, assert_refused, git_theta_lines, run_bounded
+from hostile_support import (
+    BoundedResult,
+    RepoState,
+    assert_nothing_internal,
+    assert_refused,
+    git_theta_lines,
+    run_bounded,
+)
 from safetensors.numpy import save
 
 MODEL = "model.safetensors"
@@ -28,7 +35,9 @@ MODEL = "model.safetensors"
 
 def checkpoint(seed: int = 0, scale: float = 1.0) -> bytes:
     rng = np.random.default_rng(seed)
-    return bytes(save({"layer.weight": (rng.standard_normal((4, 3)) * scale).astype("<f4"), "layer.bias": np.ones(3, "<f4")}))
+    return bytes(
+        save({"layer.weight": (rng.standard_normal((4, 3)) * scale).astype("<f4"), "layer.bias": np.ones(3, "<f4")})
+    )
 
 
 def commit_model(repo: Path, data: bytes | None = None, message: str = "model") -> None:
@@ -58,7 +67,9 @@ HOSTILE_FORMATS = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_FORMATS))
-def test_a_committed_theta_format_that_names_no_plugin_is_refused_by_git_add(repo: Path, tmp_path: Path, case: str) -> None:
+def test_a_committed_theta_format_that_names_no_plugin_is_refused_by_git_add(
+    repo: Path, tmp_path: Path, case: str
+) -> None:
     value = HOSTILE_FORMATS[case]
     with open(repo / ".gitattributes", "a") as attributes:
         attributes.write(f"{MODEL} theta-format={value}\n")
@@ -74,8 +85,11 @@ def test_a_committed_theta_format_that_names_no_plugin_is_refused_by_git_add(rep
     state.assert_unchanged(repo)
 
 
-@pytest.mark.parametrize("line", [f"{MODEL} theta-format={'a' * 200_000}", "x" * 2_000_000 + " filter=theta theta-format=nope"],
-                         ids=["200kb-theta-format-value", "2mb-pattern"])
+@pytest.mark.parametrize(
+    "line",
+    [f"{MODEL} theta-format={'a' * 200_000}", "x" * 2_000_000 + " filter=theta theta-format=nope"],
+    ids=["200kb-theta-format-value", "2mb-pattern"],
+)
 def test_a_huge_committed_gitattributes_line_is_bounded(repo: Path, line: str) -> None:
     """A line of 200 KB or 2 MB (git warns and skips over-long lines): no hang, no memory blow-up, the add works."""
     with open(repo / ".gitattributes", "a") as attributes:
@@ -96,8 +110,8 @@ HOSTILE_POLICIES = {
     "non-numeric-weights": '[default]\nstrategy = "weighted"\nweights = ["a", "b"]\n',
     "negative-weights": '[default]\nstrategy = "weighted"\nweights = [-1.0, -2.0]\n',
     "nan-weights": '[default]\nstrategy = "weighted"\nweights = [nan, 1.0]\n',
-    "deeply-nested-array": "[default]\nstrategy = \"average\"\nx = " + "[" * 50_000 + "]" * 50_000 + "\n",
-    "deeply-nested-table": "[default]\nstrategy = \"average\"\nx = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n",
+    "deeply-nested-array": '[default]\nstrategy = "average"\nx = ' + "[" * 50_000 + "]" * 50_000 + "\n",
+    "deeply-nested-table": '[default]\nstrategy = "average"\nx = ' + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n",
     "huge-weights-list": '[default]\nstrategy = "weighted"\nweights = [' + ", ".join(["1.0"] * 300_000) + "]\n",
     "many-rules": "".join(f'[[rule]]\nparams = "p{i}"\nstrategy = "no-such-{i}"\n' for i in range(20_000)),
     "params-not-a-string": '[[rule]]\nparams = 5\nstrategy = "average"\n',
@@ -140,7 +154,9 @@ def conflicting_branches(template: Path, repo: Path, policy: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_POLICIES))
-def test_a_hostile_merge_policy_stops_the_merge_naming_the_policy_file(branches_template: Path, tmp_path: Path, case: str) -> None:
+def test_a_hostile_merge_policy_stops_the_merge_naming_the_policy_file(
+    branches_template: Path, tmp_path: Path, case: str
+) -> None:
     repo = tmp_path / "repo"
     conflicting_branches(branches_template, repo, HOSTILE_POLICIES[case])
     marker = tmp_path / "imported"
@@ -226,7 +242,13 @@ def test_a_file_url_pointing_outside_serves_only_verified_objects(repo: Path, tm
     outside = tmp_path / "elsewhere"
     without_objects(repo, f'[lfs]\n\turl = "file://{outside}"\n')
     meta = git(repo, "show", f"HEAD:{MODEL}").stdout
-    wanted = sorted({word for word in meta.replace('"', " ").split() if len(word) == 64 and all(c in "0123456789abcdef" for c in word)})
+    wanted = sorted(
+        {
+            word
+            for word in meta.replace('"', " ").split()
+            if len(word) == 64 and all(c in "0123456789abcdef" for c in word)
+        }
+    )
     for oid in wanted:
         target = outside / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +302,9 @@ def test_a_symlink_at_a_tracked_path_is_added_as_a_link_and_never_followed(repo:
     assert hashlib.sha256(outside.read_bytes()).hexdigest() == before, "git theta checkout wrote through the symlink"
 
 
-def test_git_theta_checkout_never_writes_through_a_symlink_that_replaced_a_checkpoint(repo: Path, tmp_path: Path) -> None:
+def test_git_theta_checkout_never_writes_through_a_symlink_that_replaced_a_checkpoint(
+    repo: Path, tmp_path: Path
+) -> None:
     """The index holds metadata; in the working tree a symlink to a file outside now stands at that path."""
     commit_model(repo)
     metadata_text = git(repo, "show", f":{MODEL}").stdout
@@ -316,8 +340,16 @@ def test_a_directory_given_to_git_theta_add_adds_its_files_as_git_add_does(repo:
     assert not list((repo / ".git" / "lfs" / "objects").rglob("*")), "a plain file went to the store"
 
 
-@pytest.mark.parametrize("command", [["git", "add", MODEL], ["git-theta", "add", MODEL], ["git-theta", "checkout", MODEL],
-                                     ["git-theta", "checkout", "--force", MODEL], ["git", "status", "--porcelain"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["git", "add", MODEL],
+        ["git-theta", "add", MODEL],
+        ["git-theta", "checkout", MODEL],
+        ["git-theta", "checkout", "--force", MODEL],
+        ["git", "status", "--porcelain"],
+    ],
+)
 def test_a_fifo_at_a_tracked_path_never_hangs(repo: Path, command: list[str]) -> None:
     commit_model(repo)
     (repo / MODEL).unlink()
@@ -326,16 +358,28 @@ def test_a_fifo_at_a_tracked_path_never_hangs(repo: Path, command: list[str]) ->
     assert_nothing_internal(result)
     if result.returncode != 0:
         assert len(git_theta_lines(result.stderr)) <= 1, result.describe()
-    assert (repo / MODEL).is_fifo() or command[1] == "checkout", "the FIFO was replaced by a command that must not write"
+    assert (repo / MODEL).is_fifo() or command[1] == "checkout", (
+        "the FIFO was replaced by a command that must not write"
+    )
 
 
-@pytest.mark.parametrize("command", [["git-theta", "textconv", MODEL], ["git-theta", "add", "--update-type", "sparse", "--update-data", "UPDATE", MODEL]],
-                         ids=["textconv", "add-update-type"])
-def test_a_fifo_at_a_tracked_path_is_refused_by_commands_that_read_it(repo: Path, tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["git-theta", "textconv", MODEL],
+        ["git-theta", "add", "--update-type", "sparse", "--update-data", "UPDATE", MODEL],
+    ],
+    ids=["textconv", "add-update-type"],
+)
+def test_a_fifo_at_a_tracked_path_is_refused_by_commands_that_read_it(
+    repo: Path, tmp_path: Path, command: list[str]
+) -> None:
     """These commands must read the file at the path: one line naming it, never a blocking open."""
     commit_model(repo)
     update = tmp_path / "u.safetensors"
-    update.write_bytes(bytes(save({"layer.weight.sparse_indices": np.array([0]), "layer.weight.sparse_values": np.zeros(1, "<f4")})))
+    update.write_bytes(
+        bytes(save({"layer.weight.sparse_indices": np.array([0]), "layer.weight.sparse_values": np.zeros(1, "<f4")}))
+    )
     (repo / MODEL).unlink()
     os.mkfifo(repo / MODEL)
     state = RepoState.capture(repo)
@@ -350,7 +394,9 @@ def test_a_fifo_given_as_update_data_is_refused(repo: Path, tmp_path: Path) -> N
     update = tmp_path / "u.safetensors"
     os.mkfifo(update)
     state = RepoState.capture(repo)
-    result = run_bounded(["git-theta", "add", "--update-type", "sparse", "--update-data", str(update), MODEL], cwd=repo, max_seconds=20)
+    result = run_bounded(
+        ["git-theta", "add", "--update-type", "sparse", "--update-data", str(update), MODEL], cwd=repo, max_seconds=20
+    )
     assert_refused(result, names="u.safetensors")
     state.assert_unchanged(repo)
 
@@ -380,14 +426,28 @@ ODD_BLOBS = {
 
 def commit_blob(repo: Path, data: bytes) -> None:
     """What a collaborator without git-theta (or with filters off) commits at a tracked path: these exact bytes."""
-    blob = subprocess.run(["git", "hash-object", "-w", "--no-filters", "--stdin"], cwd=repo, input=data, capture_output=True, check=True).stdout.decode().strip()
+    blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--no-filters", "--stdin"],
+            cwd=repo,
+            input=data,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
     git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{MODEL}")
     git(repo, "commit", "-q", "-m", "odd blob")
 
 
 @pytest.mark.parametrize("case", sorted(ODD_BLOBS))
-@pytest.mark.parametrize("command", [["git-theta", "fsck"], ["git-theta", "checkout", "--force"], ["git", "diff", "HEAD~1", "HEAD"]])
-def test_an_odd_committed_blob_at_a_tracked_path_gives_one_line_or_works(repo: Path, case: str, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command", [["git-theta", "fsck"], ["git-theta", "checkout", "--force"], ["git", "diff", "HEAD~1", "HEAD"]]
+)
+def test_an_odd_committed_blob_at_a_tracked_path_gives_one_line_or_works(
+    repo: Path, case: str, command: list[str]
+) -> None:
     commit_blob(repo, ODD_BLOBS[case])
     result = run_bounded(command, cwd=repo, max_seconds=30)
     assert_nothing_internal(result)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from git_theta.merge.choose import resolve
 from git_theta.merge.plan import Conflict
 from git_theta.merge.policy import Choice, make_choice, parse_policy
-from git_theta.merge.choose import resolve
 from git_theta.merge.unresolved import UnresolvedConflicts
 from git_theta.metadata import ParamEntry, StoredLink
 
@@ -44,7 +44,9 @@ def test_nothing_to_ask_stops_with_the_list() -> None:
     with pytest.raises(UnresolvedConflicts) as caught:
         resolve("m.safetensors", conflicts("x.bias", *names), LABELS, None, POLICY, None, "run the hint")
     message = str(caught.value)
-    assert message.startswith("m.safetensors: 25 parameter(s) changed differently on several sides; no merge strategy covers them")
+    assert message.startswith(
+        "m.safetensors: 25 parameter(s) changed differently on several sides; no merge strategy covers them"
+    )
     assert "layer.0.weight  (ours: F32[2], theirs: F32[2]; base: F32[2])" in message
     assert "x.bias" not in message and "... and 5 more" in message
     assert "  - run the hint" in message and "git config theta.merge.strategy average" in message

@@ -27,17 +27,28 @@ def save(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
     header: dict[str, object] = {"__metadata__": metadata}
     position = 0
     for name, array in tensors.items():
-        header[name] = {"dtype": dtypes.from_numpy(array.dtype), "shape": list(array.shape), "data_offsets": [position, position + array.nbytes]}
+        header[name] = {
+            "dtype": dtypes.from_numpy(array.dtype),
+            "shape": list(array.shape),
+            "data_offsets": [position, position + array.nbytes],
+        }
         position += array.nbytes
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
-    return len(encoded).to_bytes(8, "little") + encoded + b"".join(np.ascontiguousarray(a).tobytes() for a in tensors.values())
+    return (
+        len(encoded).to_bytes(8, "little")
+        + encoded
+        + b"".join(np.ascontiguousarray(a).tobytes() for a in tensors.values())
+    )
 
 
 def load(data: bytes) -> dict[str, np.ndarray]:
     size = int.from_bytes(data[:8], "little")
     body = data[8 + size :]
-    return {name: np.frombuffer(body[begin:end], dtypes.numpy_dtype(dtype)).reshape(shape) for name, dtype, shape, begin, end in parse_header(data[8 : 8 + size])}
+    return {
+        name: np.frombuffer(body[begin:end], dtypes.numpy_dtype(dtype)).reshape(shape)
+        for name, dtype, shape, begin, end in parse_header(data[8 : 8 + size])
+    }
 
 
 def stored(store: ObjectStore, tensors: dict[str, np.ndarray]) -> Metadata:
@@ -68,9 +79,19 @@ def test_bf16_average_with_added_and_deleted_groups(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "lfs")
     bf = ml_dtypes.bfloat16
     base = stored(store, {"w": np.array([1, 2, 3, 4], bf), "gone": np.zeros(2, bf), "keep": np.ones(3, np.float32)})
-    ours = stored(store, {"w": np.array([3, 2, 3, 4], bf), "keep": np.ones(3, np.float32), "gone": np.zeros(2, bf), "new": np.full(5, 7, np.int64)})
+    ours = stored(
+        store,
+        {
+            "w": np.array([3, 2, 3, 4], bf),
+            "keep": np.ones(3, np.float32),
+            "gone": np.zeros(2, bf),
+            "new": np.full(5, 7, np.int64),
+        },
+    )
     theirs = stored(store, {"w": np.array([1, 2, 5, 8], bf), "keep": np.ones(3, np.float32)})
-    result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("average", {}, "t")))
+    result = merge_metadata(
+        store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("average", {}, "t"))
+    )
     assert sorted(result.metadata.params) == ["keep", "new", "w"]
     assert result.computed == ["w"] and sorted(result.one_sided) == ["gone", "new"]
     merged = checkout(store, result.metadata)
@@ -83,10 +104,21 @@ def test_shape_conflict_is_a_clear_error(tmp_path: Path) -> None:
     base = stored(store, {"w": np.zeros((2, 2), np.float32)})
     ours = stored(store, {"w": np.ones((2, 2), np.float32)})
     theirs = stored(store, {"w": np.ones((4,), np.float32)})
-    with pytest.raises(MergeError, match=r"parameter 'w' .*dtype or shape differ between sides \(ours F32\[2,2\], theirs F32\[4\]\)"):
-        merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("average", {}, "t")))
+    with pytest.raises(
+        MergeError, match=r"parameter 'w' .*dtype or shape differ between sides \(ours F32\[2,2\], theirs F32\[4\]\)"
+    ):
+        merge_metadata(
+            store,
+            "m.safetensors",
+            [ours, theirs],
+            base,
+            ["ours", "theirs"],
+            everything(make_choice("average", {}, "t")),
+        )
     # picking a side needs no common layout
-    result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("theirs", {}, "t")))
+    result = merge_metadata(
+        store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("theirs", {}, "t"))
+    )
     assert checkout(store, result.metadata)["w"].shape == (4,)
 
 
@@ -96,8 +128,12 @@ def test_delete_against_change_needs_a_pick(tmp_path: Path) -> None:
     ours = stored(store, {"v": np.zeros(1, np.float32)})
     theirs = stored(store, {"w": np.ones(2, np.float32), "v": np.zeros(1, np.float32)})
     with pytest.raises(MergeError, match="deleted in ours and changed elsewhere"):
-        merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("ties", {}, "t")))
-    result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("ours", {}, "t")))
+        merge_metadata(
+            store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("ties", {}, "t"))
+        )
+    result = merge_metadata(
+        store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("ours", {}, "t"))
+    )
     assert list(checkout(store, result.metadata)) == ["v"]
 
 
@@ -128,7 +164,14 @@ def test_missing_object_fails_before_storing_anything(tmp_path: Path) -> None:
     store.path(lost).unlink()
     before = set(store.all_oids())
     with pytest.raises(StoreError, match=f"parameter 'w' needs object {lost}, missing from the store; fetch it first"):
-        merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice("average", {}, "t")))
+        merge_metadata(
+            store,
+            "m.safetensors",
+            [ours, theirs],
+            base,
+            ["ours", "theirs"],
+            everything(make_choice("average", {}, "t")),
+        )
     assert set(store.all_oids()) == before
 
 
@@ -140,10 +183,22 @@ def test_integer_and_quantized_values_are_not_averaged(tmp_path: Path, dtype: ty
     theirs = stored(store, {"layer.qweight": np.array([0, 0, 1, 1], dtype), "w": np.full(2, 3, np.float32)})
     name = dtypes.from_numpy(np.dtype(dtype))
     for strategy in ("average", "ties"):
-        with pytest.raises(MergeError, match=rf"^m.safetensors: cannot merge parameter 'layer.qweight' with '{strategy}': {name} values are quantized/integer data; pick ours, theirs or base"):
-            merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t")))
+        with pytest.raises(
+            MergeError,
+            match=rf"^m.safetensors: cannot merge parameter 'layer.qweight' with '{strategy}': {name} values are quantized/integer data; pick ours, theirs or base",
+        ):
+            merge_metadata(
+                store,
+                "m.safetensors",
+                [ours, theirs],
+                base,
+                ["ours", "theirs"],
+                everything(make_choice(strategy, {}, "t")),
+            )
     for strategy, expected in (("ours", ours), ("theirs", theirs), ("base", base)):
-        result = merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t")))
+        result = merge_metadata(
+            store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], everything(make_choice(strategy, {}, "t"))
+        )
         assert result.metadata.params["layer.qweight"] == expected.params["layer.qweight"]
 
 
@@ -153,5 +208,8 @@ def test_a_strategy_refusal_names_the_file(tmp_path: Path) -> None:
     ours = stored(store, {"w": np.ones(3, np.float32)})
     theirs = stored(store, {"w": np.full(3, 2, np.float32)})
     chooser = everything(make_choice("della", {"density": 0.1, "epsilon": 0.2}, "t"))
-    with pytest.raises(MergeError, match=r"^m.safetensors: merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]"):
+    with pytest.raises(
+        MergeError,
+        match=r"^m.safetensors: merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]",
+    ):
         merge_metadata(store, "m.safetensors", [ours, theirs], base, ["ours", "theirs"], chooser)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from conftest import git
 from hostile_support import BoundedResult, RepoState, assert_refused, run_bounded
 from safetensors.numpy import load_file, save_file
 
-from conftest import git
 from git_theta.merge import local_changes
 
 MODEL = "model.safetensors"
@@ -83,7 +83,9 @@ def test_a_touched_but_unchanged_checkpoint_merges(repo: Path) -> None:
     os.utime(repo / MODEL, (1, 1))
     result = _merge(repo)
     assert result.returncode == 0, result.describe()
-    np.testing.assert_array_equal(load_file(repo / MODEL)["w"], ((ours + np.arange(16, dtype=np.float32).reshape(4, 4) * 3) / 2))
+    np.testing.assert_array_equal(
+        load_file(repo / MODEL)["w"], ((ours + np.arange(16, dtype=np.float32).reshape(4, 4) * 3) / 2)
+    )
     assert git(repo, "status", "--porcelain").stdout == ""
 
 

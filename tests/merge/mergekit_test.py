@@ -13,9 +13,9 @@ from hostile_support import run_bounded
 from safetensors.numpy import load_file, save_file
 
 from git_theta.errors import ThetaError
+from git_theta.merge import mergekit, settings
 from git_theta.merge.strategies.slerp import SlerpStrategy
 from git_theta.merge.strategies.ties import TiesStrategy
-from git_theta.merge import mergekit, settings
 
 # mergekit's examples/linear.yml, model names replaced by branch names.
 LINEAR_YML = """\
@@ -125,7 +125,11 @@ def test_recipes_map_to_strategies() -> None:
     )  # the base is no task vector
     # density and weight are per model in ties (one value per version, ours first): the base is no version
     ties_context = settings.default_context(["orca", "wizard"], layers=5)
-    assert ties.choice.at("layers.4.w", ties_context).arguments == {"k": (0.8, 0.8), "lambda": 1.0, "weight": (0.5, 0.5)}
+    assert ties.choice.at("layers.4.w", ties_context).arguments == {
+        "k": (0.8, 0.8),
+        "lambda": 1.0,
+        "weight": (0.5, 0.5),
+    }
     unequal = parse(
         "models: [{model: a, parameters: {weight: 1}}, {model: b, parameters: {weight: 2}}]\n"
         "merge_method: ties\nbase_model: m\n"
@@ -137,7 +141,10 @@ def test_recipes_map_to_strategies() -> None:
         "merge_method: dare_linear\nbase_model: main\n"
     )
     dare_arguments = dare.choice.at("w", settings.default_context(["a", "b"])).arguments
-    assert (dare.choice.strategy, dict(dare_arguments)) == ("dare", {"p": (0.75, 0.75), "lambda": 1.0, "seed": 0, "weight": (2.0, 2.0)})
+    assert (dare.choice.strategy, dict(dare_arguments)) == (
+        "dare",
+        {"p": (0.75, 0.75), "lambda": 1.0, "seed": 0, "weight": (2.0, 2.0)},
+    )
     arithmetic = parse("models: [a, b]\nmerge_method: task_arithmetic\nbase_model: main\nparameters: {weight: 0.5}\n")
     arithmetic_arguments = arithmetic.choice.at("w", settings.default_context(["a", "b"])).arguments
     assert dict(arithmetic_arguments) == {"lambda": 1.0, "normalize": False, "weight": (0.5, 0.5)}

@@ -15,12 +15,43 @@ def meta(**params: str) -> Metadata:
 
 
 def test_three_way_cases() -> None:
-    base = meta(same="a", ours_only="b", theirs_only="c", both_same="d", both_diff="e", ours_deleted="f", theirs_deleted="1", del_vs_change="2")
-    ours = meta(same="a", ours_only="B", theirs_only="c", both_same="D", both_diff="E", theirs_deleted="1", added_ours="3", added_both="5")
-    theirs = meta(same="a", ours_only="b", theirs_only="C", both_same="D", both_diff="9", ours_deleted="f", del_vs_change="7", added_both="6")
+    base = meta(
+        same="a",
+        ours_only="b",
+        theirs_only="c",
+        both_same="d",
+        both_diff="e",
+        ours_deleted="f",
+        theirs_deleted="1",
+        del_vs_change="2",
+    )
+    ours = meta(
+        same="a",
+        ours_only="B",
+        theirs_only="c",
+        both_same="D",
+        both_diff="E",
+        theirs_deleted="1",
+        added_ours="3",
+        added_both="5",
+    )
+    theirs = meta(
+        same="a",
+        ours_only="b",
+        theirs_only="C",
+        both_same="D",
+        both_diff="9",
+        ours_deleted="f",
+        del_vs_change="7",
+        added_both="6",
+    )
     result = plan([ours, theirs], base)
     assert {n: e.hash[0] for n, e in result.taken.items()} == {
-        "same": "a", "ours_only": "B", "theirs_only": "C", "both_same": "D", "added_ours": "3",
+        "same": "a",
+        "ours_only": "B",
+        "theirs_only": "C",
+        "both_same": "D",
+        "added_ours": "3",
     }
     assert [c.name for c in result.conflicts] == ["added_both", "both_diff", "del_vs_change"]
     deleted = result.conflicts[2]

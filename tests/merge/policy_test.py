@@ -75,7 +75,9 @@ def test_git_config_choice(repo: Path) -> None:
     choice = config_choice(repo)
     assert (choice.strategy, choice.arguments) == ("dare", {"p": 0.25, "lambda": 1.0, "seed": 3, "weight": 1.0})
     git(repo, "config", "--add", "theta.merge.arg", "q=1")
-    with pytest.raises(ThetaError, match="git config theta.merge.strategy=dare: merge strategy 'dare' has no argument 'q'"):
+    with pytest.raises(
+        ThetaError, match="git config theta.merge.strategy=dare: merge strategy 'dare' has no argument 'q'"
+    ):
         config_choice(repo)
 
 
@@ -89,12 +91,24 @@ HOSTILE_POLICIES = {
     "inf_lambda": (_DEFAULT + "lambda = inf\n", "lambda=inf is not a finite number"),
     "inf_seed": ("[default]\nstrategy = 'dare'\nseed = inf\n", "seed=inf is not a finite number"),
     "huge_integer": ("[default]\nstrategy = 'dare'\nseed = " + "9" * 5000 + "\n", "an integer with more digits"),
-    "huge_weight_list": ("[default]\nstrategy = 'weighted'\nweights = [" + ",".join(["1"] * 100_000) + "]\n", "more than the 64 allowed"),
-    "table_argument": ("[default]\nstrategy = 'ties'\nlambda = {a = 1}\n", "argument lambda: only a per-model argument takes a table"),
+    "huge_weight_list": (
+        "[default]\nstrategy = 'weighted'\nweights = [" + ",".join(["1"] * 100_000) + "]\n",
+        "more than the 64 allowed",
+    ),
+    "table_argument": (
+        "[default]\nstrategy = 'ties'\nlambda = {a = 1}\n",
+        "argument lambda: only a per-model argument takes a table",
+    ),
     "date_argument": ("[default]\nstrategy = 'ties'\nk = 1979-05-27\n", "must be a number, a string or a list of them"),
     "huge_strategy_name": ("[default]\nstrategy = '" + "x" * 100_000 + "'\n", "strategy of 100000 characters"),
-    "many_rules": ("".join(f"[[rule]]\nparams = 'p{i}.*'\nstrategy = 'average'\n" for i in range(20_000)), "more than the 256 allowed"),
-    "long_pattern": ("[[rule]]\nparams = '" + "*a" * 5000 + "'\nstrategy = 'average'\n", "params pattern of 10000 characters"),
+    "many_rules": (
+        "".join(f"[[rule]]\nparams = 'p{i}.*'\nstrategy = 'average'\n" for i in range(20_000)),
+        "more than the 256 allowed",
+    ),
+    "long_pattern": (
+        "[[rule]]\nparams = '" + "*a" * 5000 + "'\nstrategy = 'average'\n",
+        "params pattern of 10000 characters",
+    ),
     "too_large": (_DEFAULT + "# " + "x" * (2 << 20) + "\n", "larger than the 1048576 bytes"),
     "not_utf8": (None, "not UTF-8 text"),
 }

@@ -15,7 +15,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "merging.md"
 
 def test_reference_section_is_current() -> None:
     document = DOC.read_text(encoding="utf-8")
-    assert replace_section(document) == document, "docs/merging.md is stale: run `python3 -m git_theta.merge.reference docs/merging.md`"
+    assert replace_section(document) == document, (
+        "docs/merging.md is stale: run `python3 -m git_theta.merge.reference docs/merging.md`"
+    )
 
 
 def test_reference_lists_every_argument_with_its_default() -> None:

@@ -14,12 +14,12 @@ from safetensors.numpy import load_file, save_file
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
-from git_theta.merge.strategies.base import Argument, MergeStrategy
-from git_theta.merge.strategies.slerp import SlerpStrategy
 from git_theta.merge import settings
+from git_theta.merge.choose import resolve
 from git_theta.merge.plan import Conflict
 from git_theta.merge.policy import make_choice, parse_policy
-from git_theta.merge.choose import resolve
+from git_theta.merge.strategies.base import Argument, MergeStrategy
+from git_theta.merge.strategies.slerp import SlerpStrategy
 
 
 class PerModel(MergeStrategy):

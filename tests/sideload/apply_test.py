@@ -24,7 +24,10 @@ def _committed_model(repo: Path) -> ModelArrays:
 
 def _refused_side_load(repo: Path, update_type: str, update_file: Path, names: list[str]) -> str:
     state = RepoState.capture(repo)
-    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", update_type, "--update-data", str(update_file)], cwd=repo)
+    result = run_bounded(
+        ["git-theta", "add", "model.safetensors", "--update-type", update_type, "--update-data", str(update_file)],
+        cwd=repo,
+    )
     line = assert_refused(result, [str(update_file), *names])
     state.assert_unchanged(repo)
     return line
@@ -35,9 +38,16 @@ def test_ia3_weight_vector_and_a_bias_entry_for_the_same_layer_are_refused(repo:
     _committed_model(repo)
     rng = np.random.default_rng(8)
     update = tmp_path / "ia3.safetensors"
-    save(update, {"base_model.model.fc.ia3_l": rng.uniform(0.5, 1.5, (8, 1)).astype(np.float32),
-                  "base_model.model.fc.bias.ia3_l": rng.uniform(0.5, 1.5, (8,)).astype(np.float32)})
-    line = _refused_side_load(repo, "ia3", update, ["'fc.bias'", "base_model.model.fc.ia3_l", "base_model.model.fc.bias.ia3_l"])
+    save(
+        update,
+        {
+            "base_model.model.fc.ia3_l": rng.uniform(0.5, 1.5, (8, 1)).astype(np.float32),
+            "base_model.model.fc.bias.ia3_l": rng.uniform(0.5, 1.5, (8,)).astype(np.float32),
+        },
+    )
+    line = _refused_side_load(
+        repo, "ia3", update, ["'fc.bias'", "base_model.model.fc.ia3_l", "base_model.model.fc.bias.ia3_l"]
+    )
     assert "two updates" in line and "bias" in line
 
 
@@ -46,20 +56,41 @@ def test_ia3_bias_entry_alone_is_applied(repo: Path, tmp_path: Path) -> None:
     model = _committed_model(repo)
     update = tmp_path / "ia3.safetensors"
     save(update, {"fc.bias.ia3_l": np.full((8,), 2.0, np.float32)})
-    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "ia3", "--update-data", str(update)], cwd=repo)
+    result = run_bounded(
+        ["git-theta", "add", "model.safetensors", "--update-type", "ia3", "--update-data", str(update)], cwd=repo
+    )
     assert result.returncode == 0, result.describe()
     got = load(repo / "model.safetensors")
-    assert got["fc.bias"].tobytes() == (model["fc.bias"] * 2).tobytes() and got["fc.weight"].tobytes() == model["fc.weight"].tobytes()
+    assert (
+        got["fc.bias"].tobytes() == (model["fc.bias"] * 2).tobytes()
+        and got["fc.weight"].tobytes() == model["fc.weight"].tobytes()
+    )
 
 
-@pytest.mark.parametrize(("update_type", "entries", "named"), [
-    ("ia3", {"fc.ia3_l": (8, 1), "fc.weight.ia3_l": (8, 1)}, ["'fc.ia3_l'", "'fc.weight.ia3_l'"]),
-    ("low-rank", {"fc.lora_A.weight": (2, 6), "base_model.model.fc.lora_A.weight": (2, 6), "fc.lora_B.weight": (8, 2)},
-     ["'fc.lora_A.weight'", "'base_model.model.fc.lora_A.weight'"]),
-    ("low-rank", {"fc.lora_A.weight": (2, 6), "fc.lora_B.weight": (8, 2), "fc.weight.lora_A": (2, 6), "fc.weight.lora_B": (8, 2)},
-     ["'fc.lora_A.weight'", "'fc.weight.lora_A'"]),
-])
-def test_two_entries_for_one_parameter_are_refused_naming_both(repo: Path, tmp_path: Path, update_type: str, entries: dict[str, tuple[int, ...]], named: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("update_type", "entries", "named"),
+    [
+        ("ia3", {"fc.ia3_l": (8, 1), "fc.weight.ia3_l": (8, 1)}, ["'fc.ia3_l'", "'fc.weight.ia3_l'"]),
+        (
+            "low-rank",
+            {"fc.lora_A.weight": (2, 6), "base_model.model.fc.lora_A.weight": (2, 6), "fc.lora_B.weight": (8, 2)},
+            ["'fc.lora_A.weight'", "'base_model.model.fc.lora_A.weight'"],
+        ),
+        (
+            "low-rank",
+            {
+                "fc.lora_A.weight": (2, 6),
+                "fc.lora_B.weight": (8, 2),
+                "fc.weight.lora_A": (2, 6),
+                "fc.weight.lora_B": (8, 2),
+            },
+            ["'fc.lora_A.weight'", "'fc.weight.lora_A'"],
+        ),
+    ],
+)
+def test_two_entries_for_one_parameter_are_refused_naming_both(
+    repo: Path, tmp_path: Path, update_type: str, entries: dict[str, tuple[int, ...]], named: list[str]
+) -> None:
     _committed_model(repo)
     rng = np.random.default_rng(9)
     update = tmp_path / "update.safetensors"
@@ -71,10 +102,21 @@ def test_two_entries_for_one_parameter_are_refused_naming_both(repo: Path, tmp_p
 def test_two_sparse_entries_for_one_parameter_are_refused_naming_both(repo: Path, tmp_path: Path) -> None:
     _committed_model(repo)
     update = tmp_path / "sparse.safetensors"
-    save(update, {"fc.weight.sparse_indices": np.array([1]), "fc.weight.sparse_values": np.array([5.0], np.float32),
-                  "base_model.model.fc.weight.sparse_indices": np.array([2]),
-                  "base_model.model.fc.weight.sparse_values": np.array([6.0], np.float32)})
-    _refused_side_load(repo, "sparse", update, ["'fc.weight'", "'base_model.model.fc.weight.sparse_indices'", "'fc.weight.sparse_indices'"])
+    save(
+        update,
+        {
+            "fc.weight.sparse_indices": np.array([1]),
+            "fc.weight.sparse_values": np.array([5.0], np.float32),
+            "base_model.model.fc.weight.sparse_indices": np.array([2]),
+            "base_model.model.fc.weight.sparse_values": np.array([6.0], np.float32),
+        },
+    )
+    _refused_side_load(
+        repo,
+        "sparse",
+        update,
+        ["'fc.weight'", "'base_model.model.fc.weight.sparse_indices'", "'fc.weight.sparse_indices'"],
+    )
 
 
 # --- a hostile adapter_config.json beside the update file (someone else's adapter) ------------------------------
@@ -96,8 +138,13 @@ def _lora_update(tmp_path: Path) -> Path:
     rng = np.random.default_rng(10)
     (tmp_path / "adapter").mkdir()
     update = tmp_path / "adapter" / "adapter_model.safetensors"
-    save(update, {"base_model.model.fc.lora_A.weight": rng.normal(0, 0.1, (2, 6)).astype(np.float32),
-                  "base_model.model.fc.lora_B.weight": rng.normal(0, 0.1, (8, 2)).astype(np.float32)})
+    save(
+        update,
+        {
+            "base_model.model.fc.lora_A.weight": rng.normal(0, 0.1, (2, 6)).astype(np.float32),
+            "base_model.model.fc.lora_B.weight": rng.normal(0, 0.1, (8, 2)).astype(np.float32),
+        },
+    )
     return update
 
 
@@ -115,14 +162,27 @@ def test_a_non_finite_lora_alpha_option_is_refused(repo: Path, tmp_path: Path) -
     _committed_model(repo)
     update = _lora_update(tmp_path)
     state = RepoState.capture(repo)
-    result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(update), "--lora-alpha", "nan"], cwd=repo)
+    result = run_bounded(
+        [
+            "git-theta",
+            "add",
+            "model.safetensors",
+            "--update-type",
+            "low-rank",
+            "--update-data",
+            str(update),
+            "--lora-alpha",
+            "nan",
+        ],
+        cwd=repo,
+    )
     assert "--lora-alpha must be a finite number" in assert_refused(result, "--lora-alpha")
     state.assert_unchanged(repo)
 
 
 # A third-party update type that side-loads through the UpdateType hook, exactly like the built-ins: entries
 # `<param>.scale` hold one float factor per parameter; checkout multiplies the base by it.
-SCALE_PLUGIN = '''
+SCALE_PLUGIN = """
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
 from git_theta.errors import ThetaError
@@ -149,19 +209,27 @@ class NoSideLoad(UpdateType):
 
     def apply(self, bundle, base):
         return base
-'''
+"""
 
 
 def _with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = fake_distribution(tmp_path / "site", "[git_theta.updates]\nscale = fake_plugins:ScaleUpdate\nnoside = fake_plugins:NoSideLoad\n", SCALE_PLUGIN)
+    root = fake_distribution(
+        tmp_path / "site",
+        "[git_theta.updates]\nscale = fake_plugins:ScaleUpdate\nnoside = fake_plugins:NoSideLoad\n",
+        SCALE_PLUGIN,
+    )
     monkeypatch.setenv("PYTHONPATH", f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
 
 
-def test_a_plugin_update_type_is_side_loaded_through_its_hook(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_update_type_is_side_loaded_through_its_hook(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _with_plugin(tmp_path, monkeypatch)
     model = _committed_model(repo)
     save(tmp_path / "scale.safetensors", {"base_model.model.fc.weight.scale": np.array([0.5], dtype=np.float32)})
-    theta(repo, "add", "model.safetensors", "--update-type", "scale", "--update-data", str(tmp_path / "scale.safetensors"))
+    theta(
+        repo, "add", "model.safetensors", "--update-type", "scale", "--update-data", str(tmp_path / "scale.safetensors")
+    )
     assert chain(staged(repo), "fc.weight") == ["dense", "scale"]
     commit(repo, "scaled")
     expected = {"fc.weight": model["fc.weight"] * np.float32(0.5), "fc.bias": model["fc.bias"]}
@@ -171,7 +239,9 @@ def test_a_plugin_update_type_is_side_loaded_through_its_hook(repo: Path, tmp_pa
     assert all(np.array_equal(found[name], value) for name, value in expected.items())
 
 
-def test_a_plugin_hook_error_names_the_file_and_parameter(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_hook_error_names_the_file_and_parameter(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _with_plugin(tmp_path, monkeypatch)
     _committed_model(repo)
     update = tmp_path / "scale.safetensors"
@@ -180,14 +250,18 @@ def test_a_plugin_hook_error_names_the_file_and_parameter(repo: Path, tmp_path: 
     assert line.startswith("git-theta: error:")
 
 
-def test_an_update_type_without_the_hook_is_refused_by_name(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_update_type_without_the_hook_is_refused_by_name(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _with_plugin(tmp_path, monkeypatch)
     _committed_model(repo)
     update = tmp_path / "x.safetensors"
     save(update, {"fc.weight.scale": np.array([0.5], dtype=np.float32)})
     state = RepoState.capture(repo)
     for name in ("xor", "noside"):
-        result = run_bounded(["git-theta", "add", "model.safetensors", "--update-type", name, "--update-data", str(update)], cwd=repo)
+        result = run_bounded(
+            ["git-theta", "add", "model.safetensors", "--update-type", name, "--update-data", str(update)], cwd=repo
+        )
         line = assert_refused(result, f"update type {name!r} cannot be side-loaded; types that can: ")
         can = line.split("types that can: ", 1)[1].split(", ")
         assert can == sorted(can) and {"ia3", "low-rank", "scale", "sparse"} <= set(can) and name not in can

@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 
 from conftest import git, theta
-from git_theta import metadata
 from remote_support import Team, local_objects, write_model
+
+from git_theta import metadata
 
 MODEL = "model.safetensors"
 

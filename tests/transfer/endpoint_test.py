@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
+
 from git_theta.errors import TransferError
 from git_theta.transfer import endpoint
 
@@ -16,7 +17,10 @@ from git_theta.transfer import endpoint
         ("https://github.com/org/model.git", "https://github.com/org/model.git/info/lfs"),
         ("https://github.com/org/model", "https://github.com/org/model.git/info/lfs"),
         ("https://huggingface.co/org/model/", "https://huggingface.co/org/model.git/info/lfs"),
-        ("https://gitlab.example.com:8443/group/sub/model.git", "https://gitlab.example.com:8443/group/sub/model.git/info/lfs"),
+        (
+            "https://gitlab.example.com:8443/group/sub/model.git",
+            "https://gitlab.example.com:8443/group/sub/model.git/info/lfs",
+        ),
         ("git@github.com:org/model.git", "https://github.com/org/model.git/info/lfs"),
         ("ssh://git@gitlab.com:2222/group/model.git", "https://gitlab.com/group/model.git/info/lfs"),
         ("git://example.org/model", "https://example.org/model.git/info/lfs"),
@@ -40,7 +44,9 @@ def test_precedence_of_settings(clone: Path) -> None:
     (clone / ".lfsconfig").write_text("[lfs]\n\turl = https://lfs.example.com/from-lfsconfig\n")
     assert endpoint.resolve("origin", clone).url == "https://lfs.example.com/from-lfsconfig"
     git(clone, "config", "remote.origin.lfsurl", "https://lfs.example.com/remote-lfsurl")
-    assert endpoint.resolve("origin", clone).url == "https://lfs.example.com/from-lfsconfig"  # lfs.url first, as git-lfs
+    assert (
+        endpoint.resolve("origin", clone).url == "https://lfs.example.com/from-lfsconfig"
+    )  # lfs.url first, as git-lfs
     git(clone, "config", "lfs.url", "https://lfs.example.com/git-config/")
     assert endpoint.resolve("origin", clone).url == "https://lfs.example.com/git-config"  # git config beats .lfsconfig
     git(clone, "config", "lfs.pushurl", "https://lfs.example.com/push")
@@ -49,7 +55,7 @@ def test_precedence_of_settings(clone: Path) -> None:
 
 
 def test_lfsconfig_is_read_from_head_when_not_checked_out(clone: Path) -> None:
-    (clone / ".lfsconfig").write_text("[remote \"origin\"]\n\tlfsurl = https://lfs.example.com/committed\n")
+    (clone / ".lfsconfig").write_text('[remote "origin"]\n\tlfsurl = https://lfs.example.com/committed\n')
     git(clone, "add", ".lfsconfig")
     git(clone, "commit", "-q", "-m", "lfs config")
     (clone / ".lfsconfig").unlink()
@@ -99,7 +105,7 @@ def test_default_remote(clone: Path) -> None:
     ],
 )
 def test_a_bad_committed_lfs_url_is_refused_naming_the_file_and_key(clone: Path, value: str, problem: str) -> None:
-    (clone / ".lfsconfig").write_text(f'[lfs]\n\turl = {value}\n')
+    (clone / ".lfsconfig").write_text(f"[lfs]\n\turl = {value}\n")
     with pytest.raises(TransferError) as raised:
         endpoint.resolve("origin", clone)
     message = str(raised.value)

@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 from conftest import git
-from git_theta import metadata
 from remote_support import Team, local_objects, write_model
+
+from git_theta import metadata
 
 MODEL = "model.safetensors"
 
@@ -33,7 +34,9 @@ def test_git_lfs_fetches_what_git_theta_pushed(team: Team) -> None:
     (other / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
     for number, (oid, size) in enumerate(wanted.items()):
         # a git-lfs pointer naming an object git-theta uploaded
-        (other / f"{number}.bin").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
+        (other / f"{number}.bin").write_text(
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
+        )
     git(other, "add", ".")
     git(other, "commit", "-q", "-m", "pointers")
     lfs(other, "fetch")
@@ -60,7 +63,16 @@ def test_file_remote_written_by_git_lfs_is_read_by_git_theta(team: Team, tmp_pat
     git(tmp_path, "init", "-q", "--bare", str(shared))
     git(team.alice, "remote", "add", "shared", str(shared))
     git(team.alice, "push", "-q", "--no-verify", "shared", "main")
-    git(team.alice, "-c", f"lfs.url=file://{shared}", "lfs", "push", "--object-id", "shared", *sorted(local_objects(team.alice)))
+    git(
+        team.alice,
+        "-c",
+        f"lfs.url=file://{shared}",
+        "lfs",
+        "push",
+        "--object-id",
+        "shared",
+        *sorted(local_objects(team.alice)),
+    )
     assert {p.name for p in (shared / "lfs" / "objects").glob("??/??/*")} == local_objects(team.alice)
     frank = tmp_path / "frank"
     git(tmp_path, "clone", "-q", "-c", f"lfs.url=file://{shared}", str(shared), str(frank))

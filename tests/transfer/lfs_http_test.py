@@ -35,12 +35,16 @@ def requested(seen: Seen) -> list[dict[str, Any]]:
     return objects
 
 
-def serving(team: Team, answer_objects: Callable[[list[dict[str, Any]], ScriptedServer], Any], host_server: list[ScriptedServer]) -> Callable[[Seen], Answer]:
+def serving(
+    team: Team, answer_objects: Callable[[list[dict[str, Any]], ScriptedServer], Any], host_server: list[ScriptedServer]
+) -> Callable[[Seen], Answer]:
     """A handler: batch POSTs answered with `answer_objects(requested, server)`, GET /obj/<oid> with the real bytes."""
 
     def handle(seen: Seen) -> Answer:
         if seen.method == "POST" and seen.path.endswith("/objects/batch"):
-            body = json.dumps({"transfer": "basic", "objects": answer_objects(requested(seen), host_server[0])}).encode()
+            body = json.dumps(
+                {"transfer": "basic", "objects": answer_objects(requested(seen), host_server[0])}
+            ).encode()
             return 200, LFS_JSON, body
         if seen.method == "GET" and seen.path.startswith("/obj/"):
             return 200, [], team.server.object_path(seen.path.rsplit("/", 1)[1]).read_bytes()
@@ -49,7 +53,9 @@ def serving(team: Team, answer_objects: Callable[[list[dict[str, Any]], Scripted
     return handle
 
 
-def scripted(team: Team, answer_objects: Callable[[list[dict[str, Any]], ScriptedServer], Any]) -> Iterator[ScriptedServer]:
+def scripted(
+    team: Team, answer_objects: Callable[[list[dict[str, Any]], ScriptedServer], Any]
+) -> Iterator[ScriptedServer]:
     holder: list[ScriptedServer] = []
     server = ScriptedServer(serving(team, answer_objects, holder))
     holder.append(server)
@@ -68,7 +74,9 @@ def basic_auth(user: str, password: str) -> str:
 # -- 1. credentials never follow a redirect to another origin ----------------------------------------------------
 
 
-def test_a_redirected_download_does_not_send_our_credentials_to_another_host_and_asks_the_helper_for_that_one(team: Team, bob: Path) -> None:
+def test_a_redirected_download_does_not_send_our_credentials_to_another_host_and_asks_the_helper_for_that_one(
+    team: Team, bob: Path
+) -> None:
     other_host: list[Seen] = []
 
     def storage(seen: Seen) -> Answer:  # 127.0.0.2: a different host; wants its own credentials
@@ -82,7 +90,10 @@ def test_a_redirected_download_does_not_send_our_credentials_to_another_host_and
     def api(seen: Seen) -> Answer:  # 127.0.0.1: the LFS API, whose hrefs redirect to the storage host
         if seen.path.endswith("/objects/batch"):
             assert seen.headers.get("Authorization") == basic_auth("alice", SECRET)
-            objects = [{"oid": o["oid"], "size": o["size"], "actions": download_action(first, o["oid"])} for o in requested(seen)]
+            objects = [
+                {"oid": o["oid"], "size": o["size"], "actions": download_action(first, o["oid"])}
+                for o in requested(seen)
+            ]
             return 200, LFS_JSON, json.dumps({"objects": objects}).encode()
         return 302, [("Location", second.url(seen.path))], b""
 
@@ -132,7 +143,10 @@ def test_a_same_origin_redirect_keeps_the_credentials(team: Team, bob: Path) -> 
                 return 401, [], b""
             return 200, [], team.server.object_path(seen.path.rsplit("/", 1)[1]).read_bytes()
         if seen.path.endswith("/objects/batch"):
-            objects = [{"oid": o["oid"], "size": o["size"], "actions": download_action(server, o["oid"])} for o in requested(seen)]
+            objects = [
+                {"oid": o["oid"], "size": o["size"], "actions": download_action(server, o["oid"])}
+                for o in requested(seen)
+            ]
             return 200, LFS_JSON, json.dumps({"objects": objects}).encode()
         return 307, [("Location", "/moved/" + seen.path.rsplit("/", 1)[1])], b""
 
@@ -166,8 +180,11 @@ def test_credentials_in_lfs_url_never_appear_in_any_output(team: Team, tmp_path:
     git(tmp_path, "config", "--global", "lfs.transfer.maxretries", "0")
     write_model(team.alice / MODEL, changed={1}, version=7)
     git(team.alice, "commit", "-q", "-am", "v2")
-    outputs = [theta(team.alice, "push", check=False), git(team.alice, "push", "origin", "main", check=False),
-               git(tmp_path, "clone", str(team.origin), "carol", check=False)]
+    outputs = [
+        theta(team.alice, "push", check=False),
+        git(team.alice, "push", "origin", "main", check=False),
+        git(tmp_path, "clone", str(team.origin), "carol", check=False),
+    ]
     outputs.append(theta(tmp_path / "carol", "fetch", "--all", check=False))
     if server is not None and server_state != "down":
         server.stop()
@@ -181,7 +198,16 @@ def test_credentials_in_lfs_url_never_appear_in_any_output(team: Team, tmp_path:
 
 def test_signed_href_query_secrets_are_redacted_in_errors(team: Team, bob: Path) -> None:
     def answer(objects: list[dict[str, Any]], server: ScriptedServer) -> Any:
-        return [{"oid": o["oid"], "size": o["size"], "actions": {"download": {"href": server.url(f"/nothere/{o['oid']}?X-Amz-Signature={SECRET}&sig={SECRET}")}}} for o in objects]
+        return [
+            {
+                "oid": o["oid"],
+                "size": o["size"],
+                "actions": {
+                    "download": {"href": server.url(f"/nothere/{o['oid']}?X-Amz-Signature={SECRET}&sig={SECRET}")}
+                },
+            }
+            for o in objects
+        ]
 
     for server in scripted(team, answer):
         git(bob, "config", "lfs.url", server.url())
@@ -193,7 +219,9 @@ def test_signed_href_query_secrets_are_redacted_in_errors(team: Team, bob: Path)
 # -- 5. hostile answers: each a clear refusal, nothing lands ----------------------------------------------------------
 
 
-def _each(make: Callable[[dict[str, Any], ScriptedServer], dict[str, Any]]) -> Callable[[list[dict[str, Any]], ScriptedServer], Any]:
+def _each(
+    make: Callable[[dict[str, Any], ScriptedServer], dict[str, Any]],
+) -> Callable[[list[dict[str, Any]], ScriptedServer], Any]:
     return lambda objects, server: [make(o, server) for o in objects]
 
 
@@ -211,18 +239,40 @@ HOSTILE_ANSWERS: dict[str, tuple[Callable[[list[dict[str, Any]], ScriptedServer]
     "size is true": (_each(lambda o, s: {**_ok(o, s), "size": True}), "not the"),
     "file href": (_each(lambda o, s: _ok(o, s, download={"href": "file:///etc/passwd"})), "not an http(s) URL"),
     "ftp href": (_each(lambda o, s: _ok(o, s, download={"href": "ftp://127.0.0.1/x"})), "not an http(s) URL"),
-    "href not a string": (_each(lambda o, s: _ok(o, s, download={"href": ["http://127.0.0.1/"]})), "not an http(s) URL"),
-    "header with a newline": (_each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A": "1\r\nX-Evil: 2"}})), "invalid header"),
-    "header not a string": (_each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A": 5}})), "invalid header"),
-    "header name with a colon": (_each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A: b": "c"}})), "invalid header"),
-    "headers a list": (_each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": ["a"]})), "not an object"),
+    "href not a string": (
+        _each(lambda o, s: _ok(o, s, download={"href": ["http://127.0.0.1/"]})),
+        "not an http(s) URL",
+    ),
+    "header with a newline": (
+        _each(
+            lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A": "1\r\nX-Evil: 2"}})
+        ),
+        "invalid header",
+    ),
+    "header not a string": (
+        _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A": 5}})),
+        "invalid header",
+    ),
+    "header name with a colon": (
+        _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A: b": "c"}})),
+        "invalid header",
+    ),
+    "headers a list": (
+        _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": ["a"]})),
+        "not an object",
+    ),
     "download action a string": (_each(lambda o, s: _ok(o, s, download="http://127.0.0.1/")), "is not an object"),
-    "error with a forged line": (_each(lambda o, s: {"oid": o["oid"], "error": {"code": 500, "message": "x\ngit-theta: error: forged\x1b[2J"}}), "forged"),
+    "error with a forged line": (
+        _each(lambda o, s: {"oid": o["oid"], "error": {"code": 500, "message": "x\ngit-theta: error: forged\x1b[2J"}}),
+        "forged",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_ANSWERS))
-def test_a_hostile_batch_answer_is_refused_naming_the_server_and_lands_nothing(team: Team, bob: Path, case: str) -> None:
+def test_a_hostile_batch_answer_is_refused_naming_the_server_and_lands_nothing(
+    team: Team, bob: Path, case: str
+) -> None:
     answer, says = HOSTILE_ANSWERS[case]
     state = RepoState.capture(bob)
     for server in scripted(team, answer):
@@ -249,12 +299,24 @@ HOSTILE_BODIES: dict[str, tuple[Callable[[], Callable[[Seen], Answer]], str]] = 
     "not JSON": (lambda: _raw(200, LFS_JSON, b"<html>hello</html>"), "not JSON"),
     "JSON nested 200000 deep": (lambda: _raw(200, LFS_JSON, b"[" * 200_000 + b"]" * 200_000), "not JSON"),
     "a JSON array": (lambda: _raw(200, LFS_JSON, b"[1, 2]"), "without an objects list"),
-    "declares 1 GiB": (lambda: _raw(200, [*LFS_JSON, ("Content-Length", str(1 << 30))], iter([b"{" * 1000])), "over the limit"),
+    "declares 1 GiB": (
+        lambda: _raw(200, [*LFS_JSON, ("Content-Length", str(1 << 30))], iter([b"{" * 1000])),
+        "over the limit",
+    ),
     "streams without end": (lambda: _raw(200, LFS_JSON, _endless(b" " * (1 << 20))), "more than"),
-    "another transfer adapter": (lambda: _raw(200, LFS_JSON, b'{"transfer": "tus\\nforged", "objects": []}'), "speaks only 'basic'"),
-    "redirect loop": (lambda: (lambda seen: (302, [("Location", seen.path)], b"")), f"more than {MAX_REDIRECTS} redirects"),
-    "redirect to file:": (lambda: (lambda seen: (307, [("Location", "file:///etc/passwd")], b"")), "only http(s) redirects"),
-    "redirect without location": (lambda: (lambda seen: (302, [], b"")), "without a Location"),
+    "another transfer adapter": (
+        lambda: _raw(200, LFS_JSON, b'{"transfer": "tus\\nforged", "objects": []}'),
+        "speaks only 'basic'",
+    ),
+    "redirect loop": (
+        lambda: lambda seen: (302, [("Location", seen.path)], b""),
+        f"more than {MAX_REDIRECTS} redirects",
+    ),
+    "redirect to file:": (
+        lambda: lambda seen: (307, [("Location", "file:///etc/passwd")], b""),
+        "only http(s) redirects",
+    ),
+    "redirect without location": (lambda: lambda seen: (302, [], b""), "without a Location"),
     "huge error body": (lambda: _raw(403, LFS_JSON, _endless(b"x" * (1 << 20))), "HTTP 403"),
 }
 
@@ -328,7 +390,10 @@ def test_push_to_a_dead_storage_host_fails_fast_not_once_per_object(team: Team) 
     dead.stop()  # its port now refuses connections
 
     def api(seen: Seen) -> Answer:
-        objects = [{"oid": o["oid"], "size": o["size"], "actions": {"upload": {"href": dead.url(f"/up/{o['oid']}")}}} for o in requested(seen)]
+        objects = [
+            {"oid": o["oid"], "size": o["size"], "actions": {"upload": {"href": dead.url(f"/up/{o['oid']}")}}}
+            for o in requested(seen)
+        ]
         return 200, LFS_JSON, json.dumps({"objects": objects}).encode()
 
     server = ScriptedServer(api)

@@ -164,7 +164,9 @@ class LfsServer:
     def _bad_actions(self, environ: dict[str, Any], start_response: Any, record: Request) -> list[bytes]:
         """giftless's batch answer with every object's "actions" replaced by 42 (a server bug to survive)."""
         answered: dict[str, Any] = {}
-        body = b"".join(self._app(environ, lambda status, headers, exc_info=None: answered.update(status=status, headers=headers)))
+        body = b"".join(
+            self._app(environ, lambda status, headers, exc_info=None: answered.update(status=status, headers=headers))
+        )
         doc = json.loads(body)
         for item in doc.get("objects", []):
             item["actions"] = 42
@@ -227,7 +229,9 @@ class ScriptedServer:
 
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length) if length else b"")
+                seen = Seen(
+                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length) if length else b""
+                )
                 server.seen.append(seen)
                 status, headers, body = handle(seen)
                 self.send_response(status)

@@ -17,7 +17,9 @@ TENSORS = 20
 SHAPE = (64, 64)
 
 
-def write_model(path: Path, changed: set[int] | frozenset[int] = frozenset(), tensors: int = TENSORS, version: int = 1) -> None:
+def write_model(
+    path: Path, changed: set[int] | frozenset[int] = frozenset(), tensors: int = TENSORS, version: int = 1
+) -> None:
     """A deterministic safetensors model; tensors in `changed` get values of `version` (bf16 ones included)."""
     params = {}
     for index in range(tensors):

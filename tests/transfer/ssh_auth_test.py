@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import git, theta
-from git_theta.transfer import endpoint
 from lfs_server import LfsServer
 from remote_support import local_objects, write_model
+
+from git_theta.transfer import endpoint
 
 
 @pytest.mark.parametrize(
@@ -59,4 +60,6 @@ def test_push_and_fetch_through_an_ssh_remote(tmp_path: Path, locked_server: Lfs
     git(bob, "config", "core.sshCommand", str(script))
     theta(bob, "fetch")
     assert local_objects(bob) == local_objects(alice)
-    assert log.read_text().splitlines()[-1] == "-p 2222 git@lfs.example.test git-lfs-authenticate team/model.git download"
+    assert (
+        log.read_text().splitlines()[-1] == "-p 2222 git@lfs.example.test git-lfs-authenticate team/model.git download"
+    )

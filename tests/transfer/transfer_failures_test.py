@@ -40,7 +40,11 @@ def test_a_download_that_keeps_failing_lands_nothing_then_a_retry_completes(team
         team.server.faults.downloads = [fault] * 3  # every attempt (lfs.transfer.maxretries = 2)
         result = theta(bob, "fetch", check=False)
         assert result.returncode == 1
-        assert "could not download 1 of" in result.stderr and says in result.stderr and "run the command again" in result.stderr
+        assert (
+            "could not download 1 of" in result.stderr
+            and says in result.stderr
+            and "run the command again" in result.stderr
+        )
         assert f"object {victim}" in result.stderr
         assert local_objects(bob) == local_objects(team.alice) - {victim}
         assert leftover_temp_files(bob) == []
@@ -76,7 +80,11 @@ def test_server_down_during_clone_then_back(team: Team) -> None:
     team.server.stop()
     result = git(team.root, "clone", "-q", str(team.origin), "bob", check=False)
     assert result.returncode != 0
-    assert "cannot reach" in result.stderr and "Connection refused" in result.stderr and "gave up after 3 attempt(s)" in result.stderr
+    assert (
+        "cannot reach" in result.stderr
+        and "Connection refused" in result.stderr
+        and "gave up after 3 attempt(s)" in result.stderr
+    )
     bob = team.root / "bob"
     assert local_objects(bob) == set() and leftover_temp_files(bob) == []
     team.server.restart()
@@ -88,7 +96,9 @@ def test_ctrl_c_mid_transfer_leaves_no_partial_object(team: Team) -> None:
     bob = bare_clone(team)
     team.server.faults.slow_seconds_per_chunk = 0.3  # each object takes ~1 s to arrive
     team.server.reset_counts()
-    process = subprocess.Popen(["git-theta", "fetch"], cwd=bob, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        ["git-theta", "fetch"], cwd=bob, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while not any(r.sent and r.method == "GET" for r in team.server.requests) and time.time() < deadline:
         time.sleep(0.05)

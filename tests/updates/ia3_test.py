@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import git, theta
 from update_helpers import NUMPY, chain, checkout_bytes, commit, load, save, staged, weights
 
-from conftest import git, theta
 from git_theta import objects
 from git_theta.errors import StoreError
 from git_theta.tensor import Tensor
@@ -30,7 +30,9 @@ def test_apply_scales_columns_for_a_feedforward_vector() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["BF16", "F16"])  # F32 side-loading: low_rank_test
-def test_peft_ia3_round_trips_and_scales_the_bias_of_output_scaled_layers(repo: Path, tmp_path: Path, dtype: str) -> None:
+def test_peft_ia3_round_trips_and_scales_the_bias_of_output_scaled_layers(
+    repo: Path, tmp_path: Path, dtype: str
+) -> None:
     rng = np.random.default_rng(4)
     model = weights(rng, dtype, {"k.weight": (8, 6), "k.bias": (8,), "ff.weight": (6, 8), "ff.bias": (6,)})
     save(repo / "model.safetensors", model)
@@ -40,7 +42,12 @@ def test_peft_ia3_round_trips_and_scales_the_bias_of_output_scaled_layers(repo: 
     save(tmp_path / "ia3.safetensors", {"base_model.model.k.ia3_l": k_scale, "base_model.model.ff.ia3_l": ff_scale})
     theta(repo, "add", "model.safetensors", "--update-type", "ia3", "--update-data", str(tmp_path / "ia3.safetensors"))
     params = staged(repo)
-    assert [chain(params, n) for n in ("k.weight", "k.bias", "ff.weight", "ff.bias")] == [["dense", "ia3"], ["dense", "ia3"], ["dense", "ia3"], ["dense"]]
+    assert [chain(params, n) for n in ("k.weight", "k.bias", "ff.weight", "ff.bias")] == [
+        ["dense", "ia3"],
+        ["dense", "ia3"],
+        ["dense", "ia3"],
+        ["dense"],
+    ]
     got = load(repo / "model.safetensors")
     as32 = {n: v.astype(np.float32) for n, v in model.items()}
     assert got["k.weight"].tobytes() == (as32["k.weight"] * k_scale).astype(NUMPY[dtype]).tobytes()
@@ -57,6 +64,8 @@ def test_peft_ia3_round_trips_and_scales_the_bias_of_output_scaled_layers(repo: 
 def test_object_layout_is_locked() -> None:
     """The layout documented in docs/updates.md: one float `scale` buffer broadcastable to the base, base hash."""
     base = Tensor.from_numpy(np.zeros((3, 2), np.float32))
-    header, _ = objects.read_header(b"".join(objects.encode(ia3.make_bundle(base, Tensor.from_numpy(np.ones((3, 1), np.float32))))))
+    header, _ = objects.read_header(
+        b"".join(objects.encode(ia3.make_bundle(base, Tensor.from_numpy(np.ones((3, 1), np.float32)))))
+    )
     assert (header["kind"], header["fields"]) == ("ia3", {"base": base.hash()})
     assert [(x["name"], x["dtype"], x["shape"]) for x in header["buffers"]] == [("scale", "F32", [3, 1])]

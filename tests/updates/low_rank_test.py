@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import git, theta
 from update_helpers import NUMPY, chain, checkout_bytes, commit, load, save, staged, weights
 
-from conftest import git, theta
 from git_theta import objects
 from git_theta.errors import StoreError
 from git_theta.tensor import Tensor
@@ -23,10 +23,14 @@ def test_apply_matches_peft_merge_formula() -> None:
     w = rng.normal(0, 0.02, (24, 16)).astype(np.float32)
     a, b = rng.normal(0, 0.1, (4, 16)).astype(np.float32), rng.normal(0, 0.1, (24, 4)).astype(np.float32)
     base = Tensor.from_numpy(w)
-    out = low_rank.LowRankUpdate().apply(low_rank.make_bundle(base, Tensor.from_numpy(a), Tensor.from_numpy(b), 16 / 4), base)
+    out = low_rank.LowRankUpdate().apply(
+        low_rank.make_bundle(base, Tensor.from_numpy(a), Tensor.from_numpy(b), 16 / 4), base
+    )
     reference = torch.from_numpy(w) + (torch.from_numpy(b) @ torch.from_numpy(a)) * (16 / 4)  # PEFT's merge
     np.testing.assert_allclose(out.numpy(), reference.numpy(), rtol=0, atol=1e-6)
-    again = low_rank.LowRankUpdate().apply(low_rank.make_bundle(base, Tensor.from_numpy(a), Tensor.from_numpy(b), 4.0), base)
+    again = low_rank.LowRankUpdate().apply(
+        low_rank.make_bundle(base, Tensor.from_numpy(a), Tensor.from_numpy(b), 4.0), base
+    )
     assert bytes(again.data) == bytes(out.data)
 
 
@@ -37,11 +41,17 @@ def test_factors_that_do_not_fit_are_rejected() -> None:
         low_rank.make_bundle(base, a, b, 1.0)
 
 
-def _peft_adapter(rng: np.random.Generator, shapes: dict[str, tuple[int, int]], rank: int, dtype: str = "F32") -> dict[str, np.ndarray]:
+def _peft_adapter(
+    rng: np.random.Generator, shapes: dict[str, tuple[int, int]], rank: int, dtype: str = "F32"
+) -> dict[str, np.ndarray]:
     found = {}
     for module, (out_features, in_features) in shapes.items():
-        found[f"base_model.model.{module}.lora_A.weight"] = rng.normal(0, 0.1, (rank, in_features)).astype(np.float32).astype(NUMPY[dtype])
-        found[f"base_model.model.{module}.lora_B.weight"] = rng.normal(0, 0.1, (out_features, rank)).astype(np.float32).astype(NUMPY[dtype])
+        found[f"base_model.model.{module}.lora_A.weight"] = (
+            rng.normal(0, 0.1, (rank, in_features)).astype(np.float32).astype(NUMPY[dtype])
+        )
+        found[f"base_model.model.{module}.lora_B.weight"] = (
+            rng.normal(0, 0.1, (out_features, rank)).astype(np.float32).astype(NUMPY[dtype])
+        )
     return found
 
 
@@ -55,7 +65,15 @@ def test_peft_adapter_round_trips_through_commit_and_checkout(repo: Path, tmp_pa
     adapter.mkdir()
     save(adapter / "adapter_model.safetensors", _peft_adapter(rng, {"q": (32, 16), "o": (16, 32)}, 4, "F32"))
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "peft_type": "LORA"}))
-    theta(repo, "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(adapter / "adapter_model.safetensors"))
+    theta(
+        repo,
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--update-data",
+        str(adapter / "adapter_model.safetensors"),
+    )
     params = staged(repo)
     assert chain(params, "q.weight") == ["dense", "low-rank"] and chain(params, "o.weight") == ["dense", "low-rank"]
     assert chain(params, "q.bias") == ["dense"]
@@ -63,7 +81,9 @@ def test_peft_adapter_round_trips_through_commit_and_checkout(repo: Path, tmp_pa
     written = (repo / "model.safetensors").read_bytes()
     a, b = (load(adapter / "adapter_model.safetensors")[f"base_model.model.q.lora_{x}.weight"] for x in "AB")
     expected = model["q.weight"].astype(np.float32) + 2.0 * (b @ a)
-    np.testing.assert_allclose(load(repo / "model.safetensors")["q.weight"].astype(np.float32), expected, rtol=0.01, atol=1e-3)
+    np.testing.assert_allclose(
+        load(repo / "model.safetensors")["q.weight"].astype(np.float32), expected, rtol=0.01, atol=1e-3
+    )
     git(repo, "commit", "-q", "-m", "lora")
     (repo / "model.safetensors").unlink()
     assert checkout_bytes(repo, "HEAD") == written
@@ -77,7 +97,17 @@ def test_torch_update_file_with_plain_names_and_alpha_flag(repo: Path, tmp_path:
     commit(repo, "base")
     a, b = torch.randn(2, 6, dtype=torch.bfloat16), torch.randn(8, 2, dtype=torch.bfloat16)
     torch.save({"fc.weight.lora_A": a, "fc.weight.lora_B": b}, tmp_path / "lora.pt")
-    theta(repo, "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(tmp_path / "lora.pt"), "--lora-alpha", "1")
+    theta(
+        repo,
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--update-data",
+        str(tmp_path / "lora.pt"),
+        "--lora-alpha",
+        "1",
+    )
     expected = (torch.from_numpy(model["fc.weight"]) + 0.5 * (b.float() @ a.float())).numpy()
     np.testing.assert_allclose(load(repo / "model.safetensors")["fc.weight"], expected, atol=1e-6)
     assert chain(staged(repo), "fc.weight") == ["dense", "low-rank"]
@@ -86,18 +116,41 @@ def test_torch_update_file_with_plain_names_and_alpha_flag(repo: Path, tmp_path:
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ({"nope.lora_A.weight": (2, 6), "nope.lora_B.weight": (8, 2)}, "is for parameter 'nope.weight', which the checkpoint does not have"),
-        ({"fc.lora_A.weight": (2, 7), "fc.lora_B.weight": (8, 2)}, r"parameter 'fc.weight' \(F32\[8, 6\]\): LoRA factors A\[2, 7\]"),
+        (
+            {"nope.lora_A.weight": (2, 6), "nope.lora_B.weight": (8, 2)},
+            "is for parameter 'nope.weight', which the checkpoint does not have",
+        ),
+        (
+            {"fc.lora_A.weight": (2, 7), "fc.lora_B.weight": (8, 2)},
+            r"parameter 'fc.weight' \(F32\[8, 6\]\): LoRA factors A\[2, 7\]",
+        ),
         ({"fc.lora_A.weight": (2, 6)}, "parameter 'fc.weight' has no lora_B entry"),
-        ({"idx.lora_A.weight": (2, 6), "idx.lora_B.weight": (8, 2)}, "low-rank updates need a float parameter, not I64"),
+        (
+            {"idx.lora_A.weight": (2, 6), "idx.lora_B.weight": (8, 2)},
+            "low-rank updates need a float parameter, not I64",
+        ),
     ],
 )
-def test_mismatches_fail_clearly_and_stage_nothing(repo: Path, tmp_path: Path, entries: dict[str, tuple[int, int]], message: str) -> None:
-    save(repo / "model.safetensors", {"fc.weight": np.zeros((8, 6), np.float32), "idx.weight": np.zeros((8, 6), np.int64)})
+def test_mismatches_fail_clearly_and_stage_nothing(
+    repo: Path, tmp_path: Path, entries: dict[str, tuple[int, int]], message: str
+) -> None:
+    save(
+        repo / "model.safetensors",
+        {"fc.weight": np.zeros((8, 6), np.float32), "idx.weight": np.zeros((8, 6), np.int64)},
+    )
     commit(repo, "base")
     before = (repo / "model.safetensors").read_bytes()
     save(tmp_path / "lora.safetensors", {name: np.ones(shape, np.float32) for name, shape in entries.items()})
-    result = theta(repo, "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(tmp_path / "lora.safetensors"), check=False)
+    result = theta(
+        repo,
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--update-data",
+        str(tmp_path / "lora.safetensors"),
+        check=False,
+    )
     assert result.returncode == 1
     assert "lora.safetensors" in result.stderr
     assert re.search(message, result.stderr), result.stderr
@@ -112,4 +165,7 @@ def test_object_layout_is_locked() -> None:
     a, b = Tensor.from_numpy(np.ones((1, 2), np.float16)), Tensor.from_numpy(np.ones((3, 1), np.float32))
     header, _ = objects.read_header(b"".join(objects.encode(low_rank.make_bundle(base, a, b, 0.5))))
     assert (header["kind"], header["fields"]) == ("low-rank", {"base": base.hash(), "scale": 0.5})
-    assert [(x["name"], x["dtype"], x["shape"]) for x in header["buffers"]] == [("lora_A", "F16", [1, 2]), ("lora_B", "F32", [3, 1])]
+    assert [(x["name"], x["dtype"], x["shape"]) for x in header["buffers"]] == [
+        ("lora_A", "F16", [1, 2]),
+        ("lora_B", "F32", [3, 1]),
+    ]

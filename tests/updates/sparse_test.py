@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
+from conftest import git, theta
 from update_helpers import NUMPY, chain, checkout_bytes, commit, load, save, staged, weights
 
-from conftest import git, theta
 from git_theta import objects
 from git_theta.errors import StoreError
 from git_theta.tensor import Tensor
@@ -51,7 +51,11 @@ def test_apply_refuses_another_base() -> None:
 
 def test_apply_rejects_out_of_range_indices() -> None:
     base = Tensor.from_numpy(np.zeros(4, np.float32))
-    bundle = objects.Bundle("sparse", {"gaps": Tensor.from_numpy(np.array([9], np.uint32)), "values": Tensor.from_numpy(np.ones(1, np.float32))}, {"base": base.hash()})
+    bundle = objects.Bundle(
+        "sparse",
+        {"gaps": Tensor.from_numpy(np.array([9], np.uint32)), "values": Tensor.from_numpy(np.ones(1, np.float32))},
+        {"base": base.hash()},
+    )
     with pytest.raises(StoreError, match="out of range"):
         SparseUpdate().apply(bundle, base)
 
@@ -65,7 +69,15 @@ def test_side_loaded_sparse_round_trips_through_commit_and_checkout(repo: Path, 
     indices = np.array([5, 0, 511, 77], dtype=np.int64)
     values = np.array([-0.0, 1.0, np.nan, -2.5], dtype=np.float32).astype(NUMPY[dtype])
     save(tmp_path / "delta.safetensors", {"enc.weight.sparse_indices": indices, "enc.weight.sparse_values": values})
-    theta(repo, "add", "model.safetensors", "--update-type", "sparse", "--update-data", str(tmp_path / "delta.safetensors"))
+    theta(
+        repo,
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "sparse",
+        "--update-data",
+        str(tmp_path / "delta.safetensors"),
+    )
     params = staged(repo)
     assert chain(params, "enc.weight") == ["dense", "sparse"] and chain(params, "enc.bias") == ["dense"]
     assert git(repo, "status", "--porcelain").stdout == "M  model.safetensors\n"  # staged, nothing unstaged
@@ -83,9 +95,24 @@ def test_side_loaded_sparse_values_must_have_the_parameter_dtype(repo: Path, tmp
     safetensors.numpy.save_file(model, str(repo / "model.safetensors"))
     commit(repo, "base")
     before = (repo / "model.safetensors").read_bytes()
-    save(tmp_path / "d.safetensors", {"w.sparse_indices": np.array([1]), "w.sparse_values": np.array([1.0], np.float16)})
-    result = theta(repo, "add", "model.safetensors", "--update-type", "sparse", "--update-data", str(tmp_path / "d.safetensors"), check=False)
-    assert result.returncode == 1 and "sparse_values are F16, the parameter is F32" in result.stderr and "'w'" in result.stderr
+    save(
+        tmp_path / "d.safetensors", {"w.sparse_indices": np.array([1]), "w.sparse_values": np.array([1.0], np.float16)}
+    )
+    result = theta(
+        repo,
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "sparse",
+        "--update-data",
+        str(tmp_path / "d.safetensors"),
+        check=False,
+    )
+    assert (
+        result.returncode == 1
+        and "sparse_values are F16, the parameter is F32" in result.stderr
+        and "'w'" in result.stderr
+    )
     assert (repo / "model.safetensors").read_bytes() == before
     assert git(repo, "status", "--porcelain").stdout == ""
 
@@ -98,6 +125,9 @@ def test_object_layout_is_locked() -> None:
     assert bundle is not None
     header, _ = objects.read_header(b"".join(objects.encode(bundle)))
     assert header["kind"] == "sparse" and header["fields"] == {"base": base.hash()}
-    assert [(b["name"], b["dtype"], b["shape"]) for b in header["buffers"]] == [("gaps", "U32", [2]), ("values", "F32", [2])]
+    assert [(b["name"], b["dtype"], b["shape"]) for b in header["buffers"]] == [
+        ("gaps", "U32", [2]),
+        ("values", "F32", [2]),
+    ]
     decoded = objects.decode(b"".join(objects.encode(bundle)))
     assert decoded.buffers["gaps"].numpy().tolist() == [2, 3] and decoded.buffers["values"].numpy().tolist() == [9, -1]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import git
 from update_helpers import chain, checkout_bytes, commit, save, staged, weights
 
-from conftest import git
 from git_theta import dtypes, objects
 from git_theta.errors import StoreError
 from git_theta.tensor import Tensor

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import git
 from safetensors.torch import load_file
 from workflow_support import (
     ALL_DTYPES,
@@ -22,8 +23,6 @@ from workflow_support import (
     store_files,
     weights,
 )
-
-from conftest import git
 
 
 def _commit(repo: Path, message: str, *paths: str) -> str:
@@ -68,7 +67,11 @@ def test_three_versions_check_out_byte_identical(repo: Path) -> None:
     data = model.read_bytes()
     assert data == versions[2][1]
     header_size = struct.unpack("<Q", data[:8])[0]
-    assert json.loads(data[8 : 8 + header_size])["__metadata__"] == {"format": "pt", "version": "3", "note": "dtype zoo"}
+    assert json.loads(data[8 : 8 + header_size])["__metadata__"] == {
+        "format": "pt",
+        "version": "3",
+        "note": "dtype zoo",
+    }
 
 
 def _tensor_offset(data: bytes, name: str) -> int:
@@ -100,7 +103,9 @@ def test_one_bit_flip_in_minilm_is_one_line_and_one_object(repo: Path, minilm: P
 
     git(repo, "commit", "-q", "-m", "flip one bit")
     new_objects = store_files(repo) - before
-    assert len(new_objects) == 1 and new_objects <= set(param_objects(blob_metadata(repo, "HEAD:model.safetensors"), name))
+    assert len(new_objects) == 1 and new_objects <= set(
+        param_objects(blob_metadata(repo, "HEAD:model.safetensors"), name)
+    )
     assert len(store_files(repo)) == len(before) + 1
 
     git(repo, "checkout", "HEAD~1", "--", "model.safetensors")
@@ -117,7 +122,12 @@ def test_same_tensor_is_stored_once_across_names_files_and_branches(repo: Path) 
     _commit(repo, "c on side", "c.safetensors")
 
     metas = {path: blob_metadata(repo, f"side:{path}") for path in ("a.safetensors", "b.safetensors", "c.safetensors")}
-    shared_ids = {oid for meta in metas.values() for entry in meta["params"].values() for oid in (link["object"] for link in entry["stored"])}
+    shared_ids = {
+        oid
+        for meta in metas.values()
+        for entry in meta["params"].values()
+        for oid in (link["object"] for link in entry["stored"])
+    }
     headers = {meta["file"]["header"]["object"] for meta in metas.values()}
     assert len(shared_ids) == 1
     # One object for the tensor, one per distinct safetensors header, nothing else.
@@ -129,7 +139,9 @@ def test_same_tensor_is_stored_once_across_names_files_and_branches(repo: Path) 
     assert load_file(str(repo / "c.safetensors"))["third"].numpy().tobytes() == shared.tobytes()
 
 
-def test_metadata_passes_through_and_unfiltered_checkout_gives_metadata(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metadata_passes_through_and_unfiltered_checkout_gives_metadata(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = repo / "model.safetensors"
     data = save_small(model, weights(1), note="v1")
     _commit(repo, "v1", "model.safetensors")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import git, theta
 from safetensors.torch import save_file as save_torch
 from workflow_support import (
     blob_metadata,
@@ -15,8 +16,6 @@ from workflow_support import (
     store_files,
     weights,
 )
-
-from conftest import git, theta
 
 MODEL = "model.safetensors"
 
@@ -63,7 +62,10 @@ def test_git_mv_keeps_both_commits_exact(repo: Path) -> None:
     (repo / "models").mkdir()
     git(repo, "mv", MODEL, "models/renamed.safetensors")
     git(repo, "commit", "-q", "-m", "move")
-    assert git(repo, "rev-parse", f"HEAD~1:{MODEL}").stdout == git(repo, "rev-parse", "HEAD:models/renamed.safetensors").stdout
+    assert (
+        git(repo, "rev-parse", f"HEAD~1:{MODEL}").stdout
+        == git(repo, "rev-parse", "HEAD:models/renamed.safetensors").stdout
+    )
 
     git(repo, "checkout", "-q", "--detach", "HEAD~1")
     assert (repo / MODEL).read_bytes() == v1 and not (repo / "models" / "renamed.safetensors").exists()
@@ -106,7 +108,12 @@ def test_cherry_pick_and_amend(repo: Path) -> None:
     amended = save_small(model, _edited(1, layer_0_bias=0.5))
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "--amend", "--no-edit")
-    assert git(repo, "log", "--format=%s").stdout.splitlines() == ["change a bias", "readme", "base", "track checkpoints"]
+    assert git(repo, "log", "--format=%s").stdout.splitlines() == [
+        "change a bias",
+        "readme",
+        "base",
+        "track checkpoints",
+    ]
     model.unlink()
     git(repo, "checkout", "-q", "HEAD", "--", MODEL)
     assert model.read_bytes() == amended
@@ -136,7 +143,10 @@ def test_two_worktrees_share_one_store(repo: Path) -> None:
 
 def _shard(seed: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {f"model.layers.{seed}.{name}": torch.randn(16, 8, generator=generator).to(torch.bfloat16) for name in ("mlp.weight", "attn.weight")}
+    return {
+        f"model.layers.{seed}.{name}": torch.randn(16, 8, generator=generator).to(torch.bfloat16)
+        for name in ("mlp.weight", "attn.weight")
+    }
 
 
 def test_sharded_hugging_face_checkpoint_with_a_track_pattern(repo: Path) -> None:
@@ -153,7 +163,11 @@ def test_sharded_hugging_face_checkpoint_with_a_track_pattern(repo: Path) -> Non
     _commit(repo, "sharded", ".gitattributes", "model.safetensors.index.json", *shards)
 
     assert git(repo, "cat-file", "blob", "HEAD:model.safetensors.index.json").stdout.encode() == index
-    assert git(repo, "check-attr", "filter", "--", "model.safetensors.index.json").stdout.strip().endswith("filter: unspecified")
+    assert (
+        git(repo, "check-attr", "filter", "--", "model.safetensors.index.json")
+        .stdout.strip()
+        .endswith("filter: unspecified")
+    )
     for file in shards:
         assert git(repo, "check-attr", "filter", "--", file).stdout.strip().endswith("filter: theta")
         assert blob_metadata(repo, f"HEAD:{file}")["params"].keys() == shards[file].keys()

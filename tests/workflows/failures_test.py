@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from conftest import git, theta
 from workflow_support import (
     blob_metadata,
     direct_console_script,  # noqa: F401 (autouse fixture)
@@ -19,7 +20,6 @@ from workflow_support import (
     weights,
 )
 
-from conftest import git, theta
 from git_theta.commands.install import NOT_ON_PATH
 
 MODEL = "model.safetensors"
@@ -49,7 +49,9 @@ def _fails_without_theta(repo: Path, *args: str) -> None:
     without = _git_without_theta(repo, *args)
     assert without.returncode != 0 and without.stderr.startswith(NOT_ON_PATH + "\n"), without.stderr
     missing = git(repo, "-c", f"filter.theta.process={MISSING}", *args, check=False)
-    assert missing.returncode != 0 and "git-theta-not-installed: " in missing.stderr and "not found" in missing.stderr, missing.stderr
+    assert (
+        missing.returncode != 0 and "git-theta-not-installed: " in missing.stderr and "not found" in missing.stderr
+    ), missing.stderr
 
 
 def test_missing_executable_fails_add_and_checkout_without_committing_raw_bytes(repo: Path) -> None:
@@ -96,7 +98,10 @@ def test_corrupt_and_missing_objects_are_named_by_fsck_and_checkout(repo: Path) 
 
     fsck = theta(repo, "fsck", check=False)
     assert fsck.returncode == 1
-    assert f"parameter 'layer.1.weight': object {corrupt_oid} is corrupt" in fsck.stderr and f"error: {MODEL}@" in fsck.stderr, fsck.stderr
+    assert (
+        f"parameter 'layer.1.weight': object {corrupt_oid} is corrupt" in fsck.stderr
+        and f"error: {MODEL}@" in fsck.stderr
+    ), fsck.stderr
     assert "'layer.0.bias'" in fsck.stderr and f"object {missing_oid} is missing" in fsck.stderr, fsck.stderr
 
     (repo / MODEL).unlink()

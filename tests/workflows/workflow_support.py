@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import git
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
-
-from conftest import git
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +26,10 @@ def direct_console_script(monkeypatch: pytest.MonkeyPatch) -> None:
 # Bit patterns that a lossy path would change: NaNs with payloads (quiet, signalling, negative),
 # -0.0, +-inf, subnormals. Each is a list of raw little-endian integers of the dtype's width.
 SPECIAL_BITS: dict[str, tuple[type[np.unsignedinteger], list[int]]] = {
-    "F64": (np.uint64, [0x7FF8000000000001, 0xFFF0000000000DEA, 0x8000000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x1]),
+    "F64": (
+        np.uint64,
+        [0x7FF8000000000001, 0xFFF0000000000DEA, 0x8000000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x1],
+    ),
     "F32": (np.uint32, [0x7FC00001, 0x7F800001, 0xFFC0BEEF, 0x80000000, 0x7F800000, 0xFF800000, 0x1]),
     "F16": (np.uint16, [0x7E01, 0x7C01, 0xFE55, 0x8000, 0x7C00, 0xFC00, 0x1]),
     "BF16": (np.uint16, [0x7FC1, 0x7F81, 0xFFAB, 0x8000, 0x7F80, 0xFF80, 0x1]),
@@ -106,7 +108,9 @@ def save_small(path: Path, tensors: Mapping[str, np.ndarray], note: str = "") ->
     return path.read_bytes()
 
 
-def weights(seed: int, names: tuple[str, ...] = ("layer.0.weight", "layer.0.bias", "layer.1.weight")) -> dict[str, np.ndarray]:
+def weights(
+    seed: int, names: tuple[str, ...] = ("layer.0.weight", "layer.0.bias", "layer.1.weight")
+) -> dict[str, np.ndarray]:
     """A tiny fp32 model: N(0, 0.02) weights [8, 4] and biases [8]."""
     rng = np.random.default_rng(seed)
     return {name: rng.normal(0, 0.02, (8, 4) if name.endswith("weight") else (8,)).astype(np.float32) for name in names}

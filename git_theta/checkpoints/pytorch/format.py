@@ -118,33 +118,48 @@ class PytorchFormat(CheckpointFormat):
         try:
             return torch.load(filename, weights_only=True, map_location="cpu", mmap=is_zip)
         except pickle.UnpicklingError as error:
-            raise CheckpointError(f"torch.load(weights_only=True) refused the file: {_weights_only_reason(error)}") from None
+            raise CheckpointError(
+                f"torch.load(weights_only=True) refused the file: {_weights_only_reason(error)}"
+            ) from None
         except Exception as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"torch.load failed: {reason}") from None
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         if "layout" in file:
             zip_reader.write(file, source, out)  # byte for byte, no torch needed
             return
         torch = import_torch()
         try:
-            tree = json.loads(source.get_blob(file["structure_blob"])) if "structure_blob" in file else file["structure"]
+            tree = (
+                json.loads(source.get_blob(file["structure_blob"])) if "structure_blob" in file else file["structure"]
+            )
             needed = _needed_params(tree)
         except (ValueError, RecursionError) as error:  # committed metadata is untrusted: a blob may be anything
-            raise CheckpointError(f"the structure tree is not valid JSON or nests too deeply: {str(error)[:200]}") from None
+            raise CheckpointError(
+                f"the structure tree is not valid JSON or nests too deeply: {str(error)[:200]}"
+            ) from None
         for name in needed:
             if name not in params:
                 raise CheckpointError(f"the structure needs parameter {name!r}, which the metadata lacks")
         built = {name: _to_torch(torch, name, tensor) for name, tensor in zip(needed, source.tensors(needed))}
         try:
             obj = decode_tree(tree, built, torch)
-        except (RecursionError, KeyError, TypeError, ValueError, AttributeError) as error:
-            raise CheckpointError("the structure tree in the metadata is malformed (a node that describes no value): it cannot be rebuilt") from None
+        except (RecursionError, KeyError, TypeError, ValueError, AttributeError):
+            raise CheckpointError(
+                "the structure tree in the metadata is malformed (a node that describes no value): it cannot be rebuilt"
+            ) from None
         torch.save(obj, out, _use_new_zipfile_serialization=file.get("serialization", "zip") == "zip")
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """Values changing in place; a byte-exact zip also gets the new storages' CRC-32s in its skeleton."""
         section = super().file_for_params(file, before, after, source, sink)

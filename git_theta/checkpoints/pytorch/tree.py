@@ -98,7 +98,9 @@ class _Encoder:
         if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
             raise CheckpointError(f"{where}: tensor subclass {type(tensor).__name__} is not supported")
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
-            raise CheckpointError(f"{where}: only dense CPU tensors are supported, not a {tensor.layout} {tensor.dtype} tensor on {tensor.device}")
+            raise CheckpointError(
+                f"{where}: only dense CPU tensors are supported, not a {tensor.layout} {tensor.dtype} tensor on {tensor.device}"
+            )
         name = unique_name(".".join(path) or "tensor", self.taken)
         self.by_id[id(tensor)] = name
         node: dict[str, Any] = {"tensor": name}
@@ -190,7 +192,9 @@ def check_limits(obj: Any) -> None:
         if depth > MAX_DEPTH:
             break
         stack.append((value, depth, True))
-        stack.extend((child, depth + 1, False) for child in children if _children(child) is not None and id(child) not in sizes)
+        stack.extend(
+            (child, depth + 1, False) for child in children if _children(child) is not None and id(child) not in sizes
+        )
     if stack or sizes.get(id(obj), (0, 0))[1] > MAX_DEPTH:
         raise LimitError(f"the pickled object nests containers more than {MAX_DEPTH} deep (or holds itself)")
 

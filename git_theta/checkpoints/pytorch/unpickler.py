@@ -91,8 +91,22 @@ class FakeTensor:
     is_quantized = False
     device = _CPU
 
-    def __init__(self, storage: Storage, offset: int, shape: tuple[int, ...], strides: tuple[int, ...], requires_grad: bool, dtype: str) -> None:
-        self.storage, self.offset, self.shape, self.strides, self.requires_grad = storage, offset, shape, strides, requires_grad
+    def __init__(
+        self,
+        storage: Storage,
+        offset: int,
+        shape: tuple[int, ...],
+        strides: tuple[int, ...],
+        requires_grad: bool,
+        dtype: str,
+    ) -> None:
+        self.storage, self.offset, self.shape, self.strides, self.requires_grad = (
+            storage,
+            offset,
+            shape,
+            strides,
+            requires_grad,
+        )
         self.dtype = dtype  # a torch dtype name: "float32"
 
     def storage_offset(self) -> int:
@@ -107,7 +121,11 @@ class _Parameter(FakeTensor):
 
 
 def _ints(value: Any, count: int | None = None) -> tuple[int, ...]:
-    if type(value) is not tuple or not all(type(n) is int for n in value) or (count is not None and len(value) != count):
+    if (
+        type(value) is not tuple
+        or not all(type(n) is int for n in value)
+        or (count is not None and len(value) != count)
+    ):
         raise Unsupported("tensor size or stride is not a tuple of ints")
     return value
 
@@ -117,7 +135,9 @@ def _empty_hooks(hooks: Any) -> None:
         raise Unsupported("tensor with backward hooks")
 
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, metadata: Any = None) -> FakeTensor:
+def _rebuild_tensor_v2(
+    storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, metadata: Any = None
+) -> FakeTensor:
     if type(storage) is not Storage or type(offset) is not int or type(requires_grad) is not bool or metadata:
         raise Unsupported("tensor with unusual arguments")
     _empty_hooks(hooks)
@@ -125,7 +145,9 @@ def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requir
     return FakeTensor(storage, offset, shape, _ints(stride, len(shape)), requires_grad, storage.dtype)
 
 
-def _rebuild_tensor_v3(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: Any, metadata: Any = None) -> FakeTensor:
+def _rebuild_tensor_v3(
+    storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: Any, metadata: Any = None
+) -> FakeTensor:
     """Newer dtypes (uint16, ...) sit on an untyped (byte) storage; the tensor names its dtype."""
     if type(dtype) is not _DType or type(storage) is not Storage or storage.dtype != "uint8":
         raise Unsupported("tensor with unusual arguments")
@@ -178,7 +200,14 @@ _GLOBALS.update({("torch", name): _StorageType(dtype) for name, dtype in _STORAG
 _GLOBALS.update({("torch", dtype): _DType(dtype) for dtype in ITEMSIZE})
 
 # The torch namespace encode_tree sees: the stand-in types above.
-FAKE_TORCH = SimpleNamespace(Tensor=FakeTensor, nn=SimpleNamespace(Parameter=_Parameter), Size=_Size, dtype=_DType, device=_Device, strided=_STRIDED)
+FAKE_TORCH = SimpleNamespace(
+    Tensor=FakeTensor,
+    nn=SimpleNamespace(Parameter=_Parameter),
+    Size=_Size,
+    dtype=_DType,
+    device=_Device,
+    strided=_STRIDED,
+)
 
 
 class Unpickler(pickle.Unpickler):

@@ -94,7 +94,9 @@ def _central_crc_offsets(file: IO[bytes], archive: zipfile.ZipFile, size: int) -
     for _ in archive.infolist():
         if directory[at : at + 4] != b"PK\x01\x02":
             raise Unsupported("unexpected central directory entry")
-        name_length, extra_length, comment_length = (int.from_bytes(directory[at + i : at + i + 2], "little") for i in (28, 30, 32))
+        name_length, extra_length, comment_length = (
+            int.from_bytes(directory[at + i : at + i + 2], "little") for i in (28, 30, 32)
+        )
         name = directory[at + 46 : at + 46 + name_length].decode("utf-8", "replace")
         found[name] = start + at + 16
         at += 46 + name_length + extra_length + comment_length
@@ -123,10 +125,14 @@ def check_limits(infos: list[zipfile.ZipInfo], size: int) -> None:
     check_members(infos, size)
     for info in infos:
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
-            raise LimitError(f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a pickle")
+            raise LimitError(
+                f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a pickle"
+            )
 
 
-def _plan(file: IO[bytes], size: int, dtype_names: Mapping[str, str]) -> tuple[Any, dict[str, zipfile.ZipInfo], dict[str, _Group], dict[str, list[int]]]:
+def _plan(
+    file: IO[bytes], size: int, dtype_names: Mapping[str, str]
+) -> tuple[Any, dict[str, zipfile.ZipInfo], dict[str, _Group], dict[str, list[int]]]:
     """Check the archive and its pickle; raise Unsupported for anything the fast path does not handle."""
     archive = zipfile.ZipFile(file)
     infos = sorted(archive.infolist(), key=lambda info: info.header_offset)
@@ -160,7 +166,9 @@ def _plan(file: IO[bytes], size: int, dtype_names: Mapping[str, str]) -> tuple[A
     return tree, members, groups, crcs
 
 
-def read(file: IO[bytes], size: int, whole_digest: str, sink: ParamSink, dtype_names: Mapping[str, str]) -> tuple[Any, dict[str, Any]] | None:
+def read(
+    file: IO[bytes], size: int, whole_digest: str, sink: ParamSink, dtype_names: Mapping[str, str]
+) -> tuple[Any, dict[str, Any]] | None:
     """(structure tree, zip section) for a spooled torch zip, or None if torch.load must read it.
 
     Nothing reaches `sink` before the archive and its pickle have been
@@ -171,7 +179,22 @@ def read(file: IO[bytes], size: int, whole_digest: str, sink: ParamSink, dtype_n
         tree, members, groups, crcs = _plan(file, size, dtype_names)
     except LimitError:
         raise  # torch.load would meet the same limit, after loading torch and the whole pickle
-    except (Unsupported, CheckpointError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError, NotImplementedError, OSError):
+    except (
+        Unsupported,
+        CheckpointError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        RecursionError,
+        NotImplementedError,
+        OSError,
+    ):
         return None
     builder = SkeletonBuilder(file)
     check, hashed = blake3.blake3(), 0
@@ -212,7 +235,9 @@ def write(file: Mapping[str, Any], source: ParamSource, out: BinaryIO) -> None:
     """Skeleton runs and storages, interleaved as the layout says."""
     reader = zip_layout.SkeletonReader(source.get_blob(file["skeleton"]), "zip")
     storages = source.tensors(_storage_names(file["layout"]))
-    for _, tensor in reader.payloads(file["layout"], storages, out, lambda segment: f"parameter {segment['storage']!r}"):
+    for _, tensor in reader.payloads(
+        file["layout"], storages, out, lambda segment: f"parameter {segment['storage']!r}"
+    ):
         out.write(memoryview(tensor.data))
 
 

@@ -16,7 +16,13 @@ class AverageStrategy(MergeStrategy):
     name = "average"
     summary = "element-wise mean of the versions (equal weights)"
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         total = np.zeros_like(versions[0])
         for version in versions:
             total += version

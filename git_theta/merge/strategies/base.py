@@ -37,7 +37,9 @@ class Argument:
         try:
             parsed = self.type(value)
         except (TypeError, ValueError):
-            raise ThetaError(f"merge strategy {strategy!r}: argument {self.name}={value!r} is not a {self.type.__name__}") from None
+            raise ThetaError(
+                f"merge strategy {strategy!r}: argument {self.name}={value!r} is not a {self.type.__name__}"
+            ) from None
         if self.minimum is not None and parsed < self.minimum:
             raise ThetaError(f"merge strategy {strategy!r}: {self.name}={parsed} is below the minimum {self.minimum}")
         if self.maximum is not None and parsed > self.maximum:
@@ -60,8 +62,13 @@ class MergeStrategy(ABC):
         known = {argument.name: argument for argument in cls.arguments}
         unknown = sorted(set(given) - set(known))
         if unknown:
-            raise ThetaError(f"merge strategy {cls.name!r} has no argument {unknown[0]!r}; it takes: {', '.join(known) or 'none'}")
-        return {name: argument.parse(given[name], cls.name) if name in given else argument.default for name, argument in known.items()}
+            raise ThetaError(
+                f"merge strategy {cls.name!r} has no argument {unknown[0]!r}; it takes: {', '.join(known) or 'none'}"
+            )
+        return {
+            name: argument.parse(given[name], cls.name) if name in given else argument.default
+            for name, argument in known.items()
+        }
 
     def uses_base(self, arguments: Mapping[str, Any]) -> bool:
         """True when `merge` needs the merge base's version with these arguments (nuslerp's use_base, say)."""
@@ -76,5 +83,11 @@ class MergeStrategy(ABC):
         return None
 
     @abstractmethod
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         """The merged value of parameter `name` from `versions` (ours first)."""

@@ -12,8 +12,24 @@ from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVector
 from git_theta.merge.strategies.ties import WEIGHT
 
 ARGUMENTS = (
-    Argument("density", float, 0.9, "share of each task vector's entries KEPT (below the dropped outliers); one value, or one per version", minimum=0.0, maximum=1.0, per_model=True),
-    Argument("gamma", float, 0.01, "share of each task vector's largest-magnitude entries dropped as outliers; one value, or one per version", minimum=0.0, maximum=1.0, per_model=True),
+    Argument(
+        "density",
+        float,
+        0.9,
+        "share of each task vector's entries KEPT (below the dropped outliers); one value, or one per version",
+        minimum=0.0,
+        maximum=1.0,
+        per_model=True,
+    ),
+    Argument(
+        "gamma",
+        float,
+        0.01,
+        "share of each task vector's largest-magnitude entries dropped as outliers; one value, or one per version",
+        minimum=0.0,
+        maximum=1.0,
+        per_model=True,
+    ),
     LAMBDA,
     WEIGHT,
     NORMALIZE,

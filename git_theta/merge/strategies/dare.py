@@ -9,7 +9,15 @@ from git_theta.merge.strategies.base import Argument
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 from git_theta.merge.strategies.ties import WEIGHT
 
-DROP = Argument("p", float, 0.5, "drop rate: probability of zeroing an entry of a task vector; one value, or one per version", minimum=0.0, maximum=0.999, per_model=True)
+DROP = Argument(
+    "p",
+    float,
+    0.5,
+    "drop rate: probability of zeroing an entry of a task vector; one value, or one per version",
+    minimum=0.0,
+    maximum=0.999,
+    per_model=True,
+)
 SEED = Argument("seed", int, 0, "seed of the drop masks (combined with the parameter name)", minimum=0)
 
 
@@ -34,4 +42,6 @@ class DareStrategy(TaskVectorStrategy):
     )
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
-        return TaskVectorConfig(scale=arguments["lambda"], drop=arguments["p"], seed=arguments["seed"], weight=arguments.get("weight", 1.0))
+        return TaskVectorConfig(
+            scale=arguments["lambda"], drop=arguments["p"], seed=arguments["seed"], weight=arguments.get("weight", 1.0)
+        )

@@ -11,7 +11,15 @@ from git_theta.merge.strategies.task_arithmetic import NORMALIZE
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 from git_theta.merge.strategies.ties import WEIGHT
 
-DENSITY = Argument("density", float, 0.5, "share of each task vector's entries KEPT; one value, or one per version", minimum=0.001, maximum=1.0, per_model=True)
+DENSITY = Argument(
+    "density",
+    float,
+    0.5,
+    "share of each task vector's entries KEPT; one value, or one per version",
+    minimum=0.001,
+    maximum=1.0,
+    per_model=True,
+)
 LAMBDA = Argument("lambda", float, 1.0, "scale λ of the merged task vector", minimum=0.0)
 
 
@@ -37,7 +45,10 @@ class DareTiesStrategy(TaskVectorStrategy):
         density = arguments["density"]
         drop: Any = tuple(1.0 - d for d in density) if isinstance(density, (tuple, list)) else 1.0 - float(density)
         return TaskVectorConfig(
-            scale=arguments["lambda"], drop=drop, seed=arguments["seed"], elect_sign=True, weight=arguments["weight"], normalize=bool(arguments["normalize"])
+            scale=arguments["lambda"],
+            drop=drop,
+            seed=arguments["seed"],
+            elect_sign=True,
+            weight=arguments["weight"],
+            normalize=bool(arguments["normalize"]),
         )
-
-

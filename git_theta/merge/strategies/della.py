@@ -12,8 +12,24 @@ from git_theta.merge.strategies.flag import Flag
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 from git_theta.merge.strategies.ties import WEIGHT
 
-DENSITY = Argument("density", float, 0.5, "mean share of each task vector's entries KEPT; one value, or one per version", minimum=0.0, maximum=1.0, per_model=True)
-EPSILON = Argument("epsilon", float, 0.15, "keep probabilities span density ± epsilon, from the smallest magnitude of a row to the largest; one value, or one per version", minimum=0.0, maximum=0.5, per_model=True)
+DENSITY = Argument(
+    "density",
+    float,
+    0.5,
+    "mean share of each task vector's entries KEPT; one value, or one per version",
+    minimum=0.0,
+    maximum=1.0,
+    per_model=True,
+)
+EPSILON = Argument(
+    "epsilon",
+    float,
+    0.15,
+    "keep probabilities span density ± epsilon, from the smallest magnitude of a row to the largest; one value, or one per version",
+    minimum=0.0,
+    maximum=0.5,
+    per_model=True,
+)
 
 
 class DellaStrategy(TaskVectorStrategy):
@@ -34,7 +50,14 @@ class DellaStrategy(TaskVectorStrategy):
 
     name = "della"
     summary = "DELLA: drop with probabilities ranked by magnitude, rescale, then TIES sign election"
-    arguments = (DENSITY, EPSILON, LAMBDA, WEIGHT, Argument("normalize", Flag, Flag(True), "divide by the sum of the agreeing weights"), SEED)
+    arguments = (
+        DENSITY,
+        EPSILON,
+        LAMBDA,
+        WEIGHT,
+        Argument("normalize", Flag, Flag(True), "divide by the sum of the agreeing weights"),
+        SEED,
+    )
     elect_sign = True
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
@@ -56,5 +79,12 @@ class DellaLinearStrategy(DellaStrategy):
 
     name = "della-linear"
     summary = "DELLA's MagPrune and rescale, then a weighted sum of the task vectors"
-    arguments = (DENSITY, EPSILON, LAMBDA, WEIGHT, Argument("normalize", Flag, Flag(False), "divide the weighted sum by the sum of the weights"), SEED)
+    arguments = (
+        DENSITY,
+        EPSILON,
+        LAMBDA,
+        WEIGHT,
+        Argument("normalize", Flag, Flag(False), "divide the weighted sum by the sum of the weights"),
+        SEED,
+    )
     elect_sign = False

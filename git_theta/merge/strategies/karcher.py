@@ -56,10 +56,18 @@ class KarcherStrategy(MergeStrategy):
     summary = "Riemannian (Karcher) mean of the versions' directions, scaled by their mean norm"
     arguments = (
         Argument("max_iter", int, 10, "most iterations of the mean's fixed-point update", minimum=1, maximum=1000),
-        Argument("tol", float, 1e-5, "convergence tolerance (and the smallest norm / angle taken into account)", minimum=0.0),
+        Argument(
+            "tol", float, 1e-5, "convergence tolerance (and the smallest norm / angle taken into account)", minimum=0.0
+        ),
     )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if len(versions) == 1:
             return versions[0]
         return karcher_mean(versions, int(arguments["max_iter"]), float(arguments["tol"]))

@@ -41,10 +41,23 @@ class ModelStockStrategy(MergeStrategy):
 
     name = "model-stock"
     summary = "Model Stock: interpolate from the base toward the average by the angle between the fine-tunes"
-    arguments = (Argument("filter_wise", Flag, Flag(False), "one interpolation ratio per row (the last axis) instead of one per tensor"),)
+    arguments = (
+        Argument(
+            "filter_wise",
+            Flag,
+            Flag(False),
+            "one interpolation ratio per row (the last axis) instead of one per tensor",
+        ),
+    )
     needs_base = True
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if base is None:
             raise ThetaError(f"merge strategy 'model-stock' needs the merge base's version of parameter {name!r}")
         if len(versions) < 2:

@@ -23,11 +23,27 @@ class NearswapStrategy(MergeStrategy):
 
     name = "nearswap"
     summary = "take their value where it is within t of ours, else move ours by t toward it"
-    arguments = (Argument("t", float, 0.0001, "distance below which their value is taken whole; beyond it ours moves by t toward theirs", minimum=0.0),)
+    arguments = (
+        Argument(
+            "t",
+            float,
+            0.0001,
+            "distance below which their value is taken whole; beyond it ours moves by t toward theirs",
+            minimum=0.0,
+        ),
+    )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if len(versions) != 2:
-            raise ThetaError(f"merge strategy 'nearswap' merges exactly 2 versions; parameter {name!r} has {len(versions)}")
+            raise ThetaError(
+                f"merge strategy 'nearswap' merges exactly 2 versions; parameter {name!r} has {len(versions)}"
+            )
         ours, theirs = versions
         t = float(arguments["t"])
         difference = theirs - ours

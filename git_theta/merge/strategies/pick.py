@@ -18,7 +18,13 @@ class _Pick(MergeStrategy):
     def pick(self, arguments: Mapping[str, Any]) -> int | None:
         return self.index
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         chosen = base if self.index < 0 else versions[self.index] if self.index < len(versions) else None
         if chosen is None:
             raise ThetaError(f"merge strategy {self.name!r}: parameter {name!r} has no such version")

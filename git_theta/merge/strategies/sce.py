@@ -43,10 +43,25 @@ class SceStrategy(MergeStrategy):
 
     name = "sce"
     summary = "SCE: select high-variance entries, weight by squared magnitude, erase minority signs"
-    arguments = (Argument("select_topk", float, 1.0, "share of the entries kept, by variance across the task vectors", minimum=0.0, maximum=1.0),)
+    arguments = (
+        Argument(
+            "select_topk",
+            float,
+            1.0,
+            "share of the entries kept, by variance across the task vectors",
+            minimum=0.0,
+            maximum=1.0,
+        ),
+    )
     needs_base = True
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if base is None:
             raise ThetaError(f"merge strategy 'sce' needs the merge base's version of parameter {name!r}")
         vectors = select([version - base for version in versions], float(arguments["select_topk"]))

@@ -25,9 +25,17 @@ class SlerpStrategy(MergeStrategy):
     summary = "spherical interpolation between two versions"
     arguments = (Argument("t", float, 0.5, "interpolation position: 0 = ours, 1 = theirs", minimum=0.0, maximum=1.0),)
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if len(versions) != 2:
-            raise ThetaError(f"merge strategy 'slerp' merges exactly 2 versions; parameter {name!r} has {len(versions)}")
+            raise ThetaError(
+                f"merge strategy 'slerp' merges exactly 2 versions; parameter {name!r} has {len(versions)}"
+            )
         t = float(arguments["t"])
         first, second = versions
         norms = float(np.linalg.norm(first)) * float(np.linalg.norm(second))

@@ -67,7 +67,9 @@ def breadcrumbs(vector: np.ndarray[Any, Any], density: float, gamma: float) -> n
     return np.where(mask.reshape(vector.shape), vector, 0.0)
 
 
-def magprune(vector: np.ndarray[Any, Any], density: float, epsilon: float, rng: np.random.Generator) -> np.ndarray[Any, Any]:
+def magprune(
+    vector: np.ndarray[Any, Any], density: float, epsilon: float, rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
     """DELLA's MagPrune, per row (the first axis; a 0-D or 1-D tensor is one row).
 
     Within a row of m entries, rᵢ is the rank of |τᵢ| from 0 (smallest) to m−1 (equal magnitudes: lower

@@ -16,7 +16,12 @@ from git_theta.merge.strategies.ties import WEIGHT
 # Below this, the weighted mean of the unit vectors is taken as zero (mergekit's eps) and sin θ as colinear.
 SPHERE_EPSILON = 1e-8
 
-USE_BASE = Argument("use_base", Flag, Flag(False), "interpolate the task vectors θᵢ − θ_base and add the base back (needs the merge base)")
+USE_BASE = Argument(
+    "use_base",
+    Flag,
+    Flag(False),
+    "interpolate the task vectors θᵢ − θ_base and add the base back (needs the merge base)",
+)
 
 
 def _unit(vectors: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -29,11 +34,15 @@ class _Spherical(MergeStrategy):
     def uses_base(self, arguments: Mapping[str, Any]) -> bool:
         return bool(arguments.get("use_base", False))
 
-    def _origin(self, base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any] | None:
+    def _origin(
+        self, base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str
+    ) -> np.ndarray[Any, Any] | None:
         if not arguments["use_base"]:
             return None
         if base is None:
-            raise ThetaError(f"merge strategy {self.name!r} with use_base needs the merge base's version of parameter {name!r}")
+            raise ThetaError(
+                f"merge strategy {self.name!r} with use_base needs the merge base's version of parameter {name!r}"
+            )
         return base
 
 
@@ -53,7 +62,13 @@ class MultislerpStrategy(_Spherical):
     summary = "spherical (barycentric) interpolation of any number of versions, weights per version"
     arguments = (WEIGHT, Argument("normalize_weights", Flag, Flag(True), "divide the weights by their sum"), USE_BASE)
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         origin = self._origin(base, arguments, name)
         weights = np.array(per_version(arguments["weight"], len(versions), "weight"))
         if arguments["normalize_weights"]:
@@ -68,7 +83,9 @@ class MultislerpStrategy(_Spherical):
         mean_norm = float(np.linalg.norm(mean))
         if mean_norm < SPHERE_EPSILON:
             if len(versions) != 2:
-                raise ThetaError(f"merge strategy 'multislerp': the weighted mean direction of parameter {name!r} is zero (antipodal versions); use other weights")
+                raise ThetaError(
+                    f"merge strategy 'multislerp': the weighted mean direction of parameter {name!r} is zero (antipodal versions); use other weights"
+                )
             result = weights @ points
         else:
             mean /= mean_norm
@@ -80,7 +97,9 @@ class MultislerpStrategy(_Spherical):
         return merged if origin is None else merged + origin
 
 
-def nuslerp(t: float, first: np.ndarray[Any, Any], second: np.ndarray[Any, Any], row_wise: bool, flatten: bool) -> np.ndarray[Any, Any]:
+def nuslerp(
+    t: float, first: np.ndarray[Any, Any], second: np.ndarray[Any, Any], row_wise: bool, flatten: bool
+) -> np.ndarray[Any, Any]:
     """mergekit's nuslerp: slerp along the last axis (each row), the first axis (`row_wise`) or the whole tensor (`flatten`)."""
     shape = first.shape
     if flatten or first.ndim < 2:
@@ -116,16 +135,29 @@ class NuslerpStrategy(_Spherical):
     arguments = (
         WEIGHT,
         Argument("nuslerp_flatten", Flag, Flag(True), "interpolate the whole tensor as one vector"),
-        Argument("nuslerp_row_wise", Flag, Flag(False), "without flatten: interpolate along the first axis instead of the last"),
+        Argument(
+            "nuslerp_row_wise",
+            Flag,
+            Flag(False),
+            "without flatten: interpolate along the first axis instead of the last",
+        ),
         USE_BASE,
     )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if len(versions) != 2:
-            raise ThetaError(f"merge strategy 'nuslerp' merges exactly 2 versions; parameter {name!r} has {len(versions)}")
+            raise ThetaError(
+                f"merge strategy 'nuslerp' merges exactly 2 versions; parameter {name!r} has {len(versions)}"
+            )
         origin = self._origin(base, arguments, name)
         w0, w1 = per_version(arguments["weight"], 2, "weight")
         t = 0.5 if abs(w0 + w1) < 1e-6 else w1 / (w0 + w1)
-        first, second = (versions if origin is None else [version - origin for version in versions])
+        first, second = versions if origin is None else [version - origin for version in versions]
         result = nuslerp(t, first, second, bool(arguments["nuslerp_row_wise"]), bool(arguments["nuslerp_flatten"]))
         return result if origin is None else result + origin

@@ -21,4 +21,8 @@ class TaskArithmeticStrategy(TaskVectorStrategy):
     arguments = (Argument("lambda", float, 1.0, "scale λ of the summed task vectors", minimum=0.0), WEIGHT, NORMALIZE)
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
-        return TaskVectorConfig(scale=arguments["lambda"], weight=arguments.get("weight", 1.0), normalize=bool(arguments.get("normalize", False)) or None)
+        return TaskVectorConfig(
+            scale=arguments["lambda"],
+            weight=arguments.get("weight", 1.0),
+            normalize=bool(arguments.get("normalize", False)) or None,
+        )

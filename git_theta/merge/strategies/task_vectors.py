@@ -20,7 +20,16 @@ from git_theta.errors import ThetaError
 from git_theta.merge.strategies.base import MergeStrategy
 from git_theta.merge.strategies.sparsify import breadcrumbs, drop_and_rescale, magprune, trim
 
-__all__ = ["TaskVectorConfig", "TaskVectorStrategy", "disjoint_mean", "drop_and_rescale", "merge_task_vectors", "per_version", "seed_for", "trim"]
+__all__ = [
+    "TaskVectorConfig",
+    "TaskVectorStrategy",
+    "disjoint_mean",
+    "drop_and_rescale",
+    "merge_task_vectors",
+    "per_version",
+    "seed_for",
+    "trim",
+]
 
 # A per-model argument: one value for every version, or one per version (ours first).
 PerModel = float | tuple[float, ...]
@@ -30,7 +39,9 @@ def per_version(value: PerModel, count: int, argument: str = "argument") -> tupl
     """`value` as one float per version: a scalar applies to all, a sequence must have one entry per version."""
     if isinstance(value, (tuple, list)):
         if len(value) != count:
-            raise ThetaError(f"{argument}: {len(value)} values were given (one per version, ours first), but there are {count} versions")
+            raise ThetaError(
+                f"{argument}: {len(value)} values were given (one per version, ours first), but there are {count} versions"
+            )
         return tuple(float(item) for item in value)
     return (float(value),) * count
 
@@ -38,7 +49,9 @@ def per_version(value: PerModel, count: int, argument: str = "argument") -> tupl
 @dataclass(frozen=True)
 class TaskVectorConfig:
     scale: float = 1.0  # λ
-    density: PerModel = 1.0  # TIES: fraction k of entries kept per task vector (1 = keep all); Breadcrumbs, DELLA: their keep share
+    density: PerModel = (
+        1.0  # TIES: fraction k of entries kept per task vector (1 = keep all); Breadcrumbs, DELLA: their keep share
+    )
     drop: PerModel = 0.0  # DARE: probability p of dropping an entry (0 = keep all)
     seed: int = 0  # DARE, DELLA: with the parameter name, seeds the drop masks
     elect_sign: bool = False  # TIES: sign election and disjoint mean instead of a sum
@@ -56,11 +69,13 @@ def seed_for(seed: int, name: str) -> int:
     BLAKE2b with an 8-byte digest (digest_size=8, not a longer digest cut to 8 bytes) of
     "<seed>\\0<name>" in UTF-8, read as a little-endian unsigned integer.
     """
-    digest = hashlib.blake2b(f"{seed}\0{name}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-def disjoint_mean(vectors: Sequence[np.ndarray[Any, Any]], weights: Sequence[float] | None = None, normalize: bool = True) -> np.ndarray[Any, Any]:
+def disjoint_mean(
+    vectors: Sequence[np.ndarray[Any, Any]], weights: Sequence[float] | None = None, normalize: bool = True
+) -> np.ndarray[Any, Any]:
     """TIES: elect each entry's sign by the sign of Σᵢ τᵢ, combine only the τᵢ that agree with it.
 
     `vectors` are already weighted (wᵢτᵢ); the result is Σ_agree wᵢτᵢ / Σ_agree wᵢ (0 where none agrees),
@@ -97,14 +112,18 @@ def _sparsify(vectors: list[np.ndarray[Any, Any]], config: TaskVectorConfig, nam
     if config.epsilon is not None:
         assert rng is not None
         epsilons = per_version(config.epsilon, count, "epsilon")
-        return [magprune(vector, density, epsilon, rng) for vector, density, epsilon in zip(vectors, densities, epsilons)]
+        return [
+            magprune(vector, density, epsilon, rng) for vector, density, epsilon in zip(vectors, densities, epsilons)
+        ]
     if config.gamma is not None:
         gammas = per_version(config.gamma, count, "gamma")
         return [breadcrumbs(vector, density, gamma) for vector, density, gamma in zip(vectors, densities, gammas)]
     return [trim(vector, density) if density < 1 else vector for vector, density in zip(vectors, densities)]
 
 
-def merge_task_vectors(base: np.ndarray[Any, Any], versions: Sequence[np.ndarray[Any, Any]], config: TaskVectorConfig, name: str) -> np.ndarray[Any, Any]:
+def merge_task_vectors(
+    base: np.ndarray[Any, Any], versions: Sequence[np.ndarray[Any, Any]], config: TaskVectorConfig, name: str
+) -> np.ndarray[Any, Any]:
     """θ_base + λ · combine(wᵢ · sparsify(drop(θᵢ − θ_base)))."""
     weights = per_version(config.weight, len(versions), "weight")
     vectors = _sparsify([version - base for version in versions], config, name)
@@ -129,7 +148,13 @@ class TaskVectorStrategy(MergeStrategy):
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
         """This method's configuration of the shared task-vector merge."""
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         if base is None:
             raise ThetaError(f"merge strategy {self.name!r} needs the merge base's version of parameter {name!r}")
         try:

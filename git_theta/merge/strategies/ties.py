@@ -8,7 +8,14 @@ from typing import Any
 from git_theta.merge.strategies.base import Argument
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 
-WEIGHT = Argument("weight", float, 1.0, "weight wᵢ of each version's task vector; one value, or one per version", minimum=0.0, per_model=True)
+WEIGHT = Argument(
+    "weight",
+    float,
+    1.0,
+    "weight wᵢ of each version's task vector; one value, or one per version",
+    minimum=0.0,
+    per_model=True,
+)
 
 
 class TiesStrategy(TaskVectorStrategy):
@@ -24,10 +31,20 @@ class TiesStrategy(TaskVectorStrategy):
     name = "ties"
     summary = "TIES-merging: trim to top-k magnitude, elect sign, disjoint mean"
     arguments = (
-        Argument("k", float, 0.2, "share of each task vector's entries kept (largest magnitude); one value, or one per version", minimum=0.0, maximum=1.0, per_model=True),
+        Argument(
+            "k",
+            float,
+            0.2,
+            "share of each task vector's entries kept (largest magnitude); one value, or one per version",
+            minimum=0.0,
+            maximum=1.0,
+            per_model=True,
+        ),
         Argument("lambda", float, 1.0, "scale λ of the merged task vector", minimum=0.0),
         WEIGHT,
     )
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:
-        return TaskVectorConfig(scale=arguments["lambda"], density=arguments["k"], elect_sign=True, weight=arguments.get("weight", 1.0))
+        return TaskVectorConfig(
+            scale=arguments["lambda"], density=arguments["k"], elect_sign=True, weight=arguments.get("weight", 1.0)
+        )

@@ -33,12 +33,27 @@ class WeightedStrategy(MergeStrategy):
 
     name = "weighted"
     summary = "convex combination with one weight per branch"
-    arguments = (Argument("weights", Weights, None, "one non-negative weight per version, ours first, e.g. 0.7,0.3; normalized to sum 1 (default: equal)"),)
+    arguments = (
+        Argument(
+            "weights",
+            Weights,
+            None,
+            "one non-negative weight per version, ours first, e.g. 0.7,0.3; normalized to sum 1 (default: equal)",
+        ),
+    )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         weights = arguments["weights"] or (1.0,) * len(versions)
         if len(weights) != len(versions):
-            raise ThetaError(f"merge strategy 'weighted': parameter {name!r} has {len(versions)} versions but {len(weights)} weights were given")
+            raise ThetaError(
+                f"merge strategy 'weighted': parameter {name!r} has {len(versions)} versions but {len(weights)} weights were given"
+            )
         total = np.zeros_like(versions[0])
         for weight, version in zip(weights, versions):
             total += weight * version

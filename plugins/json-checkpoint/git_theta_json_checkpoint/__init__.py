@@ -90,7 +90,9 @@ def decode_tensor(name: str, value: Any) -> Tensor:
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise CheckpointError(f"tensor {name!r} has an invalid shape {shape!r}")
     if not isinstance(data, list) or len(data) != math.prod(shape):
-        raise CheckpointError(f"tensor {name!r}: shape {shape} needs {math.prod(shape)} values, data has {len(data) if isinstance(data, list) else 'none'}")
+        raise CheckpointError(
+            f"tensor {name!r}: shape {shape} needs {math.prod(shape)} values, data has {len(data) if isinstance(data, list) else 'none'}"
+        )
     if dtypes.is_float(dtype):
         array = _float_array(name, dtype, data)
     else:
@@ -132,7 +134,9 @@ class JsonFormat(CheckpointFormat):
             sink.add(name, decode_tensor(name, value))
         return {"order": list(document)}
 
-    def write(self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO) -> None:
+    def write(
+        self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
+    ) -> None:
         names = file["order"]
         _write_document(zip(names, source.tensors(names)), len(names), out)
 
@@ -141,7 +145,12 @@ class JsonFormat(CheckpointFormat):
         _write_document(((name, tensors[name]) for name in sorted(tensors)), len(tensors), out)
 
     def file_for_params(
-        self, file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry], source: ParamSource, sink: ParamSink
+        self,
+        file: Mapping[str, Any],
+        before: Mapping[str, ParamEntry],
+        after: Mapping[str, ParamEntry],
+        source: ParamSource,
+        sink: ParamSink,
     ) -> dict[str, Any]:
         """Any set of tensors fits: keep the old order, append new names sorted."""
         kept = [name for name in file["order"] if name in after]

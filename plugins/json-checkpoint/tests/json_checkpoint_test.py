@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from git_theta_json_checkpoint import JsonFormat, decode_tensor, encode_tensor
+
 from git_theta import plugins
 from git_theta.testing import assert_round_trip, run
-from git_theta_json_checkpoint import JsonFormat, decode_tensor, encode_tensor
 
 
 def _checkpoint(version: int) -> dict[str, Any]:
@@ -30,7 +31,10 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 
 def _bits(document: dict[str, Any]) -> list[tuple[str, str, list[int], bytes]]:
     """Every tensor as raw bytes: compares NaN payloads and -0.0 exactly."""
-    return [(name, t.dtype, list(t.shape), bytes(t.data)) for name, t in ((n, decode_tensor(n, v)) for n, v in document.items())]
+    return [
+        (name, t.dtype, list(t.shape), bytes(t.data))
+        for name, t in ((n, decode_tensor(n, v)) for n, v in document.items())
+    ]
 
 
 def test_registered_through_the_entry_point() -> None:

@@ -19,12 +19,22 @@ class MedianStrategy(MergeStrategy):
 
     name = "median"
     summary = "element-wise median of the versions"
-    arguments = (Argument("include_base", int, 0, "1: count the merge base's version as one more vote", minimum=0, maximum=1),)
+    arguments = (
+        Argument("include_base", int, 0, "1: count the merge base's version as one more vote", minimum=0, maximum=1),
+    )
 
-    def merge(self, versions: Sequence[np.ndarray[Any, Any]], base: np.ndarray[Any, Any] | None, arguments: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    def merge(
+        self,
+        versions: Sequence[np.ndarray[Any, Any]],
+        base: np.ndarray[Any, Any] | None,
+        arguments: Mapping[str, Any],
+        name: str,
+    ) -> np.ndarray[Any, Any]:
         voters = list(versions)
         if arguments["include_base"]:
             if base is None:
-                raise ThetaError(f"merge strategy 'median': include_base=1 but parameter {name!r} has no merge-base version")
+                raise ThetaError(
+                    f"merge strategy 'median': include_base=1 but parameter {name!r} has no merge-base version"
+                )
             voters.append(base)
         return np.median(np.stack(voters), axis=0)

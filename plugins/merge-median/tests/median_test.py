@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from git_theta_merge_median.median import MedianStrategy
 from safetensors.numpy import load_file, save_file
 
 from git_theta import plugins
 from git_theta.errors import ThetaError
 from git_theta.testing import commit, run, theta_repo, track
-from git_theta_merge_median.median import MedianStrategy
 
 
 def test_registered_through_entry_point() -> None:
@@ -22,7 +22,9 @@ def test_hand_checked_odd_and_even() -> None:
     versions = [np.array([1.0, 9.0]), np.array([5.0, -1.0]), np.array([2.0, 0.0])]
     np.testing.assert_array_equal(MedianStrategy().merge(versions, None, {"include_base": 0}, "w"), [2.0, 0.0])
     np.testing.assert_array_equal(MedianStrategy().merge(versions[:2], None, {"include_base": 0}, "w"), [3.0, 4.0])
-    np.testing.assert_array_equal(MedianStrategy().merge(versions[:2], np.array([0.0, 100.0]), {"include_base": 1}, "w"), [1.0, 9.0])
+    np.testing.assert_array_equal(
+        MedianStrategy().merge(versions[:2], np.array([0.0, 100.0]), {"include_base": 1}, "w"), [1.0, 9.0]
+    )
 
 
 def test_include_base_needs_a_base() -> None:
@@ -42,5 +44,6 @@ def test_three_way_merge_with_git_theta(theta_repo: Path) -> None:
     result = run(repo, "git-theta", "merge", "a", "b", "c", "--path", "m.safetensors", "--strategy", "median")
     assert "1 computed" in result.stdout + result.stderr
     np.testing.assert_array_equal(load_file(repo / "m.safetensors")["w"], [2, 5, 0])
+
 
 __all__ = ["theta_repo"]  # the fixture, imported from git_theta.testing (no conftest needed for one file)

@@ -41,7 +41,9 @@ NAME = "rescale"
 
 def make_bundle(base: Tensor, factor: float) -> Bundle:
     """The object multiplying `base` by `factor`."""
-    return Bundle(NAME, {"factor": Tensor.from_numpy(np.array([factor], dtype=np.float64), "F64")}, {"base": base.hash()})
+    return Bundle(
+        NAME, {"factor": Tensor.from_numpy(np.array([factor], dtype=np.float64), "F64")}, {"base": base.hash()}
+    )
 
 
 class ScaleUpdate(UpdateType):
@@ -50,7 +52,12 @@ class ScaleUpdate(UpdateType):
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         """The factor new / base, taken at the base's largest finite element; None unless it rebuilds `new` exactly."""
-        if base is None or (base.dtype, base.shape) != (new.dtype, new.shape) or not dtypes.is_float(base.dtype) or base.nbytes == 0:
+        if (
+            base is None
+            or (base.dtype, base.shape) != (new.dtype, new.shape)
+            or not dtypes.is_float(base.dtype)
+            or base.nbytes == 0
+        ):
             return None
         work = compute_dtype(base.dtype)
         old, now = as_float(base, work).reshape(-1), as_float(new, work).reshape(-1)

@@ -65,7 +65,9 @@ def _checkpoint(version: int) -> dict[str, Any]:
     model["strided_only"] = torch.arange(10, dtype=torch.int32)[::3]  # a view whose storage is larger than it
     optimizer = {
         "state": {0: {"step": torch.tensor(float(version)), "exp_avg": torch.randn(4, generator=generator)}},
-        "param_groups": [{"lr": 1e-3 * version, "betas": (0.9, 0.999), "amsgrad": False, "params": [0], "foreach": None}],
+        "param_groups": [
+            {"lr": 1e-3 * version, "betas": (0.9, 0.999), "amsgrad": False, "params": [0], "foreach": None}
+        ],
     }
     return {
         "model": model,
@@ -137,7 +139,12 @@ def test_three_versions_round_trip(repo: Path) -> None:
         commits.append(git(repo, "rev-parse", "HEAD").stdout.strip())
     metadata = [git(repo, "show", f"{commit}:model.pt").stdout for commit in commits]
     assert metadata[0].startswith('{"version":"git-theta/1",\n"format":"pytorch"')
-    for name in ('"model.embed.weight":', '"optimizer.state.0.exp_avg":', '"dotted.key.a.b":', '"model.strided_only@storage":'):
+    for name in (
+        '"model.embed.weight":',
+        '"optimizer.state.0.exp_avg":',
+        '"dotted.key.a.b":',
+        '"model.strided_only@storage":',
+    ):
         assert name in metadata[0]
     # Tied and view tensors are not stored again: they point into their storage's group.
     assert '"model.lm_head.weight":' not in metadata[0] and '"storage":"model.embed.weight"' in metadata[0]
@@ -223,7 +230,10 @@ def test_sniff() -> None:
 
 def test_import_does_not_import_torch() -> None:
     code = "import sys, git_theta.checkpoints.pytorch, git_theta.plugins as p; p.load_group('git_theta.checkpoints'); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_missing_torch_is_a_clear_error(tmp_path: Path) -> None:

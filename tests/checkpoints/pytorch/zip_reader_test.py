@@ -38,7 +38,17 @@ def _files() -> dict[str, bytes]:
         "flat.pt": _saved(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)).state_dict()),
         "nested.pth": _saved(_checkpoint(1)),  # ties, views, every dtype, Parameter, Size, dtype, device, odd floats
         "views.bin": _saved(views),
-        "small.pt": _saved({"b16": torch.ones(3, dtype=torch.bfloat16), "h": torch.ones(2, dtype=torch.float16), "m": torch.tensor([True, False]), "i": torch.arange(3), "raw": bytearray(b"\x00\xff"), "c": 1 + 2j, "s": {3, 1}}),
+        "small.pt": _saved(
+            {
+                "b16": torch.ones(3, dtype=torch.bfloat16),
+                "h": torch.ones(2, dtype=torch.float16),
+                "m": torch.tensor([True, False]),
+                "i": torch.arange(3),
+                "raw": bytearray(b"\x00\xff"),
+                "c": 1 + 2j,
+                "s": {3, 1},
+            }
+        ),
     }
 
 
@@ -71,7 +81,9 @@ def test_checkout_is_byte_identical(repo: Path) -> None:
     assert git(repo, "status", "--porcelain").stdout == ""
 
 
-def test_filter_never_imports_torch_on_the_fast_path(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_filter_never_imports_torch_on_the_fast_path(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "no-torch" / "torch"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('torch must not be imported on the zip fast path')\n")
@@ -144,7 +156,9 @@ def test_file_for_params_patches_crcs(tmp_path: Path) -> None:
     before = sink.finish()
     new_sink = StoringSink(store, [])
     new_sink.add("w", Tensor.from_numpy(-torch.arange(6.0).reshape(2, 3).numpy()))
-    new_sink.add("b", Tensor("BF16", (3,), torch.full((3,), 2.0, dtype=torch.bfloat16).view(torch.int16).numpy().tobytes()))
+    new_sink.add(
+        "b", Tensor("BF16", (3,), torch.full((3,), 2.0, dtype=torch.bfloat16).view(torch.int16).numpy().tobytes())
+    )
     after = new_sink.finish()
     fmt = PytorchFormat()
     assert fmt.file_for_params(file, before, before, StoreSource(store, before, "m.pt"), new_sink) == file
@@ -176,7 +190,9 @@ def test_merge_of_zip_checkpoints_has_valid_crcs(tmp_path: Path) -> None:
 
     base, ours, theirs = stored([1, 2, 3], [1, 1]), stored([3, 2, 3], [1, 1]), stored([1, 2, 7], [1, 5])
     average = make_choice("average", {}, "t")
-    result = merge_metadata(store, "m.pt", [ours, theirs], base, ["ours", "theirs"], lambda conflicts: {c.name: average for c in conflicts})
+    result = merge_metadata(
+        store, "m.pt", [ours, theirs], base, ["ours", "theirs"], lambda conflicts: {c.name: average for c in conflicts}
+    )
     out = io.BytesIO()
     smudge(store, "m.pt", result.metadata.serialize(), out)
     assert zipfile.ZipFile(io.BytesIO(out.getvalue())).testzip() is None
@@ -209,7 +225,9 @@ def test_fast_path_names_like_the_torch_path(monkeypatch: pytest.MonkeyPatch) ->
         assert fast.params == slow.params, name
 
 
-def test_git_merge_of_a_zip_checkpoint_needs_no_torch(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_merge_of_a_zip_checkpoint_needs_no_torch(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`git merge` through the merge driver: averaged storages, CRC-32s patched, the working file a valid zip."""
     fake = tmp_path / "no-torch" / "torch"
     fake.mkdir(parents=True)

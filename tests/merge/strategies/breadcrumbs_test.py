@@ -18,9 +18,15 @@ def args(strategy: type[BreadcrumbsStrategy], **given: object) -> dict[str, obje
 def test_mask_hand_checked() -> None:
     tau = np.array([0.1, -9.0, 3.0, -3.0, 0.5, 2.0, 0.0, 1.0, -4.0, 0.2])
     # by magnitude: -9 (1), -4 (8), 3 (2), -3 (3: tie, higher index), 2, 1, 0.5, 0.2, 0.1, 0
-    np.testing.assert_array_equal(breadcrumbs_mask(tau, 0.3, 0.1), [0, 0, 3.0, -3.0, 0, 0, 0, 0, -4.0, 0])  # -9 is the outlier
-    np.testing.assert_array_equal(breadcrumbs_mask(tau, 0.3, 0.0), [0, -9.0, 3.0, 0, 0, 0, 0, 0, -4.0, 0])  # no outlier dropped
-    np.testing.assert_array_equal(breadcrumbs_mask(tau, 0.85, 0.3), [0.1, 0, 3.0, -3.0, 0.5, 2.0, 0.0, 1.0, -4.0, 0.2])  # 9 kept: 1 outlier
+    np.testing.assert_array_equal(
+        breadcrumbs_mask(tau, 0.3, 0.1), [0, 0, 3.0, -3.0, 0, 0, 0, 0, -4.0, 0]
+    )  # -9 is the outlier
+    np.testing.assert_array_equal(
+        breadcrumbs_mask(tau, 0.3, 0.0), [0, -9.0, 3.0, 0, 0, 0, 0, 0, -4.0, 0]
+    )  # no outlier dropped
+    np.testing.assert_array_equal(
+        breadcrumbs_mask(tau, 0.85, 0.3), [0.1, 0, 3.0, -3.0, 0.5, 2.0, 0.0, 1.0, -4.0, 0.2]
+    )  # 9 kept: 1 outlier
 
 
 @pytest.mark.parametrize("count", [2, 3])
@@ -43,7 +49,10 @@ def test_zero_signs_and_all_equal_inputs() -> None:
     versions = [np.array([1.0, -2.0, 0.0, 5.0]), np.array([-1.0, -2.0, 0.0, 5.0])]
     given = {"density": 1.0, "gamma": 0.0, "normalize": True}
     # entry 0 sums to 0: no sign elected, 0; entry 2 is 0 everywhere
-    np.testing.assert_array_equal(BreadcrumbsTiesStrategy().merge(versions, base, args(BreadcrumbsTiesStrategy, **given), "w"), [0.0, -2.0, 0.0, 5.0])
+    np.testing.assert_array_equal(
+        BreadcrumbsTiesStrategy().merge(versions, base, args(BreadcrumbsTiesStrategy, **given), "w"),
+        [0.0, -2.0, 0.0, 5.0],
+    )
     same = [np.full(6, 2.5)] * 3
     assert BreadcrumbsStrategy().merge(same, np.full(6, 2.5), args(BreadcrumbsStrategy), "w").tolist() == [2.5] * 6
 

@@ -13,7 +13,9 @@ from git_theta.merge.strategies.task_arithmetic import TaskArithmeticStrategy
 GOLDEN_DARE = [0.0, 0.0, 6.0, -8.0, 0.0, 0.0, 14.0, 0.0]
 
 
-def reference_dare(base: np.ndarray, versions: list[np.ndarray], p: float, lam: float, seed: int, name: str) -> np.ndarray:
+def reference_dare(
+    base: np.ndarray, versions: list[np.ndarray], p: float, lam: float, seed: int, name: str
+) -> np.ndarray:
     """The documented definition: masks drawn in version order from the seeded generator."""
     digest = hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=8).digest()
     rng = np.random.default_rng(int.from_bytes(digest, "little"))
@@ -56,7 +58,9 @@ def test_p_zero_is_task_arithmetic() -> None:
     rng = np.random.default_rng(6)
     base = rng.normal(size=10)
     versions = [base + rng.normal(size=10) for _ in range(2)]
-    np.testing.assert_array_equal(merge(versions, base, p=0.0), TaskArithmeticStrategy().merge(versions, base, {"lambda": 1.0}, "w"))
+    np.testing.assert_array_equal(
+        merge(versions, base, p=0.0), TaskArithmeticStrategy().merge(versions, base, {"lambda": 1.0}, "w")
+    )
 
 
 def test_rescale_keeps_the_expected_sum() -> None:

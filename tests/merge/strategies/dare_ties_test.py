@@ -15,7 +15,16 @@ def merge(versions: list[np.ndarray], base: np.ndarray, name: str = "w", **given
     return DareTiesStrategy().merge(versions, base, {**DareTiesStrategy.parse_arguments({}), **given}, name)
 
 
-def definition(base: np.ndarray, versions: list[np.ndarray], densities: list[float], weights: list[float], lam: float, normalize: bool, seed: int, name: str) -> np.ndarray:
+def definition(
+    base: np.ndarray,
+    versions: list[np.ndarray],
+    densities: list[float],
+    weights: list[float],
+    lam: float,
+    normalize: bool,
+    seed: int,
+    name: str,
+) -> np.ndarray:
     rng = draws(seed, name)
     taus = []
     for version, density in zip(versions, densities):
@@ -32,7 +41,9 @@ def test_matches_definition(count: int, normalize: bool) -> None:
     base = rng.normal(size=(5, 3))
     versions = [base + rng.normal(size=base.shape) for _ in range(count)]
     densities, weights = (0.5, 0.8, 0.3)[:count], (1.0, 0.5, 2.0)[:count]
-    merged = merge(versions, base, "enc.w", density=densities, weight=weights, normalize=normalize, seed=5, **{"lambda": 0.9})
+    merged = merge(
+        versions, base, "enc.w", density=densities, weight=weights, normalize=normalize, seed=5, **{"lambda": 0.9}
+    )
     expected = definition(base, versions, list(densities), list(weights), 0.9, normalize, 5, "enc.w")
     np.testing.assert_allclose(merged, expected, rtol=1e-13, atol=1e-15)
 

@@ -11,11 +11,15 @@ from git_theta.errors import ThetaError
 from git_theta.merge.strategies.della import DellaLinearStrategy, DellaStrategy
 
 
-def merge(strategy: type[DellaStrategy], versions: list[np.ndarray], base: np.ndarray, name: str = "w", **given: object) -> np.ndarray:
+def merge(
+    strategy: type[DellaStrategy], versions: list[np.ndarray], base: np.ndarray, name: str = "w", **given: object
+) -> np.ndarray:
     return strategy().merge(versions, base, {**strategy.parse_arguments({}), **given}, name)
 
 
-def definition(base: np.ndarray, versions: list[np.ndarray], densities: list[float], epsilons: list[float], seed: int, name: str) -> list[np.ndarray]:
+def definition(
+    base: np.ndarray, versions: list[np.ndarray], densities: list[float], epsilons: list[float], seed: int, name: str
+) -> list[np.ndarray]:
     rng = draws(seed, name)
     return [magprune(v - base, d, e, rng) for v, d, e in zip(versions, densities, epsilons)]
 
@@ -40,7 +44,11 @@ def test_keep_probabilities_by_rank_hand_checked() -> None:
     tau = np.array([-3.0, 1.0, 2.0])
     uniform = draws(0, "w").random(3)
     kept = merge(DellaLinearStrategy, [tau], np.zeros(3), density=0.5, epsilon=0.1)
-    expected = [(-3.0 / 0.6 if uniform[0] >= 0.4 else 0.0), (1.0 / 0.4 if uniform[1] >= 0.6 else 0.0), (2.0 / 0.5 if uniform[2] >= 0.5 else 0.0)]
+    expected = [
+        (-3.0 / 0.6 if uniform[0] >= 0.4 else 0.0),
+        (1.0 / 0.4 if uniform[1] >= 0.6 else 0.0),
+        (2.0 / 0.5 if uniform[2] >= 0.5 else 0.0),
+    ]
     np.testing.assert_allclose(kept, expected, rtol=1e-15)
 
 
@@ -67,18 +75,37 @@ def test_low_precision_parameters(dtype: type) -> None:
     base = rng.normal(size=(3, 8)).astype(dtype).astype(np.float64)
     versions = [(base + rng.normal(size=base.shape)).astype(dtype).astype(np.float64) for _ in range(2)]
     taus = definition(base, versions, [0.5, 0.5], [0.15, 0.15], 0, "w")
-    np.testing.assert_allclose(merge(DellaStrategy, versions, base), base + elect(taus, [1.0, 1.0], True), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        merge(DellaStrategy, versions, base), base + elect(taus, [1.0, 1.0], True), rtol=1e-13, atol=1e-15
+    )
 
 
 def test_golden_value_for_a_fixed_seed() -> None:
-    merged = merge(DellaStrategy, [np.arange(1.0, 9.0).reshape(2, 4), -np.arange(8.0, 0.0, -1.0).reshape(2, 4) / 2], np.zeros((2, 4)), "encoder.w", seed=42)
+    merged = merge(
+        DellaStrategy,
+        [np.arange(1.0, 9.0).reshape(2, 4), -np.arange(8.0, 0.0, -1.0).reshape(2, 4) / 2],
+        np.zeros((2, 4)),
+        "encoder.w",
+        seed=42,
+    )
     assert merged.ravel().tolist() == GOLDEN
 
 
 def test_density_minus_epsilon_must_stay_positive() -> None:
-    with pytest.raises(ThetaError, match=r"merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]"):
+    with pytest.raises(
+        ThetaError, match=r"merge strategy 'della', parameter 'w': density ± epsilon must lie in \(0, 1\]"
+    ):
         merge(DellaStrategy, [np.ones(3), -np.ones(3)], np.zeros(3), density=0.1, epsilon=0.2)
 
 
 # della of [[1..4], [5..8]] and -[[8..5], [4..1]]/2 over zeros, "encoder.w", density 0.5, epsilon 0.15, seed 42
-GOLDEN = [-6.153846153846155, -6.363636363636364, 5.454545454545455, -7.142857142857143, 0.0, 0.0, 12.727272727272728, 0.0]
+GOLDEN = [
+    -6.153846153846155,
+    -6.363636363636364,
+    5.454545454545455,
+    -7.142857142857143,
+    0.0,
+    0.0,
+    12.727272727272728,
+    0.0,
+]

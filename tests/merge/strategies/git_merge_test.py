@@ -30,7 +30,10 @@ def model(seed: int, base: dict[str, np.ndarray] | None = None) -> dict[str, np.
             "layer.bias": rng.normal(size=6).astype(np.float16),
             "layer.qweight": rng.integers(0, 2**31, size=3).astype(np.int32),
         }
-    moved = {name: (base[name] + rng.normal(scale=0.1, size=base[name].shape) + 0.05).astype(base[name].dtype) for name in FLOATS}
+    moved = {
+        name: (base[name] + rng.normal(scale=0.1, size=base[name].shape) + 0.05).astype(base[name].dtype)
+        for name in FLOATS
+    }
     return {**moved, "layer.qweight": rng.integers(0, 2**31, size=3).astype(np.int32)}
 
 
@@ -94,7 +97,9 @@ def test_git_merge_computes_each_float_tensor_with_the_strategy(template: Path, 
     repo, result = merge_in_copy(template, tmp_path, policy)
     assert result.returncode == 0, result.stderr
     assert "2 computed" in result.stderr and "1 picked by strategy" in result.stderr
-    assert len(git(repo, "rev-list", "--parents", "-n1", "HEAD").stdout.split()) == 3  # a merge commit: itself and 2 parents
+    assert (
+        len(git(repo, "rev-list", "--parents", "-n1", "HEAD").stdout.split()) == 3
+    )  # a merge commit: itself and 2 parents
     merged = load_file(repo / MODEL)
     cls = plugins.strategy(strategy)
     arguments = cls.parse_arguments(dict(line.split(" = ") for line in METHODS[strategy].splitlines()))

@@ -36,7 +36,9 @@ def test_orthogonal_unit_vectors_and_all_equal() -> None:
 
 def test_zero_versions_count_in_the_norm_but_not_the_direction() -> None:
     # the zero vector has no direction; its norm 0 still counts in the mean norm (as mergekit does)
-    np.testing.assert_allclose(merge([np.array([3.0, 0.0]), np.zeros(2), np.array([0.0, 3.0])]), np.array([2**-0.5, 2**-0.5]) * 2.0, rtol=1e-15)
+    np.testing.assert_allclose(
+        merge([np.array([3.0, 0.0]), np.zeros(2), np.array([0.0, 3.0])]), np.array([2**-0.5, 2**-0.5]) * 2.0, rtol=1e-15
+    )
     np.testing.assert_array_equal(merge([np.zeros(3), np.zeros(3)]), np.zeros(3))
 
 

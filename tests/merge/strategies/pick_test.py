@@ -11,7 +11,9 @@ from git_theta.merge.strategies.pick import BaseStrategy, OursStrategy, TheirsSt
 OURS, THEIRS, BASE = np.array([1.0, -0.0]), np.array([2.0, 3.0]), np.array([0.0, 0.0])
 
 
-@pytest.mark.parametrize(("strategy", "index", "expected"), [(OursStrategy, 0, OURS), (TheirsStrategy, 1, THEIRS), (BaseStrategy, -1, BASE)])
+@pytest.mark.parametrize(
+    ("strategy", "index", "expected"), [(OursStrategy, 0, OURS), (TheirsStrategy, 1, THEIRS), (BaseStrategy, -1, BASE)]
+)
 def test_pick_index_and_value(strategy: type, index: int, expected: np.ndarray) -> None:
     plugin = strategy()
     assert plugin.pick({}) == index

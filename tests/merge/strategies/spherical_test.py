@@ -34,7 +34,10 @@ def planar_multislerp(angles: list[float], norms: list[float], weights: list[flo
     return np.array([norm * math.cos(angle), norm * math.sin(angle), 0.0])
 
 
-@pytest.mark.parametrize(("angles", "weights"), [([0.0, 1.0], [1.0, 1.0]), ([0.0, 0.4, 1.1], [1.0, 2.0, 0.5]), ([0.2, -0.3, 0.9, 1.4], [1.0, 1.0, 1.0, 3.0])])
+@pytest.mark.parametrize(
+    ("angles", "weights"),
+    [([0.0, 1.0], [1.0, 1.0]), ([0.0, 0.4, 1.1], [1.0, 2.0, 0.5]), ([0.2, -0.3, 0.9, 1.4], [1.0, 1.0, 1.0, 3.0])],
+)
 def test_multislerp_matches_the_planar_closed_form(angles: list[float], weights: list[float]) -> None:
     norms = [1.0, 2.0, 0.5, 3.0][: len(angles)]
     versions = [np.array([n * math.cos(a), n * math.sin(a), 0.0]) for a, n in zip(angles, norms)]
@@ -53,7 +56,9 @@ def test_multislerp_of_two_equal_norm_versions_is_slerp_midpoint() -> None:
 def test_multislerp_task_vectors_and_edge_cases() -> None:
     base = np.array([1.0, 1.0, 1.0])
     versions = [base + np.array([1.0, 0.0, 0.0]), base + np.array([0.0, 1.0, 0.0])]
-    np.testing.assert_allclose(multislerp(versions, base, use_base=True), base + np.array([2**-0.5, 2**-0.5, 0.0]), rtol=1e-15)
+    np.testing.assert_allclose(
+        multislerp(versions, base, use_base=True), base + np.array([2**-0.5, 2**-0.5, 0.0]), rtol=1e-15
+    )
     same = np.array([0.5, -2.0])
     np.testing.assert_allclose(multislerp([same] * 3), same, rtol=1e-15)
     # antipodal: two versions fall back to the weighted mean, three are refused
@@ -88,9 +93,17 @@ def test_nuslerp_per_row_and_per_column(dtype: type) -> None:
 def test_nuslerp_task_vectors_colinear_and_count() -> None:
     base = np.full(3, 2.0)
     a, b = base + np.array([1.0, 0.0, 0.0]), base + np.array([0.0, 1.0, 0.0])
-    np.testing.assert_allclose(nuslerp([a, b], base, use_base=True), base + np.array([2**-0.5, 2**-0.5, 0.0]), rtol=1e-15)
-    np.testing.assert_allclose(nuslerp([np.array([1.0, 2.0]), np.array([2.0, 4.0])]), [1.5, 3.0], rtol=1e-15)  # colinear: lerp
-    np.testing.assert_allclose(nuslerp([np.array([1.0, 2.0])] * 2, weight=(0.0, 0.0)), [1.0, 2.0], rtol=1e-15)  # t = 0.5
+    np.testing.assert_allclose(
+        nuslerp([a, b], base, use_base=True), base + np.array([2**-0.5, 2**-0.5, 0.0]), rtol=1e-15
+    )
+    np.testing.assert_allclose(
+        nuslerp([np.array([1.0, 2.0]), np.array([2.0, 4.0])]), [1.5, 3.0], rtol=1e-15
+    )  # colinear: lerp
+    np.testing.assert_allclose(
+        nuslerp([np.array([1.0, 2.0])] * 2, weight=(0.0, 0.0)), [1.0, 2.0], rtol=1e-15
+    )  # t = 0.5
     with pytest.raises(ThetaError, match="exactly 2 versions"):
         nuslerp([a, b, a])
-    assert NuslerpStrategy().uses_base({"use_base": True}) and not NuslerpStrategy().uses_base(NuslerpStrategy.parse_arguments({}))
+    assert NuslerpStrategy().uses_base({"use_base": True}) and not NuslerpStrategy().uses_base(
+        NuslerpStrategy.parse_arguments({})
+    )

@@ -26,9 +26,13 @@ def test_matches_numpy_definition() -> None:
 def test_per_model_weights_and_normalize() -> None:
     base = np.array([1.0, 0.0])
     versions = [np.array([3.0, 1.0]), np.array([1.0, 4.0])]  # τ = [2, 1], [0, 4]
-    plain = TaskArithmeticStrategy().merge(versions, base, {"lambda": 1.0, "weight": (0.5, 2.0), "normalize": False}, "w")
+    plain = TaskArithmeticStrategy().merge(
+        versions, base, {"lambda": 1.0, "weight": (0.5, 2.0), "normalize": False}, "w"
+    )
     np.testing.assert_array_equal(plain, [1.0 + 1.0, 0.5 + 8.0])
-    normalized = TaskArithmeticStrategy().merge(versions, base, {"lambda": 1.0, "weight": (0.5, 2.0), "normalize": True}, "w")
+    normalized = TaskArithmeticStrategy().merge(
+        versions, base, {"lambda": 1.0, "weight": (0.5, 2.0), "normalize": True}, "w"
+    )
     np.testing.assert_array_equal(normalized, [1.0 + 1.0 / 2.5, 8.5 / 2.5])
 
 

@@ -79,7 +79,9 @@ def test_k_out_of_range() -> None:
         TiesStrategy.parse_arguments({"k": "1.5"})
 
 
-def reference_weighted_ties(base: np.ndarray, versions: list[np.ndarray], ks: list[float], weights: list[float], lam: float) -> np.ndarray:
+def reference_weighted_ties(
+    base: np.ndarray, versions: list[np.ndarray], ks: list[float], weights: list[float], lam: float
+) -> np.ndarray:
     """Weighted TIES element by element: trim each τᵢ with its own kᵢ, elect by Σ wᵢτ̂ᵢ, Σ_agree wᵢτ̂ᵢ / Σ_agree wᵢ."""
     trimmed = []
     for version, k in zip(versions, ks):
@@ -111,7 +113,9 @@ def test_per_model_matches_reference(count: int) -> None:
     versions = [base + rng.normal(size=base.shape) for _ in range(count)]
     ks, weights = [0.3, 0.6, 1.0][:count], [0.5, 2.0, 1.0][:count]
     merged = TiesStrategy().merge(versions, base, {"k": tuple(ks), "lambda": 0.8, "weight": tuple(weights)}, "w")
-    np.testing.assert_allclose(merged, reference_weighted_ties(base, versions, ks, weights, 0.8), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        merged, reference_weighted_ties(base, versions, ks, weights, 0.8), rtol=1e-13, atol=1e-15
+    )
 
 
 def test_scalar_is_the_same_as_one_value_per_version() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from git_theta.errors import ThetaError
-from git_theta.merge.strategies.weighted import Weights, WeightedStrategy
+from git_theta.merge.strategies.weighted import WeightedStrategy, Weights
 
 
 def merge(versions: list[np.ndarray], **given: object) -> np.ndarray:

@@ -60,6 +60,7 @@ setup(
             "optax>=0.2",
             "orbax-checkpoint>=0.11",
             "tensorflow-cpu>=2.16",
+            "ruff==0.17.6",  # pinned: tests/lint_test.py checks formatting, which changes between ruff versions
         ],
     },
     entry_points={

@@ -141,11 +141,11 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
             raise MergeError(
                 f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)"
             )
-    _check_float(path, conflict, choice)
     layouts = {layout(entry) for entry in conflict.versions if entry is not None}
     refusal = dtypes.arithmetic_refusal(next(e for e in conflict.versions if e is not None).dtype)
-    if refusal is not None:  # packed F4/F6 or complex: no real numbers to compute with
+    if refusal is not None:  # packed F4/F6 or complex: no real numbers to compute with (said before "not a float")
         raise MergeError(f"{where}: {refusal}; strategy {choice.strategy!r} cannot merge it (use ours, theirs or base)")
+    _check_float(path, conflict, choice)
     if len(layouts) > 1:
         found = ", ".join(f"{label} {layout(e)}" for label, e in zip(labels, conflict.versions) if e is not None)
         raise MergeError(

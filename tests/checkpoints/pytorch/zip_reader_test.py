@@ -234,7 +234,8 @@ def test_git_merge_of_a_zip_checkpoint_needs_no_torch(
     (fake / "__init__.py").write_text("raise ImportError('no torch here')\n")
 
     def commit(w: list[float], b: list[int], message: str) -> None:
-        state = OrderedDict(w=torch.tensor(w), b=torch.tensor(b))
+        # w float (averaged), b int64 (changed on one side only: taken as is; an int average would be refused)
+        state = OrderedDict(w=torch.tensor(w, dtype=torch.float32), b=torch.tensor(b))
         state["w_view"] = state["w"][1:]
         (repo / "model.pt").write_bytes(_saved(state))
         git(repo, "add", "model.pt")

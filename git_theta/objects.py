@@ -102,7 +102,7 @@ def encode(bundle: Bundle) -> list[bytes]:
         tensor = bundle.buffers[name]
         itemsize = dtypes.itemsize(tensor.dtype)
         chunks = _chunk_views(tensor.data, itemsize)
-        compressed = parallel.map_ordered(lambda c: _compress_chunk(c, itemsize), chunks)
+        compressed = parallel.map_ordered(lambda c, itemsize=itemsize: _compress_chunk(c, itemsize), chunks)
         buffer_headers.append(
             {
                 "chunk_bytes": [len(c) for c in chunks],

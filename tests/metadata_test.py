@@ -99,7 +99,7 @@ def test_parse_round_trip() -> None:
 
 def test_non_canonical_input_is_accepted_and_canonicalized() -> None:
     doc = json.loads(GOLDEN.read_bytes())
-    text = '{"version":"git-theta/1", "params": %s, "file": %s, "format": "safetensors", "later": 1}' % (
+    text = '{{"version":"git-theta/1", "params": {}, "file": {}, "format": "safetensors", "later": 1}}'.format(
         json.dumps(doc["params"], indent=2, ensure_ascii=False),
         json.dumps(doc["file"]),
     )

@@ -126,7 +126,8 @@ def check_limits(infos: list[zipfile.ZipInfo], size: int) -> None:
     for info in infos:
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
             raise LimitError(
-                f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a pickle"
+                f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a "
+                "pickle"
             )
 
 

@@ -132,7 +132,8 @@ def test_unknown_version_asks_for_a_newer_git_theta() -> None:
     data = GOLDEN.read_bytes().replace(b"git-theta/1", b"git-theta/2", 1)
     rejects(
         data,
-        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a newer git-theta\)",
+        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a "
+        r"newer git-theta\)",
     )
 
 

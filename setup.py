@@ -11,7 +11,9 @@ BUILTIN_PLUGINS = runpy.run_path(str(Path(__file__).resolve().parent / "git_thet
 setup(
     name="git-theta",
     version="0.3.0",
-    description="Version-control machine-learning model checkpoints in git: per-parameter, content-addressed, exact, mergeable.",
+    description=(
+        "Version-control machine-learning model checkpoints in git: per-parameter, content-addressed, exact, mergeable."
+    ),
     packages=find_packages(include=["git_theta", "git_theta.*"]),
     # PEP 561: plugin packages type-check against git-theta's own annotations (base classes, plugins.checkpoint()...).
     package_data={"git_theta": ["py.typed"]},

@@ -191,8 +191,8 @@ def render(report: dict[str, Any]) -> str:
             )
         notes.append(
             f"case {case['case']}: {case['tensors']} tensors, v2 changed {case['changed_tensors']} "
-            f"({case['changed_bytes'] / case['file_bytes']:.1%} of the bytes); checked-out v1 identical to the original: "
-            + ", ".join(f"{tool} {same}" for tool, same in case["checkout_identical"].items())
+            f"({case['changed_bytes'] / case['file_bytes']:.1%} of the bytes); checked-out v1 identical to the "
+            "original: " + ", ".join(f"{tool} {same}" for tool, same in case["checkout_identical"].items())
         )
     notes.append("Wall times depend on other load on the machine; the filter CPU time rows much less so.")
     return "\n".join(lines + [""] + notes) + "\n"

@@ -102,7 +102,8 @@ def ties_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, An
 
 
 def model_stock_reference(base: np.ndarray[Any, Any], versions: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-    """Model Stock over the flattened tensor: t = k cos / (1 + (k-1) cos), cos the mean pairwise cosine of the deltas."""
+    """Model Stock over the flattened tensor: t = k cos / (1 + (k-1) cos), cos the mean pairwise cosine of the
+    deltas."""
     taus = [(version.astype(np.float64) - base).ravel() for version in versions]
     cosines = [
         float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b)))
@@ -148,7 +149,8 @@ def three_way(
     if not np.array_equal(got, expected.astype(np.float32)):
         differ = int(np.count_nonzero(got != expected.astype(np.float32)))
         raise SystemExit(
-            f"merge_bench: 3-way {strategy} of {name} differs from the NumPy reference in {differ} of {got.size} entries:\n{output}"
+            f"merge_bench: 3-way {strategy} of {name} differs from the NumPy reference in {differ} of {got.size} "
+            f"entries:\n{output}"
         )
     peak_kib, cpu = read_rss(rss_file)[strategy]
     return {
@@ -168,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         report = bench(Path(tmp), args.scale)
     print(json.dumps(report, indent=1))
     print(
-        f"\n| TIES merge, {report['tensors']} tensors, {report['model_mb']:.0f} MB fp32, all in conflict | driver {report['driver_seconds']:.1f} s, "
-        f"peak RSS {report['driver_peak_rss_mb']:.0f} MB | whole `git merge` {report['git_merge_seconds']:.1f} s "
-        f"(driver RSS {report['git_merge_driver_rss_mb']:.0f} MB, filter RSS {report['git_merge_filter_rss_mb']:.0f} MB) |"
+        f"\n| TIES merge, {report['tensors']} tensors, {report['model_mb']:.0f} MB fp32, all in conflict | driver "
+        f"{report['driver_seconds']:.1f} s, peak RSS {report['driver_peak_rss_mb']:.0f} MB | whole `git merge` "
+        f"{report['git_merge_seconds']:.1f} s "
+        f"(driver RSS {report['git_merge_driver_rss_mb']:.0f} MB, filter RSS {report['git_merge_filter_rss_mb']:.0f} "
+        "MB) |"
     )
     print("\n| 3-way `git theta merge a b c` | wall | CPU | peak RSS |\n|---|---|---|---|")
     for strategy in ("ties", "model-stock"):

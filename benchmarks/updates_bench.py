@@ -271,7 +271,8 @@ def main() -> int:
         ("side-loaded IA3, all 2-D weights (fp32)", f32, lambda root: ia3_file(rng, f32, root / "ia3.safetensors")),
     ]
     print(
-        f"model: {len(f32)} groups, {sum(v.nbytes for v in f32.values()) / 1e6:.1f} MB fp32 / {sum(v.nbytes for v in bf16.values()) / 1e6:.1f} MB bf16\n"
+        f"model: {len(f32)} groups, {sum(v.nbytes for v in f32.values()) / 1e6:.1f} MB fp32 / "
+        f"{sum(v.nbytes for v in bf16.values()) / 1e6:.1f} MB bf16\n"
     )
     print(
         "| case | theta growth | % of model | lfs growth | theta/lfs | add theta / lfs (s) | checkout theta / lfs (s) |"
@@ -281,16 +282,20 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="theta-updates-bench-") as tmp:
             r = run_case(Path(tmp), env_for(Path(tmp)), model, make)
         print(
-            f"| {title} | {r['theta_growth'] / 1e6:.2f} MB | {100 * r['theta_growth'] / r['size']:.2f}% | {r['lfs_growth'] / 1e6:.2f} MB "
-            f"| {r['theta_growth'] / r['lfs_growth']:.3f} | {r['theta_add']:.2f} / {r['lfs_add']:.2f} | {r['theta_checkout']:.2f} / {r['lfs_checkout']:.2f} |",
+            f"| {title} | {r['theta_growth'] / 1e6:.2f} MB | {100 * r['theta_growth'] / r['size']:.2f}% | "
+            f"{r['lfs_growth'] / 1e6:.2f} MB | {r['theta_growth'] / r['lfs_growth']:.3f} | "
+            f"{r['theta_add']:.2f} / {r['lfs_add']:.2f} | "
+            f"{r['theta_checkout']:.2f} / {r['lfs_checkout']:.2f} |",
             flush=True,
         )
     with tempfile.TemporaryDirectory(prefix="theta-updates-bench-") as tmp:
         c = run_chain(Path(tmp), env_for(Path(tmp)), f32, rng)
     print(
         f"\nchain: 20 versions of 1% sparse changes. checkout of v1 (dense): {c['dense_checkout']:.2f} s; "
-        f"of the deepest version (chains of {c['depth']} links): {c['chain_checkout']:.2f} s = {c['chain_checkout'] / c['dense_checkout']:.2f}x; "
-        f"of v20 ({c['last_depth']} links): {c['last_checkout']:.2f} s = {c['last_checkout'] / c['dense_checkout']:.2f}x"
+        f"of the deepest version (chains of {c['depth']} links): {c['chain_checkout']:.2f} s = "
+        f"{c['chain_checkout'] / c['dense_checkout']:.2f}x; "
+        f"of v20 ({c['last_depth']} links): {c['last_checkout']:.2f} s = "
+        f"{c['last_checkout'] / c['dense_checkout']:.2f}x"
     )
     return 0
 

@@ -93,7 +93,8 @@ def load_param(
 def save(
     state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None, format: str | None = None
 ) -> str:
-    """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the commit id.
+    """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the
+    commit id.
 
     The file is written by the checkpoint format plugin named `format`, else the
     one whose extensions match `path` (safetensors for .safetensors, torch.save
@@ -197,7 +198,8 @@ def _check_objects(repo: Repo, meta: Metadata, where: str) -> None:
     missing = smudge.missing_objects(repo.store, meta)
     if missing:
         raise StoreError(
-            f"{where}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}; fetch them from a remote (git theta fetch)"
+            f"{where}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}; fetch them from a remote "
+            "(git theta fetch)"
         )
 
 
@@ -236,7 +238,8 @@ def _to_tensor(name: object, value: Any) -> Tensor:
     if isinstance(value, np.ndarray):
         return Tensor.from_numpy(value)
     raise ThetaError(
-        f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state dicts are not supported)"
+        f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state "
+        "dicts are not supported)"
     )
 
 

@@ -9,9 +9,8 @@ same, slower, and costs the numpy import that a checkout otherwise avoids.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 _group: Callable[[Buffer, int], bytes] | None
 _ungroup_into: Callable[[Buffer, Buffer, int], None] | None

@@ -145,7 +145,10 @@ def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:
     unloaded = "".join(f"; not tried: {error}" for error in broken.values())
     # Usually a config, tokenizer or README file a broad pattern (weights/**) routes to git-theta: say how to let
     # git store it, in words that can be pasted.
-    hint = f"; if .gitattributes routes it to git-theta by mistake, let git store it: git theta track --exclude {shlex.quote(path)}"
+    hint = (
+        "; if .gitattributes routes it to git-theta by mistake, let git store it: git theta track --exclude "
+        f"{shlex.quote(path)}"
+    )
     raise CheckpointError(
         f"{path}: not a checkpoint git-theta can read (tried formats: {', '.join(formats)}){unloaded}{hint}"
     )

@@ -62,7 +62,10 @@ def install(cwd: Path | None = None) -> str:
     note = ""
     if path.exists() and not is_ours(path):
         if chained.exists():
-            return f'left {path} alone: it is not git-theta\'s and {chained.name} is taken; add `git-theta pre-push "$@"` to it yourself'
+            return (
+                f"left {path} alone: it is not git-theta's and {chained.name} is taken; add `git-theta pre-push "
+                '"$@"` to it yourself'
+            )
         os.replace(path, chained)
         note = f" (the existing hook now runs from {chained.name})"
     elif path.exists() and path.read_text(encoding="utf-8") == SCRIPT:

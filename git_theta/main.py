@@ -112,7 +112,8 @@ def _report_bug() -> int:
     with os.fdopen(fd, "w") as log:
         log.write(redact.text(traceback.format_exc()))
     print(
-        f"git-theta: internal error (a bug): {redact.text(repr(sys.exc_info()[1]))}\nthe traceback is in {log_path}; please report it",
+        f"git-theta: internal error (a bug): {redact.text(repr(sys.exc_info()[1]))}\nthe traceback is in {log_path}; "
+        "please report it",
         file=sys.stderr,
     )
     return EXIT_BUG

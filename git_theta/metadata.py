@@ -31,8 +31,9 @@ MAX_BYTES = 256 << 20
 # Deepest nesting of JSON arrays/objects accepted; real metadata nests at most 6 levels. json.loads recurses once per
 # level, so a committed blob nested 100,000 deep would raise RecursionError in every command that reads it.
 MAX_DEPTH = 64
-# Longest chain of stored links per parameter: writers stop at 8 (update_engine/auto.py MAX_CHAIN_DEPTH); a reader applies
-# each link in turn, so an unbounded list would cost time and memory in proportion to what a blob declares.
+# Longest chain of stored links per parameter: writers stop at 8 (update_engine/auto.py MAX_CHAIN_DEPTH); a reader
+# applies each link in turn, so an unbounded list would cost time and memory in proportion to what a blob
+# declares.
 MAX_LINKS = 256
 # Most dimensions per shape, and most elements per parameter (2**62: numpy and byte offsets fit in 64-bit ints).
 MAX_NDIM = 64

@@ -7,6 +7,7 @@ tests/objects_test.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import struct
@@ -78,7 +79,8 @@ def _check_frames(data: bytes | mmap.mmap, offset: int, buf: dict[str, Any]) -> 
             raise StoreError(f"object buffer {buf['name']!r}: corrupt compressed chunk: {error}") from None
         if declared != raw_len:
             raise StoreError(
-                f"object buffer {buf['name']!r}: corrupt chunk: its zstd frame declares {declared} bytes, expected {raw_len}"
+                f"object buffer {buf['name']!r}: corrupt chunk: its zstd frame declares {declared} bytes, expected "
+                f"{raw_len}"
             )
         offset += frame_len
 
@@ -102,7 +104,7 @@ def encode(bundle: Bundle) -> list[bytes]:
         tensor = bundle.buffers[name]
         itemsize = dtypes.itemsize(tensor.dtype)
         chunks = _chunk_views(tensor.data, itemsize)
-        compressed = parallel.map_ordered(lambda c: _compress_chunk(c, itemsize), chunks)
+        compressed = parallel.map_ordered(functools.partial(_compress_chunk, itemsize=itemsize), chunks)
         buffer_headers.append(
             {
                 "chunk_bytes": [len(c) for c in chunks],

@@ -81,7 +81,8 @@ def url(value: str) -> str:
 
 
 def text(value: str) -> str:
-    """Any text (a message, a repr, a traceback) with the secrets of every URL and Authorization header in it redacted."""
+    """Any text (a message, a repr, a traceback) with the secrets of every URL and Authorization header in it
+    redacted."""
     value = _USERINFO.sub(lambda m: m["scheme"], value)
     value = _QUERY_PARAM.sub(lambda m: m["lead"] + REDACTED if m["key"].lower() in SECRET_QUERY_KEYS else m[0], value)
     return _AUTH_HEADER.sub(lambda m: m["lead"] + REDACTED, value)

@@ -144,7 +144,8 @@ def write_lfs_object(
             raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store: {error}") from None
     if not store.has(pointer.oid):
         raise StoreError(
-            f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git theta fetch`"
+            f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git "
+            "theta fetch`"
         )
     digest = hashlib.sha256()
     with store.path(pointer.oid).open("rb") as file:

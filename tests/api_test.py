@@ -111,7 +111,10 @@ def test_errors_name_the_problem(repo: Path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, git_theta; print(sorted(m for m in ('numpy', 'torch', 'zstandard', 'git_theta.store') if m in sys.modules))"
+    code = (
+        "import sys, git_theta; print(sorted(m for m in ('numpy', 'torch', 'zstandard', 'git_theta.store') if m in "
+        "sys.modules))"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )

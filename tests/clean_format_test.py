@@ -59,8 +59,8 @@ def test_a_broken_third_party_format_does_not_stop_other_files(
     code, err = _stage(repo, "notes.bin")
     assert code != 0 and "notes.bin: not a checkpoint git-theta can read" in err
     assert (
-        "not tried: plugin 'broken' (broken_format:Format) from package 'broken-format' failed to load: missing dependency"
-        in err
+        "not tried: plugin 'broken' (broken_format:Format) from package 'broken-format' failed to load: missing "
+        "dependency" in err
     )
     with open(repo / ".gitattributes", "a") as attributes:
         attributes.write("notes.bin theta-format=broken\n")

@@ -209,7 +209,7 @@ def test_swapped_header_blob_is_refused_at_checkout_and_in_fsck(repo: Path) -> N
     (repo / MODEL).unlink()
     state = RepoState.capture(repo)
     result = run_bounded(["git", "checkout", "--", MODEL], cwd=repo)
-    line = assert_refused(result, [MODEL, header_oid, "git theta fetch --repair"])
+    assert_refused(result, [MODEL, header_oid, "git theta fetch --repair"])
     assert not (repo / MODEL).exists()
     assert state.files == RepoState.capture(repo).files
     assert header_oid in fsck_refused(repo)

@@ -99,7 +99,7 @@ def test_parse_round_trip() -> None:
 
 def test_non_canonical_input_is_accepted_and_canonicalized() -> None:
     doc = json.loads(GOLDEN.read_bytes())
-    text = '{"version":"git-theta/1", "params": %s, "file": %s, "format": "safetensors", "later": 1}' % (
+    text = '{{"version":"git-theta/1", "params": {}, "file": {}, "format": "safetensors", "later": 1}}'.format(
         json.dumps(doc["params"], indent=2, ensure_ascii=False),
         json.dumps(doc["file"]),
     )
@@ -132,7 +132,8 @@ def test_unknown_version_asks_for_a_newer_git_theta() -> None:
     data = GOLDEN.read_bytes().replace(b"git-theta/1", b"git-theta/2", 1)
     rejects(
         data,
-        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a newer git-theta\)",
+        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a "
+        r"newer git-theta\)",
     )
 
 

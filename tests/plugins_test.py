@@ -48,7 +48,8 @@ def test_a_builtin_is_found_without_scanning_entry_points_or_importing_other_plu
         "from git_theta import plugins\n"
         "plugins.get(plugins.CHECKPOINTS, 'safetensors')\n"
         "plugins.get(plugins.UPDATES, 'dense')\n"
-        "print(sorted(m for m in ('importlib.metadata', 'git_theta.checkpoints.pytorch', 'git_theta.updates.sparse') if m in sys.modules))"
+        "print(sorted(m for m in ('importlib.metadata', 'git_theta.checkpoints.pytorch', 'git_theta.updates.sparse') "
+        "if m in sys.modules))"
     )
     result = _fresh_python(code)
     assert result.returncode == 0, result.stderr
@@ -155,8 +156,8 @@ def test_a_plugin_that_is_not_a_subclass_of_its_groups_base_is_refused(tmp_path:
         "git_theta.updates.base.UpdateType; a git_theta.updates plugin must be one"
     )
     assert (
-        "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of git_theta.merge.strategies.base.MergeStrategy"
-        in mean
+        "plugin 'mean' (fake_plugins:Mean) from package 'fake-plugins' is not a subclass of "
+        "git_theta.merge.strategies.base.MergeStrategy" in mean
     )
 
 

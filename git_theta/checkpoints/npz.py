@@ -304,7 +304,8 @@ class NpzFormat(CheckpointFormat):
             return dict(file)  # same arrays: the archive, timestamps included, stays as it was
         if file.get("kept"):
             raise CheckpointError(
-                f"the archive has members git-theta keeps whole ({', '.join(file['kept'])}); it cannot be rebuilt with other arrays"
+                f"the archive has members git-theta keeps whole ({', '.join(file['kept'])}); it cannot be rebuilt "
+                "with other arrays"
             )
         import numpy as np
 

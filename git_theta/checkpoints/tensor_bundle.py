@@ -147,7 +147,7 @@ def _entry(key: str | None, data: bytes, start: int, end: int) -> Entry:
     dtype_enum = shard = offset = size = masked_crc = 0
     shape: tuple[int, ...] | None = ()
     sliced = False
-    for number, wire, value in _fields(data, start, end):
+    for number, _wire, value in _fields(data, start, end):
         if isinstance(value, tuple):
             if number == 2:
                 shape = _shape(data, value[0], value[1], key)
@@ -274,7 +274,7 @@ def _key_name(raw: bytes) -> str | None:
 
 def _header(data: bytes, start: int, end: int) -> tuple[int, bool]:
     num_shards, endianness = 0, 0
-    for number, wire, value in _fields(data, start, end):
+    for number, _wire, value in _fields(data, start, end):
         if number == 1 and isinstance(value, int):
             num_shards = _signed(value)
         elif number == 2 and isinstance(value, int):

@@ -50,8 +50,8 @@ def check_members(infos: list[zipfile.ZipInfo], size: int) -> None:
             and info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024
         ):
             raise LimitError(
-                f"zip member {info.filename!r} declares {info.file_size} bytes from {info.compress_size} deflated bytes, "
-                f"more than deflate can hold ({MAX_DEFLATE_RATIO}:1)"
+                f"zip member {info.filename!r} declares {info.file_size} bytes from {info.compress_size} deflated "
+                f"bytes, more than deflate can hold ({MAX_DEFLATE_RATIO}:1)"
             )
 
 

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--update-type",
         metavar="TYPE",
-        help="apply the update file as this type: low-rank, ia3, sparse or a plugin's (needs --update-data and one PATH)",
+        help=(
+            "apply the update file as this type: low-rank, ia3, sparse or a plugin's (needs --update-data and one PATH)"
+        ),
     )
     parser.add_argument(
         "--update-data",

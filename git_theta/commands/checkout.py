@@ -113,6 +113,9 @@ def _refresh_failure(root: Path, stderr: bytes) -> str:
     lock = Path(git.run("rev-parse", "--git-path", "index.lock", cwd=root).stdout.decode().strip())
     lock = lock if lock.is_absolute() else root / lock
     if lock.exists():
-        return f"{lock} exists (another git command is running, or one was killed: if none is running, remove it and run this again)"
+        return (
+            f"{lock} exists (another git command is running, or one was killed: if none is running, remove it and run "
+            "this again)"
+        )
     lines = stderr.decode(errors="replace").strip().splitlines()
     return lines[0] if lines else "git update-index failed"

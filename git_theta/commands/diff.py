@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sort",
         choices=SORT_KEYS,
         default="name",
-        help="order of groups: name (default), largest norm/relative/changed/max/size/stored first, lowest cosine first",
+        help=(
+            "order of groups: name (default), largest norm/relative/changed/max/size/stored first, lowest cosine first"
+        ),
     )
     parser.add_argument(
         "--filter",

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.repair:
         corrupt, moved = client.repair(repo, wanted, args.remote)
         print(
-            f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} downloaded ({moved.bytes} bytes)"
+            f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} "
+            f"downloaded ({moved.bytes} bytes)"
         )
         return 0
     moved = client.download(repo, wanted, args.remote)

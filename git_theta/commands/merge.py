@@ -68,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--force",
         action="store_true",
-        help="overwrite uncommitted changes to PATH in the working tree (the file is first kept under .git/theta/backup/)",
+        help=(
+            "overwrite uncommitted changes to PATH in the working tree (the file is first kept under "
+            ".git/theta/backup/)"
+        ),
     )
     parser.set_defaults(run=run)
 
@@ -192,7 +195,8 @@ def refuse_local_changes(toplevel: Path, path: str) -> None:
     )
     if unstaged or staged:
         raise local_changes.LocalChangesError(
-            f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index entry), or rerun with --force (a backup is kept under .git/theta/backup/)"
+            f"{path} has uncommitted changes; commit or stash them first (the merge overwrites the file and its index "
+            "entry), or rerun with --force (a backup is kept under .git/theta/backup/)"
         )
 
 
@@ -202,7 +206,8 @@ def refuse_edits_since_conflict(toplevel: Path, path: str) -> None:
     if ours is not None and local_changes.worktree_differs(toplevel, path, ours):
         raise local_changes.LocalChangesError(
             f"{path}: the working-tree file has changes that are not in the merge's 'ours' version (:2:{path}); "
-            f"--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under .git/theta/backup/)"
+            "--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under "
+            ".git/theta/backup/)"
         )
 
 

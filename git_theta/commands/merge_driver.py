@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     theirs = read_metadata(args.theirs, args.path, "theirs")
     assert ours is not None and theirs is not None
     hint = (
-        f"redo this file's merge now: `git theta merge --redo {args.path} --strategy NAME [--arg NAME=VALUE]`, then `git commit`\n"
+        f"redo this file's merge now: `git theta merge --redo {args.path} --strategy NAME [--arg NAME=VALUE]`, then "
+        "`git commit`\n"
         f"  - or take one side whole: `git checkout --ours -- {args.path}` (or --theirs), then `git add {args.path}`"
     )
     names = [name for meta in (ours, theirs, base) if meta is not None for name in meta.params]

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`git-theta-textconv FILE`, what diff.theta.textconv runs: `git theta textconv` without loading every other command.
+    """`git-theta-textconv FILE`, what diff.theta.textconv runs: `git theta textconv` without loading
+    every other command.
 
     Git starts it once per file version it shows (twice per file in `git log -p`), so start-up time is most of its cost.
     """

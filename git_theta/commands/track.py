@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--exclude",
         action="store_true",
-        help="the patterns name files git should store itself, though a tracked pattern matches them (e.g. 'weights/*.json' under 'weights/**')",
+        help=(
+            "the patterns name files git should store itself, though a tracked pattern matches them (e.g. "
+            "'weights/*.json' under 'weights/**')"
+        ),
     )
     parser.add_argument(
         "--force",
@@ -47,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'tracking' if pattern in added else 'already tracked'}: {pattern}")
     for pattern in set(added) & set(attributes.lfs_patterns(path)):
         print(
-            f"git-lfs: {pattern} also has a filter=lfs line; git-theta's line comes after it and wins (the git-lfs line "
-            "may stay: git-lfs then still pushes and fetches the objects of older commits)"
+            f"git-lfs: {pattern} also has a filter=lfs line; git-theta's line comes after it and wins (the git-lfs "
+            "line may stay: git-lfs then still pushes and fetches the objects of older commits)"
         )
     switch_from_lfs(root, lfs_paths)
     hooks.ensure_installed(root)  # as `git lfs track` does: a tracking repo pushes its objects

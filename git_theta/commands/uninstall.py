@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
             # filter.theta.required only fails when the filter is configured: without it, git checks out the
             # stored metadata text as the file, silently.
             print(
-                f"git-theta: warning: {len(stranded)} tracked checkpoint(s) here (e.g. {stranded[0]}) will now check out "
-                f"as git-theta's metadata text, not the model; run `git theta install` to restore them",
+                f"git-theta: warning: {len(stranded)} tracked checkpoint(s) here (e.g. {stranded[0]}) will now check "
+                f"out as git-theta's metadata text, not the model; run `git theta install` to restore them",
                 file=sys.stderr,
             )
         # As install sets up the pre-push hook of the repository it runs in, whatever the scope;

@@ -290,5 +290,6 @@ def _summary_text(group_changes: list[GroupChange], groups: int | None) -> str:
     changed = changes.groups_text(count) if groups is None else f"{count} of {changes.groups_text(groups)}"
     return (
         f"{changed} changed ({changes.summary_counts(group_changes)}); "
-        f"{changes.human_size(summary['bytes_changed'])} of tensor data changed, {changes.human_size(summary['stored_bytes'])} newly stored"
+        f"{changes.human_size(summary['bytes_changed'])} of tensor data changed, "
+        f"{changes.human_size(summary['stored_bytes'])} newly stored"
     )

@@ -75,7 +75,8 @@ SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
 
 
 def skip_smudge() -> bool:
-    """Pass metadata through instead of rebuilding: asked for by GIT_THETA_SKIP_SMUDGE, or a display-only git command."""
+    """Pass metadata through instead of rebuilding: asked for by GIT_THETA_SKIP_SMUDGE, or a display-only git
+    command."""
     return os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or display_only(invoking_git_command())
 
 

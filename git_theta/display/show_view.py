@@ -55,7 +55,7 @@ def render(*, side: str, path: str, meta: Metadata, key: str) -> str:
     ratio = f" ({total['stored_bytes'] / total['bytes']:.1%} of the tensor data)" if total["bytes"] else ""
     lines = [f"{path} at {snapshots.label(side)} ({meta.format})"] + tables.table(rows, right=(4,))
     lines.append(
-        f"{total['groups']} groups, {total['parameters']:,} parameters, {changes.human_size(total['bytes'])} of tensor data, "
-        f"{changes.human_size(total['stored_bytes'])} stored{ratio}"
+        f"{total['groups']} groups, {total['parameters']:,} parameters, {changes.human_size(total['bytes'])} of "
+        f"tensor data, {changes.human_size(total['stored_bytes'])} stored{ratio}"
     )
     return "\n".join(lines) + "\n"

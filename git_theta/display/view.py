@@ -63,7 +63,8 @@ def render(meta: Metadata) -> str:
     total = sum(math.prod(opaque[n].shape) if n in opaque else changes.elements(e) for n, e in meta.params.items())
     stored = sum(e.stored_size for e in meta.params.values())
     lines = [
-        f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, {changes.human_size(stored)} stored"
+        f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, "
+        f"{changes.human_size(stored)} stored"
     ]
     for name in sorted(meta.params):
         entry = meta.params[name]

@@ -9,6 +9,7 @@ so memory stays near 2 × (versions + a few temporaries) × one tensor in float6
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -50,8 +51,8 @@ class MergeResult:
     def summary(self, path: str) -> str:
         untouched = len(self.metadata.params) - len(self.one_sided) - len(self.picked) - len(self.computed)
         return (
-            f"git-theta: merged {path}: {untouched} parameter(s) unchanged or identical, {len(self.one_sided)} taken from the side that "
-            f"changed them, {len(self.picked)} picked by strategy, {len(self.computed)} computed"
+            f"git-theta: merged {path}: {untouched} parameter(s) unchanged or identical, {len(self.one_sided)} taken "
+            f"from the side that changed them, {len(self.picked)} picked by strategy, {len(self.computed)} computed"
         )
 
 
@@ -83,7 +84,8 @@ def merge_metadata(
     formats = {meta.format for meta in [*versions, *([base] if base else [])]}
     if len(formats) != 1:
         raise MergeError(
-            f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be merged"
+            f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be "
+            "merged"
         )
     settled = plan(versions, base, exhaustive)
     choices = choose(settled.conflicts) if settled.conflicts else {}
@@ -133,13 +135,15 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
             return  # taking an absent base means deleting the parameter
         if index >= len(conflict.versions):
             raise MergeError(
-                f"{where}: strategy {choice.strategy!r} takes version {index + 1}, but there are only {len(conflict.versions)}"
+                f"{where}: strategy {choice.strategy!r} takes version {index + 1}, but there are only "
+                f"{len(conflict.versions)}"
             )
         return
     for label, entry in zip(labels, conflict.versions):
         if entry is None:
             raise MergeError(
-                f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that (use ours, theirs or base)"
+                f"{where}: deleted in {label} and changed elsewhere; strategy {choice.strategy!r} cannot merge that "
+                "(use ours, theirs or base)"
             )
     layouts = {layout(entry) for entry in conflict.versions if entry is not None}
     refusal = dtypes.arithmetic_refusal(next(e for e in conflict.versions if e is not None).dtype)
@@ -149,7 +153,8 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
     if len(layouts) > 1:
         found = ", ".join(f"{label} {layout(e)}" for label, e in zip(labels, conflict.versions) if e is not None)
         raise MergeError(
-            f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them (use ours or theirs)"
+            f"{where}: dtype or shape differ between sides ({found}); strategy {choice.strategy!r} cannot merge them "
+            "(use ours or theirs)"
         )
     if strategy.uses_base(choice.arguments):
         if conflict.base is None:
@@ -158,7 +163,8 @@ def _check(path: str, conflict: Conflict, choice: Choice, labels: Sequence[str])
             )
         if layout(conflict.base) not in layouts:
             raise MergeError(
-                f"{where}: the merge base has {layout(conflict.base)}, the sides {layouts.pop()}; strategy {choice.strategy!r} needs the same layout"
+                f"{where}: the merge base has {layout(conflict.base)}, the sides {layouts.pop()}; strategy "
+                f"{choice.strategy!r} needs the same layout"
             )
 
 
@@ -171,8 +177,8 @@ def _check_float(path: str, conflict: Conflict, choice: Choice) -> None:
     for entry in (*conflict.versions, conflict.base):
         if entry is not None and not dtypes.is_float(entry.dtype):
             raise MergeError(
-                f"{path}: cannot merge parameter {conflict.name!r} with {choice.strategy!r}: {entry.dtype} values are quantized/integer "
-                "data; pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
+                f"{path}: cannot merge parameter {conflict.name!r} with {choice.strategy!r}: {entry.dtype} values are "
+                "quantized/integer data; pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
             )
 
 
@@ -186,7 +192,8 @@ def _check_objects(store: ObjectStore, path: str, conflicts: Sequence[Conflict],
         missing = [oid for entry in entries if entry is not None for oid in entry.objects() if not store.has(oid)]
         if missing:
             raise StoreError(
-                f"{path}: parameter {conflict.name!r} needs object {missing[0]}, missing from the store; fetch it first (`git theta fetch --all`) and merge again"
+                f"{path}: parameter {conflict.name!r} needs object {missing[0]}, missing from the store; fetch it "
+                "first (`git theta fetch --all`) and merge again"
             )
 
 
@@ -211,8 +218,8 @@ def _merge_conflicts(
                 merged[name] = future.result()
             result.computed.append(conflict.name)
             pending.append(
-                (conflict.name, parallel.submit_tensor_job(lambda c=conflict, ch=choice: _compute(store, path, c, ch)))
-            )  # type: ignore[misc]
+                (conflict.name, parallel.submit_tensor_job(functools.partial(_compute, store, path, conflict, choice)))
+            )
         while pending:
             name, future = pending.popleft()
             merged[name] = future.result()
@@ -242,7 +249,8 @@ def _compute(store: ObjectStore, path: str, conflict: Conflict, choice: Choice) 
     first = entries[0]
     if merged.shape != first.shape:
         raise MergeError(
-            f"{path}: parameter {conflict.name!r}: strategy {choice.strategy!r} returned shape {list(merged.shape)}, expected {list(first.shape)}"
+            f"{path}: parameter {conflict.name!r}: strategy {choice.strategy!r} returned shape {list(merged.shape)}, "
+            f"expected {list(first.shape)}"
         )
     tensor = from_float64(merged, first.dtype)
     digest = tensor.hash()

@@ -37,7 +37,8 @@ class TerminalPrompt:
 
     def __call__(self, path: str, conflicts: Sequence[Conflict], labels: Sequence[str]) -> dict[str, Choice]:
         self._say(
-            f"git-theta: {path}: {len(conflicts)} parameter(s) changed differently on several sides ({', '.join(labels)})."
+            f"git-theta: {path}: {len(conflicts)} parameter(s) changed differently on several sides "
+            f"({', '.join(labels)})."
         )
         self._list_strategies()
         choices: dict[str, Choice] = {}

@@ -45,7 +45,8 @@ def strategy_section(strategy: type[MergeStrategy]) -> str:
         lines += ["| argument | type | default | range | meaning |", "|---|---|---|---|---|"]
         for argument in strategy.arguments:
             lines.append(
-                f"| `{argument.name}` | {_type(argument)} | {_default(argument)} | {_range(argument)} | {argument.help} |"
+                f"| `{argument.name}` | {_type(argument)} | {_default(argument)} | {_range(argument)} | "
+                f"{argument.help} |"
             )
     else:
         lines.append("No arguments.")

@@ -41,7 +41,8 @@ def side_loadable(name: str) -> type[UpdateType]:
 
 
 class _MemoryCheckpoint:
-    """A checkpoint's tensors and blobs, read into memory: the sink for a format's `read`, the source for its `write`."""
+    """A checkpoint's tensors and blobs, read into memory: the sink for a format's `read`, the source for its
+    `write`."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, Tensor] = {}
@@ -94,14 +95,19 @@ def _two_updates(update_file: Path, param: str, first: str, second: str) -> Thet
     """One parameter, two updates: applying both in some order (or keeping one) would commit a value nobody trained."""
     why = ""
     if param.endswith(".bias"):
-        why = " (PEFT's IA3 scales an output-scaled layer's bias with that layer's own vector, so a separate bias entry is not PEFT's)"
+        why = (
+            " (PEFT's IA3 scales an output-scaled layer's bias with that layer's own vector, so a separate bias entry "
+            "is not PEFT's)"
+        )
     return ThetaError(
-        f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the entries"
+        f"{update_file}: parameter {param!r} gets two updates, from {first} and from {second}{why}; remove one of the "
+        "entries"
     )
 
 
 def _base_chain(repo: Repo, prior: list[Metadata], base: Tensor, digest: str) -> tuple[StoredLink, ...]:
-    """Links that rebuild `base`: an earlier stored version with its hash if its chain has room, else a new dense object."""
+    """Links that rebuild `base`: an earlier stored version with its hash if its chain has room, else a new dense
+    object."""
     for meta in prior:
         for entry in meta.params.values():
             if (

@@ -138,7 +138,8 @@ def group_by_param(
 
 
 def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:
-    """alpha / r (alpha / sqrt(r) for rsLoRA); alpha from --lora-alpha, else adapter_config.json beside the file, else r."""
+    """alpha / r (alpha / sqrt(r) for rsLoRA); alpha from --lora-alpha, else adapter_config.json beside the file, else
+    r."""
     config_path = update_file.parent / "adapter_config.json"
     config = _read_adapter_config(config_path) if config_path.is_file() else {}
     if config.get("alpha_pattern"):

@@ -142,7 +142,8 @@ def verified(store: ObjectStore, oid: str, size: int | None = None) -> int:
     if hasher.hexdigest() != oid or (size is not None and size and total != size):
         raise StoreError(
             f"object {oid} is corrupt in the local store ({path}: its sha256 or size does not match); not sent. "
-            f"Run `git theta fetch --repair` if a remote has a good copy, else `git add` the checkpoint it came from again"
+            "Run `git theta fetch --repair` if a remote has a good copy, else `git add` the checkpoint it came from "
+            "again"
         )
     return total
 
@@ -398,7 +399,10 @@ def _by_oid(answers: list[Any]) -> dict[str, dict[str, Any]]:
 def _error(answer: Mapping[str, object]) -> str:
     error = answer.get("error")
     if isinstance(error, dict):
-        return f"server error {redact.one_line(error.get('code', '?'), 20)}: {redact.one_line(error.get('message', 'no message'))}"
+        return (
+            f"server error {redact.one_line(error.get('code', '?'), 20)}: "
+            f"{redact.one_line(error.get('message', 'no message'))}"
+        )
     return f"server error: {redact.one_line(error)}"
 
 

@@ -127,9 +127,9 @@ def _strip_credentials(url: str) -> str:
 
 
 def answer_problem(answer: dict[str, Any], size: int, operation: str) -> str | None:
-    """What is wrong with a server's answer for one object of `size` bytes (0: unknown) (None: usable). Checked before any of it is
-    used: a size other than the one asked for, an href that is not http(s), headers that are not strings or would
-    inject lines into the request."""
+    """What is wrong with a server's answer for one object of `size` bytes (0: unknown) (None: usable). Checked
+    before any of it is used: a size other than the one asked for, an href that is not http(s), headers that are not
+    strings or would inject lines into the request."""
     answered = answer.get("size")
     # size 0 is "not recorded" (a file-section object of old metadata): any whole number may answer it
     if answered is not None and (type(answered) is not int or answered < 0 or (size and answered != size)):
@@ -220,8 +220,9 @@ class LfsHttp:
                 continue
             if status == 404:
                 raise TransferError(
-                    f"LFS server {self.shown} answered HTTP 404 to the {operation} batch request ({_message(payload)}): "
-                    f"it has none of the {len(objects)} object(s) asked for, or the repository does not exist there or is not visible to you"
+                    f"LFS server {self.shown} answered HTTP 404 to the {operation} batch request "
+                    f"({_message(payload)}): it has none of the {len(objects)} object(s) asked for, or the repository "
+                    "does not exist there or is not visible to you"
                 )
             if status != 200:
                 raise TransferError(
@@ -234,7 +235,8 @@ class LfsHttp:
                 self._credential_from_helper = False
             if payload.get("transfer", "basic") != "basic":
                 raise TransferError(
-                    f"LFS server {self.shown} chose transfer {redact.one_line(payload.get('transfer'), 60)!r}; git-theta speaks only 'basic'"
+                    f"LFS server {self.shown} chose transfer {redact.one_line(payload.get('transfer'), 60)!r}; "
+                    "git-theta speaks only 'basic'"
                 )
             answers = payload.get("objects")
             if not isinstance(answers, list):
@@ -247,7 +249,8 @@ class LfsHttp:
                 credentials.reject(self.credential, self.cwd)  # type: ignore[arg-type]
             who = f" for user {redact.one_line(self.credential.username, 80)!r}" if self.credential else ""
             raise TransferError(
-                f"LFS server {self.shown} refused access{who} (HTTP {status}: {_message(payload)}); check your credentials"
+                f"LFS server {self.shown} refused access{who} (HTTP {status}: {_message(payload)}); check your "
+                "credentials"
             )
         self.credential = credentials.fill(self.url, self.cwd)
         self._credential_from_helper = True
@@ -270,7 +273,8 @@ class LfsHttp:
     # -- basic transfers -------------------------------------------------
 
     def download(self, answer: dict[str, Any], store: ObjectStore) -> int:
-        """GET the object into the store, verified by sha256; returns bytes received. The answer passed answer_problem."""
+        """GET the object into the store, verified by sha256; returns bytes received. The answer passed
+        answer_problem."""
         oid, action = answer["oid"], answer["actions"]["download"]
         size = answer.get("size")
         href = action["href"]
@@ -376,7 +380,8 @@ class LfsHttp:
         for hop in range(MAX_REDIRECTS + 1):
             if urlsplit(url).scheme.lower() not in ("http", "https"):
                 raise TransferError(
-                    f"{redact.url(first)} redirected to {redact.one_line(redact.url(url), 120)}; only http(s) redirects are followed"
+                    f"{redact.url(first)} redirected to {redact.one_line(redact.url(url), 120)}; only http(s) "
+                    "redirects are followed"
                 )
             response = self._send(method, url, headers, body)
             if response.status in REDIRECT_CODES:

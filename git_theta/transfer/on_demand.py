@@ -30,7 +30,8 @@ def fetcher(repo: Repo, remote: str | None = None) -> Callable[[Metadata | Mappi
             client.download(repo, wanted, remote)
         except TransferError as error:
             raise TransferError(
-                f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: {error}"
+                f"{missing} object(s) of this checkpoint are not in the local store and could not be downloaded: "
+                f"{error}"
             ) from None
 
     return fetch

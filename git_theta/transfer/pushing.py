@@ -30,7 +30,8 @@ def is_null(oid: str) -> bool:
 
 
 def known_commits(ids: list[str], cwd: Path) -> list[str]:
-    """The commits (annotated tags peeled) of those ids this repository has; a remote tip someone else pushed may be unknown here."""
+    """The commits (annotated tags peeled) of those ids this repository has; a remote tip someone else pushed may be
+    unknown here."""
     if not ids:
         return []
     peeled = "".join(f"{i}^{{commit}}\n" for i in ids).encode()

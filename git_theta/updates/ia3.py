@@ -33,7 +33,8 @@ def check_scale(weight_shape: tuple[int, ...], scale: Tensor) -> None:
     fits = len(scale.shape) == len(weight_shape) and all(s in (1, w) for s, w in zip(scale.shape, weight_shape))
     if not fits:
         raise StoreError(
-            f"IA3 vector of shape {list(scale.shape)} does not broadcast onto a weight of shape {list(weight_shape)} (same rank, each dimension equal or 1)"
+            f"IA3 vector of shape {list(scale.shape)} does not broadcast onto a weight of shape {list(weight_shape)} "
+            "(same rank, each dimension equal or 1)"
         )
     require_float(NAME, "the scaling vector", scale)
 

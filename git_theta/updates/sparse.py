@@ -57,7 +57,8 @@ class SparseUpdate(UpdateType):
             raise ThetaError(f"sparse_indices must be integers, not {indices.dtype}")
         if values.dtype != base.dtype:
             raise ThetaError(
-                f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so the dtype must match)"
+                f"sparse_values are {values.dtype}, the parameter is {base.dtype} (values are stored bit for bit, so "
+                "the dtype must match)"
             )
         flat = indices.numpy().reshape(-1).astype(np.int64)
         if values.nbytes // dtypes.itemsize(values.dtype) != len(flat):
@@ -87,7 +88,8 @@ class SparseUpdate(UpdateType):
         packed = base.dtype in dtypes.PACKED
         if values.dtype != base.dtype or packed or len(values.shape) != 1 or gaps.shape != values.shape:
             raise StoreError(
-                f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a {base.dtype} tensor"
+                f"sparse object holds {len(gaps.numpy())} gaps and {values.dtype}{list(values.shape)} values for a "
+                f"{base.dtype} tensor"
             )
         indices = gaps.numpy().astype(np.int64).cumsum()
         size = int(np.prod(base.shape, dtype=np.int64))

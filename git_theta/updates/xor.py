@@ -38,7 +38,8 @@ class XorUpdate(UpdateType):
         delta = self.buffer(bundle, "xor")
         if delta.shape != _xor_shape(base) or dtypes.itemsize(delta.dtype) != dtypes.itemsize(base.dtype):
             raise StoreError(
-                f"xor object holds {delta.dtype}{list(delta.shape)}, which does not fit a {base.dtype}{list(base.shape)} base"
+                f"xor object holds {delta.dtype}{list(delta.shape)}, which does not fit a "
+                f"{base.dtype}{list(base.shape)} base"
             )
         return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(delta)))
 

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/gguf_bench.py at its smallest scale: the report's shape and what holds whatever the timings."""
+"""Smoke test of benchmarks/gguf_bench.py at its smallest scale: the report's shape and what holds whatever the
+timings."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def test_unusual_archives_are_byte_identical(repo: Path) -> None:
     assert '"kept":["w.npy"]' in git(repo, "show", "HEAD:level1.npz").stdout
     odd = git(repo, "show", "HEAD:odd.npz").stdout
     assert '"kept":["big.npy","obj.npy"]' in odd and '\n"ok":' in odd
-    for name, data in originals.items():
+    for name, _data in originals.items():
         (repo / name).unlink()
     git(repo, "checkout", "--", *originals)
     for name, data in originals.items():

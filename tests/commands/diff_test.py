@@ -29,7 +29,8 @@ def commit(repo: Path, tensors: dict[str, np.ndarray], message: str, path: str =
 
 
 def edited() -> dict[str, np.ndarray]:
-    """enc.0.weight: one entry +0.5; enc.1.weight scaled by 2; enc.0.bias: -0.0 in one place; head removed; new added."""
+    """enc.0.weight: one entry +0.5; enc.1.weight scaled by 2; enc.0.bias: -0.0 in one place; head removed;
+    new added."""
     tensors = {name: value.copy() for name, value in BASE.items()}
     tensors["enc.0.weight"][3, 4] += 0.5
     tensors["enc.1.weight"] *= 2
@@ -55,7 +56,8 @@ def test_numbers_match_numpy(repo: Path) -> None:
     assert (doc["old"], doc["new"]) == ("index", "working tree")
     found = groups(doc)
     assert {n: g["status"] for n, g in found.items()} == {
-        "enc.0.bias": "modified", "enc.0.weight": "modified", "enc.1.weight": "modified", "head.weight": "removed", "new.weight": "added",
+        "enc.0.bias": "modified", "enc.0.weight": "modified", "enc.1.weight": "modified",
+        "head.weight": "removed", "new.weight": "added",
     }  # fmt: skip
     old, now = BASE["enc.0.weight"].astype(np.float64), new["enc.0.weight"].astype(np.float64)
     stats = found["enc.0.weight"]["stats"]

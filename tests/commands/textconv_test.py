@@ -195,5 +195,8 @@ def test_install_uses_the_lean_launcher(repo: Path) -> None:
     usage = subprocess.run(["git-theta-textconv"], cwd=repo, capture_output=True, text=True)
     assert usage.returncode == 1 and usage.stderr == "usage: git-theta-textconv FILE\n"
     # Reading metadata loads no numpy: the launcher stays cheap to start.
-    code = "import sys; from git_theta.commands import textconv; rc = textconv.main(['meta.txt']); sys.exit(9 if 'numpy' in sys.modules else rc)"
+    code = (
+        "import sys; from git_theta.commands import textconv; rc = textconv.main(['meta.txt']); sys.exit(9 if 'numpy' "
+        "in sys.modules else rc)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True).returncode == 0

@@ -114,15 +114,15 @@ def test_deep_nesting_is_metadata_error(depth: int, bracket: str, where: str) ->
         opening = '{"a":'
     nested = opening * depth + "1" + closing * depth
     oid = "0" * 64
-    entry = '{"dtype":"F32","hash":"%s","shape":[1],"stored":[{"object":"%s","size":1,"update":"dense"}]}' % (oid, oid)
+    entry = f'{{"dtype":"F32","hash":"{oid}","shape":[1],"stored":[{{"object":"{oid}","size":1,"update":"dense"}}]}}'
     if where == "file":
-        doc = '{"version":"git-theta/1","format":"safetensors","file":{"x":%s},"params":{}}' % nested
+        doc = f'{{"version":"git-theta/1","format":"safetensors","file":{{"x":{nested}}},"params":{{}}}}'
     elif where == "param":
-        doc = '{"version":"git-theta/1","format":"safetensors","file":{},"params":{"w":%s,"v":%s}}' % (entry, nested)
+        doc = f'{{"version":"git-theta/1","format":"safetensors","file":{{}},"params":{{"w":{entry},"v":{nested}}}}}'
     else:
         doc = (
             '{"version":"git-theta/1","format":"safetensors","file":{},"params":{"w":'
-            + entry.replace('"update":"dense"', '"update":"dense","x":%s' % nested)
+            + entry.replace('"update":"dense"', f'"update":"dense","x":{nested}')
             + "}}"
         )
     _parse(doc.encode())

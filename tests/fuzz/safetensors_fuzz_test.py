@@ -201,6 +201,6 @@ def test_deeply_nested_metadata_section_reads_or_checkpoint_error(width: int, de
     """`__metadata__` (kept byte for byte) nested deep: refused or kept, never a RecursionError."""
     nested = "[" * depth + "]" * depth
     encoded = (
-        '{"__metadata__":%s,"w":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}' % (nested, width, width)
+        f'{{"__metadata__":{nested},"w":{{"dtype":"U8","shape":[{width}],"data_offsets":[0,{width}]}}}}'
     ).encode()
     _read(struct.pack("<Q", len(encoded)) + encoded + b"\1" * width)

@@ -233,7 +233,7 @@ def _hostile_metadata(repo: Path, case: str) -> bytes:
         text = json.dumps(good, separators=(",", ":"))
         name = next(iter(good["params"]))
         entry = json.dumps(good["params"][name], separators=(",", ":"))
-        return text.replace('"params":{', '"params":{%s:%s,' % (json.dumps(name), entry), 1).encode()
+        return text.replace('"params":{', f'"params":{{{json.dumps(name)}:{entry},', 1).encode()
     elif case == "newer-version":
         return json.dumps({**good, "version": "git-theta/99"}, separators=(",", ":")).encode()
     elif case == "truncated":

@@ -185,7 +185,10 @@ def test_integer_and_quantized_values_are_not_averaged(tmp_path: Path, dtype: ty
     for strategy in ("average", "ties"):
         with pytest.raises(
             MergeError,
-            match=rf"^m.safetensors: cannot merge parameter 'layer.qweight' with '{strategy}': {name} values are quantized/integer data; pick ours, theirs or base",
+            match=(
+                rf"^m.safetensors: cannot merge parameter 'layer.qweight' with '{strategy}': {name} values are "
+                r"quantized/integer data; pick ours, theirs or base"
+            ),
         ):
             merge_metadata(
                 store,

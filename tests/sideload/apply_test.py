@@ -34,7 +34,8 @@ def _refused_side_load(repo: Path, update_type: str, update_file: Path, names: l
 
 
 def test_ia3_weight_vector_and_a_bias_entry_for_the_same_layer_are_refused(repo: Path, tmp_path: Path) -> None:
-    """The weight's (out, 1) vector also scales fc.bias (PEFT's merge); a second entry for fc.bias would be overwritten."""
+    """The weight's (out, 1) vector also scales fc.bias (PEFT's merge); a second entry for fc.bias would be
+    overwritten."""
     _committed_model(repo)
     rng = np.random.default_rng(8)
     update = tmp_path / "ia3.safetensors"

@@ -74,7 +74,8 @@ def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
 
 
 def origin_and_alice(tmp_path: Path) -> tuple[Path, Path]:
-    """git-theta installed (globally, in the test's HOME), an empty bare repository and alice's, tracking *.safetensors."""
+    """git-theta installed (globally, in the test's HOME), an empty bare repository and alice's, tracking
+    *.safetensors."""
     theta(tmp_path, "install")
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))

@@ -99,7 +99,8 @@ class _Encoder:
             raise CheckpointError(f"{where}: tensor subclass {type(tensor).__name__} is not supported")
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
             raise CheckpointError(
-                f"{where}: only dense CPU tensors are supported, not a {tensor.layout} {tensor.dtype} tensor on {tensor.device}"
+                f"{where}: only dense CPU tensors are supported, not a {tensor.layout} {tensor.dtype} tensor on "
+                f"{tensor.device}"
             )
         name = unique_name(".".join(path) or "tensor", self.taken)
         self.by_id[id(tensor)] = name
@@ -185,7 +186,8 @@ def check_limits(obj: Any) -> None:
                 raise LimitError(f"the pickled object has more than {MAX_NODES} structure nodes")
             if total - distinct > MAX_COPIED_NODES:
                 raise LimitError(
-                    f"the pickled object shares containers so often that copying them adds more than {MAX_COPIED_NODES} structure nodes"
+                    "the pickled object shares containers so often that copying them adds more than "
+                    f"{MAX_COPIED_NODES} structure nodes"
                 )
             sizes[id(value)] = (total, 1 + max((height for _, height in below), default=0))
             continue

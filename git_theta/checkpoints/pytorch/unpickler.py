@@ -171,7 +171,8 @@ def _encode(text: Any, encoding: Any) -> bytes:
 
 
 def _bytearray(content: Any = b"", encoding: Any = None) -> bytearray:
-    """bytearray(bytes) or bytearray(str, 'latin-1'), as pickles spell it; never bytearray(n), which allocates n bytes."""
+    """bytearray(bytes) or bytearray(str, 'latin-1'), as pickles spell it; never bytearray(n), which allocates n
+    bytes."""
     if type(content) is bytes and encoding is None:
         return bytearray(content)
     if type(content) is str and encoding == "latin-1":

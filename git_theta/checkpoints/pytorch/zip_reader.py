@@ -68,7 +68,7 @@ def _groups(nodes: list[TensorNode], dtype_names: Mapping[str, str]) -> dict[str
     for key, members in by_key.items():
         storage = members[0].tensor.storage
 
-        def owns(t: FakeTensor) -> bool:
+        def owns(t: FakeTensor, storage: Storage = storage) -> bool:
             whole = math.prod(t.shape) * ITEMSIZE.get(t.dtype, 0) == storage.nbytes
             return t.dtype in dtype_names and t.offset == 0 and t.strides == contiguous_strides(t.shape) and whole
 
@@ -126,7 +126,8 @@ def check_limits(infos: list[zipfile.ZipInfo], size: int) -> None:
     for info in infos:
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
             raise LimitError(
-                f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a pickle"
+                f"{info.filename} declares {info.file_size} bytes, more than the limit of {MAX_PICKLE_BYTES} for a "
+                "pickle"
             )
 
 

@@ -1,4 +1,5 @@
-"""breadcrumbs, breadcrumbs-ties: drop each task vector's largest outliers and its smallest entries (Model Breadcrumbs)."""
+"""breadcrumbs, breadcrumbs-ties: drop each task vector's largest outliers and its smallest entries (Model
+Breadcrumbs)."""
 
 from __future__ import annotations
 

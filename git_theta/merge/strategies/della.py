@@ -25,7 +25,8 @@ EPSILON = Argument(
     "epsilon",
     float,
     0.15,
-    "keep probabilities span density ± epsilon, from the smallest magnitude of a row to the largest; one value, or one per version",
+    "keep probabilities span density ± epsilon, from the smallest magnitude of a row to the largest; one value, or "
+    "one per version",
     minimum=0.0,
     maximum=0.5,
     per_model=True,

@@ -84,7 +84,8 @@ class MultislerpStrategy(_Spherical):
         if mean_norm < SPHERE_EPSILON:
             if len(versions) != 2:
                 raise ThetaError(
-                    f"merge strategy 'multislerp': the weighted mean direction of parameter {name!r} is zero (antipodal versions); use other weights"
+                    f"merge strategy 'multislerp': the weighted mean direction of parameter {name!r} is zero "
+                    "(antipodal versions); use other weights"
                 )
             result = weights @ points
         else:
@@ -100,7 +101,8 @@ class MultislerpStrategy(_Spherical):
 def nuslerp(
     t: float, first: np.ndarray[Any, Any], second: np.ndarray[Any, Any], row_wise: bool, flatten: bool
 ) -> np.ndarray[Any, Any]:
-    """mergekit's nuslerp: slerp along the last axis (each row), the first axis (`row_wise`) or the whole tensor (`flatten`)."""
+    """mergekit's nuslerp: slerp along the last axis (each row), the first axis (`row_wise`) or the whole tensor
+    (`flatten`)."""
     shape = first.shape
     if flatten or first.ndim < 2:
         a, b = first.reshape(1, -1), second.reshape(1, -1)

@@ -40,7 +40,8 @@ def per_version(value: PerModel, count: int, argument: str = "argument") -> tupl
     if isinstance(value, (tuple, list)):
         if len(value) != count:
             raise ThetaError(
-                f"{argument}: {len(value)} values were given (one per version, ours first), but there are {count} versions"
+                f"{argument}: {len(value)} values were given (one per version, ours first), but there are {count} "
+                "versions"
             )
         return tuple(float(item) for item in value)
     return (float(value),) * count

@@ -52,7 +52,8 @@ class WeightedStrategy(MergeStrategy):
         weights = arguments["weights"] or (1.0,) * len(versions)
         if len(weights) != len(versions):
             raise ThetaError(
-                f"merge strategy 'weighted': parameter {name!r} has {len(versions)} versions but {len(weights)} weights were given"
+                f"merge strategy 'weighted': parameter {name!r} has {len(versions)} versions but {len(weights)} "
+                "weights were given"
             )
         total = np.zeros_like(versions[0])
         for weight, version in zip(weights, versions):

@@ -91,7 +91,8 @@ def decode_tensor(name: str, value: Any) -> Tensor:
         raise CheckpointError(f"tensor {name!r} has an invalid shape {shape!r}")
     if not isinstance(data, list) or len(data) != math.prod(shape):
         raise CheckpointError(
-            f"tensor {name!r}: shape {shape} needs {math.prod(shape)} values, data has {len(data) if isinstance(data, list) else 'none'}"
+            f"tensor {name!r}: shape {shape} needs {math.prod(shape)} values, data has "
+            f"{len(data) if isinstance(data, list) else 'none'}"
         )
     if dtypes.is_float(dtype):
         array = _float_array(name, dtype, data)

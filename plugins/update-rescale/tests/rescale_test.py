@@ -100,6 +100,7 @@ def test_a_bad_side_load_entry_is_refused_by_name(theta_repo: Path, tmp_path: Pa
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"git-theta: error: {tmp_path / 'update.safetensors'}: parameter 'emb' (F32[64, 32]): a .rescale entry holds one float factor, not F32[2]"
+        f"git-theta: error: {tmp_path / 'update.safetensors'}: parameter 'emb' (F32[64, 32]): a .rescale entry holds "
+        "one float factor, not F32[2]"
     ]
     assert run(theta_repo, "git", "status", "--porcelain").stdout == ""

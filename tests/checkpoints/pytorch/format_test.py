@@ -229,7 +229,10 @@ def test_sniff() -> None:
 
 
 def test_import_does_not_import_torch() -> None:
-    code = "import sys, git_theta.checkpoints.pytorch, git_theta.plugins as p; p.load_group('git_theta.checkpoints'); print('torch' in sys.modules)"
+    code = (
+        "import sys, git_theta.checkpoints.pytorch, git_theta.plugins as p; p.load_group('git_theta.checkpoints'); "
+        "print('torch' in sys.modules)"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"

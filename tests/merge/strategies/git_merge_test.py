@@ -93,7 +93,10 @@ METHODS = {
 
 @pytest.mark.parametrize("strategy", sorted(METHODS))
 def test_git_merge_computes_each_float_tensor_with_the_strategy(template: Path, tmp_path: Path, strategy: str) -> None:
-    policy = f'[default]\nstrategy = "{strategy}"\n{METHODS[strategy]}\n\n[[rule]]\nparams = "*.qweight"\nstrategy = "theirs"\n'
+    policy = (
+        f'[default]\nstrategy = "{strategy}"\n{METHODS[strategy]}\n\n[[rule]]\nparams = "*.qweight"\nstrategy = '
+        '"theirs"\n'
+    )
     repo, result = merge_in_copy(template, tmp_path, policy)
     assert result.returncode == 0, result.stderr
     assert "2 computed" in result.stderr and "1 picked by strategy" in result.stderr
@@ -118,7 +121,8 @@ def test_integer_parameter_is_refused_by_name(template: Path, tmp_path: Path) ->
     lines = [line for line in result.stderr.splitlines() if line.startswith("git-theta: error:")]
     assert lines == [
         (
-            "git-theta: error: model.safetensors: cannot merge parameter 'layer.qweight' with 'ties': I32 values are quantized/integer "
+            "git-theta: error: model.safetensors: cannot merge parameter 'layer.qweight' with 'ties': I32 values are "
+            "quantized/integer "
             "data; pick ours, theirs or base for it in .thetamerge.toml (or with --strategy)"
         )
     ]

@@ -16,7 +16,8 @@ def merge(versions: list[np.ndarray], **given: object) -> np.ndarray:
 
 
 def on_circle(angle: float, norm: float, extra: int = 0) -> np.ndarray:
-    """A vector in the plane of the first two axes (padded with zeros): on a great circle the Karcher mean is the mean angle."""
+    """A vector in the plane of the first two axes (padded with zeros): on a great circle the Karcher mean is the mean
+    angle."""
     return np.array([norm * math.cos(angle), norm * math.sin(angle)] + [0.0] * extra)
 
 

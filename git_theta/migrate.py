@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from git_theta import attributes, clean, git, hooks, lfs_pointer, metadata, progress, smudge
+from git_theta import attributes, clean, git, hooks, installation, lfs_pointer, metadata, progress, smudge
 from git_theta.errors import GitError, MetadataError, ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -680,9 +680,7 @@ def import_history(
 ) -> Rewrite:
     """Rewrite the selected refs so their commits' git-lfs pointers matching `include` become git-theta metadata."""
     _check_clean(repo.worktree)
-    from git_theta.commands import install
-
-    problem = install.filter_problem(repo.worktree)
+    problem = installation.filter_problem(repo.worktree)
     if problem:
         raise MigrateError(f"not migrating: {problem}")
     chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])

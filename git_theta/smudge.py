@@ -141,7 +141,8 @@ def write_lfs_object(
         try:
             fetch_missing({pointer.oid: pointer.size})
         except ThetaError as error:
-            raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store: {error}") from None
+            first = str(error).splitlines()[0]  # one line: the download error lists every object on its own line
+            raise StoreError(f"{path}: git-lfs object {pointer.oid} is not in the local store; {first}") from None
     if not store.has(pointer.oid):
         raise StoreError(
             f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git "

@@ -14,7 +14,13 @@ def test_track_appends_one_line_per_new_pattern_under_one_clone_hint(tmp_path: P
     assert attributes.track(path, ["*.safetensors", "*.pt", "*.safetensors"]) == ["*.safetensors", "*.pt"]
     assert attributes.track(path, ["*.pt", "*.bin"]) == ["*.bin"]
     lines = path.read_text().splitlines()
-    assert lines == [CLONE_HINT, "*.txt text eol=lf", f"*.safetensors {ATTRIBUTES}", f"*.pt {ATTRIBUTES}", f"*.bin {ATTRIBUTES}"]
+    assert lines == [
+        CLONE_HINT,
+        "*.txt text eol=lf",
+        f"*.safetensors {ATTRIBUTES}",
+        f"*.pt {ATTRIBUTES}",
+        f"*.bin {ATTRIBUTES}",
+    ]
     assert attributes.tracked_patterns(path) == ["*.safetensors", "*.pt", "*.bin"]
 
 

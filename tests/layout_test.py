@@ -20,6 +20,7 @@ ELSEWHERE: dict[str, str] = {
     "repo.py": "tests/store_test.py",
     "snapshots.py": "tests/commands/diff_test.py",
     "history.py": "tests/commands/log_test.py",
+    "installation.py": "tests/commands/cli_test.py",
     "checkpoints/base.py": "tests/clean_format_test.py",
     "checkpoints/zip_layout.py": "tests/checkpoints/npz_test.py",
     "commands/clean.py": "tests/clean_test.py",
@@ -48,7 +49,9 @@ ELSEWHERE: dict[str, str] = {
 
 def _modules() -> list[str]:
     return sorted(
-        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if path.name != "__init__.py" and "__pycache__" not in path.parts
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" and "__pycache__" not in path.parts
     )
 
 

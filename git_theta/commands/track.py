@@ -7,8 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from git_theta import attributes, git, hooks, lfs_pointer
-from git_theta.commands import install
+from git_theta import attributes, git, hooks, installation, lfs_pointer
 from git_theta.errors import ThetaError
 
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         for pattern in args.patterns:
             print(f"{'excluding' if pattern in added else 'already excluded'}: {pattern} (stored by git itself)")
         return 0
-    problem = install.filter_problem(path.parent)
+    problem = installation.filter_problem(path.parent)
     if problem and not args.force:
         raise ThetaError(f"{path.name}: not tracking {' '.join(args.patterns)}: {problem} (or rerun with --force)")
     if problem:

@@ -3,8 +3,8 @@ budget in fuzz_support."""
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import struct
 from typing import Any
 

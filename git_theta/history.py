@@ -28,6 +28,8 @@ class FileChange:
     path: str
     changes: list[GroupChange]
     moves: list[sharded.Move] = field(default_factory=list)  # a sharded model (path is its index)
+    # Only the file's own data changed (a safetensors header's __metadata__), no parameter group
+    file_changed: bool = False
 
 
 @dataclass
@@ -127,11 +129,21 @@ def history(
                 for old, new, path in entries:
                     if not tracked[path]:
                         continue
-                    found = changes.compare(_parse(blobs, old, path), _parse(blobs, new, path))
+                    before, after = _parse(blobs, old, path), _parse(blobs, new, path)
+                    found = changes.compare(before, after)
                     if param is not None:
                         found = [c for c in found if c.name == param]
-                    if found:
-                        files.append(FileChange(path, found))
+                    # Without --param, a commit that changed only file-level data (a safetensors __metadata__) is listed
+                    # too; when groups changed, the file data (headers, offsets) changes with them, so it is not noted.
+                    file_changed = (
+                        not found
+                        and param is None
+                        and before is not None
+                        and after is not None
+                        and before.file != after.file
+                    )
+                    if found or file_changed:
+                        files.append(FileChange(path, found, file_changed=file_changed))
                 if files:
                     commits.append(Commit(header[0], header[0][:SHORT], header[1], header[2], header[3], files))
                     if len(commits) == limit:

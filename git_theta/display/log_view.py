@@ -36,7 +36,8 @@ def render(*, commits: list[Commit], param: str | None, verbose: bool) -> str:
             moved = f"; {sharded.moves_text(file.moves)}" if file.moves else ""
             counts = changes.summary_counts(file.changes)
             counted = f"{changes.groups_text(len(file.changes))} changed ({counts}){moved}"
-            lines.append(f"    {file.path}: {counted}; stored {stored or 'nothing'}")
+            data = "; file data changed" if file.file_changed else ""
+            lines.append(f"    {file.path}: {counted}{data}; stored {stored or 'nothing'}")
             if verbose:
                 lines += tables.table(rows, right=(5,), indent="      ")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -81,6 +82,7 @@ def to_json(commits: list[Commit]) -> list[dict[str, Any]]:
                         for g in f.changes
                     ],
                     **({"moves": [_move_json(m) for m in f.moves]} if f.moves else {}),
+                    **({"file_changed": True} if f.file_changed else {}),
                 }
                 for f in c.files
             ],

@@ -128,3 +128,19 @@ def test_records_split_across_many_chunks_parse_the_same(repo: Path, monkeypatch
         git_module, "stream", lambda *args, **kwargs: real_stream(*args, **{**kwargs, "chunk_bytes": 3})
     )
     assert log_history.history(repo=found, rev="HEAD", paths=[]) == whole
+
+
+def test_a_commit_that_changed_only_file_level_data_is_listed(repo: Path) -> None:
+    tensors = {"w": np.ones((4, 4), np.float32)}
+    save_file(tensors, repo / MODEL)
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    save_file(tensors, repo / MODEL, metadata={"format": "pt"})  # the same tensors, a new __metadata__
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "metadata only")
+    out = theta(repo, "log", MODEL).stdout
+    assert "metadata only" in out and "model.safetensors: 0 groups changed" in out and "file data changed" in out
+    doc = json.loads(theta(repo, "log", "--json", MODEL).stdout)
+    assert doc[0]["subject"] == "metadata only" and doc[0]["files"][0]["file_changed"] is True
+    # a group's history lists only its own changes
+    assert "metadata only" not in theta(repo, "log", MODEL, "--param", "w").stdout

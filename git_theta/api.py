@@ -18,9 +18,9 @@ tests/api_test.py executes them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union
 
 if TYPE_CHECKING:
     from git_theta.checkpoints.base import CheckpointFormat
@@ -91,7 +91,12 @@ def load_param(
 
 
 def save(
-    state_dict: Mapping[str, Any], path: PathLike, message: str, repo: PathLike | None = None, format: str | None = None
+    state_dict: Mapping[str, Any],
+    path: PathLike,
+    message: str,
+    repo: PathLike | None = None,
+    format: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> str:
     """Write `state_dict` ({name: numpy array or torch tensor}) to `path`, `git add` and commit it; returns the
     commit id.
@@ -100,7 +105,9 @@ def save(
     one whose extensions match `path` (safetensors for .safetensors, torch.save
     for .pt/.pth/.bin, numpy.savez for .npz, or a plugin's), with its
     `write_new`. The path must be tracked (`git theta track`); only this path is
-    committed, whatever else is staged.
+    committed, whatever else is staged. A safetensors file keeps the `__metadata__`
+    of the file it replaces (transformers reads its {"format": "pt"}), unless
+    `metadata` gives another (`{}` for none); other formats take no metadata.
 
         >>> commit = git_theta.save({"w": np.full((2, 3), 2, dtype=np.float32)}, "model.safetensors", message="v3")
         >>> len(commit)
@@ -120,8 +127,9 @@ def save(
     tensors = {str(name): _to_tensor(name, value) for name, value in state_dict.items()}
     target = root / relative
     writer = _writer(relative, format)
+    write = _metadata_writer(writer, target, metadata, relative)
     try:
-        write_atomically(target, lambda out: writer.write_new(tensors, out))
+        write_atomically(target, lambda out: write(tensors, out))
     except ThetaError as error:
         raise ThetaError(f"{relative}: {error}") from None
     git.run("add", "--", relative, cwd=root)
@@ -241,6 +249,21 @@ def _to_tensor(name: object, value: Any) -> Tensor:
         f"parameter {name!r}: expected a numpy array or a torch tensor, got {type(value).__name__} (nested state "
         "dicts are not supported)"
     )
+
+
+def _metadata_writer(
+    writer: CheckpointFormat, target: Path, metadata: Mapping[str, str] | None, relative: str
+) -> Callable[[Mapping[str, Tensor], BinaryIO], None]:
+    """The writer's write_new, given the file-level metadata to keep or set (safetensors `__metadata__` only)."""
+    from git_theta.checkpoints import safetensors
+    from git_theta.errors import ThetaError
+
+    if not isinstance(writer, safetensors.SafetensorsFormat):
+        if metadata:
+            raise ThetaError(f"{relative}: the {writer.name} format has no file metadata to set; pass metadata=None")
+        return writer.write_new
+    kept = safetensors.file_metadata(target) if metadata is None else dict(metadata)
+    return lambda tensors, out: writer.write_new(tensors, out, metadata=kept)
 
 
 def _writer(path: str, name: str | None) -> CheckpointFormat:

@@ -152,3 +152,23 @@ def test_save_writes_through_a_plugin_format_by_extension_or_name(repo: Path) ->
         "data": [1.5, -0.0, "inf", 2.0],
     }
     assert json.loads(git(repo, "show", "HEAD:other.ckpt").stdout)["format"] == "json"
+
+
+def test_save_keeps_the_safetensors_metadata_of_the_file_it_replaces_or_sets_the_given(repo: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    path = repo / "model.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(path), metadata={"format": "pt"})  # as transformers writes it
+    git(repo, "add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v1")
+    git_theta.save({"w": np.ones(3, np.float32)}, path, message="v2", repo=repo)
+    with safe_open(str(path), "np") as file:
+        assert file.metadata() == {"format": "pt"}
+    git_theta.save(
+        {"w": np.full(3, 2, np.float32)}, path, message="v3", repo=repo, metadata={"format": "pt", "step": "3"}
+    )
+    with safe_open(str(path), "np") as file:
+        assert file.metadata() == {"format": "pt", "step": "3"}
+    with pytest.raises(ThetaError, match="the npz format has no file metadata"):
+        git_theta.save({"w": np.ones(3, np.float32)}, repo / "a.npz", message="npz", repo=repo, metadata={"a": "b"})

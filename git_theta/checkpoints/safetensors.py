@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from git_theta import dtypes
@@ -139,9 +140,17 @@ class SafetensorsFormat(CheckpointFormat):
         (size,) = _U64.unpack_from(head)
         return 2 <= size <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
-    def write_new(self, tensors: Mapping[str, Tensor], out: BinaryIO) -> None:
-        """The safetensors layout: u64 header length, JSON header (space-padded to 8 bytes), data in name order."""
+    def write_new(
+        self, tensors: Mapping[str, Tensor], out: BinaryIO, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        """The safetensors layout: u64 header length, JSON header (space-padded to 8 bytes), data in name order.
+
+        `metadata` becomes the header's `__metadata__` (first, as the safetensors library writes it).
+        """
         header: dict[str, Any] = {}
+        if metadata:
+            _check_metadata(dict(metadata))
+            header["__metadata__"] = dict(metadata)
         offset = 0
         for name in sorted(tensors):
             tensor = tensors[name]
@@ -230,3 +239,20 @@ class SafetensorsFormat(CheckpointFormat):
 
 def _layout(params: Mapping[str, ParamEntry]) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {name: (entry.dtype, entry.shape) for name, entry in params.items()}
+
+
+def file_metadata(path: Path) -> dict[str, str] | None:
+    """The `__metadata__` of the safetensors file at `path`, or None (no such file, none there, not safetensors)."""
+    try:
+        with path.open("rb") as file:
+            size_bytes = file.read(8)
+            if len(size_bytes) != 8:
+                return None
+            (size,) = _U64.unpack(size_bytes)
+            if not 2 <= size <= MAX_HEADER_BYTES:
+                return None
+            header = _load_header(read_exact(file, size), adding=False)
+    except (OSError, CheckpointError):
+        return None
+    value = header.get("__metadata__")
+    return dict(value) if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()) else None

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from git_theta import files, git, metadata
+from git_theta import files, git, lfs_pointer, metadata
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.repo import Repo
@@ -117,6 +117,32 @@ def blob_metadata(repo: Repo, side: str, path: str) -> Metadata | None:
         return at(repo, WORKTREE, [path]).get(path)
     spec = f":{path}" if side == INDEX else f"{side}:{path}"
     data = git.blob(spec, cwd=repo.worktree)
-    if data is None or not metadata.looks_like_metadata(data):
+    if data is None:
         return None
+    if not metadata.looks_like_metadata(data):
+        pointer = lfs_pointer.parse(data)
+        return None if pointer is None else _lfs_metadata(repo, path, pointer, spec)
     return metadata.parse(data, spec)
+
+
+def _lfs_metadata(repo: Repo, path: str, pointer: lfs_pointer.Pointer, spec: str) -> Metadata:
+    """Metadata of a revision committed through git-lfs (before the path switched to git-theta), from its object.
+
+    The object (fetched when missing) is cleaned like a working tree file: its groups are stored in the shared
+    store, as `git diff` stores a changed file's, so that show and load read it like any other version.
+    """
+    import hashlib
+
+    from git_theta import clean
+    from git_theta.transfer import on_demand
+
+    if not repo.store.has(pointer.oid):
+        on_demand.fetcher(repo)({pointer.oid: pointer.size})
+    digest = hashlib.sha256()
+    with repo.store.path(pointer.oid).open("rb") as file:
+        while chunk := file.read(8 << 20):
+            digest.update(chunk)
+        if digest.hexdigest() != pointer.oid:
+            raise ThetaError(f"{spec}: git-lfs object {pointer.oid} is corrupt; run `git theta fetch --repair`")
+        file.seek(0)
+        return metadata.parse(clean.clean(repo, path, file), spec)

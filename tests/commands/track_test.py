@@ -10,6 +10,8 @@ from conftest import git
 from hostile_support import RepoState, assert_refused, git_theta_lines, run_bounded
 from safetensors.numpy import save_file
 
+import git_theta
+
 
 def _fresh(tmp_path: Path) -> Path:
     repo = tmp_path / "fresh"
@@ -94,7 +96,10 @@ def test_tracking_a_git_lfs_pattern_says_so_and_restages_the_files_with_git_thet
     git(repo, "checkout", "--", "model.safetensors")
     assert model.read_bytes() == original
     assert (repo / ".gitattributes").read_text().splitlines()[0].startswith("# Files matched by filter=theta lines")
-    # The git-lfs era still checks out through its pointer (git-lfs and git-theta share .git/lfs/objects) ...
+    # The git-lfs era still shows, loads and checks out through its pointer (git-lfs and git-theta share
+    # .git/lfs/objects) ...
+    assert "w" in git(repo, "theta", "show", "HEAD~1:model.safetensors").stdout
+    assert (git_theta.load("model.safetensors", rev="HEAD~1", repo=repo)["w"] == np.arange(8, dtype=np.float32)).all()
     git(repo, "checkout", "HEAD~1", "--", "model.safetensors")
     assert model.read_bytes() == original
     git(repo, "checkout", "HEAD", "--", "model.safetensors")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -28,7 +29,9 @@ links = st.builds(
 entries = st.builds(
     ParamEntry,
     dtype=st.sampled_from(sorted(dtypes.ITEMSIZE)),
-    shape=st.lists(st.integers(0, 2**20), max_size=4).map(tuple),
+    shape=st.lists(st.integers(0, 2**20), max_size=4)
+    .map(tuple)
+    .filter(lambda s: math.prod(s) <= metadata.MAX_ELEMENTS),
     hash=hex64,
     stored=st.lists(links, min_size=1, max_size=3).map(tuple),
 )

@@ -9,5 +9,6 @@
 - unresolved.py: the error, and the message saying how to resolve, when no choice covers a parameter.
 - engine.py: loads, merges and stores conflicting parameters; builds the merged metadata.
 - local_changes.py: uncommitted edits a merge would lose: finding them, refusing, keeping a backup.
+- revisions.py: `git theta merge`: N revisions of a checkpoint, or the redo of a conflicted one, written and staged.
 - reference.py: the strategy reference in docs/merging.md, generated from the declared arguments.
 """

@@ -19,6 +19,7 @@ ELSEWHERE: dict[str, str] = {
     "parallel.py": "tests/clean_test.py",
     "repo.py": "tests/store_test.py",
     "snapshots.py": "tests/commands/diff_test.py",
+    "fsck.py": "tests/commands/fsck_test.py",
     "history.py": "tests/commands/log_test.py",
     "installation.py": "tests/commands/cli_test.py",
     "checkpoints/base.py": "tests/clean_format_test.py",

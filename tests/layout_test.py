@@ -21,6 +21,7 @@ ELSEWHERE: dict[str, str] = {
     "snapshots.py": "tests/commands/diff_test.py",
     "fsck.py": "tests/commands/fsck_test.py",
     "gc.py": "tests/commands/gc_test.py",
+    "compact.py": "tests/commands/compact_test.py",
     "history.py": "tests/commands/log_test.py",
     "worktree_checkout.py": "tests/commands/checkout_test.py",
     "installation.py": "tests/commands/cli_test.py",

@@ -38,6 +38,7 @@ ELSEWHERE: dict[str, str] = {
     "commands/pre_push.py": "tests/commands/push_test.py",
     "display/changes.py": "tests/display/diff_view_test.py",
     "display/tables.py": "tests/display/diff_view_test.py",
+    "merge/driver.py": "tests/commands/merge_driver_test.py",
     "merge/revisions.py": "tests/commands/merge_test.py",
     "merge/strategies/base.py": "tests/merges/base_test.py",
     "merge/strategies/flag.py": "tests/merge/strategies/breadcrumbs_test.py",

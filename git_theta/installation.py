@@ -9,7 +9,8 @@ import shlex
 import shutil
 from pathlib import Path
 
-from git_theta import git
+from git_theta import git, lfs_pointer
+from git_theta.errors import ThetaError
 
 EXECUTABLE = "git-theta"
 NOT_ON_PATH = (
@@ -71,3 +72,58 @@ def filter_problem(cwd: Path | None = None) -> str | None:
                 f"activate the environment git-theta is installed in, or rerun `git theta install` from it"
             )
     return None
+
+
+def scope_of(*, local: bool) -> str:
+    """The git config scope install and uninstall write: global, or local (inside a repository only)."""
+    if local and not git.is_inside_repo():
+        raise ThetaError("--local needs to run inside a git repository")
+    return "local" if local else "global"
+
+
+def install(*, scope: str, cwd: Path | None = None) -> list[str]:
+    """Set every key; returns the keys that changed (none on a second run)."""
+    changed = []
+    for key, value in SETTINGS.items():
+        if git.config_get(key, cwd=cwd, scope=scope) != value:
+            git.config_set(key, value, scope, cwd=cwd)
+            changed.append(key)
+    return changed
+
+
+def uninstall(*, scope: str, cwd: Path | None = None) -> list[str]:
+    """Unset every key set in `scope`; returns those that were set (none on a second run)."""
+    present = [key for key in SETTINGS if git.config_get(key, cwd=cwd, scope=scope) is not None]
+    for key in present:
+        git.config_unset(key, scope, cwd=cwd)
+    return present
+
+
+def unfiltered_checkpoints(*, cwd: Path | None = None) -> list[str]:
+    """Tracked checkpoints here that git can no longer rebuild: no scope configures the filter any more."""
+    if git.config_get("filter.theta.process", cwd=cwd) is not None:
+        return []
+    return git.ls_files_with_attr("filter", "theta", cwd=git.toplevel(cwd))
+
+
+def switch_from_lfs(*, root: Path, lfs_paths: list[str]) -> tuple[list[str], list[str]]:
+    """Re-stage the files new filter=theta lines took from git-lfs, so the next commit stores them with git-theta.
+
+    Without this a plain `git add` keeps their LFS pointers (git sees the working tree file unchanged), and
+    only `git add --renormalize` would switch them. Returns (the paths whose working tree holds a git-lfs
+    pointer, left alone; the paths re-staged).
+    """
+    now = git.attr_for_paths("filter", lfs_paths, cwd=root)
+    switched = [p for p in lfs_paths if now.get(p) == "theta"]
+    ready = [p for p in switched if not _is_lfs_pointer(root / p)]
+    if ready:
+        git.run("add", "--renormalize", "--", *ready, cwd=root)
+    return sorted(set(switched) - set(ready)), ready
+
+
+def _is_lfs_pointer(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(lfs_pointer.PREFIX)) == lfs_pointer.PREFIX
+    except OSError:
+        return False

@@ -10,7 +10,7 @@ tree side cleans files that changed since they were staged (the same work
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from git_theta import files, git, lfs_pointer, metadata
@@ -146,3 +146,10 @@ def _lfs_metadata(repo: Repo, path: str, pointer: lfs_pointer.Pointer, spec: str
             raise ThetaError(f"{spec}: git-lfs object {pointer.oid} is corrupt; run `git theta fetch --repair`")
         file.seek(0)
         return metadata.parse(clean.clean(repo, path, file), spec)
+
+
+def index_checkpoints(*, root: Path) -> Iterator[tuple[str, Metadata | None]]:
+    """Each path tracked with filter=theta, with its staged metadata (None when not stored by git-theta)."""
+    for path in git.ls_files_with_attr("filter", "theta", cwd=root):
+        data = git.blob(f":{path}", cwd=root) or b""
+        yield path, metadata.parse(data, f":{path}") if metadata.looks_like_metadata(data) else None

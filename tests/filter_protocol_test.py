@@ -14,7 +14,7 @@ from conftest import git
 from safetensors.numpy import save
 
 from git_theta import metadata, pktline
-from git_theta.commands.install import SETTINGS
+from git_theta.installation import SETTINGS
 from git_theta.pktline import PacketWriter
 
 

@@ -57,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise ThetaError("--lora-alpha only applies to --update-type low-rank")
     root = git.toplevel()
     path = snapshots.repo_paths(root, args.paths[:1])[0]
-    entries = sideload.stage(Repo.discover(root), path, args.update_type, args.update_data, args.lora_alpha)
+    entries = sideload.stage(
+        repo=Repo.discover(root),
+        path=path,
+        update_type=args.update_type,
+        update_file=args.update_data,
+        alpha=args.lora_alpha,
+    )
     stored = sum(entry.stored[-1].size for entry in entries.values())
     print(
         f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged"

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    output = clean.clean(Repo.discover(), args.path, sys.stdin.buffer)
+    output = clean.clean(repo=Repo.discover(), path=args.path, stream=sys.stdin.buffer)
     sys.stdout.buffer.write(output)
     sys.stdout.buffer.flush()
     return 0

@@ -36,18 +36,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
-    if args.all:
-        blobs = scan.rev_list_blobs(["--all", *args.revs], repo.worktree)
-    else:
-        blobs = scan.tree_blobs(git.commit_ids(args.revs or ["HEAD"], repo.worktree), repo.worktree)
-    wanted = scan.referenced(scan.metadata_of(blobs, repo.worktree))
+    wanted = scan.objects_of_revisions(cwd=repo.worktree, revs=args.revs, everything=args.all)
     if args.repair:
-        corrupt, moved = client.repair(repo, wanted, args.remote)
+        corrupt, moved = client.repair(repo=repo, wanted=wanted, remote=args.remote)
         print(
             f"fetch: {len(wanted)} object(s) referenced and verified, {len(corrupt)} corrupt, {moved.objects} "
             f"downloaded ({moved.bytes} bytes)"
         )
         return 0
-    moved = client.download(repo, wanted, args.remote)
+    moved = client.download(repo=repo, wanted=wanted, remote=args.remote)
     print(f"fetch: {len(wanted)} object(s) referenced, {moved.objects} downloaded ({moved.bytes} bytes)")
     return 0

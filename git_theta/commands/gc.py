@@ -12,15 +12,10 @@ Temp files of interrupted writes are removed once their writer is gone.
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-from git_theta import files, git
+from git_theta import git
+from git_theta.gc import DEFAULT_GRACE_SECONDS, collect
 from git_theta.repo import Repo
-from git_theta.transfer import scan
-from git_theta.update_engine import pending
-
-DEFAULT_GRACE_SECONDS = 3600
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,49 +31,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
-def reachable_objects(repo: Repo) -> set[str]:
-    # Pending records first: their `git add` then puts the objects in the index before it drops the record.
-    side_loaded = pending.referenced_objects(repo.common_dir)
-    blobs = scan.rev_list_blobs(["--all", "--reflog", "--indexed-objects"], repo.worktree)
-    found = set(scan.referenced(scan.metadata_of(blobs, repo.worktree))) | scan.lfs_pointer_oids(blobs, repo.worktree)
-    return found | side_loaded
-
-
-def _remove_temp_files(tmp_dir: Path, cutoff: float) -> None:
-    """Ours once their writer is gone (git_theta.files); others' (git-lfs shares lfs/tmp) past the grace."""
-    for temp in tmp_dir.iterdir():
-        try:
-            old = temp.is_file() and temp.stat().st_mtime <= cutoff
-        except FileNotFoundError:
-            continue
-        if files.is_stale(temp) or (old and not files.is_ours(temp)):
-            temp.unlink(missing_ok=True)
-
-
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
-    keep = reachable_objects(repo)
-    cutoff = time.time() - args.grace
-    count = freed = recent = 0
-    for oid in repo.store.all_oids():
-        path = repo.store.path(oid)
-        stat = path.stat()
-        if oid in keep:
-            continue
-        if stat.st_mtime > cutoff:
-            recent += 1
-            continue
-        count += 1
-        freed += stat.st_size
-        if args.dry_run:
-            print(f"would delete {oid} ({stat.st_size} bytes)")
-        else:
-            path.unlink()
-    if repo.store.tmp_dir.is_dir() and not args.dry_run:
-        _remove_temp_files(repo.store.tmp_dir, cutoff)
+    found = collect(repo=repo, grace=args.grace, dry_run=args.dry_run)
+    if args.dry_run:
+        for oid, size in found.deleted:
+            print(f"would delete {oid} ({size} bytes)")
     verb = "would free" if args.dry_run else "freed"
-    print(f"gc: {count} unreachable object(s), {verb} {freed} bytes; {len(keep)} referenced object(s) kept")
-    if recent:
+    print(
+        f"gc: {len(found.deleted)} unreachable object(s), {verb} {found.freed} bytes; "
+        f"{found.kept} referenced object(s) kept"
+    )
+    if found.recent:
         # Otherwise "0 unreachable" reads as "nothing to collect" while objects wait out the grace period.
-        print(f"gc: {recent} more unreachable object(s) kept: modified in the last {args.grace} s (--grace SECONDS)")
+        print(
+            f"gc: {found.recent} more unreachable object(s) kept: modified in the last {args.grace} s (--grace SECONDS)"
+        )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from git_theta import git, metadata
+from git_theta import git, snapshots
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,15 +15,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     root = git.toplevel()
-    for path in git.ls_files_with_attr("filter", "theta", cwd=root):
-        if not args.long:
+    if not args.long:
+        for path in git.ls_files_with_attr("filter", "theta", cwd=root):
             print(path)
-            continue
-        data = git.blob(f":{path}", cwd=root) or b""
-        if not metadata.looks_like_metadata(data):
+        return 0
+    for path, meta in snapshots.index_checkpoints(root=root):
+        if meta is None:
             print(f"{path}\t(not stored by git-theta)")
             continue
-        meta = metadata.parse(data, f":{path}")
         stored = sum(entry.stored_size for entry in meta.params.values())
         print(f"{path}\t{meta.format}\t{len(meta.params)} groups\t{stored} bytes stored")
     return 0

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
     include, exclude = migrate.split_patterns(args.include), migrate.split_patterns(args.exclude)
     if args.action == "info":
-        rows = migrate.info(repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs)
+        rows = migrate.info(repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs)
         print(f"{'pattern':<24} {'versions':>8} {'git-lfs':>12} {'git-theta':>12} {'ratio':>6} {'not local':>9}")
         for row in rows:
             ratio = f"{row.lfs_bytes / row.theta_bytes:.2f}" if row.theta_bytes else "-"
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     rewrite = (migrate.import_history if args.action == "import" else migrate.export_history)(
-        repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs, remote=args.remote
+        repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs, remote=args.remote
     )
     print(f"migrate {args.action}: {rewrite.stats.rewritten} of {rewrite.stats.commits} commit(s) rewritten")
     for ref, (old, new) in sorted(rewrite.moved.items()):

@@ -20,5 +20,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
     updates = [u for u in (pushing.RefUpdate.parse(line) for line in sys.stdin.read().splitlines()) if u is not None]
-    pushing.push_updates(repo, args.remote, updates)
+    pushing.push_updates(repo=repo, remote=args.remote, updates=updates)
     return 0

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     repo = Repo.discover(git.toplevel())
     remote = args.remote or endpoint.default_remote(repo.worktree, upload=True)
     tips = git.commit_ids(args.refs or ["HEAD"], repo.worktree)
-    wanted = pushing.objects_for(repo, remote, tips, [], everything=args.all)
-    moved = client.upload(repo, wanted, remote)
+    wanted = pushing.objects_for(repo=repo, remote=remote, tips=tips, remote_tips=[], everything=args.all)
+    moved = client.upload(repo=repo, wanted=wanted, remote=remote)
     print(f"push: {len(wanted)} object(s) referenced, {moved.objects} uploaded ({moved.bytes} bytes)")
     return 0

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
     else:
         repo = Repo.discover()
-        smudge.smudge(repo.store, args.path, data, sys.stdout.buffer, on_demand.fetcher(repo))
+        smudge.smudge(
+            store=repo.store, path=args.path, data=data, out=sys.stdout.buffer, fetch_missing=on_demand.fetcher(repo)
+        )
     sys.stdout.buffer.flush()
     return 0

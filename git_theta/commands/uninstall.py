@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from git_theta import git, hooks
-from git_theta.commands.install import SETTINGS, scope_of
+from git_theta.installation import scope_of, unfiltered_checkpoints, uninstall
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,24 +15,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
-def uninstall(scope: str, cwd: Path | None = None) -> list[str]:
-    """Unset every key set in `scope`; returns those that were set (none on a second run)."""
-    present = [key for key in SETTINGS if git.config_get(key, cwd=cwd, scope=scope) is not None]
-    for key in present:
-        git.config_unset(key, scope, cwd=cwd)
-    return present
-
-
-def unfiltered_checkpoints(cwd: Path | None = None) -> list[str]:
-    """Tracked checkpoints here that git can no longer rebuild: no scope configures the filter any more."""
-    if git.config_get("filter.theta.process", cwd=cwd) is not None:
-        return []
-    return git.ls_files_with_attr("filter", "theta", cwd=git.toplevel(cwd))
-
-
 def run(args: argparse.Namespace) -> int:
-    scope = scope_of(args.local)
-    removed = uninstall(scope)
+    scope = scope_of(local=args.local)
+    removed = uninstall(scope=scope)
     if removed:
         print(f"git-theta settings removed from {scope} git config ({len(removed)} setting(s))")
     else:

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     path = git.toplevel() / ".gitattributes"
-    removed = attributes.untrack(path, args.patterns)
+    removed = attributes.untrack(path=path, patterns=args.patterns)
     for pattern in args.patterns:
         print(f"{'untracked' if pattern in removed else 'was not tracked'}: {pattern}")
     return 0

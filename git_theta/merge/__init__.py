@@ -9,5 +9,7 @@
 - unresolved.py: the error, and the message saying how to resolve, when no choice covers a parameter.
 - engine.py: loads, merges and stores conflicting parameters; builds the merged metadata.
 - local_changes.py: uncommitted edits a merge would lose: finding them, refusing, keeping a backup.
+- driver.py: git's merge driver (`git theta merge-driver`): the three-way merge of one conflicted file.
+- revisions.py: `git theta merge`: N revisions of a checkpoint, or the redo of a conflicted one, written and staged.
 - reference.py: the strategy reference in docs/merging.md, generated from the declared arguments.
 """

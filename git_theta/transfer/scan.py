@@ -115,3 +115,13 @@ def lfs_pointer_oids(sizes: dict[str, int], cwd: Path) -> set[str]:
         if pointer is not None:
             found.add(pointer.oid)
     return found
+
+
+def objects_of_revisions(*, cwd: Path, revs: list[str], everything: bool) -> dict[str, int]:
+    """oid -> size of every object the checkpoints of `revs` (HEAD when none) reference; with `everything`, of
+    every commit reachable from all refs (and `revs`)."""
+    if everything:
+        blobs = rev_list_blobs(["--all", *revs], cwd)
+    else:
+        blobs = tree_blobs(git.commit_ids(revs or ["HEAD"], cwd), cwd)
+    return referenced(metadata_of(blobs, cwd))

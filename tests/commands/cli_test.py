@@ -21,7 +21,7 @@ from conftest import git, theta
 from safetensors.numpy import save
 
 from git_theta import __version__, hooks
-from git_theta.commands.install import SETTINGS
+from git_theta.installation import SETTINGS
 from git_theta.main import build_parser, main
 
 CLI_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"

@@ -172,7 +172,7 @@ def test_a_touched_but_unchanged_checkpoint_is_no_uncommitted_change(repo: Path)
 
 def test_per_model_values_name_the_revisions_as_given_and_head(repo: Path) -> None:
     """`ours` is the first revision, `HEAD` whichever revision is the current commit (here the second)."""
-    from git_theta.commands.merge import version_context
+    from git_theta.merge.revisions import version_context
     from git_theta.metadata import Metadata
 
     three_tasks(repo)

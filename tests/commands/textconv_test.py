@@ -184,7 +184,7 @@ def test_git_diff_on_1000_group_model(repo: Path) -> None:
 
 
 def test_install_uses_the_lean_launcher(repo: Path) -> None:
-    from git_theta.commands.install import program_of
+    from git_theta.installation import program_of
 
     assert program_of(git(repo, "config", "diff.theta.textconv").stdout.strip()) == "git-theta-textconv"
     v1(repo)

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from git_theta import files, metadata, objects, sharded
+from git_theta import files, gc, metadata, objects, sharded
 from git_theta.checkpoints import base, flax_msgpack, gguf, npz, onnx, safetensors, tensor_bundle, zip_layout
 from git_theta.checkpoints.pytorch import tree as torch_tree
 from git_theta.checkpoints.pytorch import zip_reader as torch_zip
-from git_theta.commands import gc
 from git_theta.merge import mergekit, policy, settings
 from git_theta.sideload import peft
 from git_theta.transfer import lfs_http

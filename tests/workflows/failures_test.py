@@ -20,7 +20,7 @@ from workflow_support import (
     weights,
 )
 
-from git_theta.commands.install import NOT_ON_PATH
+from git_theta.installation import NOT_ON_PATH
 
 MODEL = "model.safetensors"
 MISSING = "git-theta-not-installed filter-process"

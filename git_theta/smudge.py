@@ -132,9 +132,18 @@ def missing_objects(store: ObjectStore, meta: metadata.Metadata) -> list[str]:
 def write_lfs_object(
     store: ObjectStore, path: str, pointer: lfs_pointer.Pointer, out: BinaryIO, fetch_missing: Fetch | None
 ) -> None:
-    """The file a git-lfs pointer names (a revision from before the path switched to git-theta), sha256-verified.
+    """The file a git-lfs pointer names (a revision from before the path switched to git-theta), sha256-verified."""
+    with open_lfs_object(store, path, pointer, fetch_missing) as file:
+        while chunk := file.read(COPY_CHUNK):
+            out.write(chunk)
 
-    Read twice, to hash and then to copy, so a corrupt object is refused before git gets a byte of it, in
+
+def open_lfs_object(
+    store: ObjectStore, path: str, pointer: lfs_pointer.Pointer, fetch_missing: Fetch | None
+) -> BinaryIO:
+    """The object a git-lfs pointer names, fetched when missing, checked against the pointer and rewound.
+
+    Read twice, to hash and then by the caller, so a corrupt object is refused before anyone gets a byte of it, in
     bounded memory whatever its size.
     """
     if not store.has(pointer.oid) and fetch_missing is not None:
@@ -148,15 +157,15 @@ def write_lfs_object(
             f"{path}: git-lfs object {pointer.oid} is not in the local store; fetch it with `git lfs fetch` or `git "
             "theta fetch`"
         )
+    file = store.path(pointer.oid).open("rb")
     digest = hashlib.sha256()
-    with store.path(pointer.oid).open("rb") as file:
-        while chunk := file.read(COPY_CHUNK):
-            digest.update(chunk)
-        if digest.hexdigest() != pointer.oid or file.tell() != pointer.size:
-            raise StoreError(f"{path}: git-lfs object {pointer.oid}: {corrupt_object(store, pointer.oid)}")
-        file.seek(0)
-        while chunk := file.read(COPY_CHUNK):
-            out.write(chunk)
+    while chunk := file.read(COPY_CHUNK):
+        digest.update(chunk)
+    if digest.hexdigest() != pointer.oid or file.tell() != pointer.size:
+        file.close()
+        raise StoreError(f"{path}: git-lfs object {pointer.oid}: {corrupt_object(store, pointer.oid)}")
+    file.seek(0)
+    return file
 
 
 def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_missing: Fetch | None = None) -> None:

@@ -131,20 +131,10 @@ def _lfs_metadata(repo: Repo, path: str, pointer: lfs_pointer.Pointer, spec: str
     The object (fetched when missing) is cleaned like a working tree file: its groups are stored in the shared
     store, as `git diff` stores a changed file's, so that show and load read it like any other version.
     """
-    import hashlib
-
-    from git_theta import clean
+    from git_theta import clean, smudge
     from git_theta.transfer import on_demand
 
-    if not repo.store.has(pointer.oid):
-        on_demand.fetcher(repo)({pointer.oid: pointer.size})
-    digest = hashlib.sha256()
-    with repo.store.path(pointer.oid).open("rb") as file:
-        while chunk := file.read(8 << 20):
-            digest.update(chunk)
-        if digest.hexdigest() != pointer.oid:
-            raise ThetaError(f"{spec}: git-lfs object {pointer.oid} is corrupt; run `git theta fetch --repair`")
-        file.seek(0)
+    with smudge.open_lfs_object(repo.store, spec, pointer, on_demand.fetcher(repo)) as file:
         return metadata.parse(clean.clean(repo, path, file), spec)
 
 

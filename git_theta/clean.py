@@ -153,6 +153,10 @@ class StoringSink:
         self._submit_batch()
         while self.pending:
             self._collect_oldest()
+        if any(_same_entries(meta.params, self.done) for meta in self.prior):
+            # The file is a version already staged or committed (`git status` after a touch, the working file
+            # a merge wrote): give its metadata back unchanged, or an unchanged file would show as modified.
+            return self.done
         return packs.repack(self.store, self.done)
 
     def abandon(self) -> None:
@@ -162,6 +166,13 @@ class StoringSink:
         for _, future in self.pending:
             if not future.cancelled():
                 future.exception()
+
+
+def _same_entries(old: dict[str, ParamEntry], new: dict[str, ParamEntry]) -> bool:
+    # Identity first: a reused entry is the prior version's own object, so this rarely compares fields.
+    return len(old) == len(new) and all(
+        (entry := old.get(name)) is value or entry == value for name, value in new.items()
+    )
 
 
 def choose_format(repo: Repo, path: str, head: bytes) -> CheckpointFormat:

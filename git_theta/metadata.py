@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 
 from git_theta import dtypes
 from git_theta.errors import MetadataError
-from git_theta.store import check_oid
+from git_theta.store import OID_PATTERN, check_oid
 
 VERSION = "git-theta/1"
 # Written when a link names a member of a pack object (an `offset` and a `length`): a git-theta that reads only
@@ -168,6 +168,10 @@ def _link_json(link: StoredLink) -> str:
 
 def _entry_json(entry: ParamEntry) -> str:
     """_dump(entry.to_json()): object ids and hashes are hex, shapes plain ints, so only names need escaping."""
+    if not set(map(type, entry.shape)) <= _INT:
+        return _dump(
+            entry.to_json()
+        )  # a plugin's slip (a bool or float dimension): written as json would, refused by parse
     shape = ",".join(map(str, entry.shape))
     links = ",".join(map(_link_json, entry.stored))
     return f'{{"dtype":{_quote(entry.dtype)},"hash":"{entry.hash}","shape":[{shape}],"stored":[{links}]}}'
@@ -373,7 +377,7 @@ def _parse_canonical(
             if name in names:
                 return None  # a name on two slices: the whole-text decoder names it
             names.add(name)
-            entry = _parse_entry(name, value, source, packed_ok, shapes)
+            entry = _parse_usual_entry(name, value, source, packed_ok, shapes)
             if keep:
                 params[name] = entry
         start = stop + 1
@@ -420,6 +424,52 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_usual_entry(
+    name: str, value: Any, source: str, packed_ok: bool, shapes: dict[tuple[int, ...], tuple[int, ...]]
+) -> ParamEntry:
+    """_parse_entry of an entry shaped as git-theta writes it, with a shape seen before: the same checks, inline
+    (~40% faster, and a 10^5-entry file spends most of its parse here). Anything else goes to _parse_entry."""
+    try:
+        dtype, shape, digest, links = value["dtype"], value["shape"], value["hash"], value["stored"]
+        known = shapes.get(tuple(shape)) if type(shape) is list and set(map(type, shape)) <= _INT else None
+    except (KeyError, TypeError):
+        return _parse_entry(name, value, source, packed_ok, shapes)
+    if (
+        known is None
+        or type(dtype) is not str
+        or dtype not in dtypes.ITEMSIZE
+        or type(digest) is not str
+        or HASH_PATTERN.match(digest) is None
+        or type(links) is not list
+        or not 0 < len(links) <= MAX_LINKS
+    ):
+        return _parse_entry(name, value, source, packed_ok, shapes)
+    parsed = []
+    for link in links:
+        if type(link) is not dict:
+            return _parse_entry(name, value, source, packed_ok, shapes)
+        update, oid, size = link.get("update"), link.get("object"), link.get("size")
+        offset, length = link.get("offset"), link.get("length")
+        if (
+            type(update) is not str
+            or type(oid) is not str
+            or OID_PATTERN.match(oid) is None
+            or type(size) is not int
+            or size < 0
+        ):
+            return _parse_entry(name, value, source, packed_ok, shapes)
+        if "offset" not in link and "length" not in link:
+            parsed.append(StoredLink(sys.intern(update), sys.intern(oid), size))
+        elif packed_ok and type(offset) is int and type(length) is int and 0 <= offset and 0 < length <= size - offset:
+            parsed.append(StoredLink(sys.intern(update), sys.intern(oid), size, offset, length))
+        else:
+            return _parse_entry(name, value, source, packed_ok, shapes)
+    return ParamEntry(sys.intern(dtype), known, digest, tuple(parsed))
+
+
+_INT = {int}
 
 
 def _parse_entry(

@@ -60,7 +60,7 @@ def load(common_dir: Path, path: str) -> dict[str, tuple[str, tuple[StoredLink, 
     found = {}
     for name, value in doc["params"].items():
         try:
-            entry = metadata._parse_entry(name, value, str(target))
+            entry = metadata._parse_entry(name, value, str(target), packed_ok=True)  # links may name pack members
         except MetadataError:
             return {}  # a damaged record is ignored whole: automatic selection takes over
         found[name] = (entry.hash, entry.stored)

@@ -270,7 +270,8 @@ def test_ls_files_and_long(repo: Path) -> None:
     lines = in_process(repo, "ls-files", "--long").stdout.splitlines()
     assert in_process(repo, "ls-files", "-l").stdout.splitlines() == lines
     meta = json.loads(git(repo, "show", ":models/a.safetensors").stdout)
-    stored = sum(link["size"] for entry in meta["params"].values() for link in entry["stored"])
+    # a pack member's bytes are its length; an unpacked link's, its object's size
+    stored = sum(link.get("length", link["size"]) for entry in meta["params"].values() for link in entry["stored"])
     assert lines[1] == f"models/a.safetensors\tsafetensors\t2 groups\t{stored} bytes stored"
     assert lines[0].startswith("b.safetensors\tsafetensors\t1 groups\t")
 

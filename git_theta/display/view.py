@@ -34,6 +34,8 @@ SHAPE_WIDTH = 13
 CHAIN_WIDTH = 12
 SIZE_WIDTH = 10
 HASH_CHARS = 12
+# Every view starts so; no checkpoint format does. textconv copies such a file as it is (installation.py).
+VIEW_PREFIX = b"# git-theta "
 
 
 def text_view(*, file: str) -> str:
@@ -49,11 +51,28 @@ def text_view(*, file: str) -> str:
     if metadata.looks_like_metadata(head):
         with files.open_regular(file) as stream:
             return render(metadata.parse(stream.read(), file))
+    if head.startswith(VIEW_PREFIX):  # rendered by smudge already (smudged_view)
+        with files.open_regular(file) as stream:
+            return stream.read().decode("utf-8", errors="replace")
     try:
         meta = checkpoint_metadata(file)
     except ThetaError as error:
         return f"# git-theta: cannot show this file: {error}\n"
     return render(meta)
+
+
+def smudged_view(data: bytes, source: str) -> bytes:
+    """What smudge writes for textconv under a display-only git command: the view of metadata.
+
+    Any other blob (an LFS pointer, a checkpoint committed before its path was tracked) and metadata that does
+    not parse go out as they are, for textconv to show or to report as it always has.
+    """
+    if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]):
+        return data
+    try:
+        return render(metadata.parse(data, source)).encode()
+    except ThetaError:
+        return data
 
 
 def render(meta: Metadata) -> str:

@@ -53,11 +53,15 @@ class GroupChange:
         return sum(link.size for link in self.new_links)
 
 
-def compare(old: Metadata | None, new: Metadata | None) -> list[GroupChange]:
-    """Changed groups, sorted by name; equal hashes mean equal tensors."""
+def compare(old: Metadata | None, new: Metadata | None, *, known: set[str] | None = None) -> list[GroupChange]:
+    """Changed groups, sorted by name; equal hashes mean equal tensors.
+
+    `known`: every object the old version references, when `old` holds only some of its groups (lines.py).
+    """
     before = old.params if old is not None else {}
     after = new.params if new is not None else {}
-    known = old.objects() if old is not None else set()
+    if known is None:
+        known = old.objects() if old is not None else set()
     changes = []
     for name in sorted(before.keys() | after.keys()):
         a, b = before.get(name), after.get(name)

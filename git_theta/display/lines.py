@@ -40,18 +40,27 @@ class Layout:
 
 
 def split(data: bytes) -> Layout | None:
-    """The canonical layout of a metadata blob, or None when it is laid out any other way."""
-    if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]) or not data.endswith(b"\n" + CLOSE + b"\n"):
+    """The canonical layout of a metadata blob, or None when it is laid out any other way.
+
+    Canonical JSON holds no raw newline, so the params line and the ",\\n" between parameters are found by
+    byte search (no copy of each line).
+    """
+    if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]):
         return None
-    lines = data[: -len(CLOSE) - 2].split(b"\n")
-    try:
-        start = lines.index(PARAMS_OPEN, 0, HEAD_LINES) + 1
-    except ValueError:
+    opening = b"\n" + PARAMS_OPEN + b"\n"
+    at = data.find(opening)
+    if at < 0 or data.count(b"\n", 0, at) >= HEAD_LINES:
         return None
-    params = lines[start:]
-    if any(not line.endswith(b",") for line in params[:-1]) or (params and params[-1].endswith(b",")):
+    head, start = data[: at + len(opening) - 1], at + len(opening)
+    if data[start:] == CLOSE + b"\n":
+        return Layout(head, [])
+    if not data.endswith(b"\n" + CLOSE + b"\n"):
         return None
-    return Layout(b"\n".join(lines[:start]), [line[:-1] for line in params[:-1]] + params[-1:])
+    block = data[start : -len(CLOSE) - 2]
+    params = block.split(b",\n")
+    if block.count(b"\n") != len(params) - 1 or params[-1].endswith(b","):
+        return None
+    return Layout(head, params)
 
 
 def parse_lines(layout: Layout, params: list[bytes], source: str) -> Metadata:

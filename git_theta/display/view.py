@@ -112,15 +112,19 @@ def _assemble(meta: Metadata, groups: int, total: int, stored: int, rows: list[s
 
 
 # A canonical parameter line (metadata.py; commas between lines cut off), keys sorted, printable ASCII names
-# (ensure_ascii escapes the rest): name, dtype, hash, shape, stored links. What it accepts metadata.parse accepts
-# too, but for the dtype and element count, checked after the match; any other line goes to metadata.parse.
-_LINK = rb'\{"object":"[0-9a-f]{64}","size":(?:0|[1-9][0-9]{0,17}),"update":"[\x20\x21\x23-\x5b\x5d-\x7e]*"\}'
-_COUNT = rb"(?:0|[1-9][0-9]{0,17})"
+# (ensure_ascii escapes the rest): name, dtype, the hash's first 12 digits, shape, the first link's size and
+# update, any further links. What it accepts metadata.parse accepts too, but for the dtype, element and link
+# counts, checked after the match; any other line goes to metadata.parse.
+_TEXT = r"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+_COUNT = r"(?:0|[1-9][0-9]{0,17})"
+_LINK = r'\{"object":"[0-9a-f]{64}","size":' + _COUNT + r',"update":"' + _TEXT + r'"\}'
 _LINE = re.compile(
-    rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)":\{"dtype":"([0-9A-Za-z_]{1,16})","hash":"([0-9a-f]{64})",'
-    rb'"shape":\[(' + _COUNT + rb"(?:," + _COUNT + rb'){0,63})?\],"stored":\[(' + _LINK + rb"(?:," + _LINK + rb")*)\]\}"
+    r'"(' + _TEXT + r')":\{"dtype":"([0-9A-Za-z_]{1,16})","hash":"([0-9a-f]{12})[0-9a-f]{52}",'
+    r'"shape":\[(' + _COUNT + r"(?:," + _COUNT + r"){0,63})?\],"
+    r'"stored":\[\{"object":"[0-9a-f]{64}","size":(' + _COUNT + r'),"update":"(' + _TEXT + r')"\}'
+    r"((?:," + _LINK + r")*)\]\}"
 )
-_SIZE_UPDATE = re.compile(rb'"size":([0-9]+),"update":"([^"]*)"')
+_SIZE_UPDATE = re.compile(r'"size":([0-9]+),"update":"([^"]*)"')
 MAX_CACHED_LINES = 1 << 18  # ~100 MB of remembered rows at most
 
 
@@ -141,9 +145,10 @@ class Renderer:
         meta = lines.parse_lines(layout, [], source) if layout is not None else None
         if layout is None or meta is None or packed(meta.file):  # GGUF's packed groups: rows read the file section
             return render(metadata.parse(data, source))
-        if len(self._rows) + len(layout.params) > MAX_CACHED_LINES:
-            self._rows.clear()
         missing = [line for line in layout.params if line not in self._rows]
+        if len(self._rows) + len(missing) > MAX_CACHED_LINES:
+            self._rows.clear()
+            missing = layout.params
         self._remember(layout, missing, source)
         found = [self._rows[line] for line in layout.params]
         if any(a[0] >= b[0] for a, b in zip(found, found[1:])):
@@ -169,18 +174,25 @@ class Renderer:
 
 
 def _fast_row(line: bytes) -> tuple[str, str, int, int] | None:
-    match = _LINE.fullmatch(line)
+    """(name, row, elements, stored bytes) of a canonical line, None for metadata.parse to read."""
+    try:
+        match = _LINE.fullmatch(line.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
     if match is None:
         return None
-    name, dtype, digest, shape = match.group(1, 2, 3, 4)
-    links = _SIZE_UPDATE.findall(match.group(5))
-    elements = math.prod(map(int, shape.split(b","))) if shape else 1
-    if dtype.decode() not in dtypes.BITS or elements > metadata.MAX_ELEMENTS or len(links) > metadata.MAX_LINKS:
+    name, dtype, digest, shape, first_size, chain, rest = match.groups()
+    size = int(first_size)
+    if rest:  # a chain of links
+        links = _SIZE_UPDATE.findall(rest)
+        if len(links) >= metadata.MAX_LINKS:
+            return None
+        size += sum(int(n) for n, _ in links)
+        chain = "+".join([chain, *(update for _, update in links)])
+    elements = math.prod(map(int, shape.split(","))) if shape else 1
+    if dtype not in dtypes.BITS or elements > metadata.MAX_ELEMENTS:
         return None  # metadata.parse says what is wrong
-    size = sum(int(n) for n, _ in links)
-    chain = b"+".join(update for _, update in links).decode()
-    text = _row(name.decode(), dtype.decode(), f"[{(shape or b'').decode()}]", chain, size, digest.decode())
-    return name.decode(), text, elements, size
+    return name, _row(name, dtype, f"[{shape or ''}]", chain, size, digest), elements, size
 
 
 RENDERER = Renderer()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from git_theta import metadata
@@ -91,3 +93,10 @@ def test_smudged_view_passes_other_blobs_through() -> None:
     data = _metadata(_variety()).serialize()
     shown = view.smudged_view(data, "m")
     assert shown.startswith(view.VIEW_PREFIX) and shown.decode() == view.render(metadata.parse(data))
+
+
+def test_text_view_of_a_rendered_view_is_that_view(tmp_path: Path) -> None:
+    """A textconv configured before the filter rendered views (no `cat` in front) still shows them as they are."""
+    shown = view.render(_metadata(_variety()))
+    (tmp_path / "view.txt").write_text(shown)
+    assert view.text_view(file=str(tmp_path / "view.txt")) == shown

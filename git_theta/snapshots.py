@@ -65,18 +65,28 @@ def index_blobs(repo: Repo) -> list[tuple[str, str]]:
     return found
 
 
-def _parse_blobs(repo: Repo, by_path: dict[str, str], side: str) -> dict[str, Metadata]:
+def _metadata_blobs(repo: Repo, by_path: dict[str, str]) -> dict[str, bytes]:
     contents = git.cat_file_batch(sorted(set(by_path.values())), cwd=repo.worktree)
     found = {}
     for path, oid in sorted(by_path.items()):
         data = contents.get(oid)
         if data is not None and metadata.looks_like_metadata(data):
-            found[path] = metadata.parse(data, f"{label(side)}:{path}")
+            found[path] = data
     return found
 
 
 def at(repo: Repo, side: str, wanted: list[str] | None = None) -> dict[str, Metadata]:
     """path -> metadata of every tracked checkpoint on `side` (filtered by `wanted` paths)."""
+    return {path: metadata.parse(data, source(side, path)) for path, data in blobs_at(repo, side, wanted).items()}
+
+
+def source(side: str, path: str) -> str:
+    """How errors name a path's metadata on a side."""
+    return f"{label(side)}:{path}"
+
+
+def blobs_at(repo: Repo, side: str, wanted: list[str] | None = None) -> dict[str, bytes]:
+    """path -> metadata text, unparsed, of every tracked checkpoint on `side` (for views that compare lines)."""
     if side == WORKTREE:
         return _worktree(repo, wanted)
     if side == INDEX:
@@ -86,12 +96,12 @@ def at(repo: Repo, side: str, wanted: list[str] | None = None) -> dict[str, Meta
         if commit is None:
             raise ThetaError(f"{side}: not a revision in this repository")
         blobs = git.ls_tree_blobs(commit, cwd=repo.worktree)
-    return _parse_blobs(repo, _tracked(repo, blobs, wanted), side)
+    return _metadata_blobs(repo, _tracked(repo, blobs, wanted))
 
 
-def _worktree(repo: Repo, wanted: list[str] | None) -> dict[str, Metadata]:
+def _worktree(repo: Repo, wanted: list[str] | None) -> dict[str, bytes]:
     """The index's metadata, with files that changed since staging cleaned afresh."""
-    found = at(repo, INDEX, wanted)
+    found = blobs_at(repo, INDEX, wanted)
     listing = git.run("diff-files", "--name-only", "-z", cwd=repo.worktree).stdout.split(b"\0")
     stale = {p.decode("utf-8", errors="surrogateescape") for p in listing if p}
     for path in sorted(stale & found.keys()):
@@ -99,7 +109,7 @@ def _worktree(repo: Repo, wanted: list[str] | None) -> dict[str, Metadata]:
         if not file.is_file():
             del found[path]  # deleted in the working tree
             continue
-        found[path] = clean_file(repo, path)
+        found[path] = clean_file(repo, path).serialize()
     return found
 
 

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     # Temp files a killed filter left in lfs/tmp go now, not only at the next write or gc (one listdir).
     files.remove_stale(repo.store.tmp_dir)
     # Read once here: leave metadata in the working tree for `git theta checkout`,
-    # or for textconv when git only displays blobs (see git_theta/display/invoker.py).
-    skip_smudge = invoker.skip_smudge()
+    # or its view for textconv when git only displays blobs (see git_theta/display/invoker.py).
+    mode = invoker.smudge_mode()
 
     # clean and smudge are imported at their first request: a checkout never needs
     # clean's modules, and git waits for this process to start.
@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
     def on_smudge(path: str, content: IO[bytes], out: IO[bytes]) -> None:
         data = content.read()
-        if skip_smudge:
+        if mode == invoker.VIEW:
+            from git_theta.display import view
+
+            out.write(view.smudged_view(data, path))
+        elif mode == invoker.METADATA:
             out.write(data)
         else:
             from git_theta import smudge

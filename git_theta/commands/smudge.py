@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     data = sys.stdin.buffer.read()
-    if invoker.skip_smudge():
+    mode = invoker.smudge_mode()
+    if mode == invoker.VIEW:
+        from git_theta.display import view
+
+        sys.stdout.buffer.write(view.smudged_view(data, args.path))
+    elif mode == invoker.METADATA:
         sys.stdout.buffer.write(data)
     else:
         repo = Repo.discover()

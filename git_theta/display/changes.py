@@ -53,13 +53,19 @@ class GroupChange:
         return sum(link.stored_bytes for link in self.new_links)
 
 
-def compare(old: Metadata | None, new: Metadata | None) -> list[GroupChange]:
-    """Changed groups, sorted by name; equal hashes mean equal tensors."""
+def compare(
+    old: Metadata | None, new: Metadata | None, *, known: set[tuple[str, int]] | None = None
+) -> list[GroupChange]:
+    """Changed groups, sorted by name; equal hashes mean equal tensors.
+
+    `known`: the key of every link the old version holds, when `old` holds only some of its groups (lines.py).
+    Links are compared by what they hold (a pack member, or a whole object): a new member of a pack the old
+    version also uses is new bytes, a member the old version used is not.
+    """
     before = old.params if old is not None else {}
     after = new.params if new is not None else {}
-    # Links by what they hold (a pack member, or a whole object): a new member of a pack the old version also
-    # uses is new bytes, a member the old version used is not.
-    known = {link.key for entry in before.values() for link in entry.stored}
+    if known is None:
+        known = {link.key for entry in before.values() for link in entry.stored}
     changes = []
     for name in sorted(before.keys() | after.keys()):
         a, b = before.get(name), after.get(name)

@@ -12,8 +12,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from git_theta import sharded, snapshots
-from git_theta.display import changes, tables
+from git_theta import metadata, sharded, snapshots
+from git_theta.display import changes, lines, tables
 from git_theta.display.changes import GroupChange
 from git_theta.errors import StoreError, ThetaError
 from git_theta.packed import Packed, packed
@@ -77,22 +77,36 @@ def _model(repo: Repo, old: str, new: str, index: str, patterns: list[str], with
 
 
 def _files(repo: Repo, old: str, new: str, paths: list[str], patterns: list[str], with_stats: bool) -> list[FileDiff]:
-    before = snapshots.at(repo, old, paths)
-    after = snapshots.at(repo, new, paths)
+    before = snapshots.blobs_at(repo, old, paths)
+    after = snapshots.blobs_at(repo, new, paths)
     found = []
     for path in sorted(before.keys() | after.keys()):
-        a, b = before.get(path), after.get(path)
-        group_changes = [c for c in changes.compare(a, b) if wanted(c, patterns)]
+        versions = _versions(
+            before.get(path), after.get(path), snapshots.source(old, path), snapshots.source(new, path)
+        )
+        a, b = versions.old, versions.new
+        group_changes = [c for c in changes.compare(a, b, known=versions.known) if wanted(c, patterns)]
         if not group_changes:
             continue
         quantized = {**packed(a.file if a else None), **packed(b.file if b else None)}
-        names = set(a.params if a else ()) | set(b.params if b else ())
-        opaque = _opaque(group_changes, names)
+        opaque = _opaque(group_changes, versions.names)
         numeric = [c for c in group_changes if c.name not in opaque and c.name not in quantized]
         stats = _stats(repo, path, numeric) if with_stats else {}
-        counts = (len(a.params) if a else 0, len(b.params) if b else 0, changes.group_count(a, b))
+        counts = (versions.before, versions.after, len(versions.names))
         found.append(FileDiff(path, *counts, group_changes, stats, opaque if with_stats else {}, packed=quantized))
     return found
+
+
+def _versions(old: bytes | None, new: bytes | None, old_source: str, new_source: str) -> lines.Changed:
+    """Two versions with the lines they share left unparsed: identical lines are unchanged groups."""
+    found = lines.changed_lines(old, new, old_source, new_source)
+    if found is not None:
+        return found
+    a = metadata.parse(old, old_source) if old is not None else None  # not laid out canonically: parse it all
+    b = metadata.parse(new, new_source) if new is not None else None
+    names = set(a.params if a else ()) | set(b.params if b else ())
+    known = a.objects() if a is not None else set()
+    return lines.Changed(a, b, len(a.params) if a else 0, len(b.params) if b else 0, names, known)
 
 
 def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]:

@@ -3,9 +3,10 @@
 Git smudges every blob it hands to a textconv program (`git diff A B`,
 `git log -p`, `git show`), which would rebuild whole models just to print
 their parameter list. Those commands never write the working tree, so when
-one of them started the filter, smudge passes the metadata through and
-textconv renders it directly: no tensor is loaded, no object is needed (a
-fresh clone shows history without downloading anything). Anywhere /proc is
+one of them started the filter, smudge renders the metadata's text view and
+textconv only copies it: no tensor is loaded, no object is needed (a fresh
+clone shows history without downloading anything), and no Python starts per
+version shown. Anywhere /proc is
 missing, or the parent is not recognised, smudge rebuilds as usual.
 """
 
@@ -73,11 +74,19 @@ def invoking_git_command() -> list[str]:
 
 SKIP_SMUDGE_VARIABLE = "GIT_THETA_SKIP_SMUDGE"
 
+REBUILD, METADATA, VIEW = "rebuild", "metadata", "view"
 
-def skip_smudge() -> bool:
-    """Pass metadata through instead of rebuilding: asked for by GIT_THETA_SKIP_SMUDGE, or a display-only git
-    command."""
-    return os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0") or display_only(invoking_git_command())
+
+def smudge_mode() -> str:
+    """What smudge writes: the checkpoint (REBUILD), the metadata as committed (METADATA, asked for by
+    GIT_THETA_SKIP_SMUDGE) or its text view (VIEW, for a display-only git command).
+
+    Under a display-only command the smudged blob only ever reaches textconv, so rendering it here, in the one
+    filter process git starts per command, lets textconv copy it instead of starting Python once per version.
+    """
+    if os.environ.get(SKIP_SMUDGE_VARIABLE, "") not in ("", "0"):
+        return METADATA
+    return VIEW if display_only(invoking_git_command()) else REBUILD
 
 
 def display_only(command: list[str]) -> bool:

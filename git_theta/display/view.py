@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from git_theta import files, git, metadata
-from git_theta.display import changes
+from git_theta import dtypes, files, git, metadata
+from git_theta.display import changes, lines
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.packed import packed
@@ -34,6 +35,8 @@ SHAPE_WIDTH = 13
 CHAIN_WIDTH = 12
 SIZE_WIDTH = 10
 HASH_CHARS = 12
+# Every view starts so; no checkpoint format does. textconv copies such a file as it is (installation.py).
+VIEW_PREFIX = b"# git-theta "
 
 
 def text_view(*, file: str) -> str:
@@ -48,12 +51,29 @@ def text_view(*, file: str) -> str:
         raise ThetaError(f"textconv: cannot read {file}: {error.strerror}") from None
     if metadata.looks_like_metadata(head):
         with files.open_regular(file) as stream:
-            return render(metadata.parse(stream.read(), file))
+            return RENDERER.view(stream.read(), file)
+    if head.startswith(VIEW_PREFIX):  # rendered by smudge already (smudged_view)
+        with files.open_regular(file) as stream:
+            return stream.read().decode("utf-8", errors="replace")
     try:
         meta = checkpoint_metadata(file)
     except ThetaError as error:
         return f"# git-theta: cannot show this file: {error}\n"
     return render(meta)
+
+
+def smudged_view(data: bytes, source: str) -> bytes:
+    """What smudge writes for textconv under a display-only git command: the view of metadata.
+
+    Any other blob (an LFS pointer, a checkpoint committed before its path was tracked) and metadata that does
+    not parse go out as they are, for textconv to show or to report as it always has.
+    """
+    if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]):
+        return data
+    try:
+        return RENDERER.view(data, source).encode()
+    except ThetaError:
+        return data
 
 
 def render(meta: Metadata) -> str:
@@ -62,24 +82,132 @@ def render(meta: Metadata) -> str:
     # A packed group counts its logical elements (a Q4_K [4096,4096] holds 16.8M parameters), not its bytes.
     total = sum(math.prod(opaque[n].shape) if n in opaque else changes.elements(e) for n, e in meta.params.items())
     stored = sum(e.stored_size for e in meta.params.values())
-    lines = [
-        f"# git-theta {meta.format} checkpoint: {len(meta.params)} groups, {total:,} parameters, "
-        f"{changes.human_size(stored)} stored"
-    ]
+    rows = []
     for name in sorted(meta.params):
         entry = meta.params[name]
         dtype, shape, note = entry.dtype, entry.shape, ""
         if name in opaque:  # GGUF quantized blocks: their own type and logical shape, not U8 [bytes]
             dtype, shape, note = opaque[name].type, opaque[name].shape, "  (quantized: shown by hash only)"
-        lines.append(
-            f"{name:<{NAME_WIDTH}} {dtype:<5} {changes.shape_text(shape):<{SHAPE_WIDTH}} "
-            f"{changes.chain_text(entry):<{CHAIN_WIDTH}} {changes.human_size(entry.stored_size):>{SIZE_WIDTH}}  "
-            f"{entry.hash[:HASH_CHARS]}{note}"
+        rows.append(
+            _row(name, dtype, changes.shape_text(shape), changes.chain_text(entry), entry.stored_size, entry.hash)
+            + note
         )
+    return _assemble(meta, len(meta.params), total, stored, rows)
+
+
+def _row(name: str, dtype: str, shape: str, chain: str, stored: int, digest: str) -> str:
+    return (
+        f"{name:<{NAME_WIDTH}} {dtype:<5} {shape:<{SHAPE_WIDTH}} {chain:<{CHAIN_WIDTH}} "
+        f"{changes.human_size(stored):>{SIZE_WIDTH}}  {digest[:HASH_CHARS]}"
+    )
+
+
+def _assemble(meta: Metadata, groups: int, total: int, stored: int, rows: list[str]) -> str:
+    header = (
+        f"# git-theta {meta.format} checkpoint: {groups} groups, {total:,} parameters, "
+        f"{changes.human_size(stored)} stored"
+    )
     file_line = _file_data_line(meta)
-    if file_line:
-        lines.append(file_line)
-    return "\n".join(lines) + "\n"
+    return "\n".join([header, *rows, *([file_line] if file_line else [])]) + "\n"
+
+
+# A canonical parameter line (metadata.py; commas between lines cut off), keys sorted, printable ASCII names
+# (ensure_ascii escapes the rest): name, dtype, the hash's first 12 digits, shape, the links (each a whole object
+# or a pack member). What it accepts metadata.parse accepts too, but for the dtype, element and link counts and
+# the members' bounds, checked after the match; any other line goes to metadata.parse.
+_TEXT = r"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+_COUNT = r"(?:0|[1-9][0-9]{0,17})"
+_PLAIN_LINK = r'"object":"[0-9a-f]{64}","size":' + _COUNT + r',"update":"' + _TEXT + '"'
+_MEMBER_LINK = r'"length":' + _COUNT + r',"object":"[0-9a-f]{64}","offset":' + _COUNT + r',"size":' + _COUNT
+_MEMBER_LINK += r',"update":"' + _TEXT + '"'
+_ANY_LINK = r"\{(?:" + _MEMBER_LINK + "|" + _PLAIN_LINK + r")\}"
+# One link's fields: a pack member's length and offset (both or neither), the object's size, the update.
+_LINK_RE = re.compile(
+    r'\{(?:"length":([0-9]+),)?"object":"[0-9a-f]{64}",(?:"offset":([0-9]+),)?"size":([0-9]+),"update":"([^"]*)"\}'
+)
+_LINE = re.compile(
+    r'"(' + _TEXT + r')":\{"dtype":"([0-9A-Za-z_]{1,16})","hash":"([0-9a-f]{12})[0-9a-f]{52}",'
+    r'"shape":\[(' + _COUNT + r"(?:," + _COUNT + r"){0,63})?\],"
+    r'"stored":\[(' + _ANY_LINK + r"(?:," + _ANY_LINK + r")*)\]\}"
+)
+MAX_CACHED_LINES = 1 << 18  # ~100 MB of remembered rows at most
+
+
+class Renderer:
+    """Text views of metadata, each parameter line rendered once per process.
+
+    The filter process renders every version a `git log -p` or `git diff A B` shows; consecutive versions share
+    most lines, so a version costs a dict lookup per unchanged group and a parse of the changed ones.
+    """
+
+    def __init__(self) -> None:
+        # line -> (name, row, elements, stored bytes)
+        self._rows: dict[bytes, tuple[str, str, int, int]] = {}
+
+    def view(self, data: bytes, source: str) -> str:
+        """render(metadata.parse(data, source)), the same text, for less."""
+        layout = lines.split(data) if len(data) <= metadata.MAX_BYTES else None
+        meta = lines.parse_lines(layout, [], source) if layout is not None else None
+        if layout is None or meta is None or packed(meta.file):  # GGUF's packed groups: rows read the file section
+            return render(metadata.parse(data, source))
+        if not data.startswith(b'{"version":"' + metadata.PACKED_VERSION.encode()) and b'"offset":' in data:
+            return render(metadata.parse(data, source))  # pack members in version 1: metadata.parse refuses them
+        missing = [line for line in layout.params if line not in self._rows]
+        if len(self._rows) + len(missing) > MAX_CACHED_LINES:
+            self._rows.clear()
+            missing = layout.params
+        self._remember(layout, missing, source)
+        found = [self._rows[line] for line in layout.params]
+        if any(a[0] >= b[0] for a, b in zip(found, found[1:])):
+            return render(metadata.parse(data, source))  # not sorted, or a name twice: the whole parse decides
+        total = sum(row[2] for row in found)
+        stored = sum(row[3] for row in found)
+        return _assemble(meta, len(found), total, stored, [row[1] for row in found])
+
+    def _remember(self, layout: lines.Layout, missing: list[bytes], source: str) -> None:
+        slow = []
+        for line in missing:
+            row = _fast_row(line)
+            if row is None:
+                slow.append(line)
+            else:
+                self._rows[line] = row
+        if slow:
+            params = lines.parse_lines(layout, slow, source).params  # validated: raises on a bad line
+            for line, (name, entry) in zip(slow, params.items()):
+                text = _row(name, entry.dtype, changes.shape_text(entry.shape), changes.chain_text(entry),
+                            entry.stored_size, entry.hash)  # fmt: skip
+                self._rows[line] = (name, text, changes.elements(entry), entry.stored_size)
+
+
+def _fast_row(line: bytes) -> tuple[str, str, int, int] | None:
+    """(name, row, elements, stored bytes) of a canonical line, None for metadata.parse to read."""
+    try:
+        match = _LINE.fullmatch(line.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    if match is None:
+        return None
+    name, dtype, digest, shape, stored = match.groups()
+    size, updates = 0, []
+    for link in _LINK_RE.finditer(stored):
+        length, offset, object_size, update = link.groups()
+        if length is None:
+            size += int(object_size)
+        elif int(length) == 0 or int(offset) + int(length) > int(object_size):
+            return None
+        else:
+            size += int(length)
+        updates.append(update)
+    if len(updates) > metadata.MAX_LINKS:
+        return None
+    elements = math.prod(map(int, shape.split(","))) if shape else 1
+    if dtype not in dtypes.BITS or elements > metadata.MAX_ELEMENTS:
+        return None  # metadata.parse says what is wrong
+    return name, _row(name, dtype, f"[{shape or ''}]", "+".join(updates), size, digest), elements, size
+
+
+RENDERER = Renderer()
 
 
 def _file_data_line(meta: Metadata) -> str:

@@ -200,3 +200,18 @@ def test_install_uses_the_lean_launcher(repo: Path) -> None:
         "in sys.modules else rc)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True).returncode == 0
+
+
+def test_history_views_start_no_python_per_version(repo: Path, tmp_path: Path) -> None:
+    """Under `git log -p` the filter process renders each version and textconv only copies it (installation.py):
+    with git-theta-textconv missing from PATH the views still come out, the same as the launcher renders them."""
+    two_commits(repo)
+    expected = git_env(repo, "log", "-p", GIT_THETA_SKIP_SMUDGE="1")  # metadata, rendered by git-theta-textconv
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git-theta").symlink_to(Path(sys.executable).parent / "git-theta")
+    others = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "git-theta-textconv").exists()]
+    path = os.pathsep.join([str(bin_dir), *others])
+    assert subprocess.run(["sh", "-c", "command -v git-theta-textconv"], env={**os.environ, "PATH": path}).returncode
+    assert git_env(repo, "log", "-p", PATH=path) == expected
+    assert git_env(repo, "diff", "HEAD~1", "HEAD", PATH=path) in expected

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from git_theta import metadata
 from git_theta.display import view
+from git_theta.errors import MetadataError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 
 
@@ -17,3 +23,80 @@ def test_render_is_stable_on_1000_groups() -> None:
     params["x" * 80] = ParamEntry("BF16", (1,), "f" * 64, link)
     longer = view.render(Metadata("safetensors", {}, params)).splitlines()
     assert set(lines[1:]) <= set(longer)
+
+
+def _metadata(params: dict[str, ParamEntry], file: dict[str, object] | None = None) -> Metadata:
+    return Metadata("safetensors", file or {"header": {"object": "cd" * 32, "size": 10}}, params)
+
+
+def _variety() -> dict[str, ParamEntry]:
+    dense = StoredLink("dense", "ab" * 32, 1234)
+    return {
+        "a.weight": ParamEntry("F32", (2, 3), "1" * 64, (dense,)),
+        "chain": ParamEntry("BF16", (4096, 11), "2" * 64, (dense, StoredLink("sparse", "ef" * 32, 99))),
+        "scalar": ParamEntry("I64", (), "3" * 64, (dense,)),
+        'quote"and\\back': ParamEntry("F16", (0,), "4" * 64, (dense,)),  # escaped: parsed by metadata.parse
+        "nämé": ParamEntry("U8", (5,), "5" * 64, (dense,)),  # \u escapes in canonical JSON
+        "z.tab\tname": ParamEntry("BOOL", (1, 1), "6" * 64, (dense,)),
+    }
+
+
+def test_renderer_gives_the_view_render_gives() -> None:
+    data = _metadata(_variety()).serialize()
+    assert view.Renderer().view(data, "m") == view.render(metadata.parse(data))
+    assert view.Renderer().view(_metadata({}).serialize(), "m") == view.render(_metadata({}))
+
+
+def test_renderer_parses_only_lines_it_has_not_seen() -> None:
+    params = _variety()
+    renderer = view.Renderer()
+    renderer.view(_metadata(params).serialize(), "v1")
+    seen = dict(renderer._rows)
+    params["a.weight"] = ParamEntry("F32", (2, 3), "9" * 64, (StoredLink("xor", "ab" * 32, 7),))
+    second = _metadata(params).serialize()
+    assert renderer.view(second, "v2") == view.render(metadata.parse(second))
+    assert len(renderer._rows) == len(seen) + 1 and seen.items() <= renderer._rows.items()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"dtype":"F32"', b'"dtype":"F33"'),  # matched by the fast pattern, then refused: parsed for the error
+        (b'"shape":[2,3]', b'"shape":[-2,3]'),
+        (b'"size":1234', b'"size":true'),
+    ],
+)
+def test_renderer_refuses_what_metadata_parse_refuses(old: bytes, new: bytes) -> None:
+    data = _metadata(_variety()).serialize().replace(old, new, 1)
+    with pytest.raises(MetadataError) as expected:
+        metadata.parse(data, "bad")
+    with pytest.raises(MetadataError) as got:
+        view.Renderer().view(data, "bad")
+    assert str(got.value) == str(expected.value)
+
+
+def test_renderer_of_a_name_twice_or_unsorted_lines() -> None:
+    data = _metadata(_variety()).serialize()
+    lines = data.split(b"\n")
+    twice = b"\n".join([*lines[:5], lines[4], *lines[5:]])
+    with pytest.raises(MetadataError, match="appears twice"):
+        view.Renderer().view(twice, "m")
+    swapped = b"\n".join([*lines[:4], lines[5], lines[4], *lines[6:]])  # out of order: the whole parse sorts
+    assert view.Renderer().view(swapped, "m") == view.render(metadata.parse(data))
+
+
+def test_smudged_view_passes_other_blobs_through() -> None:
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 3\n"
+    assert view.smudged_view(pointer, "p") == pointer
+    broken = metadata.PREFIX + b"1"
+    assert view.smudged_view(broken, "b") == broken  # textconv reports it, naming the file
+    data = _metadata(_variety()).serialize()
+    shown = view.smudged_view(data, "m")
+    assert shown.startswith(view.VIEW_PREFIX) and shown.decode() == view.render(metadata.parse(data))
+
+
+def test_text_view_of_a_rendered_view_is_that_view(tmp_path: Path) -> None:
+    """A textconv configured before the filter rendered views (no `cat` in front) still shows them as they are."""
+    shown = view.render(_metadata(_variety()))
+    (tmp_path / "view.txt").write_text(shown)
+    assert view.text_view(file=str(tmp_path / "view.txt")) == shown

@@ -26,7 +26,11 @@ def test_table_and_totals(repo: Path) -> None:
     two_versions(repo)
     lines = theta(repo, "show", f"HEAD~1:{MODEL}").stdout.splitlines()
     meta = json.loads(git(repo, "show", f"HEAD~1:{MODEL}").stdout)
-    sizes = {name: sum(link["size"] for link in entry["stored"]) for name, entry in meta["params"].items()}
+    # what each link stores: a pack member's length, else its object's size
+    sizes = {
+        name: sum(link.get("length", link["size"]) for link in entry["stored"])
+        for name, entry in meta["params"].items()
+    }
     assert lines[0] == f"{MODEL} at HEAD~1 (safetensors)"
     assert lines[1].split() == ["group", "dtype", "shape", "update", "stored"]
     assert lines[2].split() == ["emb", "BF16", "[10,4]", "dense", str(sizes["emb"]), "B"]

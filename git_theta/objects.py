@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from git_theta import bytegroup, dtypes, parallel
+from git_theta import buffer_pool, bytegroup, dtypes, parallel
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import is_count, loads_bounded
 from git_theta.tensor import Buffer, Tensor
@@ -222,7 +222,7 @@ def decode(data: bytes | mmap.mmap, max_bytes: int = MAX_BLOB_BYTES) -> Bundle:
     jobs: list[tuple[int, int, int, memoryview]] = []
     for buf in header["buffers"]:
         itemsize = dtypes.itemsize(buf["dtype"])
-        output = bytearray(sum(buf["chunk_bytes"]))
+        output = buffer_pool.take(sum(buf["chunk_bytes"]))  # every byte is decompressed into below
         target = memoryview(output)
         start = 0
         for raw_len, frame_len in zip(buf["chunk_bytes"], buf["frame_bytes"]):

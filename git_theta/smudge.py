@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, BinaryIO
 
-from git_theta import dtypes, lfs_pointer, metadata, objects, parallel, plugins, progress
+from git_theta import buffer_pool, dtypes, lfs_pointer, metadata, objects, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
@@ -92,6 +92,7 @@ class StoreSource:
         finally:
             for _, future in queue:
                 future.cancel()
+            buffer_pool.clear()  # reused within a file; not kept idle for the process's next request
 
     def _entry(self, name: str) -> ParamEntry:
         try:

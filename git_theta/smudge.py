@@ -17,7 +17,7 @@ from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 
 # How many bytes of rebuilt tensors may wait ahead of the writer.
-PREFETCH_BYTES = 128 << 20
+PREFETCH_BYTES = 32 << 20
 COPY_CHUNK = 8 << 20
 # Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import shlex
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import IO, Any, BinaryIO
 
-from git_theta import git, metadata, objects, parallel, plugins, progress
+from git_theta import git, metadata, objects, packs, parallel, plugins, progress
 from git_theta.checkpoints.base import SNIFF_BYTES, CheckpointFormat
 from git_theta.errors import OUT_OF_MEMORY, CheckpointError, MetadataError, ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
@@ -20,7 +20,7 @@ from git_theta.update_engine import auto, pending
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
-IN_FLIGHT_BYTES = 128 << 20
+IN_FLIGHT_BYTES = 64 << 20
 FORMAT_ATTRIBUTE = "theta-format"
 
 
@@ -46,7 +46,11 @@ class _Prefixed(io.RawIOBase):
 
 
 class StoringSink:
-    """Hashes each tensor, reuses what an earlier version already stored, stores the rest."""
+    """Hashes each tensor, reuses what an earlier version already stored, stores the rest.
+
+    Small tensors are stored in batches, each batch one job on the tensor pool writing one pack
+    (git_theta/packs.py): per tensor there is no thread hand-off and no object file of its own.
+    """
 
     def __init__(
         self,
@@ -62,39 +66,83 @@ class StoringSink:
         for meta in prior:
             for entry in meta.params.values():
                 self.by_hash.setdefault(entry.hash, entry)
-        self.pending: deque[tuple[str, int, Future[ParamEntry]]] = deque()
-        self.pending_names: set[str] = set()
+        # (byte count, job) per batch in flight, oldest first; a job gives (name, entry) pairs
+        self.pending: deque[tuple[int, Future[list[tuple[str, ParamEntry]]]]] = deque()
+        self.seen: set[str] = set()
+        self.batch: list[tuple[str, Tensor]] = []
+        self.batch_bytes = 0
         self.done: dict[str, ParamEntry] = {}
         self.in_flight = 0
+        self.present: set[str] = set()  # objects found in the store: asked once per clean, not once per tensor
 
     def add(self, name: str, tensor: Tensor) -> None:
-        if name in self.done or name in self.pending_names:
+        if name in self.seen:
             raise CheckpointError(f"parameter {name!r} appears twice")
-        while self.pending and self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES:
+        self.seen.add(name)
+        size = tensor.nbytes
+        if size > packs.MEMBER_MAX_BYTES:
+            self._submit([(name, tensor)], size, packed=False)
+            return
+        self.batch.append((name, tensor))
+        self.batch_bytes += size
+        if self.batch_bytes >= packs.PACK_TARGET_BYTES or len(self.batch) >= packs.MAX_MEMBERS:
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        if self.batch:
+            batch, size = self.batch, self.batch_bytes
+            self.batch, self.batch_bytes = [], 0
+            self._submit(batch, size, packed=True)
+
+    def _submit(self, batch: list[tuple[str, Tensor]], size: int, packed: bool) -> None:
+        while self.pending and self.in_flight + size > IN_FLIGHT_BYTES:
             self._collect_oldest()
-        self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(name, tensor))))
-        self.pending_names.add(name)
-        self.in_flight += tensor.nbytes
+        self.pending.append((size, parallel.submit_tensor_job(lambda: self._store_batch(batch, packed))))
+        self.in_flight += size
 
     def _collect_oldest(self) -> None:
-        name, size, future = self.pending.popleft()
-        self.pending_names.discard(name)
-        self.done[name] = future.result()
+        size, future = self.pending.popleft()
+        self.done.update(future.result())
         self.in_flight -= size
 
-    def _store(self, name: str, tensor: Tensor) -> ParamEntry:
+    def _store_batch(self, batch: list[tuple[str, Tensor]], packed: bool) -> list[tuple[str, ParamEntry]]:
+        """Entries for one batch: new small tensors go to one pack, written once the batch is done."""
+        writer: auto.LinkWriter = packs.PackWriter() if packed else packs.DirectLinks(self.store)
+        fresh: dict[str, ParamEntry] = {}  # hash -> unwritten entry, for equal tensors within this batch
+        entries = [(name, self._store(name, tensor, writer, fresh)) for name, tensor in batch]
+        if not isinstance(writer, packs.PackWriter) or not writer.size:
+            return entries
+        oid, size = writer.write(self.store)
+        self.present.add(oid)
+        entries = [(name, packs.PackWriter.resolve(entry, oid, size)) for name, entry in entries]
+        for _, entry in entries:
+            # A later batch with the same bytes (tied weights, zero biases) reuses this entry.
+            self.by_hash.setdefault(entry.hash, entry)
+        return entries
+
+    def _has_all(self, oids: Sequence[str]) -> bool:
+        for oid in oids:
+            if oid not in self.present:
+                if not self.store.has(oid):
+                    return False
+                self.present.add(oid)
+        return True
+
+    def _store(self, name: str, tensor: Tensor, writer: auto.LinkWriter, fresh: dict[str, ParamEntry]) -> ParamEntry:
         """Reuse a known entry, else take a side-loaded chain, else the smallest of dense/sparse/xor."""
         digest = tensor.hash()
-        known = self.by_hash.get(digest)
-        if known is not None and all(self.store.has(oid) for oid in known.objects()):
+        known = fresh.get(digest) or self.by_hash.get(digest)
+        if known is not None and (known is fresh.get(digest) or self._has_all(known.objects())):
             return known
         side_hash, side_chain = self.side_loaded.get(name, ("", ()))
-        if side_hash == digest and all(self.store.has(link.object) for link in side_chain):
+        if side_hash == digest and self._has_all([link.object for link in side_chain]):
             return ParamEntry(tensor.dtype, tensor.shape, digest, side_chain)
         prior = auto.prior_entry(self.prior, name, tensor, self.store)
-        entry = auto.store_changed(self.store, name, tensor, digest, prior)
-        # A later group with the same bytes (tied weights, zero biases) reuses this entry.
-        self.by_hash.setdefault(digest, entry)
+        entry = auto.store_changed(self.store, name, tensor, digest, prior, writer)
+        if isinstance(writer, packs.PackWriter):
+            fresh[digest] = entry
+        else:
+            self.by_hash.setdefault(digest, entry)
         return entry
 
     def put_blob(self, data: bytes) -> dict[str, Any]:
@@ -102,14 +150,16 @@ class StoringSink:
         return {"object": oid, "size": size}
 
     def finish(self) -> dict[str, ParamEntry]:
+        self._submit_batch()
         while self.pending:
             self._collect_oldest()
-        return self.done
+        return packs.repack(self.store, self.done)
 
     def abandon(self) -> None:
-        for _, _, future in self.pending:
+        self.batch = []
+        for _, future in self.pending:
             future.cancel()
-        for _, _, future in self.pending:
+        for _, future in self.pending:
             if not future.cancelled():
                 future.exception()
 
@@ -188,8 +238,9 @@ def clean(
         return metadata.parse(_read_at_most(stream, head, metadata.MAX_BYTES + 1), path).serialize()
     checkpoint = choose_format(repo, path, head)
     target = repo.store if store is None else store
+    parsed: set[bytes] = set()  # prior versions' text, which parses: an equal result needs no second check
     if prior is None:
-        sink = StoringSink(target, repo.prior_metadata(path), pending.load(repo.common_dir, path))
+        sink = StoringSink(target, repo.prior_metadata(path, parsed), pending.load(repo.common_dir, path))
     else:
         sink = StoringSink(target, prior)
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)
@@ -211,15 +262,18 @@ def clean(
     except Exception as error:
         sink.abandon()
         raise CheckpointError(f"{path}: cannot read as {checkpoint.name}: {type(error).__name__}: {error}") from error
-    return _checked_metadata(Metadata(checkpoint.name, file_section, params), path)
+    return _checked_metadata(Metadata(checkpoint.name, file_section, params), path, parsed)
 
 
-def _checked_metadata(meta: Metadata, path: str) -> bytes:
+def _checked_metadata(meta: Metadata, path: str, parsed: set[bytes]) -> bytes:
     """The serialized metadata, once the parser checkout uses accepts it: clean must never commit
-    metadata that smudge would refuse (a reader's slip, or a plugin's, is caught here, at `git add`)."""
+    metadata that smudge would refuse (a reader's slip, or a plugin's, is caught here, at `git add`).
+    Text equal to a version that parsed (`git status` after a touch) is not parsed again."""
     data = meta.serialize()
+    if data in parsed:
+        return data
     try:
-        metadata.parse(data, "its metadata")
+        metadata.parse(data, "its metadata", keep=False)
     except MetadataError as error:
         raise CheckpointError(
             f"{path}: cannot store as {meta.format}: {error}; checkout would refuse it, so nothing was added"

@@ -18,14 +18,19 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard
 
 from git_theta import dtypes
 from git_theta.errors import MetadataError
 from git_theta.store import check_oid
 
 VERSION = "git-theta/1"
+# Written when a link names a member of a pack object (an `offset` and a `length`): a git-theta that reads only
+# version 1 would take the whole pack for the member, so it must refuse the file instead (docs/formats.md, 2.4).
+PACKED_VERSION = "git-theta/2"
+VERSIONS = (VERSION, PACKED_VERSION)
 PREFIX = b'{"version":"git-theta/'
 MAX_BYTES = 256 << 20
 # Deepest nesting of JSON arrays/objects accepted; real metadata nests at most 6 levels. json.loads recurses once per
@@ -41,19 +46,48 @@ MAX_ELEMENTS = 1 << 62
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredLink:
-    """One stored step: an update of `update` type held in object `object`."""
+    """One stored step: an update of `update` type held in object `object` (of `size` bytes).
+
+    In a pack object (git_theta/packs.py) the link's bytes are the member at `offset`, `length` bytes long; an
+    unpacked link's bytes are the whole object. `object` and `size` always name the Git LFS object, which is what
+    moves between stores.
+    """
 
     update: str
     object: str
     size: int
+    offset: int | None = None
+    length: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"object": self.object, "size": self.size, "update": self.update}
+        if self.offset is None:
+            return {"object": self.object, "size": self.size, "update": self.update}
+        return {
+            "length": self.length,
+            "object": self.object,
+            "offset": self.offset,
+            "size": self.size,
+            "update": self.update,
+        }
+
+    @property
+    def packed(self) -> bool:
+        return self.offset is not None
+
+    @property
+    def stored_bytes(self) -> int:
+        """What this link itself takes in the store: its member's length in a pack, else its object's size."""
+        return self.size if self.length is None else self.length
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identifies the link's bytes: two links with one key hold the same member."""
+        return self.object, self.offset or 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParamEntry:
     """A parameter group: rebuilt by applying `stored` links in order."""
 
@@ -72,7 +106,7 @@ class ParamEntry:
 
     @property
     def stored_size(self) -> int:
-        return sum(link.size for link in self.stored)
+        return sum(link.stored_bytes for link in self.stored)
 
     def objects(self) -> list[str]:
         return [link.object for link in self.stored]
@@ -85,18 +119,26 @@ class Metadata:
     params: dict[str, ParamEntry] = field(default_factory=dict)
 
     def serialize(self) -> bytes:
+        version = PACKED_VERSION if any(link.packed for e in self.params.values() for link in e.stored) else VERSION
         lines = [
-            '{"version":' + _dump(VERSION) + ",",
+            '{"version":' + _dump(version) + ",",
             '"format":' + _dump(self.format) + ",",
             '"file":' + _dump(self.file) + ",",
             '"params":{',
         ]
+        head = ("\n".join(lines) + "\n").encode("utf-8")
+        # Written by hand, not by json.dumps per entry (~4x slower, and a model may have 10^5 entries); the text
+        # is what _dump would give, locked by tests/metadata_test.py. Encoded a slice at a time: one string of
+        # all lines would be a third copy of the text in memory.
         names = sorted(self.params)
-        for index, name in enumerate(names):
-            comma = "," if index < len(names) - 1 else ""
-            lines.append(_dump(name) + ":" + _dump(self.params[name].to_json()) + comma)
-        lines.append("}}")
-        return ("\n".join(lines) + "\n").encode("utf-8")
+        parts = [head]
+        for start in range(0, len(names), SERIALIZE_SLICE):
+            part = ",\n".join(
+                _quote(name) + ":" + _entry_json(self.params[name]) for name in names[start : start + SERIALIZE_SLICE]
+            )
+            parts.append(part.encode("ascii") + (b",\n" if start + SERIALIZE_SLICE < len(names) else b"\n"))
+        parts.append(b"}}\n")
+        return b"".join(parts)
 
     def objects(self) -> set[str]:
         """Every object id this metadata needs (params and file-level blobs)."""
@@ -107,6 +149,28 @@ class Metadata:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+SERIALIZE_SLICE = 4096
+# json's own string encoder (its C version): the same escapes as _dump.
+_quote: Any = json.encoder.encode_basestring_ascii
+
+
+def _link_json(link: StoredLink) -> str:
+    update = _quote(link.update)
+    if link.offset is None:
+        return f'{{"object":"{link.object}","size":{link.size},"update":{update}}}'
+    return (
+        f'{{"length":{link.length},"object":"{link.object}","offset":{link.offset},"size":{link.size},'
+        f'"update":{update}}}'
+    )
+
+
+def _entry_json(entry: ParamEntry) -> str:
+    """_dump(entry.to_json()): object ids and hashes are hex, shapes plain ints, so only names need escaping."""
+    shape = ",".join(map(str, entry.shape))
+    links = ",".join(map(_link_json, entry.stored))
+    return f'{{"dtype":{_quote(entry.dtype)},"hash":"{entry.hash}","shape":[{shape}],"stored":[{links}]}}'
 
 
 def file_objects(value: Any) -> list[str]:
@@ -169,8 +233,9 @@ def looks_like_metadata(head: bytes) -> bool:
     return head.startswith(PREFIX)
 
 
-def parse(data: bytes, source: str = "metadata") -> Metadata:
-    """Parse and validate metadata; `source` names the file in errors."""
+def parse(data: bytes, source: str = "metadata", keep: bool = True) -> Metadata:
+    """Parse and validate metadata; `source` names the file in errors. With `keep` False the parameters are
+    validated and dropped (the result has none): a check that costs one slice's memory, not the entries'."""
     if len(data) > MAX_BYTES:
         raise MetadataError(f"{source}: metadata of {len(data)} bytes exceeds the {MAX_BYTES} byte limit")
     if not looks_like_metadata(data):
@@ -178,23 +243,141 @@ def parse(data: bytes, source: str = "metadata") -> Metadata:
     if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise MetadataError(f"{source}: metadata is nested more than {MAX_DEPTH} levels deep (the limit)")
     _check_link_count(data, source)
+    parsed = _parse_canonical(data, source, keep)
+    if parsed is None:
+        parsed = _parse_any_layout(data, source)
+    doc, params = parsed
+    for oid in file_objects(doc["file"]):
+        _checked(check_oid, oid, source, "file section")
+    return Metadata(doc["format"], doc["file"], params)
+
+
+def _check_head(doc: Any, source: str) -> None:
+    """The members before params: a known version, a format name and a file section."""
+    if doc.get("version") not in VERSIONS:
+        raise MetadataError(
+            f"{source}: unsupported metadata version {_short(doc.get('version'))}; this git-theta reads "
+            f"{' and '.join(VERSIONS)} (a newer version needs a newer git-theta)"
+        )
+    if not isinstance(doc.get("format"), str) or not doc["format"] or not isinstance(doc.get("file"), dict):
+        raise MetadataError(f"{source}: metadata lacks a format or file section")
+
+
+def _parse_any_layout(data: bytes, source: str) -> tuple[dict[str, Any], dict[str, ParamEntry]]:
+    """Any JSON text with the members of section 2.2 (hand-written, re-indented): decoded whole."""
     try:
         doc = json.loads(data, object_pairs_hook=unique_keys)
     except ValueError as error:
         raise MetadataError(f"{source}: metadata is not valid JSON: {error}") from None
-    if doc.get("version") != VERSION:
-        raise MetadataError(
-            f"{source}: unsupported metadata version {_short(doc.get('version'))}; this git-theta reads {VERSION} "
-            "(a newer version needs a newer git-theta)"
-        )
-    if not isinstance(doc.get("format"), str) or not doc["format"] or not isinstance(doc.get("file"), dict):
-        raise MetadataError(f"{source}: metadata lacks a format or file section")
+    if not isinstance(doc, dict):
+        raise MetadataError(f"{source}: metadata is not a JSON object")
+    _check_head(doc, source)
     if not isinstance(doc.get("params"), dict):
         raise MetadataError(f"{source}: metadata lacks a params section")
-    params = {name: _parse_entry(name, value, source) for name, value in doc["params"].items()}
-    for oid in file_objects(doc["file"]):
-        _checked(check_oid, oid, source, "file section")
-    return Metadata(doc["format"], doc["file"], params)
+    packed_ok = doc["version"] == PACKED_VERSION
+    return doc, {name: _parse_entry(name, value, source, packed_ok) for name, value in doc["params"].items()}
+
+
+_PARAMS_LINE = b'"params":{\n'
+_END = b"\n}}\n"
+# Parameter lines are decoded this many bytes at a time: the decoded JSON of a whole 10^5-entry file would hold
+# ~1 KB of Python objects per entry at once; a slice's objects are dropped once its entries are built.
+SLICE_BYTES = 1 << 20
+
+
+def _key_tokens(text: bytes) -> int:
+    """How many object keys JSON text holds, counted from its bytes; -1 when the count could be wrong.
+
+    Every key ends in `":`; inside a string those bytes need an escaped quote, `\\":`, so the difference counts
+    the keys. A string ending in an escaped backslash would also end in `\\":`: with no `\\\\` in the text there
+    is none, and with no whitespace after a quote every key is written `"key":` (else -1). Checked against the
+    keys json.loads kept (_key_count), this catches a repeated key at a fraction of the cost of an
+    object_pairs_hook (json.loads keeps only the last of two equal keys).
+    """
+    if b"\\\\" in text or b'" ' in text or b'"\t' in text or b'"\r' in text:
+        return -1
+    return text.count(b'":') - text.count(b'\\":')
+
+
+def _key_count(entries: dict[str, Any]) -> int:
+    """The keys of decoded parameter entries, down to their links (-1 for anything else: the slow path decides)."""
+    count = len(entries)
+    for entry in entries.values():
+        if type(entry) is not dict:
+            return -1
+        count += len(entry)
+        for value in entry.values():
+            if type(value) is dict:
+                return -1
+            if type(value) is list:
+                for item in value:
+                    if type(item) is dict:
+                        count += len(item)
+                        if any(type(v) in (dict, list) for v in item.values()):
+                            return -1
+                    elif type(item) is list:
+                        return -1
+    return count
+
+
+def _parse_canonical(
+    data: bytes, source: str, keep: bool = True
+) -> tuple[dict[str, Any], dict[str, ParamEntry]] | None:
+    """Metadata in the layout `serialize` writes (one parameter per line), decoded a slice of lines at a time.
+
+    None when the text is laid out otherwise or is not valid JSON: the whole-text decoder then gives the error.
+    A JSON string holds no raw newline, so every newline ends a line, and a parameter line is a JSON object's
+    members once its trailing comma is cut: each slice of lines decodes, as `{slice}`, to the same members the
+    whole text holds.
+    """
+    cut = 0
+    for _ in range(4):
+        cut = data.find(b"\n", cut) + 1
+        if cut == 0:
+            return None
+    head = data[:cut]
+    if not head.endswith(b"\n" + _PARAMS_LINE) or not data.endswith(_END[1:]):
+        return None
+    try:
+        doc = json.loads(head[: -len(_PARAMS_LINE)].rstrip(b",\n") + b"}", object_pairs_hook=unique_keys)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or "params" in doc:
+        return None
+    _check_head(doc, source)
+    packed_ok = doc["version"] == PACKED_VERSION
+    params: dict[str, ParamEntry] = {}
+    names: set[str] = set()
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    if len(data) == cut + len(_END) - 1:
+        return doc, params  # `"params":{` then `}}`: no parameters
+    if not data.endswith(_END):
+        return None
+    body_end = len(data) - len(_END)
+    start = cut
+    while start < body_end:
+        stop = data.find(b"\n", min(start + SLICE_BYTES, body_end))
+        stop = body_end if stop < 0 or stop > body_end else stop
+        piece = data[start:stop]
+        if stop < body_end:
+            if not piece.endswith(b","):
+                return None
+            piece = piece[:-1]
+        try:
+            entries = json.loads(b"{" + piece + b"}")
+            if _key_tokens(piece) != _key_count(entries):
+                entries = json.loads(b"{" + piece + b"}", object_pairs_hook=unique_keys)  # names a repeated key
+        except ValueError:
+            return None
+        for name, value in entries.items():
+            if name in names:
+                return None  # a name on two slices: the whole-text decoder names it
+            names.add(name)
+            entry = _parse_entry(name, value, source, packed_ok, shapes)
+            if keep:
+                params[name] = entry
+        start = stop + 1
+    return doc, params
 
 
 def _check_link_count(data: bytes, source: str) -> None:
@@ -239,36 +422,66 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _parse_entry(name: str, value: Any, source: str) -> ParamEntry:
-    where = f"parameter {name!r}"
+def _parse_entry(
+    name: str,
+    value: Any,
+    source: str,
+    packed_ok: bool = False,
+    shapes: dict[tuple[int, ...], tuple[int, ...]] | None = None,
+) -> ParamEntry:
     if not isinstance(value, dict):
-        raise MetadataError(f"{source}: {where} is not an object")
+        raise MetadataError(f"{source}: parameter {name!r} is not an object")
     dtype = value.get("dtype")
-    _checked(dtypes.itemsize, dtype, source, where)
+    if not isinstance(dtype, str) or dtype not in dtypes.ITEMSIZE:
+        _checked(dtypes.itemsize, dtype, source, f"parameter {name!r}")  # raises, naming the dtype
     shape = value.get("shape")
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(is_count(n) for n in shape):
+    if type(shape) is not list or len(shape) > MAX_NDIM or not all(type(n) is int and n >= 0 for n in shape):
         raise MetadataError(
-            f"{source}: {where} has an invalid shape {_short(shape)} (at most {MAX_NDIM} non-negative integers)"
+            f"{source}: parameter {name!r} has an invalid shape {_short(shape)} (at most {MAX_NDIM} non-negative "
+            "integers)"
         )
     if math.prod(shape) > MAX_ELEMENTS:
-        raise MetadataError(f"{source}: {where} has a shape of more than {MAX_ELEMENTS} elements")
+        raise MetadataError(f"{source}: parameter {name!r} has a shape of more than {MAX_ELEMENTS} elements")
     digest = value.get("hash")
     if not isinstance(digest, str) or not HASH_PATTERN.match(digest):
-        raise MetadataError(f"{source}: {where} has an invalid hash {_short(digest)}")
+        raise MetadataError(f"{source}: parameter {name!r} has an invalid hash {_short(digest)}")
     links = value.get("stored")
     if not isinstance(links, list) or not links:
-        raise MetadataError(f"{source}: {where} has no stored objects")
+        raise MetadataError(f"{source}: parameter {name!r} has no stored objects")
     if len(links) > MAX_LINKS:
         raise MetadataError(
-            f"{source}: {where} has a chain of {len(links)} stored links, more than the limit of {MAX_LINKS}"
+            f"{source}: parameter {name!r} has a chain of {len(links)} stored links, more than the limit of {MAX_LINKS}"
         )
-    parsed = []
-    for link in links:
-        if not isinstance(link, dict) or not isinstance(link.get("update"), str):
-            raise MetadataError(f"{source}: {where} has a malformed stored entry {_short(link)}")
-        oid = _checked(check_oid, link.get("object"), source, where)
-        size = link.get("size")
-        if not is_count(size):
-            raise MetadataError(f"{source}: {where} has an invalid object size {_short(size)}")
-        parsed.append(StoredLink(link["update"], oid, size))
-    return ParamEntry(cast(str, dtype), tuple(shape), digest, tuple(parsed))  # a known dtype name, checked above
+    # Shapes and dtype names repeat across a model's entries: one shared object each (a 10^5-entry file otherwise
+    # holds 10^5 copies of a few).
+    return ParamEntry(
+        sys.intern(str(dtype)),
+        tuple(shape) if shapes is None else shapes.setdefault(tuple(shape), tuple(shape)),
+        digest,
+        tuple(_parse_link(link, source, name, packed_ok) for link in links),
+    )
+
+
+def _parse_link(link: Any, source: str, name: str, packed_ok: bool) -> StoredLink:
+    where = f"parameter {name!r}"
+    if not isinstance(link, dict) or not isinstance(link.get("update"), str):
+        raise MetadataError(f"{source}: {where} has a malformed stored entry {_short(link)}")
+    # Interned: the members of one pack share its id, and a 10^5-entry file would hold 10^5 copies of a few.
+    oid = sys.intern(_checked(check_oid, link.get("object"), source, where))
+    size = link.get("size")
+    if not is_count(size):
+        raise MetadataError(f"{source}: {where} has an invalid object size {_short(size)}")
+    update = sys.intern(str(link["update"]))
+    if "offset" not in link and "length" not in link:
+        return StoredLink(update, oid, size)
+    if not packed_ok:
+        raise MetadataError(
+            f"{source}: {where} names a pack member (offset, length), which version {VERSION} metadata cannot hold"
+        )
+    offset, length = link.get("offset"), link.get("length")
+    if not is_count(offset) or not is_count(length) or length == 0 or offset + length > size:
+        raise MetadataError(
+            f"{source}: {where} has a pack member outside its object: offset {_short(offset)}, length "
+            f"{_short(length)}, object size {size}"
+        )
+    return StoredLink(update, oid, size, offset, length)

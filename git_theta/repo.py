@@ -23,8 +23,8 @@ class Repo:
         common = git.common_dir(here).resolve()
         return cls(worktree=here, common_dir=common, store=ObjectStore(common / "lfs"))
 
-    def prior_metadata(self, path: str) -> list[metadata.Metadata]:
-        """Metadata of `path` in the index and at HEAD, where they exist and parse."""
+    def prior_metadata(self, path: str, texts: set[bytes] | None = None) -> list[metadata.Metadata]:
+        """Metadata of `path` in the index and at HEAD, where they exist and parse (their bytes added to `texts`)."""
         found = []
         seen: set[bytes] = set()
         for spec in (f":{path}", f"HEAD:{path}"):
@@ -34,6 +34,8 @@ class Repo:
             seen.add(data)
             try:
                 found.append(metadata.parse(data, spec))
+                if texts is not None:
+                    texts.add(data)
             except MetadataError:
                 continue  # a broken prior version only costs us deduplication
         return found

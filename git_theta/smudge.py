@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, BinaryIO
 
-from git_theta import buffer_pool, dtypes, lfs_pointer, metadata, objects, parallel, plugins, progress
+from git_theta import buffer_pool, dtypes, lfs_pointer, metadata, objects, packs, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
@@ -19,6 +19,9 @@ from git_theta.tensor import Tensor
 # How many bytes of rebuilt tensors may wait ahead of the writer.
 PREFETCH_BYTES = 32 << 20
 COPY_CHUNK = 8 << 20
+# Small tensors are rebuilt this many (or this many bytes) per job.
+BATCH_COUNT = 1024
+BATCH_BYTES = 8 << 20
 # Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
 
@@ -30,7 +33,7 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") 
     for link in entry.stored:
         try:
             update = plugins.update(link.update)()
-            bundle = objects.decode(store.get(link.object), objects.link_limit(math.prod(entry.shape)))
+            bundle = objects.decode(packs.link_bytes(store, link), objects.link_limit(math.prod(entry.shape)))
             if update.needs_base and value is None:
                 raise StoreError(f"{link.update} update has no base to apply to")
             value = update.apply(bundle, value)
@@ -73,26 +76,41 @@ class StoreSource:
         self.source = source
 
     def tensors(self, names: Sequence[str]) -> Iterator[Tensor]:
-        queue: deque[tuple[int, Future[Tensor]]] = deque()
+        """The tensors in order, rebuilt ahead on the tensor pool: a big one per job, small ones a batch per job
+        (one hand-off per batch, not per tensor), at most PREFETCH_BYTES ahead of the writer."""
+        queue: deque[tuple[int, Future[list[Tensor]]]] = deque()
         ahead = 0
-        pending = iter(names)
         try:
-            for name in pending:
-                entry = self._entry(name)
-                while queue and ahead + _nbytes(entry) > PREFETCH_BYTES:
-                    size, future = queue.popleft()
-                    ahead -= size
-                    yield future.result()
-                queue.append(
-                    (_nbytes(entry), parallel.submit_tensor_job(partial(rebuild, self.store, name, entry, self.source)))
-                )
-                ahead += _nbytes(entry)
+            for batch, size in self._batches(names):
+                while queue and ahead + size > PREFETCH_BYTES:
+                    done, future = queue.popleft()
+                    ahead -= done
+                    yield from future.result()
+                queue.append((size, parallel.submit_tensor_job(partial(self._rebuild_all, batch))))
+                ahead += size
             while queue:
-                yield queue.popleft()[1].result()
+                yield from queue.popleft()[1].result()
         finally:
             for _, future in queue:
                 future.cancel()
             buffer_pool.clear()  # reused within a file; not kept idle for the process's next request
+
+    def _batches(self, names: Sequence[str]) -> Iterator[tuple[list[tuple[str, ParamEntry]], int]]:
+        batch: list[tuple[str, ParamEntry]] = []
+        size = 0
+        for name in names:
+            entry = self._entry(name)
+            nbytes = _nbytes(entry)
+            if batch and (nbytes > packs.MEMBER_MAX_BYTES or size + nbytes > BATCH_BYTES or len(batch) >= BATCH_COUNT):
+                yield batch, size
+                batch, size = [], 0
+            batch.append((name, entry))
+            size += nbytes
+        if batch:
+            yield batch, size
+
+    def _rebuild_all(self, batch: list[tuple[str, ParamEntry]]) -> list[Tensor]:
+        return [rebuild(self.store, name, entry, self.source) for name, entry in batch]
 
     def _entry(self, name: str) -> ParamEntry:
         try:

@@ -12,6 +12,7 @@ import hashlib
 import mmap
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import BinaryIO
 from git_theta import files
 from git_theta.errors import StoreError
 
+# Pack files kept open by read_range.
+OPEN_FILES = 16
 OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -29,7 +32,7 @@ def check_oid(oid: str) -> str:
     return oid
 
 
-def object_id(pieces: Iterable[bytes]) -> tuple[str, int]:
+def object_id(pieces: Iterable[bytes | memoryview]) -> tuple[str, int]:
     """(oid, size) that `ObjectStore.put` gives these pieces, without writing them."""
     hasher = hashlib.sha256()
     size = 0
@@ -58,6 +61,9 @@ class ObjectStore:
         self.objects_dir = lfs_dir / "objects"
         self.tmp_dir = lfs_dir / "tmp"
         self._swept = False
+        # Open files of recently read packs: a checkout reads thousands of members of a few packs.
+        self._open: dict[str, int] = {}
+        self._open_lock = threading.Lock()
         self._batches = 0  # > 0 inside `batch()`: objects are synced once at its end, not one by one
 
     def path(self, oid: str) -> Path:
@@ -67,7 +73,7 @@ class ObjectStore:
     def has(self, oid: str) -> bool:
         return self.path(oid).is_file()
 
-    def put(self, pieces: Iterable[bytes], expect: str | None = None) -> tuple[str, int]:
+    def put(self, pieces: Iterable[bytes | memoryview], expect: str | None = None) -> tuple[str, int]:
         """Store the concatenated pieces; returns (oid, size). Idempotent.
 
         With `expect` (a download), bytes that do not hash to it are discarded
@@ -93,6 +99,7 @@ class ObjectStore:
             if not self._reuse(final, size):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 files.replace(tmp, tmp_name, final, 0o644, durable=not self._batches)
+                self._close(oid)  # a damaged copy was replaced: read the new file from now on
         return oid, size
 
     @contextmanager
@@ -140,6 +147,30 @@ class ObjectStore:
         if verify and hashlib.sha256(data).hexdigest() != oid:
             raise StoreError(f"object {oid} is corrupt: its sha256 does not match ({path})")
         return data
+
+    def _close(self, oid: str) -> None:
+        with self._open_lock:
+            fd = self._open.pop(oid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def read_range(self, oid: str, offset: int, length: int) -> bytes:
+        """`length` bytes of the object from `offset` (fewer at its end), without mapping or reading the rest."""
+        with self._open_lock:
+            fd = self._open.pop(oid, None)
+            if fd is None:
+                try:
+                    fd = os.open(self.path(oid), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+            self._open[oid] = fd  # most recently used last
+            while len(self._open) > OPEN_FILES:
+                os.close(self._open.pop(next(iter(self._open))))
+            fd = os.dup(fd)  # ours until closed below, even if another thread evicts the cached one
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
     def all_oids(self) -> Iterator[str]:
         if not self.objects_dir.is_dir():

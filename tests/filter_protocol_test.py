@@ -95,7 +95,7 @@ def test_clean_then_smudge_gives_identical_bytes(client: FilterClient) -> None:
     original = checkpoint(1)
     status, meta, final = client.request("clean", "model.safetensors", original)
     assert status == ["status=success"] and final == []
-    assert meta.startswith(b'{"version":"git-theta/1",\n"format":"safetensors",\n')
+    assert meta.startswith(b'{"version":"git-theta/2",\n"format":"safetensors",\n')
     assert b'"layer.weight":{"dtype":"F32"' in meta and b'"layer.mask":{"dtype":"U8"' in meta
     status, rebuilt, final = client.request("smudge", "model.safetensors", meta)
     assert status == ["status=success"] and final == []
@@ -227,7 +227,7 @@ def test_git_add_with_one_corrupt_file_fails_and_stages_nothing(repo: Path) -> N
     # The same process filter, alone on the good file, stages it.
     git(repo, *ONLY_PROCESS, "add", "good.safetensors")
     assert git(repo, "diff", "--cached", "--name-only").stdout == "good.safetensors\n"
-    assert git(repo, "show", ":good.safetensors").stdout.startswith('{"version":"git-theta/1",')
+    assert git(repo, "show", ":good.safetensors").stdout.startswith('{"version":"git-theta/2",')
 
 
 def test_git_checkout_runs_smudge_through_the_process_filter(repo: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from git_theta import metadata, objects
+from git_theta import metadata, objects, packs
 from git_theta.errors import MetadataError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.repo import Repo
@@ -129,11 +129,11 @@ def with_entry(change: object) -> bytes:
 
 
 def test_unknown_version_asks_for_a_newer_git_theta() -> None:
-    data = GOLDEN.read_bytes().replace(b"git-theta/1", b"git-theta/2", 1)
+    data = GOLDEN.read_bytes().replace(b"git-theta/1", b"git-theta/3", 1)
     rejects(
         data,
-        r"unsupported metadata version 'git-theta/2'; this git-theta reads git-theta/1 \(a newer version needs a "
-        r"newer git-theta\)",
+        r"unsupported metadata version 'git-theta/3'; this git-theta reads git-theta/1 and git-theta/2 \(a newer "
+        r"version needs a newer git-theta\)",
     )
 
 
@@ -211,12 +211,13 @@ def test_escaping_of_control_and_non_ascii_characters() -> None:
 
 def test_clean_of_a_fixed_checkpoint_matches_golden_metadata(repo: Path) -> None:
     """tests/golden/tiny.safetensors (BF16, U8 and F32 tensors, `__metadata__`, header padding) through the
-    real filter gives tests/golden/tiny.safetensors.metadata byte for byte, and checks out identical."""
+    real filter gives tests/golden/tiny.safetensors.metadata-v2 byte for byte (its three tensors members of one
+    pack), and checks out identical. tests/packs_test.py checks out the version-1 metadata earlier versions wrote."""
     checkpoint = (GOLDEN.parent / "tiny.safetensors").read_bytes()
     (repo / "tiny.safetensors").write_bytes(checkpoint)
     git(repo, "add", "tiny.safetensors")
     staged = subprocess.run(["git", "show", ":tiny.safetensors"], cwd=repo, capture_output=True, check=True).stdout
-    assert staged == (GOLDEN.parent / "tiny.safetensors.metadata").read_bytes()
+    assert staged == (GOLDEN.parent / "tiny.safetensors.metadata-v2").read_bytes()
 
     meta = metadata.parse(staged)
     store = Repo.discover(repo).store
@@ -229,8 +230,8 @@ def test_clean_of_a_fixed_checkpoint_matches_golden_metadata(repo: Path) -> None
         raw = checkpoint[header_size + begin : header_size + end]
         assert entry.hash == tensor_hash(entry.dtype, entry.shape, raw)
         (link,) = entry.stored
-        assert link.update == "dense" and link.size == len(store.get(link.object, verify=True))
-        assert bytes(objects.decode(store.get(link.object)).buffers["value"].data) == raw
+        assert link.update == "dense" and link.packed and link.size == len(store.get(link.object, verify=True))
+        assert bytes(objects.decode(packs.link_bytes(store, link)).buffers["value"].data) == raw
 
     (repo / "tiny.safetensors").unlink()
     git(repo, "checkout", "--", "tiny.safetensors")

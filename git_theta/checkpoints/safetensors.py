@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,19 +39,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return dict(pairs)
-
-
 def _load_header(header_bytes: bytes, adding: bool) -> dict[str, Any]:
     """The header as a JSON object, not nested deeply; when adding, strict JSON (no NaN/Infinity, no repeated keys)."""
     try:
-        strict = (
-            {"object_pairs_hook": unique_keys, "parse_constant": _refuse_constant}
-            if adding
-            else {"object_pairs_hook": _last_wins}
-        )
-        header = json.loads(header_bytes, **strict)
+        # At checkout a repeated key keeps the last value (json's own rule), as it did when the header was added.
+        if adding:
+            header = json.loads(header_bytes, object_pairs_hook=unique_keys, parse_constant=_refuse_constant)
+        else:
+            header = json.loads(header_bytes)
     except RecursionError:
         raise CheckpointError("safetensors header is nested too deeply to be a safetensors header") from None
     except ValueError as error:  # includes UnicodeDecodeError: names and values must be UTF-8
@@ -117,7 +113,14 @@ def parse_header(header_bytes: bytes, *, adding: bool = True) -> list[tuple[str,
     header = _load_header(header_bytes, adding)
     if adding and "__metadata__" in header:
         _check_metadata(header["__metadata__"])
-    entries = [_entry(name, info, adding) for name, info in header.items() if name != "__metadata__"]
+    header.pop("__metadata__", None)
+    # Taken out of the decoded header one at a time, so each entry's JSON objects are freed as its tuple is made
+    # (a 10^5-tensor header decodes to ~50 MB of them); dtype names and shapes are shared, as most repeat.
+    entries = []
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    while header:
+        name, dtype, shape, begin, end = _entry(*header.popitem(), adding)
+        entries.append((name, sys.intern(dtype), shapes.setdefault(shape, shape), begin, end))
     entries.sort(key=lambda e: (e[3], e[4]))
     position = 0
     for name, _, _, begin, end in entries:

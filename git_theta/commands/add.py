@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         update_file=args.update_data,
         alpha=args.lora_alpha,
     )
-    stored = sum(entry.stored[-1].size for entry in entries.values())
+    stored = sum(entry.stored[-1].stored_bytes for entry in entries.values())
     print(
         f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged"
     )

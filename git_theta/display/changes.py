@@ -50,18 +50,20 @@ class GroupChange:
 
     @property
     def stored_size(self) -> int:
-        return sum(link.size for link in self.new_links)
+        return sum(link.stored_bytes for link in self.new_links)
 
 
 def compare(old: Metadata | None, new: Metadata | None) -> list[GroupChange]:
     """Changed groups, sorted by name; equal hashes mean equal tensors."""
     before = old.params if old is not None else {}
     after = new.params if new is not None else {}
-    known = old.objects() if old is not None else set()
+    # Links by what they hold (a pack member, or a whole object): a new member of a pack the old version also
+    # uses is new bytes, a member the old version used is not.
+    known = {link.key for entry in before.values() for link in entry.stored}
     changes = []
     for name in sorted(before.keys() | after.keys()):
         a, b = before.get(name), after.get(name)
-        fresh = tuple(link for link in b.stored if link.object not in known) if b is not None else ()
+        fresh = tuple(link for link in b.stored if link.key not in known) if b is not None else ()
         if a is None:
             changes.append(GroupChange(name, ADDED, None, b, fresh))
         elif b is None:

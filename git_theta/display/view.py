@@ -106,7 +106,7 @@ def _sizes(value: object) -> Iterable[int]:
 class DryStore(ObjectStore):
     """The repository's store, except that `put` computes ids and sizes and writes nothing (textconv must not store)."""
 
-    def put(self, pieces: Iterable[bytes], expect: str | None = None) -> tuple[str, int]:
+    def put(self, pieces: Iterable[bytes | memoryview], expect: str | None = None) -> tuple[str, int]:
         return object_id(pieces)
 
 

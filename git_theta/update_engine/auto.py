@@ -17,10 +17,10 @@ Rebuilding a parameter therefore reads at most about twice its dense size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from git_theta import dtypes, objects, plugins, smudge
+from git_theta import dtypes, objects, packs, plugins, smudge
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
@@ -53,29 +53,42 @@ def prior_entry(prior: Sequence[Metadata], name: str, new: Tensor, store: Object
     return None
 
 
-def store_dense(store: ObjectStore, tensor: Tensor, digest: str) -> ParamEntry:
-    oid, size = store.put(objects.encode(objects.Bundle("dense", {"value": tensor})))
-    return ParamEntry(tensor.dtype, tensor.shape, digest, (StoredLink("dense", oid, size),))
+class LinkWriter(Protocol):
+    """Where a new link's object goes: an object of its own (packs.DirectLinks) or a pack (packs.PackWriter)."""
+
+    def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink: ...
 
 
-def store_changed(store: ObjectStore, name: str, new: Tensor, digest: str, prior: ParamEntry | None) -> ParamEntry:
+def store_dense(store: ObjectStore, tensor: Tensor, digest: str, links: LinkWriter | None = None) -> ParamEntry:
+    link = (links or packs.DirectLinks(store)).put_link("dense", objects.encode_dense(tensor))
+    return ParamEntry(tensor.dtype, tensor.shape, digest, (link,))
+
+
+def store_changed(
+    store: ObjectStore,
+    name: str,
+    new: Tensor,
+    digest: str,
+    prior: ParamEntry | None,
+    links: LinkWriter | None = None,
+) -> ParamEntry:
     """The entry for a changed tensor: a delta link on `prior` when that is smaller, else dense."""
     if prior is None or len(prior.stored) >= MAX_CHAIN_DEPTH or new.nbytes == 0:
-        return store_dense(store, new, digest)
+        return store_dense(store, new, digest, links)
     dense_size = _dense_estimate(prior, new)
-    budget = dense_size - sum(link.size for link in prior.stored[1:])
+    budget = dense_size - sum(link.stored_bytes for link in prior.stored[1:])
     if budget <= 0:
-        return store_dense(store, new, digest)
+        return store_dense(store, new, digest, links)
     try:
         base = smudge.rebuild(store, name, prior)
     except ThetaError:
-        return store_dense(store, new, digest)  # an unreadable prior only costs the delta
+        return store_dense(store, new, digest, links)  # an unreadable prior only costs the delta
     best = _smallest_delta(new, base, budget)
     if best is None:
-        return store_dense(store, new, digest)
+        return store_dense(store, new, digest, links)
     kind, pieces = best
-    oid, size = store.put(pieces)
-    return ParamEntry(new.dtype, new.shape, digest, (*prior.stored, StoredLink(kind, oid, size)))
+    link = (links or packs.DirectLinks(store)).put_link(kind, pieces)
+    return ParamEntry(new.dtype, new.shape, digest, (*prior.stored, link))
 
 
 def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[bytes]] | None:
@@ -135,7 +148,7 @@ def _size(pieces: list[bytes]) -> int:
 def _dense_estimate(prior: ParamEntry, new: Tensor) -> float:
     """A dense copy's size: the prior chain's dense start (same shape and dtype), else a sampled estimate."""
     if prior.stored[0].update == "dense":
-        return prior.stored[0].size
+        return prior.stored[0].stored_bytes
     import numpy as np
 
     raw = np.frombuffer(new.data, dtype=np.uint8)

@@ -219,7 +219,7 @@ def test_global_install_is_what_a_new_repository_uses(tmp_path: Path) -> None:
     theta(repo, "track", "*.safetensors")
     (repo / "m.safetensors").write_bytes(save({"w": np.ones((2, 2), dtype="<f4")}))
     git(repo, "add", ".")
-    assert git(repo, "show", ":m.safetensors").stdout.startswith('{"version":"git-theta/1",')
+    assert git(repo, "show", ":m.safetensors").stdout.startswith('{"version":"git-theta/2",')
 
 
 # --- track / untrack ---------------------------------------------------------------------------------

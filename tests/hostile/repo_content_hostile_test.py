@@ -420,7 +420,7 @@ ODD_BLOBS = {
     "zero-bytes": b"",
     "lfs-pointer": b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"ab" * 32 + b"\nsize 1234\n",
     "metadata-prefix-only": b'{"version":"git-theta/',
-    "metadata-of-a-newer-version": b'{"version":"git-theta/2","format":"safetensors","file":{},"params":{}}\n',
+    "metadata-of-a-newer-version": b'{"version":"git-theta/9","format":"safetensors","file":{},"params":{}}\n',
 }
 
 

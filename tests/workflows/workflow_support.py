@@ -132,7 +132,7 @@ def store_path(repo: Path, oid: str) -> Path:
 def blob_metadata(repo: Path, spec: str) -> dict:
     """Parsed metadata of a blob (`:path` for the index, `REV:path`)."""
     text = git(repo, "cat-file", "blob", spec).stdout
-    assert text.startswith('{"version":"git-theta/1",'), f"{spec} is not git-theta metadata:\n{text[:200]}"
+    assert text.startswith('{"version":"git-theta/'), f"{spec} is not git-theta metadata:\n{text[:200]}"
     return json.loads(text)
 
 

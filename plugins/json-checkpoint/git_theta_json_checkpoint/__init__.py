@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from git_theta import dtypes
 from git_theta.checkpoints.base import CheckpointFormat, ParamSink, ParamSource
@@ -29,9 +27,19 @@ from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.tensor import Tensor
 
+if TYPE_CHECKING:
+    import numpy as np
+
 __all__ = ["JsonFormat", "decode_tensor", "encode_tensor"]
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+def _unsigned(itemsize: int) -> Any:
+    """The unsigned numpy type of this many bytes. numpy is imported where a tensor is converted, not with the
+    plugin: git-theta loads every format plugin to sniff each file it adds, so an import here costs every user
+    ~0.1 s on every `git add`, whatever the file."""
+    import numpy as np
+
+    return {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[itemsize]
 
 
 def _float_token(value: float, bits: int, itemsize: int) -> Any:
@@ -44,10 +52,12 @@ def _float_token(value: float, bits: int, itemsize: int) -> Any:
 
 def encode_tensor(tensor: Tensor) -> dict[str, Any]:
     """The JSON object for one tensor."""
+    import numpy as np
+
     flat = tensor.numpy().reshape(-1)
     if dtypes.is_float(tensor.dtype):
         itemsize = dtypes.itemsize(tensor.dtype)
-        bits = flat.view(_UNSIGNED[itemsize]).tolist()
+        bits = flat.view(_unsigned(itemsize)).tolist()
         data = [_float_token(v, b, itemsize) for v, b in zip(flat.astype(np.float64).tolist(), bits)]
     else:
         data = flat.tolist()
@@ -55,11 +65,13 @@ def encode_tensor(tensor: Tensor) -> dict[str, Any]:
 
 
 def _float_array(name: str, dtype: str, data: list[Any]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
     numbers = [0.0 if isinstance(v, str) else v for v in data]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         raise CheckpointError(f"tensor {name!r}: {dtype} data must be numbers or 'inf', '-inf', 'nan:0x...'")
     array = np.array(numbers, dtype=np.float64).astype(dtypes.numpy_dtype(dtype))
-    bits = array.view(_UNSIGNED[dtypes.itemsize(dtype)])
+    bits = array.view(_unsigned(dtypes.itemsize(dtype)))
     for index, value in enumerate(data):
         if isinstance(value, str):
             bits[index] = _special_bits(name, dtype, value)
@@ -68,8 +80,10 @@ def _float_array(name: str, dtype: str, data: list[Any]) -> np.ndarray[Any, Any]
 
 def _special_bits(name: str, dtype: str, token: str) -> int:
     if token in ("inf", "-inf"):
+        import numpy as np
+
         value = np.array(float(token), dtype=np.float64).astype(dtypes.numpy_dtype(dtype))
-        return int(value.view(_UNSIGNED[dtypes.itemsize(dtype)]))
+        return int(value.view(_unsigned(dtypes.itemsize(dtype))))
     if token.startswith("nan:0x"):
         try:
             return int(token[6:], 16)
@@ -97,6 +111,8 @@ def decode_tensor(name: str, value: Any) -> Tensor:
     if dtypes.is_float(dtype):
         array = _float_array(name, dtype, data)
     else:
+        import numpy as np
+
         try:
             array = np.array(data, dtype=numpy_dtype)
         except (TypeError, ValueError, OverflowError) as error:

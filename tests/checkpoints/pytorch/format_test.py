@@ -138,7 +138,7 @@ def test_three_versions_round_trip(repo: Path) -> None:
         git(repo, "commit", "-q", "-m", f"v{version}")
         commits.append(git(repo, "rev-parse", "HEAD").stdout.strip())
     metadata = [git(repo, "show", f"{commit}:model.pt").stdout for commit in commits]
-    assert metadata[0].startswith('{"version":"git-theta/1",\n"format":"pytorch"')
+    assert metadata[0].startswith('{"version":"git-theta/2",\n"format":"pytorch"')
     for name in (
         '"model.embed.weight":',
         '"optimizer.state.0.exp_avg":',

@@ -1,0 +1,145 @@
+"""Pack objects: the objects of many small parameters stored together in one Git LFS object.
+
+A pack is its members' objects (git_theta/objects.py) written back to back, nothing else, so an unpacked object is
+a pack of one member and every reader of objects reads a member unchanged. A link names a member by the pack's oid
+and size (what Git LFS moves, fsck hashes and gc keeps) plus the member's `offset` and `length` (metadata version
+git-theta/2). Specified in docs/formats.md, section 3a; locked by tests/packs_test.py.
+
+Why: one object file per tensor costs a create, a write and a rename each (and as many LFS transfers), which for
+a 10^5-tensor model dwarfs hashing and compressing its bytes. Packs are never rewritten; see `repack` for when the
+live members of mostly-dead packs are copied forward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from git_theta.errors import StoreError
+from git_theta.metadata import ParamEntry, StoredLink
+from git_theta.store import ObjectStore
+
+# Tensors of at most this many bytes go into packs; larger ones keep an object each (their own dedup and transfer
+# granularity, and a pack's bytes stay few enough to hold while it is written).
+MEMBER_MAX_BYTES = 1 << 20
+# A pack is closed once its raw tensor bytes reach this, or it holds MAX_MEMBERS members.
+PACK_TARGET_BYTES = 16 << 20
+MAX_MEMBERS = 8192
+# Stands for the pack's oid until the pack is written (its name is the sha256 of all its members).
+UNWRITTEN = "0" * 64
+# A clean copies a version's members out of packs of which it uses less than this share (see `repack`).
+LIVE_SHARE = 0.5
+
+
+class PackWriter:
+    """Collects member objects; `write` stores them as one pack and gives the links their pack's name."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes | memoryview] = []
+        self.size = 0
+
+    def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink:
+        """A link to a new member holding `pieces`; its object is UNWRITTEN until `resolve`."""
+        offset = self.size
+        for piece in pieces:
+            self.pieces.append(piece)
+            self.size += len(piece)
+        return StoredLink(update, UNWRITTEN, 0, offset, self.size - offset)
+
+    def write(self, store: ObjectStore) -> tuple[str, int]:
+        oid, size = store.put(self.pieces)
+        self.pieces = []
+        return oid, size
+
+    @staticmethod
+    def resolve(entry: ParamEntry, oid: str, size: int) -> ParamEntry:
+        """The entry with its UNWRITTEN links pointing into the written pack."""
+        last = entry.stored[-1]  # a new link is always the last of its chain (a dense start or a delta on one)
+        if last.object != UNWRITTEN:
+            return entry
+        # Built directly: dataclasses.replace costs ~2 us a call, 10^5 times per file.
+        written = StoredLink(last.update, oid, size, last.offset, last.length)
+        return ParamEntry(entry.dtype, entry.shape, entry.hash, (*entry.stored[:-1], written))
+
+
+class DirectLinks:
+    """Where a link goes when it is not packed: an object of its own."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink:
+        oid, size = self.store.put(pieces)
+        return StoredLink(update, oid, size)
+
+
+def link_bytes(store: ObjectStore, link: StoredLink) -> Any:
+    """The bytes of one link: its pack member (read alone, not the whole pack), else its whole object."""
+    if link.offset is None or link.length is None:
+        return store.get(link.object)
+    data = store.read_range(link.object, link.offset, link.length)
+    if len(data) != link.length:
+        raise StoreError(
+            f"object {link.object} is truncated: its member at offset {link.offset} needs {link.length} bytes, "
+            f"{len(data)} remain"
+        )
+    return data
+
+
+def live_bytes(entries: Iterable[ParamEntry]) -> dict[str, int]:
+    """Per pack, the bytes of its members these entries use (each member counted once)."""
+    seen: set[tuple[str, int]] = set()
+    live: dict[str, int] = {}
+    for entry in entries:
+        for link in entry.stored:
+            if link.length is not None and link.key not in seen:
+                seen.add(link.key)
+                live[link.object] = live.get(link.object, 0) + link.length
+    return live
+
+
+def sparse_packs(entries: Iterable[ParamEntry]) -> set[str]:
+    """Packs of which these entries use less than LIVE_SHARE of the bytes.
+
+    The repack policy: a new version of a file copies its members out of such packs into the packs it writes, so
+    fetching or checking out any one version never transfers more than about 1 / LIVE_SHARE times the bytes it
+    uses. Packs themselves are never rewritten (their members may be shared by other versions, and an LFS object
+    never changes): the copies cost store space once, bounded by the same share.
+    """
+    entries = list(entries)
+    sizes = {link.object: link.size for entry in entries for link in entry.stored if link.length is not None}
+    return {oid for oid, live in live_bytes(entries).items() if live < LIVE_SHARE * sizes[oid]}
+
+
+def repack(store: ObjectStore, entries: dict[str, ParamEntry]) -> dict[str, ParamEntry]:
+    """The entries with every member of a sparse pack (see `sparse_packs`) copied, byte for byte, into new packs."""
+    sparse = sparse_packs(entries.values())
+    if not sparse:
+        return entries
+    moved: dict[tuple[str, int], StoredLink] = {}  # old member -> the link to its copy
+    writer = PackWriter()
+    unwritten: list[tuple[str, int]] = []
+
+    def flush() -> None:
+        oid, size = writer.write(store)
+        for key in unwritten:
+            moved[key] = dataclasses.replace(moved[key], object=oid, size=size)
+        unwritten.clear()
+
+    for name in sorted(entries):
+        for link in entries[name].stored:
+            if link.object in sparse and link.key not in moved:
+                moved[link.key] = writer.put_link(link.update, [link_bytes(store, link)])
+                unwritten.append(link.key)
+                if writer.size >= PACK_TARGET_BYTES:
+                    flush()
+                    writer = PackWriter()
+    if unwritten:
+        flush()
+    result = dict(entries)
+    for name, entry in entries.items():
+        if any(link.object in sparse for link in entry.stored):
+            stored = tuple(moved[link.key] if link.object in sparse else link for link in entry.stored)
+            result[name] = dataclasses.replace(entry, stored=stored)
+    return result

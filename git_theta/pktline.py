@@ -7,6 +7,7 @@ A packet is a 4-hex-digit length (including those 4 bytes) and a payload;
 from __future__ import annotations
 
 import io
+import os
 from typing import IO, Any
 
 from git_theta.errors import ThetaError
@@ -104,16 +105,23 @@ class PacketWriter(io.RawIOBase):
     system calls; `close_stream` sends the last short packet and the flush.
 
     Packets are framed in one buffer allocated once: a fresh buffer per batch
-    would cost a page fault per 4 KiB written (~20k for a 90 MB checkpoint)."""
+    would cost a page fault per 4 KiB written (~20k for a 90 MB checkpoint).
+    A large write to a stream with a file descriptor (git's pipe) skips that
+    buffer: its whole packets go out with os.writev, headers beside slices of
+    the caller's memory, because copying a 1 GB checkpoint into the batch
+    buffer first costs ~0.15 s of CPU and a Python loop per 64 KB packet."""
 
     BATCH_BYTES = 1 << 20
     PACKET_BYTES = 4 + MAX_PAYLOAD
+    # Packets per writev call: two iovecs each, well under Linux's IOV_MAX of 1024.
+    DIRECT_PACKETS = 256
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._batch = bytearray(self.BATCH_BYTES + self.PACKET_BYTES)
         self._used = 0  # bytes of self._batch holding framed packets not yet written
         self._pending = 0  # bytes of the open packet's payload, framed after self._used
+        self._fd = _descriptor(stream)
         self.written = 0
 
     def writable(self) -> bool:
@@ -122,16 +130,41 @@ class PacketWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         size = len(view)
-        while view:
-            take = min(MAX_PAYLOAD - self._pending, len(view))
+        if self._fd is not None and size >= 2 * MAX_PAYLOAD:
+            view = self._copy(view, MAX_PAYLOAD - self._pending if self._pending else 0)
+            whole = len(view) - len(view) % MAX_PAYLOAD
+            if whole:
+                self._write_direct(self._fd, view[:whole])
+                view = view[whole:]
+        self._copy(view, len(view))
+        self.written += size
+        return size
+
+    def _copy(self, view: memoryview, count: int) -> memoryview:
+        """Frame the first `count` bytes of `view` in the batch buffer; returns the rest."""
+        while count:
+            take = min(MAX_PAYLOAD - self._pending, count)
             start = self._used + 4 + self._pending
             self._batch[start : start + take] = view[:take]
             self._pending += take
             view = view[take:]
+            count -= take
             if self._pending == MAX_PAYLOAD:
                 self._close_packet()
-        self.written += size
-        return size
+        return view
+
+    def _write_direct(self, fd: int, view: memoryview) -> None:
+        """Whole packets of `view` (a multiple of MAX_PAYLOAD bytes) after what the batch buffer holds."""
+        self._stream.flush()  # bytes the stream itself buffered (a status list) go first
+        header = b"%04x" % (MAX_PAYLOAD + 4)
+        pieces: list[memoryview | bytes] = [memoryview(self._batch)[: self._used]] if self._used else []
+        self._used = 0
+        for start in range(0, len(view), MAX_PAYLOAD):
+            pieces += (header, view[start : start + MAX_PAYLOAD])
+            if len(pieces) >= 2 * self.DIRECT_PACKETS:
+                _writev_all(fd, pieces)
+                pieces = []
+        _writev_all(fd, pieces)
 
     def _close_packet(self) -> None:
         self._batch[self._used : self._used + 4] = b"%04x" % (self._pending + 4)
@@ -151,3 +184,23 @@ class PacketWriter(io.RawIOBase):
             self._send()
         self._stream.write(FLUSH)
         self._stream.flush()
+
+
+def _descriptor(stream: IO[bytes]) -> int | None:
+    """The stream's file descriptor, or None for an in-memory stream (tests, BytesIO)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the latter
+        return None
+
+
+def _writev_all(fd: int, pieces: list[memoryview | bytes]) -> None:
+    """os.writev until every byte is written (a signal can cut a write to a pipe short)."""
+    first = 0
+    while first < len(pieces):
+        written = os.writev(fd, pieces[first:] if first else pieces)
+        while first < len(pieces) and written >= len(pieces[first]):
+            written -= len(pieces[first])
+            first += 1
+        if written:
+            pieces[first] = memoryview(pieces[first])[written:]

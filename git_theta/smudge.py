@@ -10,14 +10,14 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, BinaryIO
 
-from git_theta import dtypes, lfs_pointer, metadata, objects, packs, parallel, plugins, progress
+from git_theta import buffer_pool, dtypes, lfs_pointer, metadata, objects, packs, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 
 # How many bytes of rebuilt tensors may wait ahead of the writer.
-PREFETCH_BYTES = 64 << 20
+PREFETCH_BYTES = 32 << 20
 COPY_CHUNK = 8 << 20
 # Small tensors are rebuilt this many (or this many bytes) per job.
 BATCH_COUNT = 1024
@@ -93,6 +93,7 @@ class StoreSource:
         finally:
             for _, future in queue:
                 future.cancel()
+            buffer_pool.clear()  # reused within a file; not kept idle for the process's next request
 
     def _batches(self, names: Sequence[str]) -> Iterator[tuple[list[tuple[str, ParamEntry]], int]]:
         batch: list[tuple[str, ParamEntry]] = []

@@ -273,6 +273,34 @@ def test_frame_without_a_content_size() -> None:
     assert bytes(decoded.buffers["x"].data) == raw
 
 
+@pytest.mark.parametrize(("dtype", "itemsize"), [("U8", 1), ("BF16", 2), ("F32", 4)])
+@pytest.mark.parametrize("lie", [4, -4])
+def test_frame_whose_data_is_not_its_declared_size(dtype: str, itemsize: int, lie: int) -> None:
+    """A frame header that declares the chunk's size over data of another size: zstd's own end-of-frame check,
+    reached whether the decompressed bytes go to the output (U8) or to the per-thread scratch buffer."""
+    raw = bytes(range(256)) * 16
+    frame = bytearray(zstandard.ZstdCompressor(level=1).compress(raw))
+    assert frame[4] == 0b01100000  # single segment, 2-byte content size (stored minus 256) at offset 5
+    declared = len(raw) + lie
+    frame[5:7] = (declared - 256).to_bytes(2, "little")
+    header = {
+        "buffers": [
+            {
+                "chunk_bytes": [declared],
+                "codec": "bgzstd",
+                "dtype": dtype,
+                "frame_bytes": [len(frame)],
+                "name": "x",
+                "shape": [declared // itemsize],
+            }
+        ],
+        "fields": {},
+        "kind": "blob",
+    }
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    rejects(objects.MAGIC + struct.pack("<I", len(head)) + head + frame, "corrupt compressed chunk")
+
+
 def test_decode_refuses_more_buffer_bytes_than_allowed_before_allocating() -> None:
     data = b"".join(objects.encode(Bundle("dense", {"value": Tensor("F32", (1024,), bytes(4096))})))
     assert len(objects.decode(data, 4096).buffers["value"].data) == 4096

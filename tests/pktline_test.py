@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,23 @@ def test_packet_writer_frames_uneven_writes_across_batches() -> None:
     assert all(size == MAX_PAYLOAD for size in sizes[:-1]) and 0 < sizes[-1] <= MAX_PAYLOAD
     assert b"".join(p for p in found if p) == data
     assert writer.written == len(data)
+
+
+def test_packet_writer_to_a_file_descriptor_sends_the_same_bytes(tmp_path: Path) -> None:
+    """Large writes to a real file go out with os.writev beside the buffered path: the bytes must be the same."""
+    sizes = [1, 70000, 3, PacketWriter.BATCH_BYTES, 2 * MAX_PAYLOAD, 65516, 12345, 300 * MAX_PAYLOAD + 9, 5]
+    pieces = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    expected = io.BytesIO()
+    with open(tmp_path / "out", "wb") as file:
+        pktline.write_text_list(file, ["status=success"])  # buffered by the file object, sent before the packets
+        pktline.write_text_list(expected, ["status=success"])
+        for out in (file, expected):
+            writer = PacketWriter(out)
+            for piece in pieces:
+                assert writer.write(memoryview(piece)) == len(piece)
+            writer.close_stream()
+            assert writer.written == sum(sizes)
+    assert (tmp_path / "out").read_bytes() == expected.getvalue()
 
 
 def test_packet_reader_streams_up_to_flush() -> None:

@@ -82,8 +82,17 @@ class SparseUpdate(UpdateType):
         values = from_bits(new.dtype, (len(indices),), bits(new)[indices])
         return make_bundle(base, indices, values)
 
+    fresh_result = True
+
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)
+        return self._scatter(bundle, base, bits(base).copy())
+
+    def apply_in_place(self, bundle: Bundle, base: Tensor) -> Tensor:
+        return self._scatter(bundle, base, bits(base))
+
+    def _scatter(self, bundle: Bundle, base: Tensor, out: np.ndarray[Any, Any]) -> Tensor:
+        """`out` (base's bits, or a copy) with the object's entries set; indices checked to lie inside it."""
         gaps, values = self.buffer(bundle, "gaps"), self.buffer(bundle, "values")
         packed = base.dtype in dtypes.PACKED
         if values.dtype != base.dtype or packed or len(values.shape) != 1 or gaps.shape != values.shape:
@@ -95,6 +104,5 @@ class SparseUpdate(UpdateType):
         size = int(np.prod(base.shape, dtype=np.int64))
         if len(indices) and (indices[-1] >= size or (len(indices) > 1 and gaps.numpy()[1:].min() == 0)):
             raise StoreError(f"sparse object indices are out of range or repeated for a tensor of {size} entries")
-        out = bits(base).copy()
         out[indices] = bits(values)
         return from_bits(base.dtype, base.shape, out)

@@ -25,6 +25,7 @@ NAME = "xor"
 
 class XorUpdate(UpdateType):
     name = NAME
+    fresh_result = True
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         if base is None or (base.dtype, base.shape) != (new.dtype, new.shape):
@@ -35,13 +36,21 @@ class XorUpdate(UpdateType):
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)
+        return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(self._delta(bundle, base))))
+
+    def apply_in_place(self, bundle: Bundle, base: Tensor) -> Tensor:
+        out = bits(base)
+        np.bitwise_xor(out, bits(self._delta(bundle, base)), out=out)
+        return from_bits(base.dtype, base.shape, out)
+
+    def _delta(self, bundle: Bundle, base: Tensor) -> Tensor:
         delta = self.buffer(bundle, "xor")
         if delta.shape != _xor_shape(base) or dtypes.itemsize(delta.dtype) != dtypes.itemsize(base.dtype):
             raise StoreError(
                 f"xor object holds {delta.dtype}{list(delta.shape)}, which does not fit a "
                 f"{base.dtype}{list(base.shape)} base"
             )
-        return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(delta)))
+        return delta
 
 
 def _xor_shape(tensor: Tensor) -> tuple[int, ...]:

@@ -234,7 +234,10 @@ def decode(data: bytes | mmap.mmap, max_bytes: int = MAX_BLOB_BYTES) -> Bundle:
             start += raw_len
         buffers[buf["name"]] = Tensor(buf["dtype"], tuple(buf["shape"]), output)
     view = memoryview(data)
-    job = lambda j: _decompress_into(view[j[0] : j[0] + j[1]], j[2], j[3])  # noqa: E731
+
+    def job(j: tuple[int, int, int, memoryview]) -> None:
+        _decompress_into(view[j[0] : j[0] + j[1]], j[2], j[3])
+
     if sum(len(j[3]) for j in jobs) <= INLINE_DECODE_BYTES:
         for one in jobs:  # a pool hand-off per chunk costs more than decompressing a small object here
             job(one)

@@ -30,6 +30,7 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "", 
     and it must match the metadata. Should anything fail, the chain runs again with each link's own checks, so the
     error names the object at fault. `every_link` (fsck) always runs the checked chain: every link's base too.
     """
+    value: Tensor | None = None
     if not every_link:
         try:
             value = _apply_links(store, entry, in_place=True)
@@ -38,7 +39,7 @@ def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "", 
         except ThetaError:
             pass  # the checked run below says what is wrong
     where = f"{source}: parameter {name!r}" if source else f"parameter {name!r}"
-    value: Tensor | None = None
+    value = None
     for link in entry.stored:
         try:
             value, _ = _apply_link(store, entry, link, value, in_place=False)

@@ -41,7 +41,11 @@ class XorUpdate(UpdateType):
         return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(self._delta(bundle, base))))
 
     def apply_in_place(self, bundle: Bundle, base: Tensor) -> Tensor:
-        chainops.xor_into(base.data, self._delta(bundle, base).data)
+        delta = self._delta(bundle, base)
+        try:
+            chainops.xor_into(base.data, delta.data)
+        except ValueError as error:  # the shapes matched, so only a malformed buffer gets here
+            raise StoreError(f"xor object: {error}") from None
         return base
 
     def _delta(self, bundle: Bundle, base: Tensor) -> Tensor:

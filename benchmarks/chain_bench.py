@@ -1,6 +1,6 @@
 """Deep update chains against plain git-lfs: checkout of the newest, a middle and the oldest of many small commits.
 
-    python3 benchmarks/chain_bench.py                          # 100 MB fp32, 100 commits (~15 min on 2 cores)
+    python3 benchmarks/chain_bench.py                          # 105 MB fp32, 100 commits (~10 min on 2 cores)
     python3 benchmarks/chain_bench.py --size 1 --commits 6     # seconds: what tests/benchmarks/chain_bench_test.py runs
     python3 benchmarks/chain_bench.py --repeat 3 --json out.json
 

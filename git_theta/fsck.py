@@ -77,7 +77,7 @@ class Checker:
             return problems
         if entry not in self.chains:
             try:
-                smudge.rebuild(self.repo.store, name, entry)
+                smudge.rebuild(self.repo.store, name, entry, every_link=True)
                 self.chains[entry] = None
             except ThetaError as error:
                 self.chains[entry] = str(error).removeprefix(f"parameter {name!r}: ")

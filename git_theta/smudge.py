@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from git_theta import buffer_pool, dtypes, lfs_pointer, metadata, objects, packs, parallel, plugins, progress
 from git_theta.errors import StoreError, ThetaError
-from git_theta.metadata import ParamEntry
+from git_theta.metadata import ParamEntry, StoredLink
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 
@@ -26,23 +26,61 @@ BATCH_BYTES = 8 << 20
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
 
 
-def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "") -> Tensor:
-    """Apply the entry's stored links in order and check the result's hash."""
-    where = f"{source}: parameter {name!r}" if source else f"parameter {name!r}"
+def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "", *, every_link: bool = False) -> Tensor:
+    """Apply the entry's stored links in order and check the result's hash.
+
+    The links after the first apply in place and unchecked (UpdateType.apply_in_place): only the result is hashed,
+    and it must match the metadata. Should anything fail, the chain runs again with each link's own checks, so the
+    error names the object at fault. `every_link` (fsck) always runs the checked chain: every link's base too.
+    """
     value: Tensor | None = None
+    if not every_link:
+        try:
+            value = _apply_links(store, entry, in_place=True)
+            if _matches(value, entry):
+                return value
+        except ThetaError:
+            pass  # the checked run below says what is wrong
+    where = f"{source}: parameter {name!r}" if source else f"parameter {name!r}"
+    value = None
     for link in entry.stored:
         try:
-            update = plugins.update(link.update)()
-            bundle = objects.decode(packs.link_bytes(store, link), objects.link_limit(math.prod(entry.shape)))
-            if update.needs_base and value is None:
-                raise StoreError(f"{link.update} update has no base to apply to")
-            value = update.apply(bundle, value)
+            value, _ = _apply_link(store, entry, link, value, in_place=False)
         except ThetaError as error:
             raise _damage(store, where, [link.object], error) from None
     assert value is not None  # metadata.parse guarantees at least one link
-    if value.dtype != entry.dtype or value.shape != entry.shape or value.hash() != entry.hash:
+    if not _matches(value, entry):
         raise _damage(store, where, entry.objects(), StoreError("rebuilt tensor does not match its recorded hash"))
     return value
+
+
+def _matches(value: Tensor, entry: ParamEntry) -> bool:
+    return value.dtype == entry.dtype and value.shape == entry.shape and value.hash() == entry.hash
+
+
+def _apply_links(store: ObjectStore, entry: ParamEntry, in_place: bool) -> Tensor:
+    value: Tensor | None = None
+    owned = False
+    for link in entry.stored:
+        value, owned = _apply_link(store, entry, link, value, in_place and owned)
+    assert value is not None  # metadata.parse guarantees at least one link
+    return value
+
+
+def _apply_link(
+    store: ObjectStore, entry: ParamEntry, link: StoredLink, value: Tensor | None, in_place: bool
+) -> tuple[Tensor, bool]:
+    """The value after one more link, and whether the next may overwrite it; `in_place`: this one may."""
+    update = plugins.update(link.update)()
+    bundle = objects.decode(packs.link_bytes(store, link), objects.link_limit(math.prod(entry.shape)))
+    if update.needs_base and value is None:
+        raise StoreError(f"{link.update} update has no base to apply to")
+    if in_place and update.needs_base and value is not None:
+        value = update.apply_in_place(bundle, value)
+    else:
+        value = update.apply(bundle, value)
+    # A read-only buffer (an object mapped from the store) is never written, whatever the update type says.
+    return value, update.fresh_result and not memoryview(value.data).readonly
 
 
 def corrupt_object(store: ObjectStore, oid: str) -> str:

@@ -105,7 +105,7 @@ def _versions(old: bytes | None, new: bytes | None, old_source: str, new_source:
     a = metadata.parse(old, old_source) if old is not None else None  # not laid out canonically: parse it all
     b = metadata.parse(new, new_source) if new is not None else None
     names = set(a.params if a else ()) | set(b.params if b else ())
-    known = a.objects() if a is not None else set()
+    known = {link.key for entry in a.params.values() for link in entry.stored} if a is not None else set()
     return lines.Changed(a, b, len(a.params) if a else 0, len(b.params) if b else 0, names, known)
 
 

@@ -8,15 +8,22 @@ of the XOR) so only the likely winner is fully encoded. Any other registered
 update type that implements `encode` competes too (its result must rebuild the
 new tensor exactly, or it is ignored).
 
-Chains stay short, so checkout stays fast:
+Chains stay short, so checkout stays fast (the policy and its numbers: docs/design.md, "Update chains"):
   * at most MAX_CHAIN_DEPTH links (a dense start plus 7 updates);
   * the update links of a chain together never outgrow one dense copy of the
-    tensor; past that the new value is stored dense and the chain restarts.
-Rebuilding a parameter therefore reads at most about twice its dense size.
+    tensor (stored bytes);
+  * reading them costs at most CHAIN_READ_SHARE of reading a dense copy, counting
+    LINK_READ_BYTES per object (opening, mapping and parsing one costs about what
+    decoding that many bytes does) plus the bytes it decodes to. Only the first
+    update on a dense start is exempt: one small link is always worth storing.
+Past either bound the new value is stored dense (a materialized base) and the
+chain restarts, so rebuilding a parameter costs at most ~1.5 dense reads
+(one xor link: ~2), however long the history.
 """
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +48,11 @@ SAMPLE_WINDOWS = 8
 SAMPLE_BYTES = 64 << 10
 # Sparse costs about its value bytes plus a compressed gap per entry.
 SPARSE_GAP_COST = 1.5
+# Read cost of a link, in bytes of dense decoding: this much per object plus what it decodes to. Measured on
+# 2 cores: ~0.1-0.25 ms per small object (open, mmap, header, zstd context) against ~1 ms per MiB of dense decode.
+LINK_READ_BYTES = 128 << 10
+# The updates of a chain may cost this share of one dense read (benchmarks/chain_bench.py; docs/design.md).
+CHAIN_READ_SHARE = 0.5
 
 
 def prior_entry(prior: Sequence[Metadata], name: str, new: Tensor, store: ObjectStore) -> ParamEntry | None:
@@ -80,19 +92,39 @@ def store_changed(
     if budget <= 0:
         return store_dense(store, new, digest, links)
     try:
+        read_budget = CHAIN_READ_SHARE * read_cost(new.nbytes) - sum(
+            read_cost(_decoded_bytes(packs.link_bytes(store, link))) for link in prior.stored[1:]
+        )
+        if len(prior.stored) > 1 and read_budget < LINK_READ_BYTES:
+            return store_dense(store, new, digest, links)  # no further link can fit: skip the rebuild
         base = smudge.rebuild(store, name, prior)
     except ThetaError:
         return store_dense(store, new, digest, links)  # an unreadable prior only costs the delta
-    best = _smallest_delta(new, base, budget)
+    best = _smallest_delta(new, base, budget, read_budget, exempt=len(prior.stored) == 1)
     if best is None:
-        return store_dense(store, new, digest, links)
+        return store_dense(store, new, digest, links)  # past a bound: a materialized base, later versions build on it
     kind, pieces = best
     link = (links or packs.DirectLinks(store)).put_link(kind, pieces)
     return ParamEntry(new.dtype, new.shape, digest, (*prior.stored, link))
 
 
-def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[bytes]] | None:
-    """(update name, encoded object) of the smallest delta under `limit` bytes, or None."""
+def read_cost(decoded_bytes: int) -> int:
+    """What reading one link costs at checkout, in bytes of dense decoding (see LINK_READ_BYTES)."""
+    return LINK_READ_BYTES + decoded_bytes
+
+
+def _decoded_bytes(data: bytes | mmap.mmap) -> int:
+    """The bytes an object's buffers decode to, from its header (the object's first bytes suffice)."""
+    header, _ = objects.read_header(data)
+    return sum(sum(buf["chunk_bytes"]) for buf in header["buffers"])
+
+
+def _smallest_delta(
+    new: Tensor, base: Tensor, limit: float, read_budget: float, exempt: bool
+) -> tuple[str, list[bytes]] | None:
+    """(update name, encoded object) of the smallest delta under `limit` bytes whose read cost fits `read_budget`
+    (sparse often does where a slightly smaller xor, which decodes to the whole tensor, does not), or None.
+    `exempt` (the first update on a dense start): the smallest under `limit` when none fits the read budget."""
     import numpy as np
 
     from git_theta.updates import sparse, xor
@@ -114,6 +146,8 @@ def _smallest_delta(new: Tensor, base: Tensor, limit: float) -> tuple[str, list[
         found.append((_size(pieces), xor.NAME, pieces))
     found.extend(_plugin_deltas(new, base))
     found = [f for f in found if f[0] < limit]
+    readable = [f for f in found if read_cost(_decoded_bytes(b"".join(f[2][:3]))) <= read_budget]
+    found = readable or (found if exempt else [])
     if not found:
         return None
     size, kind, pieces = min(found, key=lambda f: f[0])

@@ -64,10 +64,23 @@ class UpdateType(ABC):
     # for each parameter. Empty: the type cannot be side-loaded.
     side_load_suffixes: ClassVar[Mapping[str, str]] = {}
     side_load_weight_first: ClassVar[bool] = False
+    # True: `apply` and `apply_in_place` return a tensor over a buffer nobody else holds (a fresh one, the base they
+    # were given, or the object's own buffer, decoded for this rebuild alone), so the next link may overwrite it.
+    fresh_result: ClassVar[bool] = False
 
     @abstractmethod
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         """The tensor this link produces, given the value of the chain before it."""
+
+    def apply_in_place(self, bundle: Bundle, base: Tensor) -> Tensor:
+        """`apply`, allowed to overwrite `base` (a writable buffer the caller owns) and to skip the base-hash check.
+
+        smudge.rebuild calls it for the links after the first when the value so far is its own: the rebuilt tensor's
+        hash is checked against the metadata at the end, and on a mismatch the chain runs again through `apply`,
+        whose checks name the link at fault. So a chain of k links is hashed once, not k times, and not copied
+        per link. Bounds checks stay: an object must never write outside `base`. The default is `apply`.
+        """
+        return self.apply(bundle, base)
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         """An exact representation of `new` (on top of `base`), or None if this type cannot express it.

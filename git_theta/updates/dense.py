@@ -11,6 +11,7 @@ from git_theta.updates.base import UpdateType
 class DenseUpdate(UpdateType):
     name = "dense"
     needs_base = False
+    fresh_result = True  # the value buffer of an object decoded for this rebuild alone
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         if "value" not in bundle.buffers:

@@ -12,9 +12,7 @@ Object layout (kind "xor"):
 
 from __future__ import annotations
 
-import numpy as np
-
-from git_theta import dtypes
+from git_theta import chainops, dtypes
 from git_theta.errors import StoreError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
@@ -25,23 +23,39 @@ NAME = "xor"
 
 class XorUpdate(UpdateType):
     name = NAME
+    fresh_result = True
 
     def encode(self, new: Tensor, base: Tensor | None) -> Bundle | None:
         if base is None or (base.dtype, base.shape) != (new.dtype, new.shape):
             return None
+        import numpy as np  # here, not at the top: a checkout applies xor links through git_theta.chainops
+
         delta = np.bitwise_xor(bits(new), bits(base))
         kind = BITS_DTYPE[dtypes.itemsize(new.dtype)]
         return Bundle(NAME, {"xor": from_bits(kind, _xor_shape(new), delta)}, {"base": base.hash()})
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
+        import numpy as np
+
         base = self.checked_base(bundle, base)
+        return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(self._delta(bundle, base))))
+
+    def apply_in_place(self, bundle: Bundle, base: Tensor) -> Tensor:
+        delta = self._delta(bundle, base)
+        try:
+            chainops.xor_into(base.data, delta.data)
+        except ValueError as error:  # the shapes matched, so only a malformed buffer gets here
+            raise StoreError(f"xor object: {error}") from None
+        return base
+
+    def _delta(self, bundle: Bundle, base: Tensor) -> Tensor:
         delta = self.buffer(bundle, "xor")
         if delta.shape != _xor_shape(base) or dtypes.itemsize(delta.dtype) != dtypes.itemsize(base.dtype):
             raise StoreError(
                 f"xor object holds {delta.dtype}{list(delta.shape)}, which does not fit a "
                 f"{base.dtype}{list(base.shape)} base"
             )
-        return from_bits(base.dtype, base.shape, np.bitwise_xor(bits(base), bits(delta)))
+        return delta
 
 
 def _xor_shape(tensor: Tensor) -> tuple[int, ...]:

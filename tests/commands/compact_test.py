@@ -11,7 +11,8 @@ from update_helpers import checkout_bytes, commit, save, staged, weights
 
 def test_compact_rewrites_chains_as_dense_and_checks_out_the_same(repo: Path) -> None:
     rng = np.random.default_rng(0)
-    model = weights(rng, "F32", {"w": (64, 64), "v": (64, 64)})
+    # w is big enough for the chain's read budget to allow two updates (update_engine/auto.py)
+    model = weights(rng, "F32", {"w": (512, 256), "v": (64, 64)})
     for step in range(3):
         model["w"].reshape(-1)[step * 10 : step * 10 + 5] += 1
         save(repo / "model.safetensors", model)

@@ -12,9 +12,10 @@ import pytest
 from conftest import git
 from update_helpers import chain, checkout_bytes, commit, save, staged, weights
 
-from git_theta import metadata, smudge
+from git_theta import metadata, objects, smudge
 from git_theta.errors import StoreError
 from git_theta.store import ObjectStore
+from git_theta.update_engine import auto
 from git_theta.update_engine.auto import MAX_CHAIN_DEPTH
 
 SHAPES = {"a.weight": (96, 64), "b.weight": (64, 96), "a.bias": (96,)}
@@ -71,8 +72,9 @@ def test_bf16_gaussian_noise_costs_at_most_a_quarter(repo: Path) -> None:
 
 
 def test_twelve_commits_keep_chains_bounded_and_every_version_exact(repo: Path) -> None:
+    """512 KB weights take two 1% sparse links before their read budget restarts the chain; a 1 KB bias one."""
     rng = np.random.default_rng(2)
-    model = weights(rng, "F32", SHAPES)
+    model = weights(rng, "F32", {"a.weight": (512, 256), "a.bias": (256,)})
     versions = []
     for step in range(12):
         if step:
@@ -80,19 +82,27 @@ def test_twelve_commits_keep_chains_bounded_and_every_version_exact(repo: Path) 
         save(repo / "model.safetensors", model)
         commit(repo, f"v{step}")
         versions.append((repo / "model.safetensors").read_bytes())
-    depths = []
+    depths: dict[str, list[int]] = {name: [] for name in model}
+    store = ObjectStore(repo / ".git" / "lfs")
     for back, expected in enumerate(reversed(versions)):
-        params = staged(repo, rev=f"HEAD~{back}")
-        links = params["a.weight"]["stored"]
-        depths.append(len(links))
-        for entry in params.values():
-            assert len(entry["stored"]) <= MAX_CHAIN_DEPTH
-            assert sum(link["size"] for link in entry["stored"][1:]) <= entry["stored"][0]["size"]
+        for name, entry in staged(repo, rev=f"HEAD~{back}").items():
+            links = entry["stored"]
+            depths[name].insert(0, len(links))
+            assert len(links) <= MAX_CHAIN_DEPTH
+            assert sum(link["size"] for link in links[1:]) <= links[0]["size"]
+            costs = [auto.read_cost(_decoded_bytes(store, link["object"])) for link in links[1:]]
+            dense = auto.read_cost(4 * int(np.prod(entry["shape"])))
+            assert sum(costs) <= max(auto.CHAIN_READ_SHARE * dense, costs[0] if costs else 0)
         assert _smudged(repo, f"HEAD~{back}") == expected
-    assert list(reversed(depths)) == [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4]
+    assert depths == {"a.weight": [1, 2, 3] * 4, "a.bias": [1, 2] * 6}
     (repo / "model.safetensors").unlink()
-    assert checkout_bytes(repo, "HEAD~4") == versions[7]  # the deepest chain, through real git checkout
+    assert checkout_bytes(repo, "HEAD~3") == versions[8]  # a deepest chain, through real git checkout
     assert checkout_bytes(repo, "HEAD") == versions[-1]
+
+
+def _decoded_bytes(store: ObjectStore, oid: str) -> int:
+    header, _ = objects.read_header(store.get(oid))
+    return sum(sum(buf["chunk_bytes"]) for buf in header["buffers"])
 
 
 def test_chain_restarts_dense_when_its_updates_outgrow_a_dense_copy(repo: Path) -> None:
@@ -112,7 +122,7 @@ def test_chain_restarts_dense_when_its_updates_outgrow_a_dense_copy(repo: Path) 
 
 def test_rebase_and_cherry_pick_of_commits_holding_updates(repo: Path) -> None:
     rng = np.random.default_rng(4)
-    model = weights(rng, "F32", SHAPES)
+    model = weights(rng, "F32", {**SHAPES, "c.weight": (512, 256)})  # c: big enough for a chain of two updates
     save(repo / "model.safetensors", model)
     commit(repo, "base model")
     git(repo, "checkout", "-q", "-b", "feature")
@@ -121,7 +131,7 @@ def test_rebase_and_cherry_pick_of_commits_holding_updates(repo: Path) -> None:
         save(repo / "model.safetensors", model)
         commit(repo, f"fine-tune {step}")
     tuned = (repo / "model.safetensors").read_bytes()
-    assert chain(staged(repo, rev="HEAD"), "a.weight") == ["dense", "sparse", "sparse"]
+    assert chain(staged(repo, rev="HEAD"), "c.weight") == ["dense", "sparse", "sparse"]
     git(repo, "checkout", "-q", "main")
     (repo / "notes.txt").write_text("unrelated\n")
     commit(repo, "notes", "notes.txt")

@@ -107,7 +107,9 @@ class StoringSink:
 
     def _store_batch(self, batch: list[tuple[str, Tensor]], packed: bool) -> list[tuple[str, ParamEntry]]:
         """Entries for one batch: new small tensors go to one pack, written once the batch is done."""
-        writer: auto.LinkWriter = packs.PackWriter() if packed else packs.DirectLinks(self.store)
+        # Objects written unpacked are looked for only where an earlier version exists to have written them.
+        reuse = self.store if self.prior else None
+        writer: auto.LinkWriter = packs.PackWriter(reuse) if packed else packs.DirectLinks(self.store)
         fresh: dict[str, ParamEntry] = {}  # hash -> unwritten entry, for equal tensors within this batch
         entries = [(name, self._store(name, tensor, writer, fresh)) for name, tensor in batch]
         if not isinstance(writer, packs.PackWriter) or not writer.size:

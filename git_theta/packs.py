@@ -18,7 +18,7 @@ from typing import Any
 
 from git_theta.errors import StoreError
 from git_theta.metadata import ParamEntry, StoredLink
-from git_theta.store import ObjectStore
+from git_theta.store import ObjectStore, object_id
 
 # Tensors of at most this many bytes go into packs; larger ones keep an object each (their own dedup and transfer
 # granularity, and a pack's bytes stay few enough to hold while it is written).
@@ -33,14 +33,26 @@ LIVE_SHARE = 0.5
 
 
 class PackWriter:
-    """Collects member objects; `write` stores them as one pack and gives the links their pack's name."""
+    """Collects member objects; `write` stores them as one pack and gives the links their pack's name.
 
-    def __init__(self) -> None:
+    With `reuse_from`, a member whose bytes already are an object of that store (written unpacked by the merge
+    driver, `git theta compact` or a git-theta before packs) links to that object instead: a file git just wrote
+    from such metadata cleans back to the same metadata (git refreshes a merged file's index entry so), and bytes
+    stored once are not stored again in a pack.
+    """
+
+    def __init__(self, reuse_from: ObjectStore | None = None) -> None:
         self.pieces: list[bytes | memoryview] = []
         self.size = 0
+        self.reuse_from = reuse_from
 
     def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink:
         """A link to a new member holding `pieces`; its object is UNWRITTEN until `resolve`."""
+        if self.reuse_from is not None:
+            pieces = list(pieces)
+            oid, size = object_id(pieces)
+            if self.reuse_from.has(oid):
+                return StoredLink(update, oid, size)
         offset = self.size
         for piece in pieces:
             self.pieces.append(piece)

@@ -20,7 +20,7 @@ from git_theta.update_engine import auto, pending
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
-IN_FLIGHT_BYTES = 64 << 20
+IN_FLIGHT_BYTES = 32 << 20
 FORMAT_ATTRIBUTE = "theta-format"
 
 

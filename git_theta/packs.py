@@ -24,7 +24,7 @@ from git_theta.store import ObjectStore, object_id
 # granularity, and a pack's bytes stay few enough to hold while it is written).
 MEMBER_MAX_BYTES = 1 << 20
 # A pack is closed once its raw tensor bytes reach this, or it holds MAX_MEMBERS members.
-PACK_TARGET_BYTES = 16 << 20
+PACK_TARGET_BYTES = 8 << 20
 MAX_MEMBERS = 8192
 # Stands for the pack's oid until the pack is written (its name is the sha256 of all its members).
 UNWRITTEN = "0" * 64

@@ -156,6 +156,8 @@ class ObjectStore:
 
     def read_range(self, oid: str, offset: int, length: int) -> bytes:
         """`length` bytes of the object from `offset` (fewer at its end), without mapping or reading the rest."""
+        # Read under the lock: another thread may otherwise close (evict) the file between lookup and read, and
+        # its descriptor number be reused for another file. Members are at most 1 MiB, so a read is brief.
         with self._open_lock:
             fd = self._open.pop(oid, None)
             if fd is None:
@@ -166,11 +168,7 @@ class ObjectStore:
             self._open[oid] = fd  # most recently used last
             while len(self._open) > OPEN_FILES:
                 os.close(self._open.pop(next(iter(self._open))))
-            fd = os.dup(fd)  # ours until closed below, even if another thread evicts the cached one
-        try:
             return os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
 
     def all_oids(self) -> Iterator[str]:
         if not self.objects_dir.is_dir():

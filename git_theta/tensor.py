@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,14 @@ class Tensor:
                 f"tensor data has {len(memoryview(self.data).cast('B'))} bytes, "
                 f"{self.dtype}{list(self.shape)} needs {expected}"
             )
+        self.__dict__["nbytes"] = expected  # the cached_property below, filled in (a frozen dataclass's dict)
 
     def nbytes_expected(self) -> int:
         return dtypes.nbytes(self.dtype, self.shape)
 
-    @property
+    @functools.cached_property
     def nbytes(self) -> int:
+        # Cached (a frozen tensor's size never changes): asked several times per tensor on every path.
         return self.nbytes_expected()
 
     def numpy(self) -> np.ndarray[Any, Any]:

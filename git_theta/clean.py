@@ -21,6 +21,8 @@ from git_theta.update_engine import auto, pending
 # Tensors read but not yet stored; bounds memory while hashing/compressing
 # runs in the background of reading.
 IN_FLIGHT_BYTES = 32 << 20
+# Jobs queued, whatever their bytes (a batch of 8,192 one-element tensors is a few KB).
+MAX_PENDING_JOBS = 4
 FORMAT_ATTRIBUTE = "theta-format"
 
 
@@ -95,7 +97,7 @@ class StoringSink:
             self._submit(batch, size, packed=True)
 
     def _submit(self, batch: list[tuple[str, Tensor]], size: int, packed: bool) -> None:
-        while self.pending and self.in_flight + size > IN_FLIGHT_BYTES:
+        while self.pending and (self.in_flight + size > IN_FLIGHT_BYTES or len(self.pending) >= MAX_PENDING_JOBS):
             self._collect_oldest()
         self.pending.append((size, parallel.submit_tensor_job(lambda: self._store_batch(batch, packed))))
         self.in_flight += size

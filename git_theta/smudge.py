@@ -21,6 +21,9 @@ PREFETCH_BYTES = 32 << 20
 COPY_CHUNK = 8 << 20
 # Small tensors are rebuilt this many (or this many bytes) per job.
 BATCH_COUNT = 1024
+# Batches rebuilt ahead, whatever their bytes: 10^6 one-element tensors are a few MB, but a thousand batches of
+# Tensor objects waiting would hold hundreds.
+MAX_QUEUED_BATCHES = 4
 BATCH_BYTES = 8 << 20
 # Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
@@ -120,7 +123,7 @@ class StoreSource:
         ahead = 0
         try:
             for batch, size in self._batches(names):
-                while queue and ahead + size > PREFETCH_BYTES:
+                while queue and (ahead + size > PREFETCH_BYTES or len(queue) >= MAX_QUEUED_BATCHES):
                     done, future = queue.popleft()
                     ahead -= done
                     yield from future.result()

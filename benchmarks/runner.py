@@ -44,6 +44,7 @@ class Sample:
     seconds: float
     git_rss_kb: int  # VmHWM of the process itself, last value polled: a lower bound
     cpu_seconds: float = 0.0  # user + sys of the command and every descendant it reaped (its filters)
+    tree_rss_kb: int = 0  # peak RSS of the command or of any descendant it reaped (wait4's ru_maxrss)
 
 
 @dataclass
@@ -123,7 +124,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
             errors.seek(0)
             output = errors.read().decode(errors="replace").strip()
             raise BenchError(f"`{' '.join(argv)}` failed with exit code {proc.returncode}:\n{output[-3000:]}")
-    return Sample(seconds, seen[0], usage.ru_utime + usage.ru_stime)
+    return Sample(seconds, seen[0], usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
 def tree_bytes(path: Path) -> int:

@@ -19,10 +19,8 @@ from git_theta.tensor import Tensor
 from git_theta.update_engine import auto, pending
 
 # Tensors read but not yet stored; bounds memory while hashing/compressing
-# runs in the background of reading. The count bound keeps tiny tensors from
-# queueing a job each for most of the file (30,000 of 4 KiB: 230 -> 111 MB).
+# runs in the background of reading.
 IN_FLIGHT_BYTES = 128 << 20
-IN_FLIGHT_TENSORS = 256
 FORMAT_ATTRIBUTE = "theta-format"
 
 
@@ -72,9 +70,7 @@ class StoringSink:
     def add(self, name: str, tensor: Tensor) -> None:
         if name in self.done or name in self.pending_names:
             raise CheckpointError(f"parameter {name!r} appears twice")
-        while self.pending and (
-            self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES or len(self.pending) >= IN_FLIGHT_TENSORS
-        ):
+        while self.pending and self.in_flight + tensor.nbytes > IN_FLIGHT_BYTES:
             self._collect_oldest()
         self.pending.append((name, tensor.nbytes, parallel.submit_tensor_job(lambda: self._store(name, tensor))))
         self.pending_names.add(name)

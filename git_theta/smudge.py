@@ -16,10 +16,8 @@ from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 
-# How many bytes of rebuilt tensors, and how many tensors, may wait ahead of the writer. The count bound keeps
-# tiny tensors from queueing a job each for the whole file at once (~4 KB per job: 3.9 GB for 1,000,000 entries).
+# How many bytes of rebuilt tensors may wait ahead of the writer.
 PREFETCH_BYTES = 128 << 20
-PREFETCH_TENSORS = 256
 COPY_CHUNK = 8 << 20
 # Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
@@ -81,7 +79,7 @@ class StoreSource:
         try:
             for name in pending:
                 entry = self._entry(name)
-                while queue and (ahead + _nbytes(entry) > PREFETCH_BYTES or len(queue) >= PREFETCH_TENSORS):
+                while queue and ahead + _nbytes(entry) > PREFETCH_BYTES:
                     size, future = queue.popleft()
                     ahead -= size
                     yield future.result()

@@ -222,3 +222,13 @@ def make_minilm(folder: Path, scale: float) -> Checkpoint:
     else:
         subset_safetensors(minilm_path(), v1, scale)
     return Checkpoint(v1, v2, *write_changed_safetensors(v1, v2))
+
+
+# --- many small tensors (tensor_count_bench.py) -----------------------------
+
+
+def make_tensor_count(folder: Path, count: int, side: int = 32) -> Checkpoint:
+    """`count` fp32 tensors of side x side (32x32: 4 KiB each) in one safetensors file, and its v2."""
+    v1, v2 = folder / "v1.safetensors", folder / "v2.safetensors"
+    write_synthetic_safetensors(v1, [(f"experts.{i // 64}.w{i % 64}", (side, side)) for i in range(count)], "F32")
+    return Checkpoint(v1, v2, *write_changed_safetensors(v1, v2))

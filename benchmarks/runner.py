@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class BenchError(Exception):
 class Sample:
     seconds: float
     git_rss_kb: int  # VmHWM of the process itself, last value polled: a lower bound
+    cpu_seconds: float = 0.0  # user + sys of the command and every descendant it reaped (its filters)
+    tree_rss_kb: int = 0  # peak RSS of the command or of any descendant it reaped (wait4's ru_maxrss)
 
 
 @dataclass
@@ -111,7 +114,9 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         done, seen = threading.Event(), [0]
         poller = threading.Thread(target=_poll_hwm, args=(proc.pid, done, seen), daemon=True)
         poller.start()
-        proc.wait()
+        # wait4, not proc.wait(): its rusage also counts the filters git started and reaped.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
         done.set()
         poller.join()
@@ -119,7 +124,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
             errors.seek(0)
             output = errors.read().decode(errors="replace").strip()
             raise BenchError(f"`{' '.join(argv)}` failed with exit code {proc.returncode}:\n{output[-3000:]}")
-    return Sample(seconds, seen[0])
+    return Sample(seconds, seen[0], usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
 def tree_bytes(path: Path) -> int:
@@ -167,17 +172,27 @@ class ToolRepo:
         return tree_bytes(self.path / ".git" / "objects")
 
 
+RoundFunction = Callable[["ToolRepo", Checkpoint, str, "ToolResult"], None]
+
+
 def measure(
-    tools: tuple[str, ...], checkpoint: Checkpoint, filename: str, workdir: Path, env: dict[str, str], repeat: int
+    tools: tuple[str, ...],
+    checkpoint: Checkpoint,
+    filename: str,
+    workdir: Path,
+    env: dict[str, str],
+    repeat: int,
+    one_round: RoundFunction | None = None,
 ) -> dict[str, ToolResult]:
-    """Every step, `repeat` times per tool, each time in a fresh repo. The tools take turns round by
-    round, so a slow spell of a shared machine falls on both rather than on one tool's rounds."""
+    """Every step (of `one_round`, default the steps of bench.py), `repeat` times per tool, each time in a fresh
+    repo. The tools take turns round by round, so a slow spell of a shared machine falls on both rather than on
+    one tool's rounds."""
     results = {tool: ToolResult() for tool in tools}
     for round_ in range(repeat):
         for tool in tools:
             repo = ToolRepo(tool, workdir / f"{tool}-{round_}", env)
             try:
-                _one_round(repo, checkpoint, filename, results[tool])
+                (one_round or _one_round)(repo, checkpoint, filename, results[tool])
             except BenchError as error:
                 raise BenchError(f"{tool}: {error}") from None
             finally:

@@ -251,10 +251,12 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
             why = f" (downloading them failed: {error})"  # still say which file and objects
         missing = missing_objects(store, meta)
     if missing:
-        names = [name for name, entry in meta.params.items() if set(entry.objects()) & set(missing)]
+        # One set, built once: a set of every missing id per parameter made this quadratic (hours at 1M entries).
+        absent = set(missing)
+        name = next((name for name, entry in meta.params.items() if not absent.isdisjoint(entry.objects())), None)
         raise StoreError(
             f"{path}: {len(missing)} object(s) missing from the store, e.g. {missing[0]}"
-            + (f" (parameter {names[0]!r})" if names else "")
+            + (f" (parameter {name!r})" if name is not None else "")
             + why
             + "; fetch them from a remote or run `git theta fsck`"
         )

@@ -59,13 +59,16 @@ class StoringSink:
         store: ObjectStore,
         prior: list[Metadata],
         side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None,
+        related: list[Metadata] | None = None,
     ) -> None:
         self.store = store
         self.prior = prior
         # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.update_engine.pending)
         self.side_loaded = side_loaded or {}
+        # Tensors reuse entries of earlier versions and of `related` files (Repo.sibling_metadata); deltas and
+        # repacking look at earlier versions only.
         self.by_hash: dict[str, ParamEntry] = {}
-        for meta in prior:
+        for meta in [*prior, *(related or [])]:
             for entry in meta.params.values():
                 self.by_hash.setdefault(entry.hash, entry)
         # (byte count, job) per batch in flight, oldest first; a job gives (name, entry) pairs
@@ -161,7 +164,10 @@ class StoringSink:
             # The file is a version already staged or committed (`git status` after a touch, the working file
             # a merge wrote): give its metadata back unchanged, or an unchanged file would show as modified.
             return self.done
-        return packs.repack(self.store, self.done)
+        # Only packs this file's earlier versions used: a pack a sibling file wrote (a resharded model's old
+        # shard) is shared, not this file's history to compact.
+        own = {link.object for meta in self.prior for entry in meta.params.values() for link in entry.stored}
+        return packs.repack(self.store, self.done, own)
 
     def abandon(self) -> None:
         self.batch = []
@@ -255,7 +261,9 @@ def clean(
     target = repo.store if store is None else store
     parsed: set[bytes] = set()  # prior versions' text, which parses: an equal result needs no second check
     if prior is None:
-        sink = StoringSink(target, repo.prior_metadata(path, parsed), pending.load(repo.common_dir, path))
+        own = repo.prior_metadata(path, parsed)
+        related = [] if own else repo.sibling_metadata(path)  # a new name: its directory's files may hold its tensors
+        sink = StoringSink(target, own, pending.load(repo.common_dir, path), related)
     else:
         sink = StoringSink(target, prior)
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 
 from git_theta.errors import GitError
@@ -193,3 +193,22 @@ def attr_for_paths(attribute: str, paths: list[str], cwd: Path | str | None = No
     data = "\0".join(paths).encode("utf-8", errors="surrogateescape") + b"\0"
     out = run("check-attr", "-z", "--stdin", attribute, cwd=cwd, input=data).stdout.split(b"\0")
     return {out[i].decode("utf-8", errors="surrogateescape"): out[i + 2].decode() for i in range(0, len(out) - 2, 3)}
+
+
+def blob_sizes(object_ids: Iterable[str], cwd: Path | str | None = None) -> dict[str, int]:
+    """blob id -> size for those of `object_ids` that are blobs (commits, trees and missing ids are dropped)."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    out = run(
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+        cwd=cwd,
+        input="".join(f"{i}\n" for i in ids).encode(),
+    )
+    sizes = {}
+    for line in out.stdout.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            sizes[parts[0]] = int(parts[2])
+    return sizes

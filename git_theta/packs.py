@@ -124,9 +124,10 @@ def sparse_packs(entries: Iterable[ParamEntry]) -> set[str]:
     return {oid for oid, live in live_bytes(entries).items() if live < LIVE_SHARE * sizes[oid]}
 
 
-def repack(store: ObjectStore, entries: dict[str, ParamEntry]) -> dict[str, ParamEntry]:
-    """The entries with every member of a sparse pack (see `sparse_packs`) copied, byte for byte, into new packs."""
-    sparse = sparse_packs(entries.values())
+def repack(store: ObjectStore, entries: dict[str, ParamEntry], eligible: set[str]) -> dict[str, ParamEntry]:
+    """The entries with every member of a sparse pack (see `sparse_packs`) among `eligible` copied, byte for byte,
+    into new packs."""
+    sparse = sparse_packs(entries.values()) & eligible
     if not sparse:
         return entries
     moved: dict[tuple[str, int], StoredLink] = {}  # old member -> the link to its copy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,3 +40,39 @@ class Repo:
             except MetadataError:
                 continue  # a broken prior version only costs us deduplication
         return found
+
+    def sibling_metadata(self, path: str) -> list[metadata.Metadata]:
+        """Metadata of the other git-theta files staged in `path`'s directory (at most SIBLING_FILES of at most
+        SIBLING_BYTES in all), for a file new under its name: a resharded checkpoint's shards, a copy. Its
+        tensors that they already store are then linked, not stored again (tensors are deduplicated by hash
+        within pack objects, not by object name across files)."""
+        directory = posixpath.dirname(path)
+        listing = git.run("ls-files", "-s", "-z", "--", directory or ".", cwd=self.worktree).stdout.split(b"\0")
+        staged: dict[str, str] = {}
+        for record in listing:
+            info, _, name_bytes = record.partition(b"\t")
+            fields = info.split()
+            name = name_bytes.decode("utf-8", errors="surrogateescape")
+            if len(fields) == 3 and fields[2] == b"0" and name != path and posixpath.dirname(name) == directory:
+                staged[name] = fields[1].decode()
+        tracked = git.attr_for_paths("filter", list(staged), cwd=self.worktree)
+        candidates = [staged[name] for name in sorted(staged) if tracked.get(name) == "theta"][:SIBLING_FILES]
+        sizes = git.blob_sizes(candidates, cwd=self.worktree)
+        chosen, total = [], 0
+        for oid in candidates:
+            if oid in sizes and total + sizes[oid] <= SIBLING_BYTES:
+                chosen.append(oid)
+                total += sizes[oid]
+        found = []
+        for oid, data in git.cat_file_batch(chosen, cwd=self.worktree).items():
+            if metadata.looks_like_metadata(data):
+                try:
+                    found.append(metadata.parse(data, f"blob {oid}"))
+                except MetadataError:
+                    continue  # only costs deduplication
+        return found
+
+
+# What a new file's clean reads of its directory's other git-theta files (Repo.sibling_metadata).
+SIBLING_FILES = 64
+SIBLING_BYTES = 64 << 20

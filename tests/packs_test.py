@@ -142,7 +142,8 @@ def test_members_of_mostly_dead_packs_are_copied_byte_for_byte(tmp_path: Path) -
         "c": entry(full, full_size, *MEMBERS[0], "3" * 64),  # all of its pack is used: stays
     }
     assert packs.sparse_packs(entries.values()) == {oid}
-    moved = packs.repack(store, entries)
+    assert packs.repack(store, entries, {full}) == entries  # not eligible: left as it is
+    moved = packs.repack(store, entries, {oid, full})
     assert moved["c"] == entries["c"]
     new_a, new_b = moved["a"].stored[0], moved["b"].stored[0]
     assert new_a.object == new_b.object != oid

@@ -20,29 +20,10 @@ from git_theta.errors import MetadataError
 READ_GROUP_BYTES = 64 << 20
 
 
-def blob_sizes(object_ids: Iterable[str], cwd: Path) -> dict[str, int]:
-    """blob id -> size for those of `object_ids` that are blobs (commits and trees are dropped)."""
-    ids = list(dict.fromkeys(object_ids))
-    if not ids:
-        return {}
-    out = git.run(
-        "cat-file",
-        "--batch-check=%(objectname) %(objecttype) %(objectsize)",
-        cwd=cwd,
-        input="".join(f"{i}\n" for i in ids).encode(),
-    )
-    sizes = {}
-    for line in out.stdout.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == "blob":
-            sizes[parts[0]] = int(parts[2])
-    return sizes
-
-
 def rev_list_blobs(args: list[str], cwd: Path) -> dict[str, int]:
     """Blobs `git rev-list --objects ARGS` reaches (e.g. new commits `A --not B`, or `--all --reflog`)."""
     listing = git.run("rev-list", "--objects", *args, cwd=cwd).stdout.decode("utf-8", errors="surrogateescape")
-    return blob_sizes((line.split(" ", 1)[0] for line in listing.splitlines() if line), cwd)
+    return git.blob_sizes((line.split(" ", 1)[0] for line in listing.splitlines() if line), cwd)
 
 
 def tree_blobs(revs: list[str], cwd: Path) -> dict[str, int]:
@@ -50,7 +31,7 @@ def tree_blobs(revs: list[str], cwd: Path) -> dict[str, int]:
     ids = []
     for rev in revs:
         ids += [blob_id for blob_id, _ in git.ls_tree_blobs(rev, cwd=cwd)]
-    return blob_sizes(ids, cwd)
+    return git.blob_sizes(ids, cwd)
 
 
 def small_blobs(sizes: dict[str, int], limit: int, cwd: Path) -> Iterator[tuple[str, bytes]]:

@@ -60,8 +60,10 @@ class StoringSink:
         prior: list[Metadata],
         side_loaded: dict[str, tuple[str, tuple[StoredLink, ...]]] | None = None,
         related: list[Metadata] | None = None,
+        pack: bool = True,
     ) -> None:
         self.store = store
+        self.pack = pack  # small tensors into pack objects (theta.packs)
         self.prior = prior
         # name -> (hash, chain) left by `git theta add --update-type` (see git_theta.update_engine.pending)
         self.side_loaded = side_loaded or {}
@@ -85,7 +87,7 @@ class StoringSink:
             raise CheckpointError(f"parameter {name!r} appears twice")
         self.seen.add(name)
         size = tensor.nbytes
-        if size > packs.MEMBER_MAX_BYTES:
+        if size > packs.MEMBER_MAX_BYTES or not self.pack:
             self._submit([(name, tensor)], size, packed=False)
             return
         self.batch.append((name, tensor))
@@ -263,9 +265,9 @@ def clean(
     if prior is None:
         own = repo.prior_metadata(path, parsed)
         related = [] if own else repo.sibling_metadata(path)  # a new name: its directory's files may hold its tensors
-        sink = StoringSink(target, own, pending.load(repo.common_dir, path), related)
+        sink = StoringSink(target, own, pending.load(repo.common_dir, path), related, packs.enabled(repo.worktree))
     else:
-        sink = StoringSink(target, prior)
+        sink = StoringSink(target, prior, pack=packs.enabled(repo.worktree))
     reader: BinaryIO = io.BufferedReader(_Prefixed(head, stream), 1 << 20)
     try:
         # one sync for all of the file's new objects, before git gets (and records) the metadata naming them

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from git_theta import git
 from git_theta.errors import StoreError
 from git_theta.metadata import ParamEntry, StoredLink
 from git_theta.store import ObjectStore, object_id
@@ -28,6 +30,9 @@ PACK_TARGET_BYTES = 8 << 20
 MAX_MEMBERS = 8192
 # Stands for the pack's oid until the pack is written (its name is the sha256 of all its members).
 UNWRITTEN = "0" * 64
+# `git config theta.packs false`: store every tensor as an object of its own and write version-1 metadata, which a
+# git-theta from before packs reads (for a team not all of whose machines have upgraded).
+CONFIG = "theta.packs"
 # A clean copies a version's members out of packs of which it uses less than this share (see `repack`).
 LIVE_SHARE = 0.5
 
@@ -156,3 +161,15 @@ def repack(store: ObjectStore, entries: dict[str, ParamEntry], eligible: set[str
             stored = tuple(moved[link.key] if link.object in sparse else link for link in entry.stored)
             result[name] = dataclasses.replace(entry, stored=stored)
     return result
+
+
+_enabled: dict[str, bool] = {}
+
+
+def enabled(worktree: Path) -> bool:
+    """Whether the repository packs small tensors (theta.packs, default true); asked once per process and repository."""
+    key = str(worktree)
+    if key not in _enabled:
+        result = git.run("config", "--type=bool", "--get", CONFIG, cwd=worktree, check=False)
+        _enabled[key] = not (result.returncode == 0 and result.stdout.strip() == b"false")
+    return _enabled[key]

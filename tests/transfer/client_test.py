@@ -49,6 +49,29 @@ def test_pull_after_a_teammate_changed_ten_percent_downloads_about_ten_percent(t
     assert 0.07 < share < 0.13, share  # 2 of 20 tensors plus nothing else
 
 
+def test_packed_pull_downloads_the_new_pack_only(team: Team) -> None:
+    """With packs (the default; this suite turns them off to count objects per tensor): two changed tensors of
+    twenty go up and come down as one new pack of about a tenth of the bytes."""
+    git(team.alice, "config", "theta.packs", "true")
+    write_model(team.alice / "packed.safetensors")
+    git(team.alice, "add", "packed.safetensors")
+    git(team.alice, "commit", "-q", "-m", "packed v1")
+    git(team.alice, "push", "-q", "origin", "main")
+    bob = team.clone("bob")
+    full_bytes = team.server.bytes_sent()
+    write_model(team.alice / "packed.safetensors", changed={3, 9})
+    git(team.alice, "commit", "-q", "-am", "fine-tune two layers")
+    team.server.reset_counts()
+    git(team.alice, "push", "-q", "origin", "main")
+    assert team.server.count("PUT", "/objects/storage/") == 1  # one pack holds both changed tensors
+    team.server.reset_counts()
+    git(bob, "pull", "-q", "origin", "main")
+    assert (bob / "packed.safetensors").read_bytes() == (team.alice / "packed.safetensors").read_bytes()
+    assert team.server.count("GET", "/objects/storage/") == 1
+    share = team.server.bytes_sent() / full_bytes
+    assert share < 0.1, share  # 2 of 20 tensors of one file, of the two files bob cloned
+
+
 def test_fetch_prefetches_another_revision_and_only_missing_objects(team: Team) -> None:
     bob = team.clone("bob")
     write_model(team.alice / MODEL, changed={0, 1, 2, 3})

@@ -77,6 +77,9 @@ def origin_and_alice(tmp_path: Path) -> tuple[Path, Path]:
     """git-theta installed (globally, in the test's HOME), an empty bare repository and alice's, tracking
     *.safetensors."""
     theta(tmp_path, "install")
+    # These tests count the objects each transfer moves, one per tensor: small tensors are not packed here
+    # (test_packed_pull_downloads_the_new_pack_only packs them, as a default install does).
+    git(tmp_path, "config", "--global", "theta.packs", "false")
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     alice = tmp_path / "alice"

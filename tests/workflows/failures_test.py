@@ -84,6 +84,7 @@ def test_missing_executable_fails_add_and_checkout_without_committing_raw_bytes(
 
 
 def test_corrupt_and_missing_objects_are_named_by_fsck_and_checkout(repo: Path) -> None:
+    git(repo, "config", "theta.packs", "false")  # a corrupt and a missing object: two objects, not one pack
     _, meta = _commit_model(repo)
     theta(repo, "fsck")  # exit 0 on the healthy store, so the exit 1 below is about the damage
     [corrupt_oid] = param_objects(meta, "layer.1.weight")

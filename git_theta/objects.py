@@ -86,11 +86,25 @@ def _decompress_into(frame: Buffer, itemsize: int, target: memoryview) -> None:
         declared = zstandard.frame_content_size(frame)
         if declared != expected:
             raise StoreError(f"corrupt chunk: its zstd frame declares {declared} bytes, expected {expected}")
-        grouped = _decompress_exactly(frame, target if itemsize == 1 else _scratch(expected))
+        grouped: Buffer
+        if expected <= ONE_SHOT_BYTES:
+            # A small frame (every pack member's): one call, no reader object (~2.5 us of a 4 KB tensor's ~7).
+            grouped = _decompressor().decompress(frame, max_output_size=expected)
+            if len(grouped) != expected:
+                raise StoreError(f"corrupt chunk: {len(grouped)} bytes, expected {expected}")
+            if itemsize == 1:
+                target[:] = grouped
+                return
+        else:
+            grouped = _decompress_exactly(frame, target if itemsize == 1 else _scratch(expected))
     except zstandard.ZstdError as error:
         raise StoreError(f"corrupt compressed chunk: {error}") from None
     if itemsize > 1:
         bytegroup.ungroup_into(grouped, target, itemsize)
+
+
+# Chunks up to this size decompress in one call into a fresh bytes; larger ones stream into reused memory.
+ONE_SHOT_BYTES = 256 << 10
 
 
 def _decompress_exactly(frame: Buffer, output: memoryview) -> memoryview:

@@ -220,4 +220,14 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError):
         return True  # someone else's process (or a pid we cannot ask about): assume it is writing
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but is not yet reaped (a killed git's filter, until init reaps it) still answers
+    kill(pid, 0), yet writes nothing more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux), or just reaped: kill's answer stands
+    return stat[stat.rindex(")") + 2 :].startswith("Z")

@@ -81,3 +81,16 @@ def test_open_regular_refuses_a_fifo_or_directory_without_blocking(tmp_path: Pat
     with pytest.raises(ThetaError, match=r"model\.safetensors: is a (FIFO|directory), not a regular file"):
         files.open_regular(target)
     assert len(os.listdir(f"/proc/{os.getpid()}/fd")) == open_fds, "the descriptor leaked"
+
+
+def test_an_exited_unreaped_writer_counts_as_gone() -> None:
+    """A SIGKILLed git's filter is a zombie until init reaps it: it answers kill(pid, 0) but writes nothing more,
+    so its temp files are stale (the retry of the killed command sweeps them)."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while not files._zombie(child.pid):  # exited, not yet waited for
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not files._alive(child.pid)
+    child.wait()
+    assert files._alive(os.getpid())

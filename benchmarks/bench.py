@@ -12,7 +12,6 @@ tensors below 1). See benchmarks/README.md for what each row counts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -218,13 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report), end="")
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    runner.emit(report, args.json, render(report))
     return 1 if any("error" in case for case in report["cases"]) else 0
 
 

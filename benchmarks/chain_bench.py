@@ -209,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except runner.BenchError as error:
         print(f"chain_bench: {error}", file=sys.stderr)
         return 1
-    if args.json == "-":
-        print(json.dumps(report, indent=2))
-        return 0
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    print(render(report))
+    runner.emit(report, args.json, render(report))
     return 0
 
 

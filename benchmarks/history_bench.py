@@ -12,7 +12,6 @@ starts git-theta's console scripts, not a pyenv-style shim in front of them (0.1
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -197,12 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         except runner.BenchError as error:
             print(f"history_bench: {error}", file=sys.stderr)
             return 1
-    if args.json == "-":
-        print(json.dumps(report, indent=2))
-        return 0
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(render(report), end="")
+    runner.emit(report, args.json, render(report))
     return 0
 
 

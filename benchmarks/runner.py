@@ -9,6 +9,7 @@ tools alike. git's own peak RSS is its VmHWM polled from /proc every 5 ms
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import data
 from data import Checkpoint
@@ -56,6 +58,17 @@ class ToolResult:
 
     def add(self, metric: str, value: float) -> None:
         self.samples.setdefault(metric, []).append(value)
+
+
+def emit(report: dict[str, Any], json_arg: str | None, table: str) -> None:
+    """Every benchmark's `--json` convention: `-` prints the JSON instead of the table; a file name keeps the JSON
+    there besides the table."""
+    if json_arg == "-":
+        print(json.dumps(report, indent=2))
+        return
+    print(table, end="" if table.endswith("\n") else "\n")
+    if json_arg:
+        Path(json_arg).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def git_env(workdir: Path) -> dict[str, str]:

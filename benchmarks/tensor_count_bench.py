@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import json
 import os
 import platform
 import shutil
@@ -269,13 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             report["million"] = million.measure(args.million_entries, workdir / "million", env)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report), end="")
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    runner.emit(report, args.json, render(report))
     failed = any("error" in case for case in report["counts"]) or "error" in report.get("million", {})
     return 1 if failed else 0
 

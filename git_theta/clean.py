@@ -140,8 +140,11 @@ class StoringSink:
     def _store(self, name: str, tensor: Tensor, writer: auto.LinkWriter, fresh: dict[str, ParamEntry]) -> ParamEntry:
         """Reuse a known entry, else take a side-loaded chain, else the smallest of dense/sparse/xor."""
         digest = tensor.hash()
-        known = fresh.get(digest) or self.by_hash.get(digest)
-        if known is not None and (known is fresh.get(digest) or self._has_all(known.objects())):
+        known = fresh.get(digest)  # an equal tensor earlier in this batch: its pack is not written yet
+        if known is not None:
+            return known
+        known = self.by_hash.get(digest)
+        if known is not None and self._has_all(known.objects()):
             return known
         side_hash, side_chain = self.side_loaded.get(name, ("", ()))
         if side_hash == digest and self._has_all([link.object for link in side_chain]):

@@ -24,6 +24,7 @@ from hostile_support import assert_refused, run_bounded
 from transfer.remote_support import write_model
 
 from git_theta import attributes, migrate
+from git_theta.migrate import exporting, gitattributes, info, patterns, rewriter
 from git_theta.repo import Repo
 
 HF_ATTRIBUTES = """*.7z filter=lfs diff=lfs merge=lfs -text
@@ -178,9 +179,7 @@ def test_import_rewrites_every_commit_and_export_gives_back_the_same_commits(lfs
 
 
 def test_info_measures_the_store_before_and_after(lfs_repo: Path, history: History) -> None:
-    rows = migrate.info(
-        Repo.discover(lfs_repo), include=["*.safetensors", "data.*"], exclude=["*.bin"], everything=True
-    )
+    rows = info.info(Repo.discover(lfs_repo), include=["*.safetensors", "data.*"], exclude=["*.bin"], everything=True)
     by = {row.pattern: row for row in rows}
     sizes = {hashlib.sha256(data).hexdigest(): len(data) for data in history.models.values()}
     assert by["*.safetensors"].versions == 4
@@ -227,7 +226,7 @@ def test_a_missing_object_is_fetched_or_refused_naming_it_and_the_commit(
     before = git(lfs_repo, "for-each-ref").stdout
     git(lfs_repo, "remote", "add", "origin", "http://127.0.0.1:9/unused.git")
     git(lfs_repo, "config", "lfs.url", lfs_server.url)  # type: ignore[attr-defined]
-    (row,) = migrate.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"])
+    (row,) = info.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"])
     assert (row.versions, row.not_local) == (4, 1)  # main holds side's version too; a dry run fetches nothing
     refused = theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", check=False)
     v2 = _subject_commits(lfs_repo, "main")["v2"]
@@ -304,7 +303,7 @@ def test_a_damaged_lfs_object_or_lying_pointer_is_refused_in_bounded_memory(
     else:
         # v2's pointer claims 1 TiB: nothing may be allocated for it; the bytes on disk decide
         v2 = _subject_commits(lfs_repo, "main")["v2"]
-        pointer = migrate.pointer_text(oid, 1 << 40)
+        pointer = exporting.pointer_text(oid, 1 << 40)
         blob = git(lfs_repo, "hash-object", "-w", "--stdin", input=pointer).stdout.strip()
         tree = git(lfs_repo, "ls-tree", v2).stdout.replace(
             git(lfs_repo, "rev-parse", f"{v2}:model.safetensors").stdout.strip(), blob
@@ -405,7 +404,7 @@ def test_progress_names_the_commit_on_a_terminal_only() -> None:
 
     shown, hidden = Terminal(), io.StringIO()
     for stream in (shown, hidden):
-        bar = migrate._CommitProgress("import", stream)
+        bar = rewriter._CommitProgress("import", stream)
         bar(1, 2)
         bar(2, 2)
     assert shown.getvalue() == "\rgit-theta: migrate import: commit 1/2\rgit-theta: migrate import: commit 2/2\n"
@@ -431,13 +430,13 @@ def test_progress_names_the_commit_on_a_terminal_only() -> None:
     ],
 )
 def test_patterns_match_as_gitattributes_do(pattern: str, path: str, matches: bool) -> None:
-    assert (migrate.Selection([pattern], []).pattern_of(path) == pattern) is matches
+    assert (patterns.Selection([pattern], []).pattern_of(path) == pattern) is matches
 
 
 def test_attribute_lines_switch_and_switch_back_exactly() -> None:
     original = b"# comment\r\n*.bin filter=lfs diff=lfs merge=lfs -text\r\n"
     original += b"*.safetensors filter=lfs diff=lfs merge=lfs -text\r\n"
-    imported = migrate.import_attributes(original, ["*.safetensors"], {"*.safetensors"}, set())
+    imported = gitattributes.import_attributes(original, ["*.safetensors"], {"*.safetensors"}, set())
     assert imported is not None
     assert imported.split(b"\n") == [
         attributes.CLONE_HINT.encode(),
@@ -446,8 +445,8 @@ def test_attribute_lines_switch_and_switch_back_exactly() -> None:
         f"*.safetensors {attributes.ATTRIBUTES}\r".encode(),
         b"",
     ]
-    assert migrate.export_attributes(imported, ["*.safetensors"]) == original
+    assert gitattributes.export_attributes(imported, ["*.safetensors"]) == original
     # no file before: one only when files were converted, with the hint and the pattern's line
-    assert migrate.import_attributes(None, ["*.pt"], set(), set()) is None
-    created = migrate.import_attributes(None, ["*.pt"], {"*.pt"}, set())
+    assert gitattributes.import_attributes(None, ["*.pt"], set(), set()) is None
+    created = gitattributes.import_attributes(None, ["*.pt"], {"*.pt"}, set())
     assert created == f"{attributes.CLONE_HINT}\n*.pt {attributes.ATTRIBUTES}\n".encode()

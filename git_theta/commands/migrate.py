@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from git_theta import git, migrate
+from git_theta import git
+from git_theta.migrate import MigrateError, exporting, importing, info, patterns
 from git_theta.repo import Repo
 
 
@@ -79,17 +80,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     if args.everything and args.refs:
-        raise migrate.MigrateError("give either --everything or REFs, not both")
+        raise MigrateError("give either --everything or REFs, not both")
     repo = Repo.discover(git.toplevel())
-    include, exclude = migrate.split_patterns(args.include), migrate.split_patterns(args.exclude)
+    include, exclude = patterns.split_patterns(args.include), patterns.split_patterns(args.exclude)
     if args.action == "info":
-        rows = migrate.info(repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs)
+        rows = info.info(repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs)
         print(f"{'pattern':<24} {'versions':>8} {'git-lfs':>12} {'git-theta':>12} {'ratio':>6} {'not local':>9}")
         for row in rows:
             ratio = f"{row.lfs_bytes / row.theta_bytes:.2f}" if row.theta_bytes else "-"
             print(
-                f"{row.pattern:<24} {row.versions:>8} {migrate.human(row.lfs_bytes):>12} "
-                f"{migrate.human(row.theta_bytes):>12} "
+                f"{row.pattern:<24} {row.versions:>8} {info.human(row.lfs_bytes):>12} "
+                f"{info.human(row.theta_bytes):>12} "
                 f"{ratio:>6} {row.not_local:>9}"
             )
         if any(row.not_local for row in rows):
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 "objects not local are left out of both sizes; import fetches them (git lfs fetch --all gets them now)"
             )
         return 0
-    rewrite = (migrate.import_history if args.action == "import" else migrate.export_history)(
+    rewrite = (importing.import_history if args.action == "import" else exporting.export_history)(
         repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs, remote=args.remote
     )
     print(f"migrate {args.action}: {rewrite.stats.rewritten} of {rewrite.stats.commits} commit(s) rewritten")

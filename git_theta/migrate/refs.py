@@ -1,0 +1,59 @@
+"""The refs migrate rewrites, the commits they name, and annotated tags re-created on the rewritten commits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from git_theta import git
+from git_theta.migrate import MigrateError
+from git_theta.migrate.plumbing import _TAG_SIGNATURE, _CatFile, _headers_and_body
+from git_theta.repo import Repo
+
+
+def select_refs(cwd: Path, *, everything: bool, refs: list[str]) -> dict[str, str]:
+    """refname -> object id of the refs to rewrite: all branches and tags, the named ones, or the current branch."""
+    if everything:
+        out = git.output("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags", cwd=cwd)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+    names = refs
+    if not names:
+        head = git.run("symbolic-ref", "-q", "HEAD", cwd=cwd, check=False)
+        if head.returncode != 0:
+            raise MigrateError("HEAD is detached: name the branches to rewrite, or give --everything")
+        names = [head.stdout.decode().strip()]
+    found = {}
+    for name in names:
+        full = git.run("rev-parse", "--symbolic-full-name", name, cwd=cwd, check=False).stdout.decode().strip()
+        if not full.startswith("refs/"):
+            raise MigrateError(f"{name}: not a branch or tag (migrate moves refs: name a branch or a tag)")
+        found[full] = git.output("rev-parse", full, cwd=cwd).strip()
+    return found
+
+
+def _peel_tags(repo: Repo, cat: _CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
+    """ref -> commit it names, and ref -> raw annotated tag object; a tag of a tag or of a non-commit is refused."""
+    commits, tags = {}, {}
+    for ref, oid in refs.items():
+        kind, data = cat.read(oid)
+        if kind == "tag":
+            headers, _ = _headers_and_body(data)
+            target_type = next(h for h in headers if h.startswith(b"type "))[5:].decode()
+            if target_type != "commit":
+                raise MigrateError(
+                    f"{ref}: an annotated tag of a {target_type}; migrate re-creates tags of commits only "
+                    f"(name the refs to rewrite without it)"
+                )
+            tags[ref] = data
+            commits[ref] = next(h for h in headers if h.startswith(b"object "))[7:].decode()
+        elif kind == "commit":
+            commits[ref] = oid
+        else:
+            raise MigrateError(f"{ref}: names a {kind}, not a commit")
+    return commits, tags
+
+
+def _retag(raw: bytes, commit: str, cwd: Path) -> str:
+    headers, body = _headers_and_body(raw)
+    headers = [b"object " + commit.encode() if h.startswith(b"object ") else h for h in headers]
+    body = _TAG_SIGNATURE.sub(b"\n", body) if _TAG_SIGNATURE.search(body) else body
+    return git.run("mktag", cwd=cwd, input=b"\n".join(headers) + b"\n\n" + body).stdout.decode().strip()

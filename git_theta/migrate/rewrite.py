@@ -1,0 +1,100 @@
+"""A whole rewrite: every object built first, then every ref moved in one transaction, old tips backed up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from git_theta import git
+from git_theta.migrate import BACKUP_PREFIX, MigrateError
+from git_theta.migrate.patterns import Selection
+from git_theta.migrate.plumbing import _CatFile
+from git_theta.migrate.refs import _peel_tags, _retag
+from git_theta.migrate.rewriter import BlobConverter, Stats, _CommitProgress, _Rewriter, _TreeResult
+from git_theta.repo import Repo
+
+
+def _check_clean(cwd: Path) -> None:
+    status = git.run("status", "--porcelain", "--untracked-files=no", cwd=cwd).stdout
+    if status.strip():
+        raise MigrateError(
+            "the working tree or index has changes: commit or stash them first (migrate checks out the rewritten HEAD)"
+        )
+
+
+@dataclass
+class Rewrite:
+    """What `rewrite` did: refs moved (ref -> (old, new)) and where their old tips are kept."""
+
+    moved: dict[str, tuple[str, str]]
+    backup: str
+    stats: Stats
+
+
+def _rewrite(
+    repo: Repo,
+    *,
+    verb: str,
+    selection: Selection,
+    refs: dict[str, str],
+    convert: BlobConverter,
+    fix_attributes: Callable[[bytes | None, _TreeResult], bytes | None],
+    stats: Stats,
+) -> Rewrite:
+    cwd = repo.worktree
+    backup = f"{BACKUP_PREFIX}/{verb}"
+    existing = git.output("for-each-ref", "--format=%(refname)", backup, cwd=cwd).split()
+    if existing:
+        raise MigrateError(
+            f"{existing[0]}: a backup of an earlier `git theta migrate {verb}` is still there; delete the old "
+            f"backups first: git for-each-ref --format='delete %(refname)' {backup} | git update-ref --stdin"
+        )
+    rewriter = _Rewriter(repo, selection, convert, fix_attributes, write=True)
+    try:
+        commits, tags = _peel_tags(repo, rewriter.cat, refs)
+        # one sync for every object stored, before any ref names them
+        with repo.store.batch():
+            rewriter.run(sorted(set(commits.values())), _CommitProgress(verb))
+    finally:
+        rewriter.close()
+    stats.commits = len(rewriter.commits)
+    stats.rewritten = sum(1 for old, new in rewriter.commits.items() if old != new)
+    moved = {}
+    for ref, old in refs.items():
+        new_commit = rewriter.commits[commits[ref]]
+        if new_commit == commits[ref]:
+            continue
+        # an annotated tag is re-created with its tagger and message, pointing at the rewritten commit
+        new = _retag(tags[ref], new_commit, cwd) if ref in tags else new_commit
+        if new != old:
+            moved[ref] = (old, new)
+    if moved:
+        lines = ["start"]
+        for ref, (old, new) in sorted(moved.items()):
+            lines += [f"update {ref} {new} {old}", f"create {backup}/{ref} {old}"]
+        lines += ["prepare", "commit"]
+        git.run("update-ref", "--stdin", cwd=cwd, input=("\n".join(lines) + "\n").encode())
+        head = git.run("symbolic-ref", "-q", "HEAD", cwd=cwd, check=False).stdout.decode().strip()
+        if head in moved:
+            git.run("reset", "-q", "--hard", "HEAD", cwd=cwd)  # the working tree gets the rewritten files
+    return Rewrite(moved, backup, stats)
+
+
+def _rewrite_with(
+    repo: Repo,
+    verb: str,
+    selection: Selection,
+    refs: dict[str, str],
+    converter: Any,
+    fix: Callable[[bytes | None, _TreeResult], bytes | None],
+    stats: Stats,
+) -> Rewrite:
+    converter.cat = _CatFile(repo.worktree)
+    try:
+        return _rewrite(
+            repo, verb=verb, selection=selection, refs=refs, convert=converter, fix_attributes=fix, stats=stats
+        )
+    finally:
+        converter.cat.close()

@@ -404,7 +404,7 @@ def test_progress_names_the_commit_on_a_terminal_only() -> None:
 
     shown, hidden = Terminal(), io.StringIO()
     for stream in (shown, hidden):
-        bar = rewriter._CommitProgress("import", stream)
+        bar = rewriter.CommitProgress("import", stream)
         bar(1, 2)
         bar(2, 2)
     assert shown.getvalue() == "\rgit-theta: migrate import: commit 1/2\rgit-theta: migrate import: commit 2/2\n"

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from git_theta import git, metadata, smudge
 from git_theta.errors import MetadataError, ThetaError
 from git_theta.migrate import MigrateError
-from git_theta.migrate.gitattributes import _default_include, export_attributes
+from git_theta.migrate.gitattributes import default_include, export_attributes
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.plumbing import COPY_CHUNK, _CatFile, _write_object
+from git_theta.migrate.plumbing import COPY_CHUNK, CatFile, write_object
 from git_theta.migrate.refs import select_refs
-from git_theta.migrate.rewrite import Rewrite, _check_clean, _rewrite_with
-from git_theta.migrate.rewriter import Stats, _TreeResult
+from git_theta.migrate.rewrite import Rewrite, check_clean, rewrite_with
+from git_theta.migrate.rewriter import Stats, TreeResult
 from git_theta.repo import Repo
 
 
@@ -29,7 +29,7 @@ class _Exporter:
         self.repo = repo
         self.selection = selection
         self.remote = remote
-        self.cat: _CatFile | None = None
+        self.cat: CatFile | None = None
         self.by_blob: dict[str, str] = {}
 
     def __call__(self, path: str, blob: str, commit: str, parents: dict[str, str]) -> str | None:
@@ -53,13 +53,13 @@ class _Exporter:
                 raise MigrateError(f"{error} (commit {commit})") from None
             file.seek(0)
             oid, size = store.put(iter(lambda: file.read(COPY_CHUNK), b""))
-        new = _write_object("blob", pointer_text(oid, size), self.repo.worktree)
+        new = write_object("blob", pointer_text(oid, size), self.repo.worktree)
         self.by_blob[blob] = new
         return new
 
 
-def _export_fix(include: list[str]) -> Callable[[bytes | None, _TreeResult], bytes | None]:
-    def fix(data: bytes | None, result: _TreeResult) -> bytes | None:
+def _export_fix(include: list[str]) -> Callable[[bytes | None, TreeResult], bytes | None]:
+    def fix(data: bytes | None, result: TreeResult) -> bytes | None:
         return None if data is None else export_attributes(data, include)
 
     return fix
@@ -75,7 +75,7 @@ def export_history(
     remote: str | None = None,
 ) -> Rewrite:
     """Rewrite the selected refs so their commits' git-theta metadata matching `include` become git-lfs pointers."""
-    _check_clean(repo.worktree)
+    check_clean(repo.worktree)
     if not (
         git.config_get("filter.lfs.process", cwd=repo.worktree)
         or git.config_get("filter.lfs.smudge", cwd=repo.worktree)
@@ -83,8 +83,8 @@ def export_history(
         # the checkout at the end would write pointer text where the models were
         raise MigrateError("not migrating: git-lfs's filter is not configured here; run `git lfs install` first")
     chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
-    selection = Selection(include or _default_include(repo, chosen, "theta"), exclude)
+    selection = Selection(include or default_include(repo, chosen, "theta"), exclude)
     stats = Stats()
-    return _rewrite_with(
+    return rewrite_with(
         repo, "export", selection, chosen, _Exporter(repo, selection, remote), _export_fix(selection.include), stats
     )

@@ -64,7 +64,7 @@ def export_attributes(data: bytes, include: list[str]) -> bytes:
     return b"\n".join(lines)
 
 
-def _default_include(repo: Repo, refs: dict[str, str], kind: str) -> list[str]:
+def default_include(repo: Repo, refs: dict[str, str], kind: str) -> list[str]:
     """The patterns the tips' root .gitattributes route to filter=`kind`."""
     found: list[str] = []
     for oid in dict.fromkeys(refs.values()):

@@ -10,12 +10,12 @@ from git_theta import clean, hooks, installation, lfs_pointer, metadata, smudge
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.migrate import MigrateError
-from git_theta.migrate.gitattributes import _default_include, import_attributes
+from git_theta.migrate.gitattributes import default_include, import_attributes
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.plumbing import COPY_CHUNK, _CatFile, _write_object
+from git_theta.migrate.plumbing import COPY_CHUNK, CatFile, write_object
 from git_theta.migrate.refs import select_refs
-from git_theta.migrate.rewrite import Rewrite, _check_clean, _rewrite_with
-from git_theta.migrate.rewriter import Stats, _TreeResult
+from git_theta.migrate.rewrite import Rewrite, check_clean, rewrite_with
+from git_theta.migrate.rewriter import Stats, TreeResult
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 
@@ -39,7 +39,7 @@ class _HashingReader:
             pass
 
 
-class _Importer:
+class Importer:
     """Converts git-lfs pointers to metadata, each LFS object once, against the previous version of its path."""
 
     def __init__(
@@ -59,7 +59,7 @@ class _Importer:
         self.remote = remote
         self.fetch = fetch
         self.write = write
-        self.cat: _CatFile | None = None
+        self.cat: CatFile | None = None
         self.by_oid: dict[lfs_pointer.Pointer, str] = {}  # each distinct pointer checked once -> new blob id
         self.blob_meta: dict[str, Metadata] = {}  # new blob id -> its metadata, for later versions' prior
         self.last: dict[str, str] = {}  # path -> the last converted blob there
@@ -106,7 +106,7 @@ class _Importer:
                 ) from None
             reader.drain()
         self._check(path, pointer, commit, reader, source)
-        new = _write_object("blob", data, self.repo.worktree) if self.write else hashlib.sha1(data).hexdigest()
+        new = write_object("blob", data, self.repo.worktree) if self.write else hashlib.sha1(data).hexdigest()
         self.by_oid[pointer] = new
         self.blob_meta[new] = metadata.parse(data, path)
         self.last[path] = new
@@ -144,8 +144,8 @@ class _Importer:
             )
 
 
-def _import_fix(include: list[str]) -> Callable[[bytes | None, _TreeResult], bytes | None]:
-    def fix(data: bytes | None, result: _TreeResult) -> bytes | None:
+def import_fix(include: list[str]) -> Callable[[bytes | None, TreeResult], bytes | None]:
+    def fix(data: bytes | None, result: TreeResult) -> bytes | None:
         return import_attributes(data, include, result.patterns, result.kept_lfs)
 
     return fix
@@ -161,14 +161,14 @@ def import_history(
     remote: str | None = None,
 ) -> Rewrite:
     """Rewrite the selected refs so their commits' git-lfs pointers matching `include` become git-theta metadata."""
-    _check_clean(repo.worktree)
+    check_clean(repo.worktree)
     problem = installation.filter_problem(repo.worktree)
     if problem:
         raise MigrateError(f"not migrating: {problem}")
     chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
-    selection = Selection(include or _default_include(repo, chosen, "lfs"), exclude)
+    selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     stats = Stats()
-    importer = _Importer(repo, selection, repo.store, stats, remote, fetch=True, write=True)
-    rewrite = _rewrite_with(repo, "import", selection, chosen, importer, _import_fix(selection.include), stats)
+    importer = Importer(repo, selection, repo.store, stats, remote, fetch=True, write=True)
+    rewrite = rewrite_with(repo, "import", selection, chosen, importer, import_fix(selection.include), stats)
     hooks.ensure_installed(repo.worktree)  # as `git theta track` does: the next push sends git-theta's objects
     return rewrite

@@ -6,11 +6,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from git_theta.migrate.gitattributes import _default_include
-from git_theta.migrate.importing import _import_fix, _Importer
+from git_theta.migrate.gitattributes import default_include
+from git_theta.migrate.importing import Importer, import_fix
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.refs import _peel_tags, select_refs
-from git_theta.migrate.rewriter import Stats, _CommitProgress, _Rewriter
+from git_theta.migrate.refs import peel_tags, select_refs
+from git_theta.migrate.rewriter import CommitProgress, Rewriter, Stats
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 
@@ -35,7 +35,7 @@ def info(
     have after import, measured by cleaning every version into a throwaway store (objects not local are counted,
     not fetched)."""
     chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
-    selection = Selection(include or _default_include(repo, chosen, "lfs"), exclude)
+    selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     rows: list[InfoRow] = []
     with tempfile.TemporaryDirectory(prefix="git-theta-migrate-") as temp:
         for pattern in selection.include:
@@ -51,12 +51,12 @@ def info(
             )
             store = ObjectStore(Path(temp) / str(len(rows)))
             stats = Stats()
-            importer = _Importer(repo, only, store, stats, None, fetch=False, write=False)
-            rewriter = _Rewriter(repo, only, importer, _import_fix(only.include), write=False)
+            importer = Importer(repo, only, store, stats, None, fetch=False, write=False)
+            rewriter = Rewriter(repo, only, importer, import_fix(only.include), write=False)
             importer.cat = rewriter.cat
             try:
-                commits, _ = _peel_tags(repo, rewriter.cat, chosen)
-                rewriter.run(sorted(set(commits.values())), _CommitProgress("info"))
+                commits, _ = peel_tags(repo, rewriter.cat, chosen)
+                rewriter.run(sorted(set(commits.values())), CommitProgress("info"))
             finally:
                 rewriter.close()
             rows.append(

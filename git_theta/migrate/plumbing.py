@@ -10,12 +10,12 @@ from git_theta import git
 from git_theta.errors import GitError
 
 TREE_MODE = b"40000"
-_SIGNATURE_HEADERS = (b"gpgsig", b"gpgsig-sha256")
-_TAG_SIGNATURE = re.compile(rb"\n-----BEGIN (PGP|SSH) SIGNATURE-----\n.*\Z", re.DOTALL)
+SIGNATURE_HEADERS = (b"gpgsig", b"gpgsig-sha256")
+TAG_SIGNATURE = re.compile(rb"\n-----BEGIN (PGP|SSH) SIGNATURE-----\n.*\Z", re.DOTALL)
 COPY_CHUNK = 8 << 20
 
 
-class _CatFile:
+class CatFile:
     """One long-running `git cat-file --batch`: thousands of trees and pointers without a process each."""
 
     def __init__(self, cwd: Path) -> None:
@@ -53,11 +53,11 @@ class _CatFile:
             process.wait()
 
 
-def _write_object(kind: str, data: bytes, cwd: Path) -> str:
+def write_object(kind: str, data: bytes, cwd: Path) -> str:
     return git.run("hash-object", "-w", "-t", kind, "--stdin", cwd=cwd, input=data).stdout.decode().strip()
 
 
-def _parse_tree(data: bytes) -> list[tuple[bytes, bytes, str]]:
+def parse_tree(data: bytes) -> list[tuple[bytes, bytes, str]]:
     """(mode, name, object id) of a raw tree object's entries, in their order."""
     entries, position = [], 0
     while position < len(data):
@@ -68,11 +68,11 @@ def _parse_tree(data: bytes) -> list[tuple[bytes, bytes, str]]:
     return entries
 
 
-def _format_tree(entries: list[tuple[bytes, bytes, str]]) -> bytes:
+def format_tree(entries: list[tuple[bytes, bytes, str]]) -> bytes:
     return b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid) for mode, name, oid in entries)
 
 
-def _headers_and_body(data: bytes) -> tuple[list[bytes], bytes]:
+def headers_and_body(data: bytes) -> tuple[list[bytes], bytes]:
     """A commit's or tag's header lines (continuation lines joined to theirs) and the rest after the blank line."""
     head, _, body = data.partition(b"\n\n")
     headers: list[bytes] = []

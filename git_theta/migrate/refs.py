@@ -6,7 +6,7 @@ from pathlib import Path
 
 from git_theta import git
 from git_theta.migrate import MigrateError
-from git_theta.migrate.plumbing import _TAG_SIGNATURE, _CatFile, _headers_and_body
+from git_theta.migrate.plumbing import TAG_SIGNATURE, CatFile, headers_and_body
 from git_theta.repo import Repo
 
 
@@ -30,13 +30,13 @@ def select_refs(cwd: Path, *, everything: bool, refs: list[str]) -> dict[str, st
     return found
 
 
-def _peel_tags(repo: Repo, cat: _CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
+def peel_tags(repo: Repo, cat: CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
     """ref -> commit it names, and ref -> raw annotated tag object; a tag of a tag or of a non-commit is refused."""
     commits, tags = {}, {}
     for ref, oid in refs.items():
         kind, data = cat.read(oid)
         if kind == "tag":
-            headers, _ = _headers_and_body(data)
+            headers, _ = headers_and_body(data)
             target_type = next(h for h in headers if h.startswith(b"type "))[5:].decode()
             if target_type != "commit":
                 raise MigrateError(
@@ -52,8 +52,8 @@ def _peel_tags(repo: Repo, cat: _CatFile, refs: dict[str, str]) -> tuple[dict[st
     return commits, tags
 
 
-def _retag(raw: bytes, commit: str, cwd: Path) -> str:
-    headers, body = _headers_and_body(raw)
+def retag(raw: bytes, commit: str, cwd: Path) -> str:
+    headers, body = headers_and_body(raw)
     headers = [b"object " + commit.encode() if h.startswith(b"object ") else h for h in headers]
-    body = _TAG_SIGNATURE.sub(b"\n", body) if _TAG_SIGNATURE.search(body) else body
+    body = TAG_SIGNATURE.sub(b"\n", body) if TAG_SIGNATURE.search(body) else body
     return git.run("mktag", cwd=cwd, input=b"\n".join(headers) + b"\n\n" + body).stdout.decode().strip()

@@ -10,13 +10,13 @@ from typing import Any
 from git_theta import git
 from git_theta.migrate import BACKUP_PREFIX, MigrateError
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.plumbing import _CatFile
-from git_theta.migrate.refs import _peel_tags, _retag
-from git_theta.migrate.rewriter import BlobConverter, Stats, _CommitProgress, _Rewriter, _TreeResult
+from git_theta.migrate.plumbing import CatFile
+from git_theta.migrate.refs import peel_tags, retag
+from git_theta.migrate.rewriter import BlobConverter, CommitProgress, Rewriter, Stats, TreeResult
 from git_theta.repo import Repo
 
 
-def _check_clean(cwd: Path) -> None:
+def check_clean(cwd: Path) -> None:
     status = git.run("status", "--porcelain", "--untracked-files=no", cwd=cwd).stdout
     if status.strip():
         raise MigrateError(
@@ -40,7 +40,7 @@ def _rewrite(
     selection: Selection,
     refs: dict[str, str],
     convert: BlobConverter,
-    fix_attributes: Callable[[bytes | None, _TreeResult], bytes | None],
+    fix_attributes: Callable[[bytes | None, TreeResult], bytes | None],
     stats: Stats,
 ) -> Rewrite:
     cwd = repo.worktree
@@ -51,12 +51,12 @@ def _rewrite(
             f"{existing[0]}: a backup of an earlier `git theta migrate {verb}` is still there; delete the old "
             f"backups first: git for-each-ref --format='delete %(refname)' {backup} | git update-ref --stdin"
         )
-    rewriter = _Rewriter(repo, selection, convert, fix_attributes, write=True)
+    rewriter = Rewriter(repo, selection, convert, fix_attributes, write=True)
     try:
-        commits, tags = _peel_tags(repo, rewriter.cat, refs)
+        commits, tags = peel_tags(repo, rewriter.cat, refs)
         # one sync for every object stored, before any ref names them
         with repo.store.batch():
-            rewriter.run(sorted(set(commits.values())), _CommitProgress(verb))
+            rewriter.run(sorted(set(commits.values())), CommitProgress(verb))
     finally:
         rewriter.close()
     stats.commits = len(rewriter.commits)
@@ -67,7 +67,7 @@ def _rewrite(
         if new_commit == commits[ref]:
             continue
         # an annotated tag is re-created with its tagger and message, pointing at the rewritten commit
-        new = _retag(tags[ref], new_commit, cwd) if ref in tags else new_commit
+        new = retag(tags[ref], new_commit, cwd) if ref in tags else new_commit
         if new != old:
             moved[ref] = (old, new)
     if moved:
@@ -82,16 +82,16 @@ def _rewrite(
     return Rewrite(moved, backup, stats)
 
 
-def _rewrite_with(
+def rewrite_with(
     repo: Repo,
     verb: str,
     selection: Selection,
     refs: dict[str, str],
     converter: Any,
-    fix: Callable[[bytes | None, _TreeResult], bytes | None],
+    fix: Callable[[bytes | None, TreeResult], bytes | None],
     stats: Stats,
 ) -> Rewrite:
-    converter.cat = _CatFile(repo.worktree)
+    converter.cat = CatFile(repo.worktree)
     try:
         return _rewrite(
             repo, verb=verb, selection=selection, refs=refs, convert=converter, fix_attributes=fix, stats=stats

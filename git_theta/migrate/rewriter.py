@@ -13,13 +13,13 @@ from git_theta.migrate import MigrateError
 from git_theta.migrate.gitattributes import MAX_ATTRIBUTES_BYTES
 from git_theta.migrate.patterns import Selection
 from git_theta.migrate.plumbing import (
-    _SIGNATURE_HEADERS,
+    SIGNATURE_HEADERS,
     TREE_MODE,
-    _CatFile,
-    _format_tree,
-    _headers_and_body,
-    _parse_tree,
-    _write_object,
+    CatFile,
+    format_tree,
+    headers_and_body,
+    parse_tree,
+    write_object,
 )
 from git_theta.repo import Repo
 
@@ -36,7 +36,7 @@ class Stats:
 
 
 @dataclass
-class _TreeResult:
+class TreeResult:
     tree: str
     converted: dict[str, str]  # path -> new blob id of the converted files under this tree
     patterns: set[str]  # include patterns that converted a file
@@ -46,7 +46,7 @@ class _TreeResult:
 BlobConverter = Callable[[str, str, str, dict[str, str]], str | None]
 
 
-class _Rewriter:
+class Rewriter:
     """Walks the commits oldest first and rebuilds each tree whose selected files change."""
 
     def __init__(
@@ -54,7 +54,7 @@ class _Rewriter:
         repo: Repo,
         selection: Selection,
         convert: BlobConverter,
-        fix_attributes: Callable[[bytes | None, _TreeResult], bytes | None],
+        fix_attributes: Callable[[bytes | None, TreeResult], bytes | None],
         write: bool,
     ) -> None:
         self.repo = repo
@@ -63,8 +63,8 @@ class _Rewriter:
         self.convert = convert
         self.fix_attributes = fix_attributes
         self.write = write
-        self.cat = _CatFile(repo.worktree)
-        self.trees: dict[tuple[str, str], _TreeResult] = {}
+        self.cat = CatFile(repo.worktree)
+        self.trees: dict[tuple[str, str], TreeResult] = {}
         self.commits: dict[str, str] = {}
         self.converted: dict[str, dict[str, str]] = {}  # commit -> path -> new blob
         self.commit = ""
@@ -73,16 +73,16 @@ class _Rewriter:
     def close(self) -> None:
         self.cat.close()
 
-    def tree(self, oid: str, prefix: str) -> _TreeResult:
+    def tree(self, oid: str, prefix: str) -> TreeResult:
         key = (oid, prefix)
         if key not in self.trees:
             self.trees[key] = self._build_tree(oid, prefix)
         return self.trees[key]
 
-    def _build_tree(self, oid: str, prefix: str) -> _TreeResult:
+    def _build_tree(self, oid: str, prefix: str) -> TreeResult:
         _, data = self.cat.read(oid)
-        entries = _parse_tree(data)
-        result = _TreeResult(oid, {}, set(), set())
+        entries = parse_tree(data)
+        result = TreeResult(oid, {}, set(), set())
         new_entries, attributes_at = [], None
         for index, (mode, name, child) in enumerate(entries):
             path = prefix + name.decode("utf-8", "surrogateescape")
@@ -116,7 +116,7 @@ class _Rewriter:
             # only the root .gitattributes is rewritten (nested ones are kept as they are: docs/migrating.md)
             fixed = self.fix_attributes(old, result) if prefix == "" else old
             if fixed is not None and fixed != old:
-                blob = _write_object("blob", fixed, self.cwd) if self.write else hashlib.sha1(fixed).hexdigest()
+                blob = write_object("blob", fixed, self.cwd) if self.write else hashlib.sha1(fixed).hexdigest()
                 if attributes_at is not None:
                     mode, name, _ = new_entries[attributes_at]
                     new_entries[attributes_at] = (mode, name, blob)
@@ -124,8 +124,8 @@ class _Rewriter:
                     new_entries.append((b"100644", b".gitattributes", blob))
                     new_entries.sort(key=lambda e: e[1] + (b"/" if e[0] == TREE_MODE else b""))
         if new_entries != entries:
-            raw = _format_tree(new_entries)
-            result.tree = _write_object("tree", raw, self.cwd) if self.write else hashlib.sha1(raw).hexdigest()
+            raw = format_tree(new_entries)
+            result.tree = write_object("tree", raw, self.cwd) if self.write else hashlib.sha1(raw).hexdigest()
         return result
 
     def _attributes(self, oid: str, prefix: str) -> bytes:
@@ -148,7 +148,7 @@ class _Rewriter:
             for parent in reversed(parents):
                 self.parent_versions.update(self.converted.get(parent, {}))
             _, raw = self.cat.read(commit)
-            headers, body = _headers_and_body(raw)
+            headers, body = headers_and_body(raw)
             tree = next(h for h in headers if h.startswith(b"tree "))[5:].decode()
             result = self.tree(tree, "")
             self.converted[commit] = result.converted
@@ -158,7 +158,7 @@ class _Rewriter:
                     new_headers.append(b"tree " + result.tree.encode())
                 elif header.startswith(b"parent "):
                     new_headers.append(b"parent " + self.commits[header[7:].decode()].encode())
-                elif header.split(b" ", 1)[0] in _SIGNATURE_HEADERS:
+                elif header.split(b" ", 1)[0] in SIGNATURE_HEADERS:
                     continue  # the signature was over the old object
                 else:
                     new_headers.append(header)
@@ -167,12 +167,12 @@ class _Rewriter:
             else:
                 rewritten = b"\n".join(new_headers) + b"\n\n" + body
                 self.commits[commit] = (
-                    _write_object("commit", rewritten, self.cwd) if self.write else hashlib.sha1(rewritten).hexdigest()
+                    write_object("commit", rewritten, self.cwd) if self.write else hashlib.sha1(rewritten).hexdigest()
                 )
             on_commit(number, len(walk))
 
 
-class _CommitProgress:
+class CommitProgress:
     """`git-theta: migrate: commit 12/40` redrawn on a terminal's stderr."""
 
     def __init__(self, verb: str, stream: IO[str] | None = None) -> None:

@@ -55,7 +55,7 @@ def info(
             rewriter = Rewriter(repo, only, importer, import_fix(only.include), write=False)
             importer.cat = rewriter.cat
             try:
-                commits, _ = peel_tags(repo, rewriter.cat, chosen)
+                commits, _ = peel_tags(rewriter.cat, chosen)
                 rewriter.run(sorted(set(commits.values())), CommitProgress("info"))
             finally:
                 rewriter.close()

@@ -7,7 +7,6 @@ from pathlib import Path
 from git_theta import git
 from git_theta.migrate import MigrateError
 from git_theta.migrate.plumbing import TAG_SIGNATURE, CatFile, headers_and_body
-from git_theta.repo import Repo
 
 
 def select_refs(cwd: Path, *, everything: bool, refs: list[str]) -> dict[str, str]:
@@ -30,7 +29,7 @@ def select_refs(cwd: Path, *, everything: bool, refs: list[str]) -> dict[str, st
     return found
 
 
-def peel_tags(repo: Repo, cat: CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
+def peel_tags(cat: CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
     """ref -> commit it names, and ref -> raw annotated tag object; a tag of a tag or of a non-commit is refused."""
     commits, tags = {}, {}
     for ref, oid in refs.items():

@@ -53,7 +53,7 @@ def _rewrite(
         )
     rewriter = Rewriter(repo, selection, convert, fix_attributes, write=True)
     try:
-        commits, tags = peel_tags(repo, rewriter.cat, refs)
+        commits, tags = peel_tags(rewriter.cat, refs)
         # one sync for every object stored, before any ref names them
         with repo.store.batch():
             rewriter.run(sorted(set(commits.values())), CommitProgress(verb))

@@ -1,5 +1,5 @@
-"""`git theta migrate` as a user meets it (git_theta/commands/migrate.py; the name avoids tests/migrate_test.py's module
-name): what it refuses (one line, nothing moved), what it prints, the documented undo."""
+"""`git theta migrate` as a user meets it (git_theta/commands/migrate.py; the library is tested in tests/migrate/):
+what it refuses (one line, nothing moved), what it prints, the documented undo."""
 
 from __future__ import annotations
 

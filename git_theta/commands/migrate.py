@@ -71,6 +71,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--everything", action="store_true", help="rewrite every branch and tag")
     parser.add_argument(
+        "--include-ref",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="a branch or tag to rewrite, repeatable (as a REF; with --include-ref or --exclude-ref the current "
+        "branch is not added)",
+    )
+    parser.add_argument(
+        "--exclude-ref",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="leave the commits reachable from REF as they are (the unchanged base the rewritten commits build on); "
+        "repeatable, REF never moves",
+    )
+    parser.add_argument(
         "--remote",
         help="where to fetch git-lfs objects or git-theta objects missing locally "
         "(default: the branch's remote, else origin)",
@@ -83,8 +99,15 @@ def run(args: argparse.Namespace) -> int:
         raise MigrateError("give either --everything or REFs, not both")
     repo = Repo.discover(git.toplevel())
     include, exclude = patterns.split_patterns(args.include), patterns.split_patterns(args.exclude)
+    refs: dict[str, Any] = {
+        "everything": args.everything,
+        "refs": args.refs,
+        "include_refs": args.include_ref,
+        "exclude_refs": args.exclude_ref,
+    }
     if args.action == "info":
-        rows = info.info(repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs)
+        measured = info.info(repo=repo, include=include, exclude=exclude, **refs)
+        rows = measured.rows
         print(f"{'pattern':<24} {'versions':>8} {'git-lfs':>12} {'git-theta':>12} {'ratio':>6} {'not local':>9}")
         for row in rows:
             ratio = f"{row.lfs_bytes / row.theta_bytes:.2f}" if row.theta_bytes else "-"
@@ -97,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
             print(
                 "objects not local are left out of both sizes; import fetches them (git lfs fetch --all gets them now)"
             )
+        signatures = measured.signatures.summary("import", dry_run=True)
+        if signatures:
+            print(signatures)
         return 0
     rewrite = (importing.import_history if args.action == "import" else exporting.export_history)(
-        repo=repo, include=include, exclude=exclude, everything=args.everything, refs=args.refs, remote=args.remote
+        repo=repo, include=include, exclude=exclude, remote=args.remote, **refs
     )
     print(f"migrate {args.action}: {rewrite.stats.rewritten} of {rewrite.stats.commits} commit(s) rewritten")
     for ref, (old, new) in sorted(rewrite.moved.items()):
@@ -108,4 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"the old tips are kept under {rewrite.backup}/ (git for-each-ref {rewrite.backup})")
     else:
         print("nothing to rewrite: no ref changed")
+    signatures = rewrite.stats.signatures.summary(args.action)
+    if signatures:
+        print(signatures)
     return 0

@@ -13,7 +13,7 @@ from git_theta.migrate import MigrateError
 from git_theta.migrate.gitattributes import default_include, import_attributes
 from git_theta.migrate.patterns import Selection
 from git_theta.migrate.plumbing import COPY_CHUNK, CatFile, write_object
-from git_theta.migrate.refs import select_refs
+from git_theta.migrate.refs import excluded_commits, select_refs
 from git_theta.migrate.rewrite import Rewrite, check_clean, rewrite_with
 from git_theta.migrate.rewriter import Stats, TreeResult
 from git_theta.repo import Repo
@@ -158,6 +158,8 @@ def import_history(
     exclude: list[str],
     everything: bool = False,
     refs: list[str] | None = None,
+    include_refs: list[str] | None = None,
+    exclude_refs: list[str] | None = None,
     remote: str | None = None,
 ) -> Rewrite:
     """Rewrite the selected refs so their commits' git-lfs pointers matching `include` become git-theta metadata."""
@@ -165,10 +167,13 @@ def import_history(
     problem = installation.filter_problem(repo.worktree)
     if problem:
         raise MigrateError(f"not migrating: {problem}")
-    chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
+    chosen = select_refs(
+        repo.worktree, everything=everything, refs=refs or [], include_refs=include_refs, exclude_refs=exclude_refs
+    )
+    excluded = excluded_commits(repo.worktree, exclude_refs or [])
     selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     stats = Stats()
     importer = Importer(repo, selection, repo.store, stats, remote, fetch=True, write=True)
-    rewrite = rewrite_with(repo, "import", selection, chosen, importer, import_fix(selection.include), stats)
+    rewrite = rewrite_with(repo, "import", selection, chosen, excluded, importer, import_fix(selection.include), stats)
     hooks.ensure_installed(repo.worktree)  # as `git theta track` does: the next push sends git-theta's objects
     return rewrite

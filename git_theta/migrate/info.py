@@ -9,8 +9,9 @@ from pathlib import Path
 from git_theta.migrate.gitattributes import default_include
 from git_theta.migrate.importing import Importer, import_fix
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.refs import peel_tags, select_refs
+from git_theta.migrate.refs import excluded_commits, peel_tags, select_refs
 from git_theta.migrate.rewriter import CommitProgress, Rewriter, Stats
+from git_theta.migrate.signatures import SignatureCounts, unsigned_tag
 from git_theta.repo import Repo
 from git_theta.store import ObjectStore
 
@@ -28,15 +29,32 @@ def _store_bytes(store: ObjectStore) -> int:
     return sum(p.stat().st_size for p in store.objects_dir.glob("??/??/*")) if store.objects_dir.is_dir() else 0
 
 
+@dataclass
+class Info:
+    rows: list[InfoRow]
+    signatures: SignatureCounts  # the signed commits and tags an import would rewrite
+
+
 def info(
-    repo: Repo, *, include: list[str], exclude: list[str], everything: bool = False, refs: list[str] | None = None
-) -> list[InfoRow]:
+    repo: Repo,
+    *,
+    include: list[str],
+    exclude: list[str],
+    everything: bool = False,
+    refs: list[str] | None = None,
+    include_refs: list[str] | None = None,
+    exclude_refs: list[str] | None = None,
+) -> Info:
     """Per include pattern: distinct git-lfs objects in the history, their size, and the size git-theta's store would
     have after import, measured by cleaning every version into a throwaway store (objects not local are counted,
     not fetched)."""
-    chosen = select_refs(repo.worktree, everything=everything, refs=refs or [])
+    chosen = select_refs(
+        repo.worktree, everything=everything, refs=refs or [], include_refs=include_refs, exclude_refs=exclude_refs
+    )
+    excluded = excluded_commits(repo.worktree, exclude_refs or [])
     selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     rows: list[InfoRow] = []
+    signatures = SignatureCounts()
     with tempfile.TemporaryDirectory(prefix="git-theta-migrate-") as temp:
         for pattern in selection.include:
             # one store per pattern: its size is that pattern's share
@@ -55,8 +73,13 @@ def info(
             rewriter = Rewriter(repo, only, importer, import_fix(only.include), write=False)
             importer.cat = rewriter.cat
             try:
-                commits, _ = peel_tags(rewriter.cat, chosen)
-                rewriter.run(sorted(set(commits.values())), CommitProgress("info"))
+                commits, tags = peel_tags(rewriter.cat, chosen)
+                rewriter.run(sorted(set(commits.values())), CommitProgress("info"), excluded)
+                # a pattern's walk rewrites what the whole import would for that pattern: their union is the import's
+                signatures.dropped_commits |= rewriter.signatures.dropped_commits
+                for ref, raw in tags.items():
+                    if rewriter.commits.get(commits[ref], commits[ref]) != commits[ref] and unsigned_tag(raw):
+                        signatures.dropped_tags.add(chosen[ref])
             finally:
                 rewriter.close()
             rows.append(
@@ -68,7 +91,7 @@ def info(
                     len(stats.missing.get(pattern, ())),
                 )
             )
-    return rows
+    return Info(rows, signatures)
 
 
 def human(size: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -10,8 +9,6 @@ from git_theta import git
 from git_theta.errors import GitError
 
 TREE_MODE = b"40000"
-SIGNATURE_HEADERS = (b"gpgsig", b"gpgsig-sha256")
-TAG_SIGNATURE = re.compile(rb"\n-----BEGIN (PGP|SSH) SIGNATURE-----\n.*\Z", re.DOTALL)
 COPY_CHUNK = 8 << 20
 
 

@@ -11,8 +11,9 @@ from git_theta import git
 from git_theta.migrate import BACKUP_PREFIX, MigrateError
 from git_theta.migrate.patterns import Selection
 from git_theta.migrate.plumbing import CatFile
-from git_theta.migrate.refs import peel_tags, retag
+from git_theta.migrate.refs import peel_tags, retagged
 from git_theta.migrate.rewriter import BlobConverter, CommitProgress, Rewriter, Stats, TreeResult
+from git_theta.migrate.signatures import Originals, unsigned_tag
 from git_theta.repo import Repo
 
 
@@ -39,6 +40,7 @@ def _rewrite(
     verb: str,
     selection: Selection,
     refs: dict[str, str],
+    excluded: list[str],
     convert: BlobConverter,
     fix_attributes: Callable[[bytes | None, TreeResult], bytes | None],
     stats: Stats,
@@ -53,21 +55,22 @@ def _rewrite(
         )
     rewriter = Rewriter(repo, selection, convert, fix_attributes, write=True)
     try:
+        rewriter.originals = Originals.from_backups(cwd, rewriter.cat, rewriter.ids)
         commits, tags = peel_tags(rewriter.cat, refs)
         # one sync for every object stored, before any ref names them
         with repo.store.batch():
-            rewriter.run(sorted(set(commits.values())), CommitProgress(verb))
+            rewriter.run(sorted(set(commits.values())), CommitProgress(verb), excluded)
     finally:
         rewriter.close()
     stats.commits = len(rewriter.commits)
     stats.rewritten = sum(1 for old, new in rewriter.commits.items() if old != new)
+    stats.signatures = rewriter.signatures
     moved = {}
     for ref, old in refs.items():
-        new_commit = rewriter.commits[commits[ref]]
+        new_commit = rewriter.commits.get(commits[ref], commits[ref])  # reachable from an excluded ref: as is
         if new_commit == commits[ref]:
             continue
-        # an annotated tag is re-created with its tagger and message, pointing at the rewritten commit
-        new = retag(tags[ref], new_commit, cwd) if ref in tags else new_commit
+        new = _retag(tags[ref], new_commit, rewriter, cwd) if ref in tags else new_commit
         if new != old:
             moved[ref] = (old, new)
     if moved:
@@ -82,11 +85,25 @@ def _rewrite(
     return Rewrite(moved, backup, stats)
 
 
+def _retag(raw: bytes, commit: str, rewriter: Rewriter, cwd: Path) -> str:
+    """An annotated tag re-created with its tagger and message on the rewritten commit: the signed original when
+    these bytes are exactly what it signed, else written without its signature."""
+    new = retagged(raw, commit)
+    original = rewriter.originals.by_unsigned.get(rewriter.ids("tag", new))
+    if original is not None:
+        rewriter.signatures.restored_tags.add(original)
+        return original
+    if unsigned_tag(raw) is not None:
+        rewriter.signatures.dropped_tags.add(rewriter.ids("tag", raw))
+    return git.run("mktag", cwd=cwd, input=new).stdout.decode().strip()
+
+
 def rewrite_with(
     repo: Repo,
     verb: str,
     selection: Selection,
     refs: dict[str, str],
+    excluded: list[str],
     converter: Any,
     fix: Callable[[bytes | None, TreeResult], bytes | None],
     stats: Stats,
@@ -94,7 +111,14 @@ def rewrite_with(
     converter.cat = CatFile(repo.worktree)
     try:
         return _rewrite(
-            repo, verb=verb, selection=selection, refs=refs, convert=converter, fix_attributes=fix, stats=stats
+            repo,
+            verb=verb,
+            selection=selection,
+            refs=refs,
+            excluded=excluded,
+            convert=converter,
+            fix_attributes=fix,
+            stats=stats,
         )
     finally:
         converter.cat.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from git_theta.migrate import MigrateError
 from git_theta.migrate.gitattributes import MAX_ATTRIBUTES_BYTES
 from git_theta.migrate.patterns import Selection
 from git_theta.migrate.plumbing import (
-    SIGNATURE_HEADERS,
     TREE_MODE,
     CatFile,
     format_tree,
@@ -21,6 +19,7 @@ from git_theta.migrate.plumbing import (
     parse_tree,
     write_object,
 )
+from git_theta.migrate.signatures import ObjectIds, Originals, SignatureCounts, is_signature
 from git_theta.repo import Repo
 
 
@@ -33,6 +32,7 @@ class Stats:
     missing: dict[str, set[str]] = field(default_factory=dict)
     commits: int = 0
     rewritten: int = 0
+    signatures: SignatureCounts = field(default_factory=SignatureCounts)
 
 
 @dataclass
@@ -69,6 +69,9 @@ class Rewriter:
         self.converted: dict[str, dict[str, str]] = {}  # commit -> path -> new blob
         self.commit = ""
         self.parent_versions: dict[str, str] = {}
+        self.ids = ObjectIds(repo.worktree)
+        self.originals = Originals()  # signed originals to give back (rewrite.py fills it from the backups)
+        self.signatures = SignatureCounts()
 
     def close(self) -> None:
         self.cat.close()
@@ -116,7 +119,7 @@ class Rewriter:
             # only the root .gitattributes is rewritten (nested ones are kept as they are: docs/migrating.md)
             fixed = self.fix_attributes(old, result) if prefix == "" else old
             if fixed is not None and fixed != old:
-                blob = write_object("blob", fixed, self.cwd) if self.write else hashlib.sha1(fixed).hexdigest()
+                blob = write_object("blob", fixed, self.cwd) if self.write else self.ids("blob", fixed)
                 if attributes_at is not None:
                     mode, name, _ = new_entries[attributes_at]
                     new_entries[attributes_at] = (mode, name, blob)
@@ -125,7 +128,7 @@ class Rewriter:
                     new_entries.sort(key=lambda e: e[1] + (b"/" if e[0] == TREE_MODE else b""))
         if new_entries != entries:
             raw = format_tree(new_entries)
-            result.tree = write_object("tree", raw, self.cwd) if self.write else hashlib.sha1(raw).hexdigest()
+            result.tree = write_object("tree", raw, self.cwd) if self.write else self.ids("tree", raw)
         return result
 
     def _attributes(self, oid: str, prefix: str) -> bytes:
@@ -137,10 +140,13 @@ class Rewriter:
             )
         return self.cat.read(oid)[1]
 
-    def run(self, tips: list[str], on_commit: Callable[[int, int], None]) -> None:
+    def run(self, tips: list[str], on_commit: Callable[[int, int], None], excluded: list[str] | None = None) -> None:
+        """Rewrite the commits reachable from `tips` and not from `excluded` (those stay as they are: the
+        unchanged base the rewritten commits build on)."""
         if not tips:
             return
-        out = git.output("rev-list", "--topo-order", "--reverse", "--parents", *tips, cwd=self.cwd)
+        not_excluded = ["--not", *excluded] if excluded else []
+        out = git.output("rev-list", "--topo-order", "--reverse", "--parents", *tips, *not_excluded, cwd=self.cwd)
         walk = [line.split() for line in out.splitlines() if line]
         for number, (commit, *parents) in enumerate(walk, 1):
             self.commit = commit
@@ -157,19 +163,26 @@ class Rewriter:
                 if header.startswith(b"tree "):
                     new_headers.append(b"tree " + result.tree.encode())
                 elif header.startswith(b"parent "):
-                    new_headers.append(b"parent " + self.commits[header[7:].decode()].encode())
-                elif header.split(b" ", 1)[0] in SIGNATURE_HEADERS:
-                    continue  # the signature was over the old object
+                    parent = header[7:].decode()
+                    new_headers.append(b"parent " + self.commits.get(parent, parent).encode())  # excluded: as is
                 else:
                     new_headers.append(header)
-            if new_headers == headers:
-                self.commits[commit] = commit
-            else:
-                rewritten = b"\n".join(new_headers) + b"\n\n" + body
-                self.commits[commit] = (
-                    write_object("commit", rewritten, self.cwd) if self.write else hashlib.sha1(rewritten).hexdigest()
-                )
+            self.commits[commit] = commit if new_headers == headers else self._commit(commit, new_headers, body)
             on_commit(number, len(walk))
+
+    def _commit(self, commit: str, headers: list[bytes], body: bytes) -> str:
+        """The rewritten commit: the signed original when these bytes are exactly what it signed, else the bytes
+        written without the signature (it was over the old object)."""
+        unsigned = [h for h in headers if not is_signature(h)]
+        raw = b"\n".join(unsigned) + b"\n\n" + body
+        oid = self.ids("commit", raw)
+        original = self.originals.by_unsigned.get(oid)
+        if original is not None:
+            self.signatures.restored_commits.add(original)
+            return original
+        if len(unsigned) != len(headers):
+            self.signatures.dropped_commits.add(commit)
+        return write_object("commit", raw, self.cwd) if self.write else oid
 
 
 class CommitProgress:

@@ -57,7 +57,7 @@ def test_a_missing_object_is_fetched_or_refused_naming_it_and_the_commit(
     before = git(lfs_repo, "for-each-ref").stdout
     git(lfs_repo, "remote", "add", "origin", "http://127.0.0.1:9/unused.git")
     git(lfs_repo, "config", "lfs.url", lfs_server.url)  # type: ignore[attr-defined]
-    (row,) = info.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"])
+    (row,) = info.info(Repo.discover(lfs_repo), include=["*.safetensors"], exclude=[], refs=["main"]).rows
     assert (row.versions, row.not_local) == (4, 1)  # main holds side's version too; a dry run fetches nothing
     refused = theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", check=False)
     v2 = subject_commits(lfs_repo, "main")["v2"]

@@ -29,7 +29,9 @@ def lfs_repo(history: History, tmp_path: Path) -> Path:
 
 
 def test_info_measures_the_store_before_and_after(lfs_repo: Path, history: History) -> None:
-    rows = info.info(Repo.discover(lfs_repo), include=["*.safetensors", "data.*"], exclude=["*.bin"], everything=True)
+    rows = info.info(
+        Repo.discover(lfs_repo), include=["*.safetensors", "data.*"], exclude=["*.bin"], everything=True
+    ).rows
     by = {row.pattern: row for row in rows}
     sizes = {hashlib.sha256(data).hexdigest(): len(data) for data in history.models.values()}
     assert by["*.safetensors"].versions == 4

@@ -2,7 +2,8 @@
 
 import rewrites the history of the current branch (or the REFs named, or every branch and tag with
 --everything) so that each commit's git-lfs pointers matching --include become git-theta metadata and its
-.gitattributes routes them to git-theta; export is the way back, to the same pointers. Nothing moves until the
+.gitattributes routes them to git-theta; export is the way back, to the same pointers. --exclude-ref REF leaves
+the commits reachable from REF as they are (the rewritten ones build on them). Nothing moves until the
 whole history is rewritten; then all refs move at once and their old tips stay under
 refs/theta-migrate/backup/<import|export>/. info cleans every version into a throwaway store and reports the
 sizes before and after, changing nothing. See docs/migrating.md.

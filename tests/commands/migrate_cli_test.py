@@ -42,6 +42,15 @@ def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 def test_refusals_leave_every_ref_alone(lfs_repo: Path) -> None:
     refs = git(lfs_repo, "for-each-ref").stdout
     _refused(theta(lfs_repo, "migrate", "import", "--everything", "main", check=False), "--everything or REFs")
+    _refused(
+        theta(lfs_repo, "migrate", "info", "--everything", "--exclude-ref", "main", check=False),
+        "--everything or --include-ref/--exclude-ref",
+    )
+    _refused(theta(lfs_repo, "migrate", "import", "--exclude-ref", "main", check=False), "--include-ref")
+    _refused(
+        theta(lfs_repo, "migrate", "import", "--include-ref", "main", "--exclude-ref", "nosuch", check=False),
+        "--exclude-ref nosuch: not a commit",
+    )
     head = git(lfs_repo, "rev-parse", "HEAD").stdout.strip()
     _refused(
         theta(lfs_repo, "migrate", "import", "--include", "*.safetensors", head, check=False), "not a branch or tag"

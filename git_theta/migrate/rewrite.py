@@ -74,15 +74,20 @@ def _rewrite(
         if new != old:
             moved[ref] = (old, new)
     if moved:
-        lines = ["start"]
-        for ref, (old, new) in sorted(moved.items()):
-            lines += [f"update {ref} {new} {old}", f"create {backup}/{ref} {old}"]
-        lines += ["prepare", "commit"]
-        git.run("update-ref", "--stdin", cwd=cwd, input=("\n".join(lines) + "\n").encode())
-        head = git.run("symbolic-ref", "-q", "HEAD", cwd=cwd, check=False).stdout.decode().strip()
-        if head in moved:
-            git.run("reset", "-q", "--hard", "HEAD", cwd=cwd)  # the working tree gets the rewritten files
+        _move(cwd, backup, moved)
     return Rewrite(moved, backup, stats)
+
+
+def _move(cwd: Path, backup: str, moved: dict[str, tuple[str, str]]) -> None:
+    """Every ref to its new object and its old one under `backup`, in one transaction: all or none."""
+    lines = ["start"]
+    for ref, (old, new) in sorted(moved.items()):
+        lines += [f"update {ref} {new} {old}", f"create {backup}/{ref} {old}"]
+    lines += ["prepare", "commit"]
+    git.run("update-ref", "--stdin", cwd=cwd, input=("\n".join(lines) + "\n").encode())
+    head = git.run("symbolic-ref", "-q", "HEAD", cwd=cwd, check=False).stdout.decode().strip()
+    if head in moved:
+        git.run("reset", "-q", "--hard", "HEAD", cwd=cwd)  # the working tree gets the rewritten files
 
 
 def _retag(raw: bytes, commit: str, rewriter: Rewriter, cwd: Path) -> str:

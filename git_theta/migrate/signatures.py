@@ -96,8 +96,8 @@ class SignatureCounts:
             lines.append(
                 f"{len(self.dropped_commits)} signed commit(s) and {len(self.dropped_tags)} signed tag(s) {lose} "
                 f"their signatures (a rewritten object no longer matches its signature; the signed originals "
-                f"{'would stay' if dry_run else 'stay'} under {BACKUP_PREFIX}/{verb}/, and export restores them "
-                "while they are there)"
+                f"{'would stay' if dry_run else 'stay'} under {BACKUP_PREFIX}/{verb}/, and `git theta migrate "
+                f"{'export' if verb == 'import' else 'import'}` restores them while they are there)"
             )
         if self.restored_commits or self.restored_tags:
             lines.append(

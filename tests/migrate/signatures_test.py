@@ -1,4 +1,4 @@
-"""Signed commits and tags through migrate, signed by real gpg: import says which lost their signatures, an
+"""Signed commits and tags through migrate, signed by real gpg (and ssh): import says which lost their signatures, an
 untouched signed commit keeps its own, and export gives the signed originals back from the backups (same ids,
 signatures valid again); without the backups export says nothing was restored and gives unsigned commits."""
 
@@ -38,19 +38,36 @@ def gnupg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _sign_with_ssh(repo: Path, keys: Path) -> None:
+    """git's other signature format: an ssh key, verified against an allowed-signers file."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "key")], check=True)
+    public = (keys / "key.pub").read_text().strip()
+    (keys / "allowed").write_text(f"tester@example.com {public}\n")
+    git(repo, "config", "gpg.format", "ssh")
+    git(repo, "config", "user.signingkey", str(keys / "key.pub"))
+    git(repo, "config", "gpg.ssh.allowedSignersFile", str(keys / "allowed"))
+
+
 def _model(path: Path, version: int) -> None:
     save_file({"w": np.full((16, 16), version, np.float32), "b": np.zeros(16, np.float32)}, str(path))
 
 
 @pytest.fixture
-def signed_repo(tmp_path: Path, gnupg: Path) -> Path:
-    """start (signed, no checkpoint), v1 and v2 (signed, a model through git-lfs), a signed tag of v2."""
+def signed_repo(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """start (signed, no checkpoint), v1 and v2 (signed, a model through git-lfs), a signed tag of v2; signed
+    with gpg, or with ssh when the test asks (indirect parameter)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     git(repo, "lfs", "install", "--local")
     theta(repo, "install", "--local")
-    git(repo, "config", "user.signingkey", "sam@example.com")
+    if getattr(request, "param", "gpg") == "ssh":
+        assert shutil.which("ssh-keygen"), "ssh-keygen is needed to make ssh-signed commits"
+        (tmp_path / "keys").mkdir()
+        _sign_with_ssh(repo, tmp_path / "keys")
+    else:
+        request.getfixturevalue("gnupg")
+        git(repo, "config", "user.signingkey", "sam@example.com")
     git(repo, "config", "commit.gpgsign", "true")
     (repo / "README.md").write_text("# a model\n")
     git(repo, "add", "-A")
@@ -70,6 +87,7 @@ def _refs(repo: Path) -> str:
     return git(repo, "for-each-ref", "refs/heads", "refs/tags").stdout
 
 
+@pytest.mark.parametrize("signed_repo", ["gpg", "ssh"], indirect=True)
 def test_import_counts_the_lost_signatures_and_export_restores_the_signed_originals(signed_repo: Path) -> None:
     repo = signed_repo
     before, start = _refs(repo), git(repo, "rev-parse", "main~2").stdout.strip()
@@ -86,7 +104,7 @@ def test_import_counts_the_lost_signatures_and_export_restores_the_signed_origin
     git(repo, "verify-commit", "main~2")
     for rev in ("main", "main~1"):
         assert "gpgsig" not in git(repo, "cat-file", "commit", rev).stdout
-    assert "BEGIN PGP SIGNATURE" not in git(repo, "cat-file", "tag", "v2").stdout
+    assert signatures.unsigned_tag(git(repo, "cat-file", "tag", "v2").stdout.encode()) is None
     assert git(repo, "cat-file", "-p", "main:m.safetensors").stdout.startswith("{")
 
     out = theta(repo, "migrate", "export", "--everything", "--include", "*.safetensors").stdout.splitlines()

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 from git_theta import dtypes
 from git_theta.checkpoints.base import (
+    MAX_TENSOR_BYTES,
     CheckpointFormat,
     ParamSink,
     ParamSource,
@@ -132,6 +133,50 @@ def parse_header(header_bytes: bytes, *, adding: bool = True) -> list[tuple[str,
     return entries
 
 
+def checkout_order(header_bytes: bytes, params: Mapping[str, ParamEntry]) -> list[str]:
+    """The tensor names of a stored header in file order, after checking that its entries agree with the metadata.
+
+    What `parse_header(adding=False)` plus a comparison with each entry would check, in one loop of plain
+    comparisons: a header entry's dtype and shape equal to its parameter group's (which metadata.parse validated)
+    stand for the dtype and shape checks. The usual header (exactly the metadata's groups, contiguous) passes in
+    ~1 us an entry instead of ~6; anything else takes the full checks, which name what is wrong.
+    """
+    header = _load_header(header_bytes, adding=False)
+    header.pop("__metadata__", None)
+    spans: list[tuple[int, int, str]] = []
+    if len(header) == len(params):
+        for name, info in header.items():
+            entry = params.get(name)
+            if entry is None or type(info) is not dict or info.get("dtype") != entry.dtype:
+                break
+            shape, offsets = info.get("shape"), info.get("data_offsets")
+            # The type checks keep a JSON `true` from passing for 1 (True == 1 in Python).
+            if type(shape) is not list or tuple(shape) != entry.shape or not all(type(n) is int for n in shape):
+                break
+            if type(offsets) is not list or len(offsets) != 2 or type(offsets[0]) is not int:
+                break
+            if type(offsets[1]) is not int:
+                break
+            spans.append((offsets[0], offsets[1], name))
+        else:
+            spans.sort()
+            position = 0
+            for begin, end, name in spans:
+                entry = params[name]
+                nbytes = dtypes.nbytes(entry.dtype, entry.shape)
+                if begin != position or end - begin != nbytes or nbytes > MAX_TENSOR_BYTES:
+                    break
+                position = end
+            else:
+                return [name for _, _, name in spans]
+    entries = parse_header(header_bytes, adding=False)
+    for name, dtype, shape, _, _ in entries:
+        entry = params.get(name)
+        if entry is None or entry.dtype != dtype or entry.shape != shape:
+            raise CheckpointError(f"metadata does not match the stored safetensors header for tensor {name!r}")
+    return [e[0] for e in entries]
+
+
 class SafetensorsFormat(CheckpointFormat):
     name = "safetensors"
     extensions = (".safetensors",)
@@ -199,13 +244,9 @@ class SafetensorsFormat(CheckpointFormat):
         self, file: Mapping[str, Any], params: Mapping[str, ParamEntry], source: ParamSource, out: BinaryIO
     ) -> None:
         header = source.get_blob(file["header"])
-        entries = parse_header(header[8:], adding=False)
-        for name, dtype, shape, _, _ in entries:
-            entry = params.get(name)
-            if entry is None or entry.dtype != dtype or entry.shape != shape:
-                raise CheckpointError(f"metadata does not match the stored safetensors header for tensor {name!r}")
+        names = checkout_order(header[8:], params)
         out.write(header)
-        for tensor in source.tensors([e[0] for e in entries]):
+        for tensor in source.tensors(names):
             out.write(tensor.data)
 
     def file_for_params(

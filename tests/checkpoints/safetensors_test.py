@@ -78,3 +78,62 @@ def test_a_header_an_older_git_theta_committed_still_checks_out() -> None:
         parse_header(old)
     with pytest.raises(CheckpointError, match="invalid shape"):
         parse_header(b'{"w":{"dtype":"F32","shape":[true,4],"data_offsets":[0,16]}}', adding=False)
+
+
+def _reference_order(header: bytes, params: dict[str, Any]) -> list[str] | str:
+    """What checkout checked before checkout_order: the full header parse, then each entry against the metadata."""
+    from git_theta.checkpoints.safetensors import parse_header
+    from git_theta.errors import CheckpointError
+
+    try:
+        entries = parse_header(header, adding=False)
+    except CheckpointError as error:
+        return str(error)
+    for name, dtype, shape, _, _ in entries:
+        entry = params.get(name)
+        if entry is None or entry.dtype != dtype or entry.shape != shape:
+            return f"metadata does not match the stored safetensors header for tensor {name!r}"
+    return [e[0] for e in entries]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},  # the usual header
+        {
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "a": {"dtype": "F16", "shape": [3], "data_offsets": [8, 14]},
+        },
+        {"a": {"dtype": "F16", "shape": [True, 3], "data_offsets": [0, 6]}},  # JSON true is not 1
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 7]}},  # size does not fit the shape
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [1, 7]}},  # a gap before the first tensor
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0.0, 6]}},
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}},  # dtype other than the metadata's
+        {"a": {"dtype": "F16", "shape": [1, 3], "data_offsets": [0, 6]}},  # shape other than the metadata's
+        {"c": {"dtype": "F16", "shape": [3], "data_offsets": [14, 20]}},  # a tensor the metadata lacks
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6], "extra": 1}},  # extra keys are tolerated
+        {"a": None},  # an entry that is not an object
+        {"__metadata__": {"k": "v"}},
+    ],
+)
+def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any]) -> None:
+    from git_theta.checkpoints.safetensors import checkout_order
+    from git_theta.errors import CheckpointError
+    from git_theta.metadata import ParamEntry
+
+    header = {
+        "a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]},
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [6, 14]},
+    }
+    header.update(change)
+    text = json.dumps(header).encode()
+    params = {
+        "a": ParamEntry("F16", (3,), "1" * 64, ()),
+        "b": ParamEntry("F32", (2,), "2" * 64, ()),
+    }
+    expected = _reference_order(text, params)
+    try:
+        got: list[str] | str = checkout_order(text, params)
+    except CheckpointError as error:
+        got = str(error)
+    assert got == expected

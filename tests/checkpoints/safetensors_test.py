@@ -112,11 +112,18 @@ def _reference_order(header: bytes, params: dict[str, Any]) -> list[str] | str:
         {"a": {"dtype": "F16", "shape": [1, 3], "data_offsets": [0, 6]}},  # shape other than the metadata's
         {"c": {"dtype": "F16", "shape": [3], "data_offsets": [14, 20]}},  # a tensor the metadata lacks
         {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6], "extra": 1}},  # extra keys are tolerated
-        {"a": None},  # an entry that is not an object
+        {"a": 7},  # an entry that is not an object
         {"__metadata__": {"k": "v"}},
+        {"__metadata__": {"k": 1}},  # tolerated at checkout: an older git-theta committed such headers
+        {"__metadata__": {}},
+        {"__metadata__": {"k\\": 'v"\n'}},
+        {"__metadata__": {"format": "pt"}, "a": None, "é": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},
+        {"a": None, "a\tb": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},  # escaped in JSON
+        {"a": None, "__metadata__": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},
     ],
 )
-def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any]) -> None:
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])  # the library's spelling, and another
+def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any], separators: tuple[str, str]) -> None:
     from git_theta.checkpoints.safetensors import checkout_order
     from git_theta.errors import CheckpointError
     from git_theta.metadata import ParamEntry
@@ -126,14 +133,31 @@ def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any]
         "b": {"dtype": "F32", "shape": [2], "data_offsets": [6, 14]},
     }
     header.update(change)
-    text = json.dumps(header).encode()
-    params = {
-        "a": ParamEntry("F16", (3,), "1" * 64, ()),
-        "b": ParamEntry("F32", (2,), "2" * 64, ()),
-    }
+    if "__metadata__" in change:  # first, as the library writes it
+        header = {"__metadata__": header.pop("__metadata__"), **header}
+    if header.get("a", 0) is None:
+        del header["a"]
+    text = json.dumps(header, separators=separators, ensure_ascii=False).encode() + b"   "
+    params = {name: ParamEntry("F16", (3,), "1" * 64, ()) for name in ("a", "é", "a\tb") if name in header}
+    params["b"] = ParamEntry("F32", (2,), "2" * 64, ())
     expected = _reference_order(text, params)
     try:
         got: list[str] | str = checkout_order(text, params)
     except CheckpointError as error:
         got = str(error)
     assert got == expected
+
+
+def test_a_header_in_the_library_spelling_is_matched_without_decoding_it(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from git_theta.checkpoints.safetensors import _matched_order
+    from git_theta.metadata import ParamEntry
+
+    tensors = {"b.é": np.zeros((2, 3), np.float32), "a": np.ones(4, np.int8)}
+    save_file(tensors, tmp_path / "m.safetensors", metadata={"format": "pt"})
+    data = (tmp_path / "m.safetensors").read_bytes()
+    header = data[8 : 8 + struct.unpack("<Q", data[:8])[0]]
+    params = {"b.é": ParamEntry("F32", (2, 3), "1" * 64, ()), "a": ParamEntry("I8", (4,), "2" * 64, ())}
+    assert _matched_order(header, params) == _reference_order(header, params)
+    assert _matched_order(header, params) is not None

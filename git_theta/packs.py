@@ -97,11 +97,53 @@ def link_bytes(store: ObjectStore, link: StoredLink) -> Any:
         return store.get(link.object)
     data = store.read_range(link.object, link.offset, link.length)
     if len(data) != link.length:
-        raise StoreError(
-            f"object {link.object} is truncated: its member at offset {link.offset} needs {link.length} bytes, "
-            f"{len(data)} remain"
-        )
+        raise _truncated(link, len(data))
     return data
+
+
+# A batch's members of one pack are read in one piece when that piece is at most this many times the bytes they
+# use (members of one version are mostly adjacent; a repacked or sparse pack is read member by member).
+SPAN_SLACK = 2
+
+
+class MemberReads:
+    """The pack members a batch of links needs, read with one pread per pack instead of one per member.
+
+    A 4 KB member costs ~5 us to read alone (lock, descriptor cache, syscall), as much as decompressing it. What
+    a member's bytes are, and the check that none is cut short, are the same as link_bytes's.
+    """
+
+    def __init__(self, store: ObjectStore, links: Iterable[StoredLink]) -> None:
+        self.store = store
+        members: dict[str, set[tuple[int, int]]] = {}
+        for link in links:
+            if link.offset is not None and link.length is not None:
+                members.setdefault(link.object, set()).add((link.offset, link.length))
+        self._spans: dict[str, tuple[int, memoryview]] = {}
+        for oid, spans in members.items():
+            if len(spans) < 2:
+                continue
+            start = min(offset for offset, _ in spans)
+            end = max(offset + length for offset, length in spans)
+            if end - start <= SPAN_SLACK * sum(length for _, length in spans):
+                self._spans[oid] = (start, memoryview(store.read_range(oid, start, end - start)))
+
+    def link_bytes(self, link: StoredLink) -> Any:
+        span = self._spans.get(link.object)
+        if span is None or link.offset is None or link.length is None:
+            return link_bytes(self.store, link)
+        start, view = span
+        data = view[link.offset - start : link.offset - start + link.length]
+        if len(data) != link.length:
+            raise _truncated(link, len(data))
+        return data
+
+
+def _truncated(link: StoredLink, remain: int) -> StoreError:
+    return StoreError(
+        f"object {link.object} is truncated: its member at offset {link.offset} needs {link.length} bytes, "
+        f"{remain} remain"
+    )
 
 
 def live_bytes(entries: Iterable[ParamEntry]) -> dict[str, int]:

@@ -29,17 +29,26 @@ BATCH_BYTES = 8 << 20
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
 
 
-def rebuild(store: ObjectStore, name: str, entry: ParamEntry, source: str = "", *, every_link: bool = False) -> Tensor:
+def rebuild(
+    store: ObjectStore,
+    name: str,
+    entry: ParamEntry,
+    source: str = "",
+    *,
+    every_link: bool = False,
+    reads: packs.MemberReads | None = None,
+) -> Tensor:
     """Apply the entry's stored links in order and check the result's hash.
 
     The links after the first apply in place and unchecked (UpdateType.apply_in_place): only the result is hashed,
     and it must match the metadata. Should anything fail, the chain runs again with each link's own checks, so the
     error names the object at fault. `every_link` (fsck) always runs the checked chain: every link's base too.
+    `reads`: the batch's pack members, read ahead (the checked run reads each link on its own).
     """
     value: Tensor | None = None
     if not every_link:
         try:
-            value = _apply_links(store, entry, in_place=True)
+            value = _apply_links(store, entry, in_place=True, reads=reads)
             if _matches(value, entry):
                 return value
         except ThetaError:
@@ -61,21 +70,27 @@ def _matches(value: Tensor, entry: ParamEntry) -> bool:
     return value.dtype == entry.dtype and value.shape == entry.shape and value.hash() == entry.hash
 
 
-def _apply_links(store: ObjectStore, entry: ParamEntry, in_place: bool) -> Tensor:
+def _apply_links(store: ObjectStore, entry: ParamEntry, in_place: bool, reads: packs.MemberReads | None) -> Tensor:
     value: Tensor | None = None
     owned = False
     for link in entry.stored:
-        value, owned = _apply_link(store, entry, link, value, in_place and owned)
+        value, owned = _apply_link(store, entry, link, value, in_place and owned, reads)
     assert value is not None  # metadata.parse guarantees at least one link
     return value
 
 
 def _apply_link(
-    store: ObjectStore, entry: ParamEntry, link: StoredLink, value: Tensor | None, in_place: bool
+    store: ObjectStore,
+    entry: ParamEntry,
+    link: StoredLink,
+    value: Tensor | None,
+    in_place: bool,
+    reads: packs.MemberReads | None = None,
 ) -> tuple[Tensor, bool]:
     """The value after one more link, and whether the next may overwrite it; `in_place`: this one may."""
     update = plugins.update(link.update)()
-    bundle = objects.decode(packs.link_bytes(store, link), objects.link_limit(math.prod(entry.shape)))
+    data = packs.link_bytes(store, link) if reads is None else reads.link_bytes(link)
+    bundle = objects.decode(data, objects.link_limit(math.prod(entry.shape)))
     if update.needs_base and value is None:
         raise StoreError(f"{link.update} update has no base to apply to")
     if in_place and update.needs_base and value is not None:
@@ -151,7 +166,8 @@ class StoreSource:
             yield batch, size
 
     def _rebuild_all(self, batch: list[tuple[str, ParamEntry]]) -> list[Tensor]:
-        return [rebuild(self.store, name, entry, self.source) for name, entry in batch]
+        reads = packs.MemberReads(self.store, (link for _, entry in batch for link in entry.stored))
+        return [rebuild(self.store, name, entry, self.source, reads=reads) for name, entry in batch]
 
     def _entry(self, name: str) -> ParamEntry:
         try:

@@ -243,3 +243,31 @@ def test_metadata_an_earlier_git_theta_wrote_still_checks_out(repo: Path) -> Non
     git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},tiny.safetensors")
     git(repo, "checkout", "--", "tiny.safetensors")
     assert (repo / "tiny.safetensors").read_bytes() == checkpoint
+
+
+def test_a_batch_reads_its_members_of_a_pack_at_once_with_the_same_checks(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    whole = (GOLDEN_DIR / "pack_two.bin").read_bytes()
+    oid, size = store.put([whole])
+    links = [StoredLink("dense", oid, size, *member) for member in MEMBERS]
+    reads = packs.MemberReads(store, links)
+    assert oid in reads._spans  # one read for both
+    assert [bytes(reads.link_bytes(link)) for link in links] == [bytes(packs.link_bytes(store, link)) for link in links]
+    short, _ = store.put([whole[:300]])  # cut short: the second member is truncated
+    cut = [StoredLink("dense", short, 342, *member) for member in MEMBERS]
+    reads = packs.MemberReads(store, cut)
+    assert bytes(reads.link_bytes(cut[0])) == whole[:177]
+    with pytest.raises(StoreError) as alone:
+        packs.link_bytes(store, cut[1])
+    with pytest.raises(StoreError) as batched:
+        reads.link_bytes(cut[1])
+    assert str(batched.value) == str(alone.value)
+
+
+def test_members_far_apart_are_read_one_by_one(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    oid, size = store.put([b"a" * 10, b"-" * 1000, b"b" * 10])
+    links = [StoredLink("dense", oid, size, 0, 10), StoredLink("dense", oid, size, 1010, 10)]
+    reads = packs.MemberReads(store, links)
+    assert reads._spans == {}  # 1020 bytes to read for 20 used: each member alone
+    assert [bytes(reads.link_bytes(link)) for link in links] == [b"a" * 10, b"b" * 10]

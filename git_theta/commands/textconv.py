@@ -21,6 +21,7 @@ import sys
 
 from git_theta.display import view
 from git_theta.errors import ThetaError
+from git_theta.main import tune_gc
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Git starts it once per file version it shows (twice per file in `git log -p`), so start-up time is most of its cost.
     """
+    tune_gc()
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
         print("usage: git-theta-textconv FILE", file=sys.stderr)

@@ -14,6 +14,7 @@ elsewhere is matched to its metadata (identify.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -98,8 +99,15 @@ def render(meta: Metadata) -> str:
 def _row(name: str, dtype: str, shape: str, chain: str, stored: int, digest: str) -> str:
     return (
         f"{name:<{NAME_WIDTH}} {dtype:<5} {shape:<{SHAPE_WIDTH}} {chain:<{CHAIN_WIDTH}} "
-        f"{changes.human_size(stored):>{SIZE_WIDTH}}  {digest[:HASH_CHARS]}"
+        f"{_size_column(stored)}  {digest[:HASH_CHARS]}"
     )
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _size_column(stored: int) -> str:
+    # Cached: the stored sizes of a version's small tensors repeat (members of a few KB), and formatting one costs
+    # as much as the rest of its row.
+    return f"{changes.human_size(stored):>{SIZE_WIDTH}}"
 
 
 def _assemble(meta: Metadata, groups: int, total: int, stored: int, rows: list[str]) -> str:
@@ -129,6 +137,24 @@ _LINE = re.compile(
     r'"(' + _TEXT + r')":\{"dtype":"([0-9A-Za-z_]{1,16})","hash":"([0-9a-f]{12})[0-9a-f]{52}",'
     r'"shape":\[(' + _COUNT + r"(?:," + _COUNT + r"){0,63})?\],"
     r'"stored":\[(' + _ANY_LINK + r"(?:," + _ANY_LINK + r")*)\]\}"
+)
+# The most common line by far (every small tensor's): one pack member. Its link is matched by the same pattern, as
+# bytes (no decode of the line), so the row costs one match and no loop over links: the first view of a
+# 10^5-group version is rendered in ~half the time.
+_BYTES_TEXT = _TEXT.encode("ascii")
+_BYTES_COUNT = _COUNT.encode("ascii")
+_ONE_MEMBER_LINE = re.compile(
+    rb'"(' + _BYTES_TEXT + rb')":\{"dtype":"([0-9A-Za-z_]{1,16})","hash":"([0-9a-f]{12})[0-9a-f]{52}",'
+    rb'"shape":\[(' + _BYTES_COUNT + rb"(?:," + _BYTES_COUNT + rb"){0,63})?\],"
+    rb'"stored":\[\{"length":('
+    + _BYTES_COUNT
+    + rb'),"object":"[0-9a-f]{64}","offset":('
+    + _BYTES_COUNT
+    + rb'),"size":('
+    + _BYTES_COUNT
+    + rb'),"update":"('
+    + _BYTES_TEXT
+    + rb')"\}\]\}'
 )
 MAX_CACHED_LINES = 1 << 18  # ~100 MB of remembered rows at most
 
@@ -182,6 +208,9 @@ class Renderer:
 
 def _fast_row(line: bytes) -> tuple[str, str, int, int] | None:
     """(name, row, elements, stored bytes) of a canonical line, None for metadata.parse to read."""
+    one = _ONE_MEMBER_LINE.fullmatch(line)
+    if one is not None:
+        return _one_member_row(*one.groups())
     try:
         match = _LINE.fullmatch(line.decode("ascii"))
     except UnicodeDecodeError:
@@ -205,6 +234,29 @@ def _fast_row(line: bytes) -> tuple[str, str, int, int] | None:
     if dtype not in dtypes.BITS or elements > metadata.MAX_ELEMENTS:
         return None  # metadata.parse says what is wrong
     return name, _row(name, dtype, f"[{shape or ''}]", "+".join(updates), size, digest), elements, size
+
+
+def _one_member_row(
+    name_bytes: bytes,
+    dtype_bytes: bytes,
+    digest: bytes,
+    shape: bytes | None,
+    length_text: bytes,
+    offset: bytes,
+    object_size: bytes,
+    update: bytes,
+) -> tuple[str, str, int, int] | None:
+    """_fast_row's result for a line of one pack member, with the same checks."""
+    length = int(length_text)
+    if length == 0 or int(offset) + length > int(object_size):
+        return None
+    dtype = dtype_bytes.decode("ascii")
+    elements = math.prod(map(int, shape.split(b","))) if shape else 1
+    if dtype not in dtypes.BITS or elements > metadata.MAX_ELEMENTS:
+        return None  # metadata.parse says what is wrong
+    name = name_bytes.decode("ascii")
+    shape_text = f"[{shape.decode('ascii') if shape else ''}]"
+    return name, _row(name, dtype, shape_text, update.decode("ascii"), length, digest.decode("ascii")), elements, length
 
 
 RENDERER = Renderer()

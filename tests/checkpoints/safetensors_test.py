@@ -78,3 +78,86 @@ def test_a_header_an_older_git_theta_committed_still_checks_out() -> None:
         parse_header(old)
     with pytest.raises(CheckpointError, match="invalid shape"):
         parse_header(b'{"w":{"dtype":"F32","shape":[true,4],"data_offsets":[0,16]}}', adding=False)
+
+
+def _reference_order(header: bytes, params: dict[str, Any]) -> list[str] | str:
+    """What checkout checked before checkout_order: the full header parse, then each entry against the metadata."""
+    from git_theta.checkpoints.safetensors import parse_header
+    from git_theta.errors import CheckpointError
+
+    try:
+        entries = parse_header(header, adding=False)
+    except CheckpointError as error:
+        return str(error)
+    for name, dtype, shape, _, _ in entries:
+        entry = params.get(name)
+        if entry is None or entry.dtype != dtype or entry.shape != shape:
+            return f"metadata does not match the stored safetensors header for tensor {name!r}"
+    return [e[0] for e in entries]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},  # the usual header
+        {
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "a": {"dtype": "F16", "shape": [3], "data_offsets": [8, 14]},
+        },
+        {"a": {"dtype": "F16", "shape": [True, 3], "data_offsets": [0, 6]}},  # JSON true is not 1
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 7]}},  # size does not fit the shape
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [1, 7]}},  # a gap before the first tensor
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0.0, 6]}},
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}},  # dtype other than the metadata's
+        {"a": {"dtype": "F16", "shape": [1, 3], "data_offsets": [0, 6]}},  # shape other than the metadata's
+        {"c": {"dtype": "F16", "shape": [3], "data_offsets": [14, 20]}},  # a tensor the metadata lacks
+        {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6], "extra": 1}},  # extra keys are tolerated
+        {"a": 7},  # an entry that is not an object
+        {"__metadata__": {"k": "v"}},
+        {"__metadata__": {"k": 1}},  # tolerated at checkout: an older git-theta committed such headers
+        {"__metadata__": {}},
+        {"__metadata__": {"k\\": 'v"\n'}},
+        {"__metadata__": {"format": "pt"}, "a": None, "é": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},
+        {"a": None, "a\tb": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},  # escaped in JSON
+        {"a": None, "__metadata__": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},
+    ],
+)
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])  # the library's spelling, and another
+def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any], separators: tuple[str, str]) -> None:
+    from git_theta.checkpoints.safetensors import checkout_order
+    from git_theta.errors import CheckpointError
+    from git_theta.metadata import ParamEntry
+
+    header = {
+        "a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]},
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [6, 14]},
+    }
+    header.update(change)
+    if "__metadata__" in change:  # first, as the library writes it
+        header = {"__metadata__": header.pop("__metadata__"), **header}
+    if header.get("a", 0) is None:
+        del header["a"]
+    text = json.dumps(header, separators=separators, ensure_ascii=False).encode() + b"   "
+    params = {name: ParamEntry("F16", (3,), "1" * 64, ()) for name in ("a", "é", "a\tb") if name in header}
+    params["b"] = ParamEntry("F32", (2,), "2" * 64, ())
+    expected = _reference_order(text, params)
+    try:
+        got: list[str] | str = checkout_order(text, params)
+    except CheckpointError as error:
+        got = str(error)
+    assert got == expected
+
+
+def test_a_header_in_the_library_spelling_is_matched_without_decoding_it(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from git_theta.checkpoints.safetensors import _matched_order
+    from git_theta.metadata import ParamEntry
+
+    tensors = {"b.é": np.zeros((2, 3), np.float32), "a": np.ones(4, np.int8)}
+    save_file(tensors, tmp_path / "m.safetensors", metadata={"format": "pt"})
+    data = (tmp_path / "m.safetensors").read_bytes()
+    header = data[8 : 8 + struct.unpack("<Q", data[:8])[0]]
+    params = {"b.é": ParamEntry("F32", (2, 3), "1" * 64, ()), "a": ParamEntry("I8", (4,), "2" * 64, ())}
+    assert _matched_order(header, params) == _reference_order(header, params)
+    assert _matched_order(header, params) is not None

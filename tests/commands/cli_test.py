@@ -392,3 +392,17 @@ def test_top_level_flags_are_documented() -> None:
     text = CLI_DOC.read_text(encoding="utf-8")
     head = text[: SECTION.search(text).start()]  # type: ignore[union-attr]
     assert documented_flags(head) == {"--version", "-h", "--help", "-q", "--quiet"}
+
+
+def test_every_git_theta_process_collects_cycles_rarely() -> None:
+    # What a filter parses (10^5-10^6 entries) stays alive; with Python's default thresholds the collector
+    # re-traverses it every 700 new containers. Checked in a fresh interpreter, as git starts one.
+    import sys
+
+    from git_theta.main import GC_THRESHOLDS
+
+    for entry in ("from git_theta.main import main; main(['--version'])",
+                  "from git_theta.commands.textconv import main; main([])"):  # fmt: skip
+        code = f"import gc, sys; {entry}; print(gc.get_threshold(), file=sys.stderr)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.stderr.strip().splitlines()[-1] == str(GC_THRESHOLDS)

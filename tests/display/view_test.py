@@ -100,3 +100,40 @@ def test_text_view_of_a_rendered_view_is_that_view(tmp_path: Path) -> None:
     shown = view.render(_metadata(_variety()))
     (tmp_path / "view.txt").write_text(shown)
     assert view.text_view(file=str(tmp_path / "view.txt")) == shown
+
+
+def _members() -> dict[str, ParamEntry]:
+    def member(offset: int, length: int, update: str = "dense") -> StoredLink:
+        return StoredLink(update, "cd" * 32, 5000, offset, length)
+
+    return {
+        "a.weight": ParamEntry("F32", (32, 32), "1" * 64, (member(0, 3993),)),
+        "b.scalar": ParamEntry("BF16", (), "2" * 64, (member(3993, 7),)),
+        "c.bias": ParamEntry("F8_E4M3", (3, 1, 7), "3" * 64, (member(4000, 1000, "sparse"),)),
+        "d.chain": ParamEntry("F16", (8,), "4" * 64, (member(0, 10), member(10, 20, "xor"))),
+    }
+
+
+def test_rows_of_single_pack_members_are_those_render_gives() -> None:
+    data = _metadata(_members()).serialize()
+    lines = [line.rstrip(b",") for line in data.split(b"\n")]
+    assert sum(view._ONE_MEMBER_LINE.fullmatch(line) is not None for line in lines) == 3  # all but the chain
+    assert view.Renderer().view(data, "m") == view.render(metadata.parse(data))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"length":3993,', b'"length":0,'),  # an empty member
+        (b'"length":1000,', b'"length":1001,'),  # past the end of its pack
+        (b'"dtype":"BF16"', b'"dtype":"BF17"'),
+        (b'"shape":[32,32]', b'"shape":[32,032]'),  # not as JSON writes a number: not the fast pattern's
+    ],
+)
+def test_a_single_member_line_is_refused_as_metadata_parse_refuses_it(old: bytes, new: bytes) -> None:
+    data = _metadata(_members()).serialize().replace(old, new, 1)
+    with pytest.raises(MetadataError) as expected:
+        metadata.parse(data, "bad")
+    with pytest.raises(MetadataError) as got:
+        view.Renderer().view(data, "bad")
+    assert str(got.value) == str(expected.value)

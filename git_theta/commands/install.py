@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from git_theta import git, hooks, raw_blobs
-from git_theta.installation import install, scope_of
+from git_theta.installation import install, lfs_prune_problem, scope_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     scope = scope_of(local=args.local)
     changed = install(scope=scope)
     print(f"git-theta configured ({scope} git config, {len(changed)} setting(s) changed)")
+    prune_problem = lfs_prune_problem()
+    if prune_problem is not None:
+        print(f"git-theta: warning: {prune_problem}", file=sys.stderr)
     if git.is_inside_repo():
         # Hooks are per repository (like `git lfs install`): run inside a repo, set up its pre-push hook.
         print(hooks.install())

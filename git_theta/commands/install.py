@@ -1,4 +1,10 @@
-"""git theta install: configure the filter, diff and merge drivers in git config."""
+"""git theta install: configure the filter, diff and merge drivers in git config.
+
+Also sets git-lfs's lfs.pruneverifyremotealways and lfs.pruneverifyunreachablealways
+to true where they are unset, so that `git lfs prune` (git-lfs 3.5 and later) checks
+git-theta's objects with the LFS server before deleting any, and keeps them while
+one is only local; an older git-lfs cannot, and install warns where one is set up.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,12 @@ from git_theta.installation import install, lfs_prune_problem, scope_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("install", help="configure git to use git-theta", description=__doc__)
+    parser = subparsers.add_parser(
+        "install",
+        help="configure git to use git-theta",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--local", action="store_true", help="configure only the current repository (default: global, for your user)"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,6 @@ class Mixed:
 
 
 def git_bytes(repo: Path, *args: str) -> bytes:
-    import subprocess
-
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=True).stdout
 
 
@@ -201,3 +200,35 @@ def test_git_lfs_push_all_sends_only_pointer_objects_and_git_theta_push_the_rest
     assert f"{len(unpushed)} uploaded" in said, said
     assert mixed.theta_objects() <= mixed.server.oids()
     mixed.assert_every_version_checks_out()
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrating.md"
+
+
+def _documented_blocks() -> list[str]:
+    """The command blocks of docs/migrating.md's section "Mixed repositories: git lfs prune/fsck/push", in order."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## Mixed repositories: git lfs prune/fsck/push\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+
+
+def test_the_commands_the_docs_section_gives_do_what_it_says(git_lfs: tuple[int, ...], mixed: Mixed) -> None:
+    assert mixed.server is not None
+    settings, prune, fetch, fsck, push = _documented_blocks()  # the section changed: update this test with it
+    config_before = git(mixed.repo, "config", "--local", "--list").stdout
+    _shell(mixed.repo, settings)
+    assert git(mixed.repo, "config", "--local", "--list").stdout == config_before  # install had set exactly these
+    _shell(mixed.repo, push)
+    assert mixed.theta_objects() <= mixed.server.oids()
+    # The documented prune needs git-lfs 3.5; an older one's plain prune leaves the same state (all was pushed).
+    _shell(mixed.repo, prune if git_lfs >= (3, 5) else "git lfs prune\n")
+    assert not mixed.theta_objects() & local_objects(mixed.repo)
+    _shell(mixed.repo, fetch)
+    assert mixed.theta_objects() <= local_objects(mixed.repo)
+    _shell(mixed.repo, fsck)
+    mixed.assert_every_version_checks_out()
+
+
+def _shell(repo: Path, block: str) -> None:
+    result = subprocess.run(["bash", "-e", "-c", block], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, f"{block}\n{result.stdout}{result.stderr}"

@@ -93,6 +93,16 @@ def test_git_diff_and_log_p_list_the_groups_that_changed_across_the_switch(switc
     )
 
 
+def test_the_same_checkpoint_as_a_pointer_and_as_metadata_shows_no_change(switched: Path) -> None:
+    # What a commit that only switches the path to git-theta shows: the LFS-era version, staged again through
+    # git-theta's filter, against its pointer.
+    git(switched, "checkout", "HEAD~1", "--", MODEL)  # stages the pointer as it is, writes the file itself
+    git(switched, "add", "--renormalize", "--", MODEL)
+    assert git(switched, "show", f":{MODEL}").stdout.startswith('{"version":"git-theta/')
+    assert git(switched, "diff", "--cached", "HEAD~1", "--", MODEL).stdout == ""
+    assert git(switched, "theta", "diff", "--cached", "HEAD~1").stdout == ""  # before: every group "added"
+
+
 def test_a_missing_lfs_object_with_no_remote_is_one_line_naming_path_revision_and_object(
     switched: Path, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ Library code for the install/track/migrate commands (commands import library mod
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -57,6 +58,19 @@ SETTINGS: dict[str, str] = {
 }
 
 
+# git-lfs's prune deletes every local object no git-lfs pointer in recent refs names: all of git-theta's, pushed or
+# not. These make it ask the LFS server about every object it would delete, git-theta's included, and stop, deleting
+# nothing, when one is not there (git-lfs 3.5 and later; older versions check only objects pointers name).
+LFS_PRUNE_SETTINGS: dict[str, str] = {
+    "lfs.pruneverifyremotealways": "true",
+    "lfs.pruneverifyunreachablealways": "true",
+}
+# They are git-lfs's keys, a user's to set too: install sets only those unset in its scope and lists them here (one
+# value per key), so that uninstall removes exactly those.
+LFS_RECORD = "theta.lfssetting"
+LFS_SAFE_PRUNE = (3, 5)
+
+
 def program_of(command: str) -> str:
     """The program a configured command runs: the one after `exec` in a guarded() command."""
     words = shlex.split(command.rsplit("; exec ", 1)[-1]) if command.strip() else []
@@ -94,21 +108,66 @@ def scope_of(*, local: bool) -> str:
 
 
 def install(*, scope: str, cwd: Path | None = None) -> list[str]:
-    """Set every key; returns the keys that changed (none on a second run)."""
+    """Set every key, and each git-lfs prune key unset in `scope`; returns the keys that changed (none on a second
+    run)."""
     changed = []
     for key, value in SETTINGS.items():
         if git.config_get(key, cwd=cwd, scope=scope) != value:
             git.config_set(key, value, scope, cwd=cwd)
             changed.append(key)
+    for key, value in LFS_PRUNE_SETTINGS.items():
+        if git.config_get(key, cwd=cwd, scope=scope) is None:
+            git.config_set(key, value, scope, cwd=cwd)
+            git.run("config", f"--{scope}", "--add", LFS_RECORD, key, cwd=cwd)
+            changed.append(key)
     return changed
 
 
 def uninstall(*, scope: str, cwd: Path | None = None) -> list[str]:
-    """Unset every key set in `scope`; returns those that were set (none on a second run)."""
+    """Unset every key set in `scope`, and the git-lfs keys install set there if they still hold its value; returns
+    those removed (none on a second run)."""
     present = [key for key in SETTINGS if git.config_get(key, cwd=cwd, scope=scope) is not None]
     for key in present:
         git.config_unset(key, scope, cwd=cwd)
+    for key in _recorded_lfs_keys(scope, cwd):
+        if key in LFS_PRUNE_SETTINGS and git.config_get(key, cwd=cwd, scope=scope) == LFS_PRUNE_SETTINGS[key]:
+            git.config_unset(key, scope, cwd=cwd)
+            present.append(key)
+    git.config_unset(LFS_RECORD, scope, cwd=cwd)
     return present
+
+
+def _recorded_lfs_keys(scope: str, cwd: Path | None) -> list[str]:
+    result = git.run("config", f"--{scope}", "--get-all", LFS_RECORD, cwd=cwd, check=False)
+    return result.stdout.decode().split() if result.returncode == 0 else []
+
+
+def lfs_version() -> tuple[int, ...] | None:
+    """The version of the git-lfs on PATH (`git lfs version`), None when there is none or it says no version."""
+    if shutil.which("git-lfs") is None:
+        return None
+    words = git.run("lfs", "version", check=False).stdout.decode(errors="replace").split()
+    match = re.fullmatch(r"git-lfs/([0-9]+)\.([0-9]+)\.([0-9]+)", words[0]) if words else None
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def lfs_prune_problem(cwd: Path | None = None) -> str | None:
+    """Why `git lfs prune` here would still delete unpushed git-theta objects; None when it would not.
+
+    Only a git-lfs that git runs (its filter configured) and that is older than 3.5 cannot be told to check
+    objects no pointer names with the server (lfs.pruneverifyunreachablealways is new in 3.5).
+    """
+    if git.config_get("filter.lfs.process", cwd=cwd) is None:
+        return None
+    version = lfs_version()
+    if version is None or version >= LFS_SAFE_PRUNE:
+        return None
+    shown = ".".join(map(str, version))
+    return (
+        f"git-lfs {shown} is set up here, and its `git lfs prune` deletes git-theta's objects, unpushed ones too "
+        "(only git-lfs 3.5 and later check them with the server first); do not run it in a git-theta repository: "
+        'use `git theta gc`, or upgrade git-lfs (docs/migrating.md, "Mixed repositories")'
+    )
 
 
 def unfiltered_checkpoints(*, cwd: Path | None = None) -> list[str]:

@@ -65,13 +65,21 @@ def index_blobs(repo: Repo) -> list[tuple[str, str]]:
     return found
 
 
-def _metadata_blobs(repo: Repo, by_path: dict[str, str]) -> dict[str, bytes]:
+def _metadata_blobs(repo: Repo, by_path: dict[str, str], side: str) -> dict[str, bytes]:
+    """path -> metadata text of each blob; a git-lfs pointer (an LFS-era revision of a switched path) is read
+    through its object, so it compares like any git-theta version."""
     contents = git.cat_file_batch(sorted(set(by_path.values())), cwd=repo.worktree)
     found = {}
     for path, oid in sorted(by_path.items()):
         data = contents.get(oid)
-        if data is not None and metadata.looks_like_metadata(data):
+        if data is None:
+            continue
+        if metadata.looks_like_metadata(data):
             found[path] = data
+            continue
+        pointer = lfs_pointer.parse(data)
+        if pointer is not None:
+            found[path] = lfs_metadata(repo, path, pointer, source(side, path)).serialize()
     return found
 
 
@@ -96,7 +104,7 @@ def blobs_at(repo: Repo, side: str, wanted: list[str] | None = None) -> dict[str
         if commit is None:
             raise ThetaError(f"{side}: not a revision in this repository")
         blobs = git.ls_tree_blobs(commit, cwd=repo.worktree)
-    return _metadata_blobs(repo, _tracked(repo, blobs, wanted))
+    return _metadata_blobs(repo, _tracked(repo, blobs, wanted), side)
 
 
 def _worktree(repo: Repo, wanted: list[str] | None) -> dict[str, bytes]:
@@ -131,21 +139,25 @@ def blob_metadata(repo: Repo, side: str, path: str) -> Metadata | None:
         return None
     if not metadata.looks_like_metadata(data):
         pointer = lfs_pointer.parse(data)
-        return None if pointer is None else _lfs_metadata(repo, path, pointer, spec)
+        return None if pointer is None else lfs_metadata(repo, path, pointer, spec)
     return metadata.parse(data, spec)
 
 
-def _lfs_metadata(repo: Repo, path: str, pointer: lfs_pointer.Pointer, spec: str) -> Metadata:
+def lfs_metadata(
+    repo: Repo, path: str, pointer: lfs_pointer.Pointer, spec: str, *, into: Repo | None = None
+) -> Metadata:
     """Metadata of a revision committed through git-lfs (before the path switched to git-theta), from its object.
 
-    The object (fetched when missing) is cleaned like a working tree file: its groups are stored in the shared
-    store, as `git diff` stores a changed file's, so that show and load read it like any other version.
+    The object (fetched from `repo`'s remote when missing; `spec` names the revision and path in errors) is
+    cleaned like a working tree file: its groups are stored in the shared store, as `git diff` stores a changed
+    file's, so that show, load and diff read it like any other version. `into` (a repository over a store that
+    writes nothing, display/view.py) computes the metadata without storing.
     """
     from git_theta import clean, smudge
     from git_theta.transfer import on_demand
 
     with smudge.open_lfs_object(repo.store, spec, pointer, on_demand.fetcher(repo)) as file:
-        return metadata.parse(clean.clean(repo, path, file), spec)
+        return metadata.parse(clean.clean(into or repo, path, file), spec)
 
 
 def index_checkpoints(*, root: Path) -> Iterator[tuple[str, Metadata | None]]:

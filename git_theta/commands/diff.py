@@ -15,6 +15,9 @@ modified group: the L2 norm of the change, the relative change
 hash first: only modified groups are loaded, one at a time (--no-stats loads
 none). A working tree file that changed since it was staged is cleaned first,
 which stores its new objects (as `git diff` does) but leaves the index alone.
+A version committed through git-lfs, before the path switched to git-theta, is
+read through its pointer: the object from the local store (fetched when
+missing, even with --no-stats) is cleaned and compared like any other version.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if mode == invoker.VIEW:
             from git_theta.display import view
 
-            out.write(view.smudged_view(data, path))
+            out.write(view.smudged_view(data, path, repo))
         elif mode == invoker.METADATA:
             out.write(data)
         else:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == invoker.VIEW:
         from git_theta.display import view
 
-        sys.stdout.buffer.write(view.smudged_view(data, args.path))
+        sys.stdout.buffer.write(view.smudged_view(data, args.path, Repo.discover()))
     elif mode == invoker.METADATA:
         sys.stdout.buffer.write(data)
     else:

@@ -1,4 +1,7 @@
-"""git theta uninstall: remove git-theta's filter, diff and merge settings from git config."""
+"""git theta uninstall: remove git-theta's filter, diff and merge settings from git config.
+
+The git-lfs prune settings go too where install set them and they still hold its value.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,12 @@ from git_theta.installation import scope_of, unfiltered_checkpoints, uninstall
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("uninstall", help="remove git-theta's git config", description=__doc__)
+    parser = subparsers.add_parser(
+        "uninstall",
+        help="remove git-theta's git config",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--local", action="store_true", help="change only the current repository (default: global)")
     parser.set_defaults(run=run)
 

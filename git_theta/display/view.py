@@ -21,13 +21,17 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from git_theta import dtypes, files, git, metadata
+from git_theta import dtypes, files, git, lfs_pointer, metadata
 from git_theta.display import changes, lines
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata
 from git_theta.packed import packed
 from git_theta.store import ObjectStore, object_id
+
+if TYPE_CHECKING:
+    from git_theta.repo import Repo
 
 # Fixed minimum widths (never computed from the content): one group's line must
 # not change when another group is added, or git's line diff would show noise.
@@ -63,18 +67,37 @@ def text_view(*, file: str) -> str:
     return render(meta)
 
 
-def smudged_view(data: bytes, source: str) -> bytes:
+def smudged_view(data: bytes, source: str, repo: Repo | None = None) -> bytes:
     """What smudge writes for textconv under a display-only git command: the view of metadata.
 
-    Any other blob (an LFS pointer, a checkpoint committed before its path was tracked) and metadata that does
-    not parse go out as they are, for textconv to show or to report as it always has.
+    A git-lfs pointer (an LFS-era revision of a path git-theta now tracks) is viewed through its object in
+    `repo`'s store (lfs_view). Any other blob (a checkpoint committed before its path was tracked) and metadata
+    that does not parse go out as they are, for textconv to show or to report as it always has.
     """
     if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]):
-        return data
+        pointer = lfs_pointer.parse(data) if repo is not None else None
+        return data if repo is None or pointer is None else lfs_view(repo, source, pointer).encode()
     try:
         return RENDERER.view(data, source).encode()
     except ThetaError:
         return data
+
+
+def lfs_view(repo: Repo, path: str, pointer: lfs_pointer.Pointer) -> str:
+    """The view of the checkpoint a git-lfs pointer names: its object (fetched when missing) cleaned without
+    storing anything, so `git diff`/`git log -p` across the switch from git-lfs list the groups that changed.
+
+    An object that is neither local nor downloadable is one line saying so (the other files' diffs go on);
+    it starts like every view, so textconv copies it rather than cleaning it as a checkpoint.
+    """
+    from git_theta import progress, snapshots
+
+    progress.set_quiet()  # no bar under `git diff`
+    try:
+        meta = snapshots.lfs_metadata(repo, path, pointer, path, into=dry_repo(repo))
+    except ThetaError as error:
+        return f"{VIEW_PREFIX.decode()}cannot show this git-lfs version: {str(error).splitlines()[0]}\n"
+    return render(meta)
 
 
 def render(meta: Metadata) -> str:
@@ -307,8 +330,7 @@ def checkpoint_metadata(file: str) -> Metadata:
     relative = os.path.relpath(os.path.abspath(file), root)
     in_worktree = not relative.startswith("..")
     repo = Repo.discover(root)
-    dry_store = DryStore(repo.store.lfs_dir)
-    dry = Repo(worktree=repo.worktree, common_dir=repo.common_dir, store=dry_store)
+    dry = dry_repo(repo)
     if in_worktree:
         path = relative.replace(os.sep, "/")
         if _unchanged_since_staged(root, path):
@@ -319,11 +341,18 @@ def checkpoint_metadata(file: str) -> Metadata:
         # git names its temp file after the path's last component; the full path is one of these.
         candidates = identify.tracked_paths_named(repo, os.path.basename(file))
         path = candidates[0] if candidates else os.path.basename(file)
-        found = identify.find(repo, candidates, *identify.fingerprint(dry, path, Path(file), dry_store))
+        found = identify.find(repo, candidates, *identify.fingerprint(dry, path, Path(file), dry.store))
         if found is not None:
             return found
     with files.open_regular(file) as stream:
         return metadata.parse(clean.clean(dry, path, stream), file)
+
+
+def dry_repo(repo: Repo) -> Repo:
+    """`repo` over a DryStore: cleaning computes a view's ids and sizes, and stores nothing."""
+    from git_theta.repo import Repo
+
+    return Repo(worktree=repo.worktree, common_dir=repo.common_dir, store=DryStore(repo.store.lfs_dir))
 
 
 def _unchanged_since_staged(root: Path, path: str) -> bool:

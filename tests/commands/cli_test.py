@@ -21,7 +21,7 @@ from conftest import git, theta
 from safetensors.numpy import save
 
 from git_theta import __version__, hooks
-from git_theta.installation import SETTINGS
+from git_theta.installation import LFS_PRUNE_SETTINGS, LFS_RECORD, SETTINGS
 from git_theta.main import build_parser, main
 
 CLI_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
@@ -114,6 +114,12 @@ def lfs_repo(tmp_path: Path) -> tuple[Path, bytes]:
     return path, hook
 
 
+def expected_keys() -> list[str]:
+    """What install adds to a scope with none of its keys: its settings, git-lfs's prune keys and their record."""
+    lfs = [f"{k}={v}" for k, v in LFS_PRUNE_SETTINGS.items()] + [f"{LFS_RECORD}={k}" for k in LFS_PRUNE_SETTINGS]
+    return sorted([f"{k}={v}" for k, v in SETTINGS.items()] + lfs)
+
+
 def hook_files(repo: Path) -> dict[str, bytes]:
     hooks = repo / ".git" / "hooks"
     return {p.name: p.read_bytes() for p in sorted(hooks.iterdir()) if not p.name.endswith(".sample")}
@@ -126,10 +132,10 @@ def test_install_local_is_idempotent_and_leaves_others_alone(tmp_path: Path) -> 
     hooks_before = hook_files(repo)
 
     first = theta(repo, "install", "--local")
-    assert f", {len(SETTINGS)} setting(s) changed)" in first.stdout
+    assert f", {len(SETTINGS) + len(LFS_PRUNE_SETTINGS)} setting(s) changed)" in first.stdout
     config_after = config_list("local", repo)
     assert set(config_before) <= set(config_after)  # filter.lfs.*, alias.st, user.custom untouched
-    assert sorted(set(config_after) - set(config_before)) == sorted(f"{k}={v}" for k, v in SETTINGS.items())
+    assert sorted(set(config_after) - set(config_before)) == expected_keys()
     for name in ("post-checkout", "post-commit", "post-merge"):  # git-lfs's other hooks
         assert (repo / ".git" / "hooks" / name).read_bytes() == hooks_before[name]
     # The user's pre-push hook keeps its bytes: left in place, or chained (moved beside ours and run by it).
@@ -160,12 +166,27 @@ def test_uninstall_local_removes_exactly_our_keys(tmp_path: Path) -> None:
     assert config_list("local", repo) == config_before
 
 
+def test_install_sets_only_the_git_lfs_prune_keys_a_user_left_unset_and_uninstall_removes_only_those(
+    tmp_path: Path,
+) -> None:
+    repo, _ = lfs_repo(tmp_path)
+    git(repo, "config", "lfs.pruneverifyremotealways", "false")  # the user's own choice
+    theta(repo, "install", "--local")
+    assert git(repo, "config", "lfs.pruneverifyremotealways").stdout == "false\n"
+    assert git(repo, "config", "lfs.pruneverifyunreachablealways").stdout == "true\n"
+    git(repo, "config", "lfs.pruneverifyunreachablealways", "false")  # changed by the user after install: theirs now
+    theta(repo, "uninstall", "--local")
+    assert git(repo, "config", "lfs.pruneverifyremotealways").stdout == "false\n"
+    assert git(repo, "config", "lfs.pruneverifyunreachablealways").stdout == "false\n"
+    assert git(repo, "config", "--get-all", LFS_RECORD, check=False).returncode == 1  # the record goes too
+
+
 def test_uninstall_warns_while_tracked_checkpoints_would_check_out_as_metadata(repo: Path) -> None:
     (repo / "model.safetensors").write_bytes(save({"w": np.ones(4, np.float32)}))
     git(repo, "add", "model.safetensors")
     git(repo, "commit", "-q", "-m", "model")
     said = theta(repo, "uninstall", "--local")
-    assert said.returncode == 0 and "git-theta settings removed from local git config (8 setting(s))" in said.stdout
+    assert said.returncode == 0 and "git-theta settings removed from local git config (10 setting(s))" in said.stdout
     assert (
         "warning: 1 tracked checkpoint(s) here (e.g. model.safetensors) will now check out as git-theta's metadata"
         in said.stderr
@@ -202,7 +223,7 @@ def test_install_without_local_writes_global_config(tmp_path: Path) -> None:
     result = theta(outside, "install")
     assert "global git config" in result.stdout
     global_after = config_list("global", outside)
-    assert sorted(set(global_after) - set(global_before)) == sorted(f"{k}={v}" for k, v in SETTINGS.items())
+    assert sorted(set(global_after) - set(global_before)) == expected_keys()
     assert set(global_before) <= set(global_after)
     # HOME is isolated per test by conftest, so this is the test's own ~/.gitconfig.
     assert '[filter "theta"]' in (Path.home() / ".gitconfig").read_text()

@@ -15,7 +15,7 @@ conditions (the first whose filter is a substring of the parameter name).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,14 +172,6 @@ def _value(value: Any, where: str) -> settings.Value:
     return _number(value, where)
 
 
-def _map(value: settings.Value, function: Callable[[float], float]) -> settings.Value:
-    if isinstance(value, settings.Gradient):
-        return settings.Gradient(tuple(function(v) for v in value.values))
-    if isinstance(value, settings.Filtered):
-        return settings.Filtered(tuple((f, _map(v, function)) for f, v in value.conditions))  # type: ignore[misc]
-    return function(value)
-
-
 def _numbers(value: settings.Value) -> set[float]:
     if isinstance(value, settings.Gradient):
         return set(value.values)
@@ -323,9 +315,12 @@ def _arguments(
     where: str,
 ) -> dict[str, Any]:
     try:
-        declared = {argument.name: argument for argument in plugins.strategy(strategy).arguments}
+        plugin = plugins.strategy(strategy)
     except ThetaError as error:
         raise ThetaError(f"{where}: merge_method {method}: {error}") from None
+    # an alias (ties' and dare's `density`) passes through as it is: make_choice converts it by the one rule
+    declared = {argument.name: argument for argument in plugin.arguments}
+    declared.update({alias.argument.name: alias.argument for alias in plugin.aliases})
     names = sorted(set(global_).union(*(per_model[model] for model in revisions)))
     for model, table in per_model.items():
         if model not in revisions and table:
@@ -391,11 +386,6 @@ def _translate(
                 "(no gradients or filters: `weighted` has one weight per version)"
             )
         return {"weights": list(weights)}
-    if method == "ties" and name == "density":
-        return {"k": _same(values, glob, revisions, at, "ties takes one density for all models (k) here")}
-    if method == "dare_linear" and name == "density":
-        density = _same(values, glob, revisions, at, "dare takes one density for all models here")
-        return {"p": _map(density, lambda d: 1.0 - d)}
     if name == "weight" and method in ("ties", "task_arithmetic", "dare_linear"):
         weight = _same(
             values,

@@ -19,7 +19,7 @@ from typing import Any
 
 from git_theta import git, plugins
 from git_theta.errors import ThetaError
-from git_theta.merge import settings
+from git_theta.merge import aliases, settings
 from git_theta.merge.strategies.base import MergeStrategy
 
 POLICY_FILE = ".thetamerge.toml"
@@ -85,9 +85,10 @@ def make_choice(strategy: str, arguments: Mapping[str, Any], source: str) -> Cho
     declared = {argument.name: argument for argument in plugin.arguments}
     fixed: dict[str, Any] = {}
     varying: dict[str, settings.Setting] = {}
-    for name, value in arguments.items():
+    for name, value in aliases.resolve(plugin, arguments, source).items():
         argument = declared.get(name)
         if argument is not None and isinstance(value, settings.SETTINGS):  # built already (a mergekit recipe)
+            settings.check(argument, value, strategy, f"{source}: argument {name}")
             varying[name] = value
         elif argument is not None and settings.varies(argument, value):
             varying[name] = settings.parse_setting(argument, value, strategy, f"{source}: argument {name}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,8 @@ def varies(argument: Argument, value: Any) -> bool:
     return isinstance(value, str) and per_model(argument) and "," in value
 
 
-def _number(argument: Argument, value: Any, strategy: str, where: str) -> float:
+def number(argument: Argument, value: Any, strategy: str, where: str) -> float:
+    """`value` (a number, or its text) parsed and range-checked as `argument`; errors name `where`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ThetaError(f"{where}: {value!r} is not a number")
     try:
@@ -149,7 +150,7 @@ def _gradient(argument: Argument, values: list[Any], strategy: str, where: str) 
     if argument.type not in (int, float):
         raise ThetaError(f"{where}: a {getattr(argument.type, '__name__', 'value')} argument cannot vary across layers")
     # The values are range-checked; interpolated ones lie between two of them, so they pass too.
-    return Gradient(tuple(_number(argument, value, strategy, where) for value in values))
+    return Gradient(tuple(number(argument, value, strategy, where) for value in values))
 
 
 def parse_setting(argument: Argument, value: Any, strategy: str, where: str) -> Setting:
@@ -169,7 +170,7 @@ def parse_setting(argument: Argument, value: Any, strategy: str, where: str) -> 
             entries[key] = (
                 _gradient(argument, item, strategy, inner)
                 if isinstance(item, list)
-                else _number(argument, item, strategy, inner)
+                else number(argument, item, strategy, inner)
             )
         return PerVersion(entries)
     if isinstance(value, list):
@@ -177,7 +178,42 @@ def parse_setting(argument: Argument, value: Any, strategy: str, where: str) -> 
     items = str(value).split(",")
     if len(items) > MAX_VALUES:
         raise ThetaError(f"{where}: {len(items)} values, more than the {MAX_VALUES} allowed")
-    return Positional(tuple(_number(argument, item.strip(), strategy, where) for item in items))
+    return Positional(tuple(number(argument, item.strip(), strategy, where) for item in items))
+
+
+def _numbers(value: Setting | Value | None) -> list[float]:
+    if isinstance(value, Gradient | Positional):
+        return list(value.values)
+    if isinstance(value, Filtered):
+        return [number for _, inner in value.conditions for number in _numbers(inner)]
+    if isinstance(value, PerVersion):
+        return [number for inner in (*value.entries.values(), value.fallback) for number in _numbers(inner)]
+    return [] if value is None else [value]
+
+
+def check(argument: Argument, setting: Setting, strategy: str, where: str) -> None:
+    """Range-check every number of a setting built elsewhere (a mergekit recipe's) as `argument`."""
+    for value in _numbers(setting):
+        number(argument, value, strategy, where)
+
+
+def convert(setting: Setting, function: Callable[[float], float]) -> Setting:
+    """The same setting with `function` applied to each of its numbers (an alias's unit to its target's)."""
+    converted: Setting = _convert(setting, function)
+    return converted
+
+
+def _convert(value: Any, function: Callable[[float], float]) -> Any:
+    if isinstance(value, Gradient):
+        return Gradient(tuple(function(v) for v in value.values))
+    if isinstance(value, Positional):
+        return Positional(tuple(function(v) for v in value.values))
+    if isinstance(value, Filtered):
+        return Filtered(tuple((f, _convert(v, function)) for f, v in value.conditions))
+    if isinstance(value, PerVersion):
+        entries = {key: _convert(v, function) for key, v in value.entries.items()}
+        return PerVersion(entries, None if value.fallback is None else _convert(value.fallback, function))
+    return function(value)
 
 
 def _cast(argument: Argument, value: float) -> float | int:

@@ -230,7 +230,15 @@ REFUSED: list[tuple[str, str]] = [
     ),
     (
         "models: [a, b]\nmerge_method: ties\nbase_model: m\nparameters: {density: 1.5}\n",
-        "merge strategy 'ties': k=1.5 is above the maximum 1.0",
+        "argument density: merge strategy 'ties': density=1.5 is above the maximum 1.0",
+    ),
+    (
+        "models: [a, b]\nmerge_method: dare_linear\nbase_model: m\nparameters: {density: [0.5, 0.0]}\n",
+        "argument density: merge strategy 'dare': density=0.0 is below the minimum 0.001",
+    ),
+    (
+        "models: [a, b]\nmerge_method: slerp\nbase_model: a\nparameters: {t: [0.5, 2]}\n",
+        "argument t: merge strategy 'slerp': t=2.0 is above the maximum 1.0",
     ),
     (
         "models: [a, b]\nmerge_method: slerp\nbase_model: a\nparameters: {t: [{filter: x, value: [{value: 1}]}]}\n",

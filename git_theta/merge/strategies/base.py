@@ -47,12 +47,32 @@ class Argument:
         return parsed
 
 
+@dataclass(frozen=True)
+class Alias:
+    """Another name for an argument, in another unit: mergekit's `density` (the share KEPT) for ties' `k` (the
+    same share) and for dare's `p` (the share DROPPED, so p = 1 − density).
+
+    `argument` gives the alias its own range, default and help (range-checked in its own unit, so a refusal
+    names what the user wrote); its value reaches the strategy as `target`, complemented (1 − value) when
+    `complement`. Giving both the alias and the target is refused by name (policy.make_choice).
+    """
+
+    argument: Argument
+    target: str
+    complement: bool = False
+
+    def convert(self, value: float) -> float:
+        return 1.0 - value if self.complement else value
+
+
 class MergeStrategy(ABC):
     """Combine one parameter's versions from several branches."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     arguments: ClassVar[tuple[Argument, ...]] = ()
+    # Other names for some of `arguments` (resolved before `parse_arguments` sees them).
+    aliases: ClassVar[tuple[Alias, ...]] = ()
     # True when the merge base's value is needed (task-vector methods).
     needs_base: ClassVar[bool] = False
 

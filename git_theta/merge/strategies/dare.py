@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from git_theta.merge.strategies.base import Argument
+from git_theta.merge.strategies.base import Alias, Argument
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 from git_theta.merge.strategies.ties import WEIGHT
 
@@ -25,7 +25,8 @@ class DareStrategy(TaskVectorStrategy):
     """τᵢ = θᵢ − θ_base; mᵢ keeps an entry when U ≥ pᵢ, U ~ Uniform[0, 1) drawn per entry;
     merged = θ_base + λ · Σᵢ wᵢ · mᵢ ⊙ τᵢ / (1−pᵢ).
 
-    p is the share DROPPED (mergekit's `density` is the share kept: p = 1 − density). The masks are
+    p is the share DROPPED; `density` (mergekit's name) is the share KEPT, so density = 0.3 is p = 0.7: give
+    one of them. The masks are
     drawn in version order (one U per entry of each τᵢ, row-major) by numpy's default generator
     (PCG64) seeded with the integer read little-endian from the 8-byte BLAKE2b digest
     (`hashlib.blake2b(..., digest_size=8)`) of "<seed>\\0<parameter name>" in UTF-8, so the same merge
@@ -39,6 +40,22 @@ class DareStrategy(TaskVectorStrategy):
         Argument("lambda", float, 1.0, "scale λ of the summed task vectors", minimum=0.0),
         SEED,
         WEIGHT,
+    )
+    aliases = (
+        Alias(
+            Argument(
+                "density",
+                float,
+                0.5,
+                "mergekit's name: share of each task vector's entries KEPT; give density or p; "
+                "one value, or one per version",
+                minimum=0.001,
+                maximum=1.0,
+                per_model=True,
+            ),
+            "p",
+            complement=True,
+        ),
     )
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:

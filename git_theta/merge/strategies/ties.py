@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from git_theta.merge.strategies.base import Argument
+from git_theta.merge.strategies.base import Alias, Argument
 from git_theta.merge.strategies.task_vectors import TaskVectorConfig, TaskVectorStrategy
 
 WEIGHT = Argument(
@@ -24,8 +24,9 @@ class TiesStrategy(TaskVectorStrategy):
     wᵢτ̂ᵢ has the sign γ (0 where none has; an entry whose sum is exactly 0 elects no sign and gets 0);
     merged = θ_base + λ · τ_m.
 
-    k is the share of each task vector KEPT (mergekit's `density`). With every wᵢ = 1, τ_m is the mean of
-    the agreeing τ̂ᵢ (the paper's disjoint mean). Trimming, election and the mean are per tensor.
+    k is the share of each task vector KEPT; `density` is another name for it (mergekit's): density = k.
+    With every wᵢ = 1, τ_m is the mean of the agreeing τ̂ᵢ (the paper's disjoint mean). Trimming, election
+    and the mean are per tensor.
     """
 
     name = "ties"
@@ -42,6 +43,21 @@ class TiesStrategy(TaskVectorStrategy):
         ),
         Argument("lambda", float, 1.0, "scale λ of the merged task vector", minimum=0.0),
         WEIGHT,
+    )
+    aliases = (
+        Alias(
+            Argument(
+                "density",
+                float,
+                0.2,
+                "mergekit's name for k: share of each task vector's entries KEPT; give density or k; "
+                "one value, or one per version",
+                minimum=0.0,
+                maximum=1.0,
+                per_model=True,
+            ),
+            "k",
+        ),
     )
 
     def config(self, arguments: Mapping[str, Any]) -> TaskVectorConfig:

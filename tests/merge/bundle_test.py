@@ -126,3 +126,21 @@ def test_bundles_that_differ_in_variables_are_refused_in_one_line(tf: Any, repo:
     message = assert_refused(result, names="ckpt.index")
     assert "are not the same variables at the same places" in message and "take one side" in message
     state.assert_unchanged(repo)
+
+
+def test_rewritten_crcs_are_what_tensorflow_checks(tf: Any, tmp_path: Path) -> None:
+    """Changed bytes of a tensor: TensorFlow refuses the stale index, and reads the one rewrite_crcs patched."""
+    from git_theta import crc32c
+    from git_theta.checkpoints.tensor_bundle import parse_index, rewrite_crcs
+
+    _save(tf, tmp_path, np.arange(12, dtype=np.float32).reshape(3, 4), np.ones(4, np.float32))
+    entry = next(e for e in parse_index((tmp_path / "ckpt.index").read_bytes()).entries if e.key == W)
+    data = bytearray((tmp_path / f"ckpt{DATA}").read_bytes())
+    new = -np.arange(12, dtype=np.float32).reshape(3, 4)
+    data[entry.offset : entry.offset + entry.size] = new.tobytes()
+    (tmp_path / f"ckpt{DATA}").write_bytes(bytes(data))
+    with pytest.raises(Exception, match="hecksum"):  # TensorFlow's "Checksum does not match"
+        tf.train.load_checkpoint(str(tmp_path / "ckpt")).get_tensor(W)
+    index = rewrite_crcs((tmp_path / "ckpt.index").read_bytes(), {W: crc32c.mask(crc32c.crc32c(new.tobytes()))})
+    (tmp_path / "ckpt.index").write_bytes(index)
+    np.testing.assert_array_equal(tf.train.load_checkpoint(str(tmp_path / "ckpt")).get_tensor(W), new)

@@ -76,6 +76,7 @@ def test_merge_stops_then_redo_merges_the_bundle_so_tensorflow_restores_it(tf: A
     assert f"ckpt{DATA}: TensorFlow bundle: the .index holds a CRC-32C of each tensor" in result.stderr
     assert "git theta merge --redo ckpt.index" in result.stderr
     assert f"git theta merge --redo ckpt{DATA}" in result.stderr
+    assert "or take one side for every file of the bundle: `git checkout --ours -- 'ckpt.*'`" in result.stderr
 
     done = theta(repo, "merge", "--redo", "ckpt.index", "--strategy", "average")
     assert "rewrote the CRC-32C of 2 tensor(s) in ckpt.index" in done.stderr  # w computed, b from theirs; not the graph
@@ -87,6 +88,12 @@ def test_merge_stops_then_redo_merges_the_bundle_so_tensorflow_restores_it(tf: A
     module = _module(tf, np.zeros((3, 4), np.float32), np.zeros(4, np.float32))
     tf.train.Checkpoint(module=module).read(str(repo / "ckpt")).assert_consumed()  # read: the counterpart of write
     np.testing.assert_array_equal(module.w.numpy(), expected_w)
+    restored = _module(tf, np.zeros((3, 4), np.float32), np.zeros(4, np.float32))
+    tf.train.Checkpoint(module=restored).restore(
+        str(repo / "ckpt")
+    ).assert_nontrivial_match()  # (save_counter: write() saves none)
+    np.testing.assert_array_equal(restored.w.numpy(), expected_w)
+    np.testing.assert_array_equal(restored.b.numpy(), values["b_theirs"])
 
     assert git(repo, "status", "--porcelain").stdout == "M  ckpt.data-00000-of-00001\nM  ckpt.index\n"
     git(repo, "commit", "-q", "--no-edit")

@@ -81,7 +81,7 @@ def redo_bundle(
     indexes = {side: _index_bytes(repo, index, side) for side in ("ours", "theirs", "base")}
     ours_index = indexes["ours"]
     assert ours_index is not None  # only the base may be absent
-    bundles = {side: parse_index(data) for side, data in indexes.items() if data is not None}
+    bundles = {side: _parse_index(data, f"{index_path} ({side})") for side, data in indexes.items() if data is not None}
     for side in ("base", "theirs"):
         if side in bundles:
             _check_same_layout(index_path, bundles["ours"], bundles[side], side)
@@ -210,6 +210,13 @@ def _index_bytes(repo: Repo, index: _Stages, side: str) -> bytes | None:
     if meta.format != "tensorflow" or meta.file.get("bundle") != "index":
         raise ThetaError(f"{index.path} ({side}): not a TensorFlow bundle index's metadata")
     return smudge.read_blob(repo.store, meta.file["index"]["object"], index.path)
+
+
+def _parse_index(data: bytes, what: str) -> Bundle:
+    try:
+        return parse_index(data)
+    except CheckpointError as error:  # committed metadata is not trusted: a hostile index names its version
+        raise MergeError(f"{what}: {error}") from None
 
 
 def _check_same_layout(index_path: str, ours: Bundle, other: Bundle, side: str) -> None:

@@ -151,3 +151,68 @@ def test_rewritten_crcs_are_what_tensorflow_checks(tf: Any, tmp_path: Path) -> N
     index = rewrite_crcs((tmp_path / "ckpt.index").read_bytes(), {W: crc32c.mask(crc32c.crc32c(new.tobytes()))})
     (tmp_path / "ckpt.index").write_bytes(index)
     np.testing.assert_array_equal(tf.train.load_checkpoint(str(tmp_path / "ckpt")).get_tensor(W), new)
+
+
+def test_sharded_bundle_merges_shards_git_took_and_shards_it_left(tf: Any, repo: Path) -> None:
+    """Four shards: one changed only by ours and one only by theirs (git takes those), one changed by both (left
+    conflicted); --redo merges that one and rewrites the index's CRC-32Cs for all three."""
+    policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=300)
+    options = tf.train.CheckpointOptions(experimental_sharding_callback=policy)
+    base = {f"v{i}": np.full((64,), i, np.float32) for i in range(4)}
+
+    def save(values: dict[str, np.ndarray[Any, Any]]) -> None:
+        parts = {name: tf.Variable(value) for name, value in values.items()}
+        tf.train.Checkpoint(**parts).write(str(repo / "ckpt"), options=options)
+
+    theta(repo, "track", "ckpt.*")
+    save(base)
+    shards = sorted(path.name for path in repo.glob("ckpt.data-*"))
+    assert len(shards) > 2
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    theirs = {**base, "v1": base["v1"] + 2, "v3": base["v3"] * 3}
+    save(theirs)
+    git(repo, "commit", "-q", "-am", "theirs")
+    git(repo, "checkout", "-q", "main")
+    ours = {**base, "v0": base["v0"] - 1, "v1": base["v1"] + 4}
+    save(ours)
+    git(repo, "commit", "-q", "-am", "ours")
+    assert git(repo, "merge", "-q", "other", "-s", "ort", check=False).returncode != 0
+    conflicted = set(git(repo, "diff", "--name-only", "--diff-filter=U").stdout.split())
+    assert "ckpt.index" in conflicted and 1 <= len(conflicted & set(shards)) < len(shards)
+    theta(repo, "merge", "--redo", "ckpt.index", "--strategy", "average")
+    reader = tf.train.load_checkpoint(str(repo / "ckpt"))
+    expected = {**base, "v0": ours["v0"], "v1": base["v1"] + 3, "v3": theirs["v3"]}
+    for name, value in expected.items():
+        np.testing.assert_array_equal(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"), value, name)
+    git(repo, "commit", "-q", "--no-edit")
+    assert git(repo, "status", "--porcelain").stdout == ""
+
+
+def test_a_hostile_committed_index_is_refused_in_one_line(tf: Any, repo: Path) -> None:
+    """Committed metadata is not trusted: their .index's blob is no table; --redo names it and changes nothing."""
+    import json
+
+    _branches(tf, repo)
+    git(repo, "checkout", "-q", "other")
+    text = git(repo, "show", "HEAD:ckpt.index").stdout
+    meta = json.loads(text)
+    from git_theta import objects
+    from git_theta.repo import Repo
+
+    store = Repo.discover(repo).store
+    oid, size = store.put(objects.encode_blob(b"not an index" * 8))
+    reference = json.dumps(meta["file"]["index"], separators=(",", ":"))
+    assert reference in text
+    hostile = text.replace(reference, json.dumps({"object": oid, "size": size}, separators=(",", ":")))
+    staged = git(repo, "hash-object", "-w", "--stdin", input=hostile.encode()).stdout.strip()
+    git(repo, "update-index", "--cacheinfo", f"100644,{staged},ckpt.index")
+    git(repo, "commit", "-q", "-m", "a hostile index")
+    git(repo, "checkout", "-q", "-f", "main")  # the working tree still holds the index before the edit
+    git(repo, "config", "theta.merge.strategy", "average")
+    assert git(repo, "merge", "-q", "other", check=False).returncode != 0
+    state = RepoState.capture(repo)
+    result = run_bounded(["git", "theta", "merge", "--redo", "ckpt.index"], cwd=repo)
+    assert "ckpt.index (theirs): not a TensorFlow bundle index" in assert_refused(result, names="ckpt.index")
+    state.assert_unchanged(repo)

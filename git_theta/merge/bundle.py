@@ -64,6 +64,32 @@ class _Stages:
         stage = [git.blob(f":{n}:{path}", cwd=toplevel) for n in range(4)]
         return cls(path, stage[1], stage[2], stage[3], stage[0])
 
+    @classmethod
+    def read_shards(cls, toplevel: Path, prefix: str, count: int) -> list[_Stages]:
+        """Every shard's stages, from one listing of git's index: the shard count comes from a committed .index,
+        so a missing shard is refused before any blob is read (never one git process per declared shard)."""
+        wanted = [shard_path(prefix, k, count) for k in range(count)]
+        listing = git.run("ls-files", "--stage", "-z", cwd=toplevel).stdout.decode("utf-8", "surrogateescape")
+        oids: dict[str, dict[int, str]] = {}
+        names = set(wanted)
+        for record in filter(None, listing.split("\0")):
+            info, _, name = record.partition("\t")
+            if name in names:
+                _mode, oid, stage = info.split()
+                oids.setdefault(name, {})[int(stage)] = oid
+        missing = [name for name in wanted if name not in oids]
+        if missing:
+            raise ThetaError(
+                f"{missing[0]}: this data shard of the bundle ({count} shards) is not in git's index; a TensorFlow "
+                "bundle is merged with all its files"
+            )
+        blobs = git.cat_file_batch(sorted({oid for found in oids.values() for oid in found.values()}), cwd=toplevel)
+        shards = []
+        for name in wanted:
+            versions = {n: blobs[oid] for n, oid in oids[name].items()}
+            shards.append(cls(name, versions.get(1), versions.get(2), versions.get(3), versions.get(0)))
+        return shards
+
     @property
     def conflicted(self) -> bool:
         return self.ours is not None or self.theirs is not None
@@ -86,7 +112,7 @@ def redo_bundle(
         if side in bundles:
             _check_same_layout(index_path, bundles["ours"], bundles[side], side)
     shards_count = bundles["ours"].num_shards
-    shards = [_Stages.read(toplevel, shard_path(prefix, k, shards_count)) for k in range(shards_count)]
+    shards = _Stages.read_shards(toplevel, prefix, shards_count)
     if not any(stages.conflicted for stages in shards) and not index.conflicted:
         raise ThetaError(f"{index_path}: no file of this TensorFlow bundle is conflicted (nothing to redo)")
     written = [stages.path for stages in shards if stages.conflicted]
@@ -132,11 +158,14 @@ def _side_shards(toplevel: Path, stages: _Stages) -> dict[str, metadata.Metadata
     return {side: _parse(data, f"{stages.path} ({side})") for side, data in found.items() if data is not None}
 
 
-def _spans(meta: metadata.Metadata) -> list[tuple[int, int, str, str]]:
+def _spans(meta: metadata.Metadata, path: str) -> list[tuple[int, int, str, str]]:
     """(start, end, group name, hash) of each group of a data shard, in file order."""
     spans = []
     position = 0
-    for name in meta.file.get("layout", []):
+    layout = meta.file.get("layout")
+    if not isinstance(layout, list) or not all(isinstance(name, str) and name in meta.params for name in layout):
+        raise MergeError(f"{path}: the metadata's layout does not name its parameter groups")
+    for name in layout:
         entry = meta.params[name]
         size = dtypes.nbytes(entry.dtype, entry.shape)
         spans.append((position, position + size, name, entry.hash))
@@ -158,8 +187,8 @@ def _new_crcs(
     element's length as a uint64), so it is never computed here: it is taken from the side whose bytes of that
     entry are the merged ones, compared group by group, and refused if no side's are.
     """
-    merged_spans = _spans(merged)
-    side_spans = {side: set(_spans(meta)) for side, meta in sides.items()}
+    merged_spans = _spans(merged, path)
+    side_spans = {side: set(_spans(meta, f"{path} ({side})")) for side, meta in sides.items()}
     by_key = {side: {e.key: e for e in bundle.entries} for side, bundle in bundles.items()}
     changed: dict[str, int] = {}
     for entry, crc in found:

@@ -10,13 +10,15 @@ every version of every file is in git's index (stages 1, 2, 3; stage 0 for a fil
    never moves a tensor, so ours' index, with new CRC-32Cs, describes the merged shards exactly;
 2. each conflicted data shard is merged by the engine as any checkpoint (`.thetamerge.toml` rules name the data
    shard's path and its groups), keeping its layout;
-3. each shard is written to the working tree, and the CRC-32C of every entry's byte range is computed from the
-   bytes written; ours' index with those CRC-32Cs (tensor_bundle.rewrite_crcs) is written and staged first, then
-   the shards, whose clean filter reads the new index beside them.
+3. the CRC-32C of every entry's byte range is computed from the merged shard's bytes as checkout writes them,
+   and ours' index gets those CRC-32Cs (tensor_bundle.rewrite_crcs); only then is anything written: the shards,
+   then the index, which is staged first, then the shards, whose clean filter reads the new index beside them.
+   A refusal therefore leaves the conflict as it was.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,18 +122,13 @@ def redo_bundle(
         for file in [index_path, *written]:
             revisions.refuse_edits_since_conflict(toplevel, file)
     merged = {stages.path: _merge_shard(repo, toplevel, stages, choice, report) for stages in shards}
+    # Everything is computed before any file is written, so a refusal leaves the conflict as it was. The CRC-32Cs
+    # come from the merged bytes as checkout writes them (one read of each shard from the store; a second writes it).
     crcs: dict[str, int] = {}
     for k, stages in enumerate(shards):
         entries = [entry for entry in bundles["ours"].entries if entry.shard == k and not entry.sliced]
-        if stages.conflicted:
-            if force and (toplevel / stages.path).is_file():
-                kept = local_changes.back_up(repo.common_dir, toplevel, stages.path)
-                report(f"git-theta: the working-tree {stages.path} before this merge is kept as {kept}")
-            found = _write_shard(repo, toplevel, stages.path, merged[stages.path], entries)
-        else:
-            found = _crcs_of(repo, stages.path, merged[stages.path], entries)
-        sides = _side_shards(toplevel, stages)
-        crcs.update(_new_crcs(stages.path, merged[stages.path], found, bundles, sides))
+        found = _crcs_of(repo, stages.path, merged[stages.path], entries)
+        crcs.update(_new_crcs(stages.path, merged[stages.path], found, bundles, _side_shards(toplevel, stages)))
     try:
         new_index = rewrite_crcs(ours_index, crcs)
     except CheckpointError as error:
@@ -140,6 +137,11 @@ def redo_bundle(
     def write_index(out: BinaryIO) -> None:
         out.write(new_index)
 
+    for file in written:
+        if force and (toplevel / file).is_file():
+            kept = local_changes.back_up(repo.common_dir, toplevel, file)
+            report(f"git-theta: the working-tree {file} before this merge is kept as {kept}")
+        write_atomically(toplevel / file, functools.partial(_write_shard, repo, file, merged[file].serialize()))
     write_atomically(toplevel / index_path, write_index)
     git.run("add", "--", index_path, cwd=toplevel)
     for file in written:
@@ -303,18 +305,15 @@ def _merge_shard(
 
 
 class _RangeCrcs:
-    """A writer that passes bytes on and computes the CRC-32C of each entry's byte range as they go by."""
+    """A writer (for smudge) that computes the CRC-32C of each entry's byte range as the bytes go by."""
 
-    def __init__(self, out: BinaryIO | None, entries: list[Entry]) -> None:
-        self.out = out
+    def __init__(self, entries: list[Entry]) -> None:
         self.entries = sorted(entries, key=lambda e: (e.offset, e.size))
         self.partial: dict[int, int] = {}  # position in self.entries -> CRC-32C of its bytes seen so far
         self.position = 0
         self.first = 0  # entries before this one ended before the bytes seen so far
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        if self.out is not None:
-            self.out.write(data)
         view = memoryview(data).cast("B")
         start, end = self.position, self.position + len(view)
         for number in range(self.first, len(self.entries)):
@@ -337,25 +336,13 @@ class _RangeCrcs:
         return {number: self.partial.get(number, 0) for number in range(len(self.entries))}
 
 
-def _write_shard(
-    repo: Repo, toplevel: Path, path: str, meta: metadata.Metadata, entries: list[Entry]
-) -> list[tuple[Entry, int]]:
-    """Write the merged shard to the working tree; each entry with the CRC-32C of its bytes as written."""
-    data = meta.serialize()
-    counter = _RangeCrcs(None, entries)
-
-    def write(out: BinaryIO) -> None:
-        counter.out = out
-        smudge.smudge(repo.store, path, data, counter)  # type: ignore[arg-type]  # write() is all smudge calls
-
-    write_atomically(toplevel / path, write)
-    found = counter.result(path)
-    return [(entry, found[number]) for number, entry in enumerate(counter.entries)]
+def _write_shard(repo: Repo, path: str, data: bytes, out: BinaryIO) -> None:
+    smudge.smudge(repo.store, path, data, out)
 
 
 def _crcs_of(repo: Repo, path: str, meta: metadata.Metadata, entries: list[Entry]) -> list[tuple[Entry, int]]:
     """The CRC-32Cs of a shard git merged already (stage 0), from its metadata, without touching the file."""
-    counter = _RangeCrcs(None, entries)
+    counter = _RangeCrcs(entries)
     smudge.smudge(repo.store, path, meta.serialize(), counter)  # type: ignore[arg-type]
     found = counter.result(path)
     return [(entry, found[number]) for number, entry in enumerate(counter.entries)]

@@ -106,7 +106,7 @@ def redo_bundle(
     index = _Stages.read(toplevel, index_path)
     if not index.conflicted and index.merged is None:
         raise ThetaError(f"{index_path}: not in git's index; a TensorFlow bundle is merged with its .index")
-    indexes = {side: _index_bytes(repo, index, side) for side in ("ours", "theirs", "base")}
+    indexes = {side: _index_bytes(repo, toplevel, index, side) for side in ("ours", "theirs", "base")}
     ours_index = indexes["ours"]
     assert ours_index is not None  # only the base may be absent
     bundles = {side: _parse_index(data, f"{index_path} ({side})") for side, data in indexes.items() if data is not None}
@@ -119,8 +119,15 @@ def redo_bundle(
         raise ThetaError(f"{index_path}: no file of this TensorFlow bundle is conflicted (nothing to redo)")
     written = [stages.path for stages in shards if stages.conflicted]
     if not force:
-        for file in [index_path, *written]:
-            revisions.refuse_edits_since_conflict(toplevel, file)
+        revisions.refuse_edits_since_conflict(toplevel, index_path)
+        for stages in shards:
+            if stages.conflicted and stages.ours is not None:
+                _refuse_edited_shard(repo, toplevel, stages.path, stages.ours)
+        if index.merged is not None and local_changes.worktree_differs(toplevel, index_path, index.merged):
+            raise local_changes.LocalChangesError(
+                f"{index_path}: the working-tree file has changes that are not in git's index; --redo would "
+                "overwrite them. Rerun with --force to overwrite them (a backup is kept under .git/theta/backup/)"
+            )
     merged = {stages.path: _merge_shard(repo, toplevel, stages, choice, report) for stages in shards}
     # Everything is computed before any file is written, so a refusal leaves the conflict as it was. The CRC-32Cs
     # come from the merged bytes as checkout writes them (one read of each shard from the store; a second writes it).
@@ -137,11 +144,12 @@ def redo_bundle(
     def write_index(out: BinaryIO) -> None:
         out.write(new_index)
 
-    for file in written:
+    for file in [*written, index_path]:
         if force and (toplevel / file).is_file():
             kept = local_changes.back_up(repo.common_dir, toplevel, file)
             report(f"git-theta: the working-tree {file} before this merge is kept as {kept}")
-        write_atomically(toplevel / file, functools.partial(_write_shard, repo, file, merged[file].serialize()))
+        if file != index_path:
+            write_atomically(toplevel / file, functools.partial(_write_shard, repo, file, merged[file].serialize()))
     write_atomically(toplevel / index_path, write_index)
     git.run("add", "--", index_path, cwd=toplevel)
     for file in written:
@@ -154,10 +162,51 @@ def _side_shards(toplevel: Path, stages: _Stages) -> dict[str, metadata.Metadata
     if stages.conflicted:
         found = {"ours": stages.ours, "theirs": stages.theirs, "base": stages.base}
     else:
-        found = {"ours": git.blob(f"HEAD:{stages.path}", cwd=toplevel)}
-        if git.run("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=toplevel, check=False).returncode == 0:
-            found["theirs"] = git.blob(f"MERGE_HEAD:{stages.path}", cwd=toplevel)
+        found = {
+            side: _side_blob(toplevel, rev, stages.path) for side, rev in (("ours", "HEAD"), ("theirs", "MERGE_HEAD"))
+        }
     return {side: _parse(data, f"{stages.path} ({side})") for side, data in found.items() if data is not None}
+
+
+class _Compare:
+    """A writer (for smudge) that compares what it is given with a file, byte for byte."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.same = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.same:
+            view = memoryview(data).cast("B")
+            self.same = self.handle.read(len(view)) == view
+        return len(data)
+
+
+def _refuse_edited_shard(repo: Repo, toplevel: Path, path: str, ours: bytes) -> None:
+    """--redo replaces the shard, which the conflict left as ours: anything else there is the user's work.
+
+    Compared as bytes with ours checked out, not by cleaning the file: a data shard's clean reads the .index beside
+    it, which git may have replaced with theirs."""
+    try:
+        with open(toplevel / path, "rb") as handle:
+            compare = _Compare(handle)
+            smudge.smudge(repo.store, path, ours, compare)  # type: ignore[arg-type]  # write() is all smudge calls
+            same = compare.same and handle.read(1) == b""
+    except FileNotFoundError:
+        return  # nothing to lose
+    if not same:
+        raise local_changes.LocalChangesError(
+            f"{path}: the working-tree file has changes that are not in the merge's 'ours' version (:2:{path}); "
+            "--redo would overwrite them. Rerun with --force to overwrite them (a backup is kept under "
+            ".git/theta/backup/)"
+        )
+
+
+def _side_blob(toplevel: Path, rev: str, path: str) -> bytes | None:
+    """REV:PATH, or None where REV (MERGE_HEAD outside `git merge`) or the path in it does not exist."""
+    if git.run("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", cwd=toplevel, check=False).returncode != 0:
+        return None
+    return git.blob(f"{rev}:{path}", cwd=toplevel)
 
 
 def _spans(meta: metadata.Metadata, path: str) -> list[tuple[int, int, str, str]]:
@@ -230,9 +279,15 @@ def _parse(data: bytes, what: str) -> metadata.Metadata:
     return metadata.parse(data, what)
 
 
-def _index_bytes(repo: Repo, index: _Stages, side: str) -> bytes | None:
-    """One side's .index bytes (every side is stage 0's when git merged the index already)."""
-    data = {"base": index.base, "ours": index.ours, "theirs": index.theirs}[side] if index.conflicted else index.merged
+def _index_bytes(repo: Repo, toplevel: Path, index: _Stages, side: str) -> bytes | None:
+    """One side's .index bytes. When git merged the index already (one side changed it), each side's own is
+    HEAD's or MERGE_HEAD's: a string tensor's CRC-32C is taken from the index of the side whose bytes are kept."""
+    if index.conflicted:
+        data = {"base": index.base, "ours": index.ours, "theirs": index.theirs}[side]
+    elif side == "base":
+        data = None
+    else:
+        data = _side_blob(toplevel, "HEAD" if side == "ours" else "MERGE_HEAD", index.path) or index.merged
     if data is None:
         if side == "base":
             return None  # added on both sides: nothing to compare with

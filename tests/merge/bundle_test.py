@@ -6,6 +6,7 @@ TensorFlow is imported once for the module (its import takes seconds).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,9 @@ def test_merge_stops_then_redo_merges_the_bundle_so_tensorflow_restores_it(tf: A
     np.testing.assert_array_equal(restored.b.numpy(), values["b_theirs"])
 
     assert git(repo, "status", "--porcelain").stdout == "M  ckpt.data-00000-of-00001\nM  ckpt.index\n"
+    # the shard's clean, reading the new index beside it, found every CRC-32C right: the tensors stay typed groups
+    staged = json.loads(git(repo, "show", f":ckpt{DATA}").stdout)["params"]
+    assert staged[W]["dtype"] == "F32" and staged[B]["shape"] == [4] and staged[STEPS]["dtype"] == "I64"
     git(repo, "commit", "-q", "--no-edit")
     assert git(repo, "status", "--porcelain").stdout == ""
     assert len(git(repo, "log", "-1", "--format=%P").stdout.split()) == 2
@@ -192,8 +196,6 @@ def test_sharded_bundle_merges_shards_git_took_and_shards_it_left(tf: Any, repo:
 
 def test_a_hostile_committed_index_is_refused_in_one_line(tf: Any, repo: Path) -> None:
     """Committed metadata is not trusted: their .index's blob is no table; --redo names it and changes nothing."""
-    import json
-
     _branches(tf, repo)
     git(repo, "checkout", "-q", "other")
     text = git(repo, "show", "HEAD:ckpt.index").stdout

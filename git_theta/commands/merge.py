@@ -117,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             if len(revisions) < 2 or not args.path:
                 raise ThetaError("give two or more revisions and --path PATH (or --redo PATH, or --list-strategies)")
+            if bundle.applies(toplevel, _repo_path(toplevel, args.path)):
+                raise ThetaError(
+                    f"{args.path}: a TensorFlow bundle is merged as a unit after `git merge` stops on it, with "
+                    f"`git theta merge --redo {args.path}`; merging revisions with --path does not rewrite its .index"
+                )
             merge_revisions.merge_revisions(
                 repo=repo,
                 toplevel=toplevel,

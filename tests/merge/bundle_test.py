@@ -137,6 +137,9 @@ def test_bundles_that_differ_in_variables_are_refused_in_one_line(tf: Any, repo:
     message = assert_refused(result, names="ckpt.index")
     assert "are not the same variables at the same places" in message and "take one side" in message
     state.assert_unchanged(repo)
+    result = run_bounded(["git", "theta", "merge", "HEAD", "other", "--path", f"ckpt{DATA}"], cwd=repo)
+    assert "merging revisions with --path does not rewrite its .index" in assert_refused(result, names=f"ckpt{DATA}")
+    state.assert_unchanged(repo)
 
 
 def test_rewritten_crcs_are_what_tensorflow_checks(tf: Any, tmp_path: Path) -> None:

@@ -4,16 +4,17 @@ git merges `<prefix>.index` and each `<prefix>.data-<k>-of-<n>` as separate file
 its own file's versions; but the index holds the CRC-32C of every tensor (TensorFlow checks it at restore), so a
 value merge of a data shard alone would leave the index stale. `git merge` therefore stops on both files
 (git_theta/checkpoints/tensorflow.py), and `git theta merge --redo` on any file of the bundle comes here, where
-every version of every file is in git's index (stages 1, 2, 3; stage 0 for a file git merged already):
+every version of every file is in git's index (stages 1, 2, 3; for a file git merged already, stage 0, with
+each side's own version in HEAD and MERGE_HEAD):
 
 1. the three indexes must describe the same variables at the same places (only CRC-32Cs differ): a value merge
    never moves a tensor, so ours' index, with new CRC-32Cs, describes the merged shards exactly;
 2. each conflicted data shard is merged by the engine as any checkpoint (`.thetamerge.toml` rules name the data
    shard's path and its groups), keeping its layout;
 3. the CRC-32C of every entry's byte range is computed from the merged shard's bytes as checkout writes them,
-   and ours' index gets those CRC-32Cs (tensor_bundle.rewrite_crcs); only then is anything written: the shards,
-   then the index, which is staged first, then the shards, whose clean filter reads the new index beside them.
-   A refusal therefore leaves the conflict as it was.
+   and ours' index gets those CRC-32Cs (tensor_bundle.rewrite_crcs). Only then are files written (the shards,
+   then the index), so a refusal leaves the conflict as it was; the index is staged first, then the shards,
+   whose clean filter reads the new index beside them.
 """
 
 from __future__ import annotations

@@ -124,6 +124,15 @@ class CheckpointFormat(ABC):
             raise CheckpointError(f"the {self.name} format cannot add, remove or reshape parameter groups here")
         return dict(file)
 
+    def merge_refusal(self, files: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> str | None:
+        """Why these versions' file sections (ours first) cannot be merged as this one file, or None.
+
+        The merge otherwise keeps the first file section that differs from the base's. A format whose file
+        section depends on other files (a TensorFlow .index on its data shards) refuses here when several sides
+        changed it, so that the merge stops instead of keeping one side's.
+        """
+        return None
+
 
 def read_exact(stream: IO[bytes], size: int) -> bytes:
     """Exactly `size` bytes from a stream, or CheckpointError if it ends early."""

@@ -15,7 +15,7 @@ against the limits below before it is used (docs/formats.md, "Checkpoint files")
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from git_theta import crc32c
@@ -97,10 +97,17 @@ def _varint(data: bytes, position: int, end: int) -> tuple[int, int]:
 
 def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | tuple[int, int]]]:
     """(field number, wire type, value) of a protobuf message; length-delimited values as (start, end)."""
+    for number, wire, value, _ in _field_spans(data, start, end):
+        yield number, wire, value
+
+
+def _field_spans(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | tuple[int, int], int]]:
+    """As _fields, plus where each value's bytes start (rewrite_crcs patches a fixed32 in place)."""
     position = start
     while position < end:
         tag, position = _varint(data, position, end)
         number, wire = tag >> 3, tag & 7
+        value_start = position
         value: int | tuple[int, int]
         if wire == 0:
             value, position = _varint(data, position, end)
@@ -118,7 +125,7 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int |
             position += length
         else:
             raise CheckpointError(f"protobuf wire type {wire} is not used by bundle entries")
-        yield number, wire, value
+        yield number, wire, value, value_start
 
 
 def _signed(value: int) -> int:
@@ -282,3 +289,44 @@ def _header(data: bytes, start: int, end: int) -> tuple[int, bool]:
     if not 1 <= num_shards <= MAX_SHARDS:
         raise CheckpointError(f"the bundle header declares {num_shards} shards (1 to {MAX_SHARDS})")
     return num_shards, endianness == 0
+
+
+def rewrite_crcs(data: bytes, crcs: Mapping[str, int]) -> bytes:
+    """The index `data` with the masked CRC-32C of each entry named in `crcs` (by its group name, see _key_name)
+    replaced, and the trailer of each block that changed recomputed.
+
+    BundleEntryProto.crc32c is a fixed32, so only those 4 bytes of an entry change: keys, handles and the footer
+    keep their places, and the file keeps its length. An entry without the field (proto3 omits a CRC of 0, which
+    TensorFlow never writes for a tensor it saved) cannot be patched in place and is refused, as is a name the
+    index does not hold.
+    """
+    parse_index(data)  # every handle and block checked, so the walk below only finds places
+    out = bytearray(data)
+    footer = len(data) - FOOTER_BYTES
+    _, position = _varint(data, footer, footer + 40)
+    _, position = _varint(data, position, footer + 40)
+    index_offset, position = _varint(data, position, footer + 40)
+    index_size, _ = _varint(data, position, footer + 40)
+    index_start, index_end = _block(data, index_offset, index_size, "index")
+    remaining = dict(crcs)
+    for _, handle_start, handle_end in _block_entries(data, index_start, index_end, "index"):
+        block_offset, after = _varint(data, handle_start, handle_end)
+        block_size, _ = _varint(data, after, handle_end)
+        start, end = _block(data, block_offset, block_size, "data")
+        changed = False
+        for raw_key, value_start, value_end in _block_entries(data, start, end, "data"):
+            name = _key_name(raw_key) if raw_key else None
+            if name is None or name not in remaining:
+                continue
+            crc = remaining.pop(name)
+            spans = [at for number, _, _, at in _field_spans(data, value_start, value_end) if number == 6]
+            if len(spans) != 1 or data[spans[0] - 1] != (6 << 3 | 5):
+                raise CheckpointError(f"variable {name[:80]!r} has no single fixed32 CRC-32C field to rewrite")
+            _U32.pack_into(out, spans[0], crc)
+            changed = True
+        if changed:  # the block's trailer: masked CRC-32C of its bytes and its type byte
+            trailer = crc32c.mask(crc32c.crc32c(memoryview(out)[start : end + 1]))
+            _U32.pack_into(out, end + 1, trailer)
+    if remaining:
+        raise CheckpointError(f"the index has no variable {next(iter(remaining))[:80]!r}")
+    return bytes(out)

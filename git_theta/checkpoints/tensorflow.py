@@ -19,8 +19,9 @@ never imported.
 from __future__ import annotations
 
 import itertools
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -106,7 +107,8 @@ class TensorflowFormat(CheckpointFormat):
         sink: ParamSink,
     ) -> dict[str, Any]:
         """Refuse any change: the `.index` holds each tensor's CRC-32C, which TensorFlow checks when it restores,
-        and this data file's merge cannot rewrite the index (another file, merged on its own)."""
+        and this data file alone cannot rewrite the index (another file). git_theta/merge/bundle.py merges the
+        bundle as a unit (data shards, then the index's CRC-32Cs) and uses `values_file_section` instead."""
         changed = sorted(
             name
             for name in before.keys() | after.keys()
@@ -115,11 +117,46 @@ class TensorflowFormat(CheckpointFormat):
         if changed:
             raise CheckpointError(
                 f"TensorFlow bundle: the .index holds a CRC-32C of each tensor, so changing {shown(changed[0], 120)}"
-                f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''} here would leave the index stale; "
-                "take one side for the whole checkpoint (git checkout --ours/--theirs on both files), or merge in "
-                "TensorFlow and save a new checkpoint"
+                f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''} in this file alone would leave the "
+                "index stale; `git theta merge --redo` on it merges the whole bundle and rewrites the index's "
+                "CRC-32Cs (or take one side for every file of the bundle)"
             )
         return dict(file)
+
+    def merge_refusal(self, files: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> str | None:
+        """An .index changed on several sides (any tensor change changes its CRC-32Cs) is merged only with its data
+        shards, by `git theta merge --redo`: keeping one side's would describe the other side's tensors wrongly."""
+        if any(file.get("bundle") != "index" for file in files):
+            return None
+        changed = {_canonical(file) for file in files if base is None or file != base}
+        if len(changed) < 2:
+            return None
+        return (
+            "TensorFlow bundle: the .index changed on both sides (it holds each tensor's CRC-32C), so it is merged "
+            "with its data shards as one checkpoint by `git theta merge --redo` on it"
+        )
+
+
+def _canonical(file: Mapping[str, Any]) -> str:
+    return json.dumps(file, sort_keys=True)
+
+
+def values_file_section(
+    file: Mapping[str, Any], before: Mapping[str, ParamEntry], after: Mapping[str, ParamEntry]
+) -> dict[str, Any]:
+    """A data shard's file section when only values changed (the same groups, dtypes and shapes): the same layout.
+
+    Only for a merge that rewrites the .index's CRC-32Cs too (git_theta/merge/bundle.py)."""
+    if file.get("bundle") != "data":
+        raise CheckpointError("not a TensorFlow data shard's file section")
+    same = before.keys() == after.keys() and all(
+        (before[name].dtype, before[name].shape) == (after[name].dtype, after[name].shape) for name in before
+    )
+    if not same:
+        raise CheckpointError(
+            "TensorFlow bundle: a merge of a data shard may change values only, not add, remove or reshape variables"
+        )
+    return dict(file)
 
 
 def _read_index(stream: IO[bytes], sink: ParamSink) -> dict[str, Any]:

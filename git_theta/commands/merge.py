@@ -17,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from git_theta import git
+from git_theta import git, snapshots
 from git_theta.errors import ThetaError
-from git_theta.merge import mergekit
+from git_theta.merge import bundle, mergekit
 from git_theta.merge import revisions as merge_revisions
 from git_theta.merge.policy import make_choice, parse_assignments
 from git_theta.merge.reference import strategy_reference
@@ -100,12 +100,28 @@ def run(args: argparse.Namespace) -> int:
         if args.redo:
             if revisions or args.path or args.base:
                 raise ThetaError("--redo takes only a path (and --strategy/--arg); the versions come from the index")
-            merge_revisions.redo_merge(
-                repo=repo, toplevel=toplevel, path=args.redo, choice=choice, force=args.force, report=_report
-            )
+            redo = bundle.redo_bundle if bundle.applies(toplevel, _repo_path(toplevel, args.redo)) else None
+            if redo is not None:  # a TensorFlow bundle: every file of it, then the .index's CRC-32Cs
+                redo(
+                    repo=repo,
+                    toplevel=toplevel,
+                    path=_repo_path(toplevel, args.redo),
+                    choice=choice,
+                    force=args.force,
+                    report=_report,
+                )
+            else:
+                merge_revisions.redo_merge(
+                    repo=repo, toplevel=toplevel, path=args.redo, choice=choice, force=args.force, report=_report
+                )
         else:
             if len(revisions) < 2 or not args.path:
                 raise ThetaError("give two or more revisions and --path PATH (or --redo PATH, or --list-strategies)")
+            if bundle.applies(toplevel, _repo_path(toplevel, args.path)):
+                raise ThetaError(
+                    f"{args.path}: a TensorFlow bundle is merged as a unit after `git merge` stops on it, with "
+                    f"`git theta merge --redo {args.path}`; merging revisions with --path does not rewrite its .index"
+                )
             merge_revisions.merge_revisions(
                 repo=repo,
                 toplevel=toplevel,
@@ -127,3 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _repo_path(toplevel: Path, path: str) -> str:
+    return snapshots.repo_paths(toplevel, [path])[0]

@@ -6,9 +6,11 @@ working tree holds our model; `resolve_hint` says how to get out of it.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from git_theta import metadata
+from git_theta.checkpoints import tensorflow
 from git_theta.errors import MetadataError
 from git_theta.merge import local_changes, settings
 from git_theta.merge.choose import chooser
@@ -20,11 +22,26 @@ LABELS = ("ours", "theirs")
 
 def resolve_hint(path: str) -> str:
     """How to resolve a conflicted checkpoint, for the message that stops a merge."""
-    return (
+    redo = (
         f"redo this file's merge now: `git theta merge --redo {path} --strategy NAME [--arg NAME=VALUE]`, then "
-        "`git commit`\n"
-        f"  - or take one side whole: `git checkout --ours -- {path}` (or --theirs), then `git add {path}`"
+        "`git commit`"
     )
+    prefix = _bundle_prefix(path)
+    if prefix is not None:  # the .index describes its shards' tensors: the same side for every file
+        files = shlex.quote(f"{prefix}.*")
+        return (
+            f"{redo}\n  - or take one side for every file of the bundle: `git checkout --ours -- {files}` "
+            f"(or --theirs), then `git add {files}`"
+        )
+    return f"{redo}\n  - or take one side whole: `git checkout --ours -- {path}` (or --theirs), then `git add {path}`"
+
+
+def _bundle_prefix(path: str) -> str | None:
+    """The prefix of a TensorFlow bundle's file (`<prefix>.index`, `<prefix>.data-<k>-of-<n>`), else None."""
+    shard = tensorflow.data_shard(path)
+    if shard is not None:
+        return shard[0]
+    return path[: -len(tensorflow.INDEX_SUFFIX)] if path.endswith(tensorflow.INDEX_SUFFIX) else None
 
 
 def merge_files(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from git_theta.update_engine import auto
 PARALLEL_MERGES = 2
 
 Chooser = Callable[[Sequence[Conflict]], dict[str, Choice]]
+FileSection = Callable[[Mapping[str, Any], Mapping[str, ParamEntry], Mapping[str, ParamEntry]], dict[str, Any]]
 
 
 class MergeError(ThetaError):
@@ -79,14 +80,22 @@ def merge_metadata(
     labels: Sequence[str],
     choose: Chooser,
     exhaustive: bool = False,
+    file_section: FileSection | None = None,
 ) -> MergeResult:
-    """The merged metadata of `versions` (ours first) over `base`; stores new objects (`exhaustive`: see plan)."""
+    """The merged metadata of `versions` (ours first) over `base`; stores new objects (`exhaustive`: see plan).
+
+    `file_section(file, before, after)` replaces the format's file_for_params: a caller that merges several files
+    as one (git_theta/merge/bundle.py) rebuilds what this file alone cannot."""
     formats = {meta.format for meta in [*versions, *([base] if base else [])]}
     if len(formats) != 1:
         raise MergeError(
             f"{path}: the versions are in different checkpoint formats ({', '.join(sorted(formats))}); they cannot be "
             "merged"
         )
+    checkpoint = plugins.checkpoint(versions[0].format)()
+    refusal = checkpoint.merge_refusal([meta.file for meta in versions], base.file if base else None)
+    if refusal is not None:
+        raise MergeError(f"{path}: {refusal}")
     settled = plan(versions, base, exhaustive)
     choices = choose(settled.conflicts) if settled.conflicts else {}
     packed = _packed(versions, base)
@@ -98,13 +107,15 @@ def merge_metadata(
     params = dict(settled.taken)
     params.update(_merge_conflicts(store, path, settled.conflicts, choices, result))
     start = next((meta for meta in versions if base is not None and meta.file != base.file), versions[0])
-    checkpoint = plugins.checkpoint(start.format)()
     source = StoreSource(store, params, path)  # file_for_params reads the merged groups
     try:
-        file_section = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
+        if file_section is not None:
+            file = file_section(start.file, start.params, params)
+        else:
+            file = checkpoint.file_for_params(start.file, start.params, params, source, StoringSink(store, []))
     except CheckpointError as error:  # the format's refusal, which does not know the path
         raise MergeError(f"{path}: {error}") from None
-    result.metadata = Metadata(start.format, file_section, dict(sorted(params.items())))
+    result.metadata = Metadata(start.format, file, dict(sorted(params.items())))
     return result
 
 

@@ -165,3 +165,43 @@ def test_a_data_block_is_read_once() -> None:
     handles = varint(len(data)) + varint(len(meta) - 5) + varint(len(data) + len(meta)) + varint(len(index) - 5)
     table = data + meta + index + handles + bytes(40 - len(handles)) + struct.pack("<Q", MAGIC)
     _refused(table, "overlaps or precedes")
+
+
+def test_rewrite_crcs_changes_only_the_fields_and_the_block_trailer() -> None:
+    """Golden bytes: the 4-byte CRC-32C fields of the entries named, and the data block's trailer, nothing else."""
+    import hashlib
+
+    original = sample()
+    rewritten = tensor_bundle.rewrite_crcs(original, {"layer/bias": crc32c.mask(0xDEADBEEF), "text": crc32c.mask(1)})
+    assert hashlib.sha256(rewritten).hexdigest() == "13b6a98c8cbfb70e962c299a3068d28693f3759b2d1098c4ac6b105985a22c3b"
+    assert len(rewritten) == len(original)
+    # bias's field (4 bytes), text's field (mask(0) and mask(1) share 3 bytes), the data block's masked CRC-32C
+    assert [i for i, (a, b) in enumerate(zip(original, rewritten)) if a != b] == [
+        39,
+        40,
+        41,
+        42,
+        99,
+        110,
+        111,
+        112,
+        113,
+    ]
+    entries = {entry.key: entry for entry in parse_index(rewritten).entries}  # the block trailer checks out
+    assert entries["layer/bias"].masked_crc == crc32c.mask(0xDEADBEEF)
+    assert entries["text"].masked_crc == crc32c.mask(1)
+    assert entries["layer/kernel"].masked_crc == crc32c.mask(0x5678)
+    assert tensor_bundle.rewrite_crcs(original, {}) == original
+
+
+def test_rewrite_crcs_refuses_what_it_cannot_patch_in_place() -> None:
+    with pytest.raises(CheckpointError, match="the index has no variable 'missing'"):
+        tensor_bundle.rewrite_crcs(sample(), {"missing": 1})
+    no_crc = field(1, 1) + field(2, field(2, field(1, 3))) + field(5, 12)  # proto3 leaves out a CRC of 0
+    twice = entry_proto(1, [3], 0, 12, 5) + varint(6 << 3 | 5) + struct.pack("<I", 7)
+    for value in (no_crc, twice):
+        index = build_index([(b"", header_proto()), (b"w", value)])
+        with pytest.raises(CheckpointError, match="'w' has no single fixed32 CRC-32C field to rewrite"):
+            tensor_bundle.rewrite_crcs(index, {"w": 1})
+    with pytest.raises(CheckpointError, match="not a TensorFlow bundle index"):
+        tensor_bundle.rewrite_crcs(sample()[:-1], {"layer/bias": 1})

@@ -191,7 +191,9 @@ def test_data_file_without_a_matching_index_is_kept_exactly(saved: dict[str, Any
     state.assert_unchanged(repo)
 
 
-def test_value_merge_is_refused_clearly(saved: dict[str, Any], repo: Path) -> None:
+def test_value_merge_stops_and_redo_merges_when_git_took_the_index(tf: Any, saved: dict[str, Any], repo: Path) -> None:
+    """Only theirs changed the .index (git takes it), both changed the data shard: --redo on the shard merges the
+    bundle, a string tensor's CRC-32C coming from the index of the side whose bytes are kept (ours', from HEAD)."""
     theta(repo, "track", "ckpt-*")
     source = saved["root"] / "ckpt"
 
@@ -215,6 +217,15 @@ def test_value_merge_is_refused_clearly(saved: dict[str, Any], repo: Path) -> No
     assert result.returncode != 0
     expected = f"git-theta: error: ckpt-1{DATA}: TensorFlow bundle: the .index holds a CRC-32C of each tensor"
     assert expected in result.stderr
+    assert git(repo, "diff", "--name-only", "--diff-filter=U").stdout == f"ckpt-1{DATA}\n"
+    done = theta(repo, "merge", "--redo", f"ckpt-1{DATA}")
+    # ours' index patched: theirs' trained kernel and bias and its save counter; the graph keeps ours' CRC-32C
+    assert "rewrote the CRC-32C of 3 tensor(s) in ckpt-1.index" in done.stderr
+    kernel = "model/_functional/_operations/1/_kernel/.ATTRIBUTES/VARIABLE_VALUE"
+    np.testing.assert_array_equal(tf.train.load_checkpoint(str(repo / "ckpt-1")).get_tensor(kernel), saved["second"][0])
+    assert (repo / f"ckpt-1{DATA}").read_bytes()[-1] == edited[-1]  # ours' edit of the object graph is kept
+    git(repo, "commit", "-q", "--no-edit")
+    assert git(repo, "status", "--porcelain").stdout == ""
 
 
 def test_committed_layout_must_name_each_group_once() -> None:

@@ -167,9 +167,13 @@ def checkout_order(header_bytes: bytes, params: Mapping[str, ParamEntry]) -> lis
             entry = params.get(name)
             if entry is None or type(info) is not dict or info.get("dtype") != entry.dtype:
                 break
-            shape, offsets = info.get("shape"), info.get("data_offsets")
+            declared, offsets = info.get("shape"), info.get("data_offsets")
             # The type checks keep a JSON `true` from passing for 1 (True == 1 in Python).
-            if type(shape) is not list or tuple(shape) != entry.shape or not all(type(n) is int for n in shape):
+            if (
+                type(declared) is not list
+                or tuple(declared) != entry.shape
+                or any(type(n) is not int for n in declared)
+            ):
                 break
             if type(offsets) is not list or len(offsets) != 2 or type(offsets[0]) is not int:
                 break

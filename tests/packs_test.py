@@ -271,3 +271,14 @@ def test_members_far_apart_are_read_one_by_one(tmp_path: Path) -> None:
     reads = packs.MemberReads(store, links)
     assert reads._spans == {}  # 1020 bytes to read for 20 used: each member alone
     assert [bytes(reads.link_bytes(link)) for link in links] == [b"a" * 10, b"b" * 10]
+
+
+def test_a_batch_over_a_missing_pack_fails_where_each_member_is_read(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    links = [StoredLink("dense", "ab" * 32, 342, *member) for member in MEMBERS]
+    reads = packs.MemberReads(store, links)  # nothing raised here: the caller names the parameter
+    with pytest.raises(StoreError) as alone:
+        packs.link_bytes(store, links[0])
+    with pytest.raises(StoreError) as batched:
+        reads.link_bytes(links[0])
+    assert str(batched.value) == str(alone.value)

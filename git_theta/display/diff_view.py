@@ -124,23 +124,34 @@ def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]
     return found
 
 
+# Modified groups whose pack members are read together (one pread per pack and batch, packs.MemberReads): a
+# 10^5-group version with 10^4 small changes otherwise reads 2 * 10^4 members one at a time.
+STATS_BATCH = 256
+
+
 def _stats(repo: Repo, path: str, group_changes: list[GroupChange]) -> dict[str, ChangeStats]:
     """Numbers for modified groups of unchanged layout, loading one pair of tensors at a time."""
-    from git_theta import smudge, tensor_diff  # numpy and the update plugins: only when numbers are asked for
+    from git_theta import packs, smudge, tensor_diff  # numpy and the update plugins: only when numbers are asked
 
+    compared = [
+        (change.name, change.old, change.new)
+        for change in group_changes
+        if change.status == changes.MODIFIED and not change.layout_change and change.old and change.new
+    ]
     found = {}
-    for change in group_changes:
-        if change.status != changes.MODIFIED or change.layout_change or change.old is None or change.new is None:
-            continue
+    for start in range(0, len(compared), STATS_BATCH):
+        batch = compared[start : start + STATS_BATCH]
         try:
-            old = smudge.rebuild(repo.store, change.name, change.old, path)
-            new = smudge.rebuild(repo.store, change.name, change.new, path)
+            reads = packs.MemberReads(repo.store, (link for _, a, b in batch for link in (*a.stored, *b.stored)))
+            for name, old_entry, new_entry in batch:
+                old = smudge.rebuild(repo.store, name, old_entry, path, reads=reads)
+                new = smudge.rebuild(repo.store, name, new_entry, path, reads=reads)
+                found[name] = tensor_diff.compare(old, new)
+                del old, new
         except StoreError as error:
             raise StoreError(
                 f"{error}\n(fetch the objects with `git theta fetch`, or pass --no-stats to compare metadata only)"
             ) from None
-        found[change.name] = tensor_diff.compare(old, new)
-        del old, new
     return found
 
 

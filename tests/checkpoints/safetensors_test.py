@@ -82,11 +82,11 @@ def test_a_header_an_older_git_theta_committed_still_checks_out() -> None:
 
 def _reference_order(header: bytes, params: dict[str, Any]) -> list[str] | str:
     """What checkout checked before checkout_order: the full header parse, then each entry against the metadata."""
-    from git_theta.checkpoints.safetensors import parse_header
+    from git_theta.checkpoints.safetensors import _parse_json_header
     from git_theta.errors import CheckpointError
 
     try:
-        entries = parse_header(header, adding=False)
+        entries = _parse_json_header(header, adding=False)
     except CheckpointError as error:
         return str(error)
     for name, dtype, shape, _, _ in entries:
@@ -151,7 +151,7 @@ def test_checkout_order_checks_what_the_full_parse_checks(change: dict[str, Any]
 def test_a_header_in_the_library_spelling_is_matched_without_decoding_it(tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
-    from git_theta.checkpoints.safetensors import _matched_order
+    from git_theta.checkpoints.safetensors import _matched_header, _parse_json_header, checkout_order
     from git_theta.metadata import ParamEntry
 
     tensors = {"b.é": np.zeros((2, 3), np.float32), "a": np.ones(4, np.int8)}
@@ -159,5 +159,38 @@ def test_a_header_in_the_library_spelling_is_matched_without_decoding_it(tmp_pat
     data = (tmp_path / "m.safetensors").read_bytes()
     header = data[8 : 8 + struct.unpack("<Q", data[:8])[0]]
     params = {"b.é": ParamEntry("F32", (2, 3), "1" * 64, ()), "a": ParamEntry("I8", (4,), "2" * 64, ())}
-    assert _matched_order(header, params) == _reference_order(header, params)
-    assert _matched_order(header, params) is not None
+    matched = _matched_header(header)
+    assert matched is not None
+    assert matched == _parse_json_header(header, adding=True) == _parse_json_header(header, adding=False)
+    assert checkout_order(header, params) == _reference_order(header, params)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}',
+        b'{"__metadata__":{"k":"1","k":"2"},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',  # repeated key
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',
+        b'{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}',  # packed: 3 values do not fill whole bytes
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}',  # a gap
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},}',  # a trailing comma
+        b'{"a":{"dtype":"U9","shape":[1],"data_offsets":[0,1]}}',
+        b'{"a":{"dtype":"U8","shape":[9999999999999999999],"data_offsets":[0,1]}}',
+        b'{"\xed\xa0\x80":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',  # not UTF-8 (a surrogate)
+        b"{}",
+    ],
+)
+@pytest.mark.parametrize("adding", [True, False])
+def test_a_matched_header_parses_as_the_json_path_parses_it(header: bytes, adding: bool) -> None:
+    from git_theta.checkpoints.safetensors import _matched_header, _parse_json_header, parse_header
+    from git_theta.errors import CheckpointError
+
+    def outcome(parse: Any) -> object:
+        try:
+            return parse(header, adding=adding)
+        except CheckpointError as error:
+            return str(error)
+
+    assert outcome(parse_header) == outcome(_parse_json_header)
+    if _matched_header(header) is not None:
+        assert _matched_header(header) == _parse_json_header(header, adding=adding)

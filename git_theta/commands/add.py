@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise ThetaError("--lora-alpha only applies to --update-type low-rank")
     root = git.toplevel()
     path = snapshots.repo_paths(root, args.paths[:1])[0]
-    entries = sideload.stage(
+    entries, replaced = sideload.stage(
         repo=Repo.discover(root),
         path=path,
         update_type=args.update_type,
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.lora_alpha,
     )
     stored = sum(entry.stored[-1].stored_bytes for entry in entries.values())
+    saved = f", {len(replaced)} replaced by the adapter's saved modules" if replaced else ""
     print(
-        f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged"
+        f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored)"
+        f"{saved}, staged"
     )
     return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +40,15 @@ BITS_DTYPE = {1: "U8", 2: "U16", 4: "U32", 8: "U64"}
 
 
 @dataclass(frozen=True)
+class AdapterConfig:
+    """The adapter_config.json beside the update file (what PEFT's save_pretrained writes), read within limits by
+    git_theta.sideload: path None and no values when there is none."""
+
+    path: Path | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SideLoad:
     """What `side_load` may read besides one parameter's entries."""
 
@@ -49,6 +58,8 @@ class SideLoad:
     update_file: Path
     # --lora-alpha, or None when not given (`git theta add` allows it only with --update-type low-rank).
     alpha: float | None
+    # The adapter's config, read once per command (LoRA reads its scale, per-module alphas and variants there).
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
 
 class UpdateType(ABC):

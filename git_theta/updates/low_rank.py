@@ -65,6 +65,12 @@ def product(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any,
     return delta
 
 
+def _transposed(tensor: Tensor) -> Tensor:
+    if len(tensor.shape) != 2:
+        raise ThetaError(f"LoRA factors are 2-D, not {list(tensor.shape)}")
+    return Tensor.from_numpy(np.ascontiguousarray(tensor.numpy().T), tensor.dtype)
+
+
 def make_bundle(base: Tensor, a: Tensor, b: Tensor, scale: float) -> Bundle:
     check_factors(base.shape, a, b)
     return Bundle(NAME, {"lora_A": a, "lora_B": b}, {"base": base.hash(), "scale": float(scale)})
@@ -80,16 +86,18 @@ class LowRankUpdate(UpdateType):
     }
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
-        from git_theta.sideload import peft  # the adapter config reader: only when side-loading
+        from git_theta.sideload import lora_config  # the adapter config's meaning: only when side-loading
 
         if not dtypes.is_float(base.dtype):
             raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
-        rank = check_factors(base.shape, roles["lora_A"], roles["lora_B"])
-        return {
-            param: make_bundle(
-                base, roles["lora_A"], roles["lora_B"], peft.lora_scale(context.update_file, context.alpha, rank)
-            )
-        }
+        a, b = roles["lora_A"], roles["lora_B"]
+        if lora_config.fan_in_fan_out(context.adapter):
+            # The weight is (in, out) and PEFT adds (B @ A)^T = A^T @ B^T: the same products, factors swapped.
+            a, b = _transposed(b), _transposed(a)
+        rank = check_factors(base.shape, a, b)
+        # PEFT's module name: the weight's path without `.weight` (what rank_pattern/alpha_pattern keys match).
+        scale = lora_config.module_scale(context.adapter, param.removesuffix(".weight"), context.alpha, rank)
+        return {param: make_bundle(base, a, b, scale)}
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)

@@ -25,7 +25,6 @@ from git_theta.updates.base import AdapterConfig
 
 # option -> what it is; refused when set to anything but PEFT's default (None, False, an empty list or mapping).
 UNSUPPORTED = {
-    "use_dora": "DoRA (weight-decomposed LoRA)",
     "lora_bias": "trained LoRA biases",
     "layer_replication": "replicated layers",
     "target_parameters": "LoRA on bare parameters",
@@ -71,6 +70,17 @@ def refuse_unsupported(adapter: AdapterConfig) -> None:
         )
     for name in ("rank_pattern", "alpha_pattern"):
         _patterns(adapter, name)
+
+
+def uses_dora(adapter: AdapterConfig, has_magnitude: bool) -> bool:
+    """True when the module's update is DoRA: it has a magnitude vector, and the config (if any) says use_dora."""
+    if adapter.path is not None and (adapter.values.get("use_dora") is True) != has_magnitude:
+        if has_magnitude:
+            raise ThetaError(f"a DoRA magnitude vector, but {adapter.path} does not set use_dora")
+        raise ThetaError(f"no lora_magnitude_vector entry, but {adapter.path} sets use_dora")
+    if has_magnitude and fan_in_fan_out(adapter):
+        raise ThetaError(f"{adapter.path}: use_dora with fan_in_fan_out (DoRA on (in, out) weights) is not supported")
+    return has_magnitude
 
 
 def fan_in_fan_out(adapter: AdapterConfig) -> bool:

@@ -7,6 +7,8 @@ its names (UpdateType.side_load_suffixes); the built-ins':
 
   low-rank  `<module>.lora_A.weight` / `<module>.lora_B.weight`  -> parameter `<module>.weight`
             `<P>.lora_A` / `<P>.lora_B`                          -> parameter `<P>` (or `<P>.weight`)
+            `<module>.lora_magnitude_vector` (DoRA, optional)    -> parameter `<module>.weight`
+            `<P>` of a module in the config's modules_to_save    -> parameter `<P>`, replaced
   ia3       `<module>.ia3_l`                                     -> parameter `<module>.weight`
             (also `<P>.ia3_l` for a parameter `<P>`)
   sparse    `<P>.sparse_indices` (integers: flat row-major indices, unique)

@@ -74,6 +74,8 @@ class UpdateType(ABC):
     # ".weight", or a type with side_load_weight_first, tries `<stem>.weight` first. Every role must be present
     # for each parameter. Empty: the type cannot be side-loaded.
     side_load_suffixes: ClassVar[Mapping[str, str]] = {}
+    # Roles a parameter may go without (e.g. low-rank's "magnitude": only DoRA adapters have it).
+    side_load_optional_roles: ClassVar[frozenset[str]] = frozenset()
     side_load_weight_first: ClassVar[bool] = False
     # True: `apply` and `apply_in_place` return a tensor over a buffer nobody else holds (a fresh one, the base they
     # were given, or the object's own buffer, decoded for this rebuild alone), so the next link may overwrite it.
@@ -114,7 +116,7 @@ class UpdateType(ABC):
     @classmethod
     def side_load_roles(cls) -> tuple[str, ...]:
         """The roles every side-loaded parameter needs, in the order of `side_load_suffixes`."""
-        return tuple(dict.fromkeys(cls.side_load_suffixes.values()))
+        return tuple(r for r in dict.fromkeys(cls.side_load_suffixes.values()) if r not in cls.side_load_optional_roles)
 
     def checked_base(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         """`base`, after checking it is the tensor this link was made for (its "base" hash field)."""

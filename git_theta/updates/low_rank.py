@@ -31,6 +31,7 @@ from git_theta.tensor import Tensor
 from git_theta.updates.base import SideLoad, UpdateType, as_float, cast_to, compute_dtype, require_float
 
 NAME = "low-rank"
+DORA = "dora"  # the update type a PEFT DoRA adapter's modules become (git_theta.updates.dora applies it)
 
 
 def check_factors(weight_shape: tuple[int, ...], a: Tensor, b: Tensor) -> int:
@@ -65,6 +66,23 @@ def product(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any,
     return delta
 
 
+def check_magnitude(weight_shape: tuple[int, ...], magnitude: Tensor) -> None:
+    """A DoRA magnitude vector has one value per output channel (row) of the weight."""
+    if magnitude.shape != weight_shape[:1]:
+        raise StoreError(
+            f"a DoRA magnitude vector {list(magnitude.shape)} does not fit a weight of shape {list(weight_shape)}; "
+            f"expected [{weight_shape[0]}]"
+        )
+    require_float(DORA, "the magnitude vector", magnitude)
+
+
+def make_dora_bundle(base: Tensor, a: Tensor, b: Tensor, magnitude: Tensor, scale: float) -> Bundle:
+    check_factors(base.shape, a, b)
+    check_magnitude(base.shape, magnitude)
+    fields = {"base": base.hash(), "scale": float(scale)}
+    return Bundle(DORA, {"lora_A": a, "lora_B": b, "magnitude": magnitude}, fields)
+
+
 def _transposed(tensor: Tensor) -> Tensor:
     if len(tensor.shape) != 2:
         raise ThetaError(f"LoRA factors are 2-D, not {list(tensor.shape)}")
@@ -83,7 +101,11 @@ class LowRankUpdate(UpdateType):
         ".lora_B.weight": "lora_B",
         ".lora_A": "lora_A",
         ".lora_B": "lora_B",
+        # DoRA (PEFT's use_dora): the magnitude of each output channel; makes the update a "dora" object.
+        ".lora_magnitude_vector.weight": "magnitude",
+        ".lora_magnitude_vector": "magnitude",
     }
+    side_load_optional_roles = frozenset({"magnitude"})
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
         from git_theta.sideload import lora_config  # the adapter config's meaning: only when side-loading
@@ -97,6 +119,8 @@ class LowRankUpdate(UpdateType):
         rank = check_factors(base.shape, a, b)
         # PEFT's module name: the weight's path without `.weight` (what rank_pattern/alpha_pattern keys match).
         scale = lora_config.module_scale(context.adapter, param.removesuffix(".weight"), context.alpha, rank)
+        if lora_config.uses_dora(context.adapter, "magnitude" in roles):
+            return {param: make_dora_bundle(base, a, b, roles["magnitude"], scale)}
         return {param: make_bundle(base, a, b, scale)}
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:

@@ -71,7 +71,6 @@ def test_a_bad_value_is_refused_naming_it(values: dict[str, Any], message: str) 
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"use_dora": True}, "use_dora"),
         ({"lora_bias": True}, "lora_bias"),
         ({"layer_replication": [[0, 2]]}, "layer_replication"),
         ({"trainable_token_indices": [1, 2]}, "trainable_token_indices"),
@@ -101,3 +100,17 @@ def test_defaults_as_peft_writes_them_are_accepted() -> None:
         )
     )
     lora_config.refuse_unsupported(_config(init_lora_weights="gaussian"))
+
+
+def test_dora_needs_both_the_magnitude_vector_and_use_dora() -> None:
+    assert lora_config.uses_dora(_config(use_dora=True), True)
+    assert not lora_config.uses_dora(_config(use_dora=False), False)
+    assert lora_config.uses_dora(AdapterConfig(), True)  # no config: the vector says it
+    for values, has, message in [
+        ({"use_dora": False}, True, "does not set use_dora"),
+        ({"use_dora": True}, False, "sets use_dora"),
+        ({"use_dora": True, "fan_in_fan_out": True}, True, "use_dora with fan_in_fan_out"),
+    ]:
+        with pytest.raises(ThetaError) as raised:
+            lora_config.uses_dora(_config(**values), has)
+        assert message in str(raised.value) and str(WHERE) in str(raised.value)

@@ -21,6 +21,7 @@ from hostile_support import RepoState, assert_refused, run_bounded
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+from update_helpers import chain, staged
 
 # docs/updates.md: a LoRA-merged float32 entry is within this of PEFT's (its matmul sums in another order).
 RELATIVE_TOLERANCE = 1e-6
@@ -61,6 +62,18 @@ CASES: dict[str, tuple[Any, dict[str, Any]]] = {
             "target_modules": ["query", "value", "dense"],
             "rank_pattern": {"layer.1.attention.self.query": 2, r"layer\.0\..*output\.dense": 3},
             "alpha_pattern": {"value": 3, r"encoder\.layer\.\d\.intermediate\.dense": 5, "dense": 6},
+        },
+    ),
+    # DoRA: a magnitude vector per module, with rsLoRA's scale; the head saved whole beside it.
+    "dora": (
+        _bert,
+        {
+            "r": 2,
+            "lora_alpha": 6,
+            "use_dora": True,
+            "use_rslora": True,
+            "target_modules": ["query", "value", "intermediate.dense"],
+            "modules_to_save": ["classifier"],
         },
     ),
     # GPT-2's Conv1D keeps weights as (in, out): PEFT adds (B @ A) transposed (c_proj is square, c_attn is not).
@@ -122,6 +135,8 @@ def test_a_peft_adapter_side_loads_to_peft_merge(repo: Path, tmp_path: Path, cas
     lora = {n for n in got if not torch.equal(merged[n], before[n])} - saved
     assert lora and all(n.endswith(".weight") for n in lora)  # the adapter did change weights
     assert f"{len(lora)} parameter(s) updated" in result.stdout
+    params = staged(repo)
+    assert {chain(params, n)[-1] for n in lora} == {"dora" if options.get("use_dora") else "low-rank"}
     for name, tensor in got.items():
         if name in saved:
             assert torch.equal(tensor, merged[name]) and not torch.equal(tensor, before[name]), name
@@ -130,11 +145,11 @@ def test_a_peft_adapter_side_loads_to_peft_merge(repo: Path, tmp_path: Path, cas
         else:
             assert torch.equal(tensor, before[name]), name
 
-    staged = (repo / "model.safetensors").read_bytes()
+    written = (repo / "model.safetensors").read_bytes()
     git(repo, "commit", "-q", "-m", "adapter merged")
     (repo / "model.safetensors").unlink()
     git(repo, "checkout", "--", "model.safetensors")
-    assert (repo / "model.safetensors").read_bytes() == staged
+    assert (repo / "model.safetensors").read_bytes() == written
 
 
 def _saved_bert_adapter(repo: Path, tmp_path: Path, **options: Any) -> Path:
@@ -157,9 +172,17 @@ def _refused(repo: Path, update: Path, names: list[str]) -> str:
     return line
 
 
-def test_a_dora_adapter_is_refused_naming_the_option(repo: Path, tmp_path: Path) -> None:
+def test_an_adapter_with_trained_lora_biases_is_refused_naming_the_option(repo: Path, tmp_path: Path) -> None:
+    update = _saved_bert_adapter(repo, tmp_path, lora_bias=True)
+    _refused(repo, update, [str(update.parent / "adapter_config.json"), "lora_bias"])
+
+
+def test_dora_magnitudes_without_use_dora_in_the_config_are_refused(repo: Path, tmp_path: Path) -> None:
     update = _saved_bert_adapter(repo, tmp_path, use_dora=True)
-    _refused(repo, update, [str(update.parent / "adapter_config.json"), "use_dora"])
+    config_path = update.parent / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "use_dora": False}))
+    line = _refused(repo, update, [str(config_path), "query.weight"])
+    assert "does not set use_dora" in line
 
 
 def test_a_saved_module_without_modules_to_save_in_the_config_is_refused(repo: Path, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """Side-loaded PEFT adapters, made and saved by PEFT itself, against PEFT's own merge_and_unload().
 
-Small real architectures (a BERT classifier, a GPT-2) with random weights are made here; each adapter is saved with
-PEFT's save_pretrained, side-loaded in one `git theta add --update-type low-rank`, and the staged checkpoint is
-compared with what merge_and_unload() gives: saved modules (modules_to_save) bit for bit, LoRA-merged weights within
-the rounding docs/updates.md states, every other tensor untouched. A checkout then rebuilds the staged bytes exactly.
+Small real architectures (a BERT classifier, a GPT-2) with random weights are made here; each adapter is saved
+with PEFT's save_pretrained, side-loaded in one `git theta add --update-type low-rank` (ia3 for IA3), and the
+staged checkpoint is compared with what merge_and_unload() gives: saved modules (modules_to_save) bit for bit,
+merged weights within the rounding docs/updates.md states, every other tensor untouched. A checkout then rebuilds
+the staged bytes exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import torch
 from conftest import git
 from hostile_support import RepoState, assert_refused, run_bounded
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 from update_helpers import chain, staged
@@ -38,7 +39,12 @@ def _bert() -> torch.nn.Module:
         max_position_embeddings=32,
         num_labels=3,
     )
-    return BertForSequenceClassification(config).eval()
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():  # transformers starts biases at 0, which would hide IA3's scaling of them
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):
+                param.normal_(0, 0.1)
+    return model
 
 
 def _gpt2() -> torch.nn.Module:
@@ -76,6 +82,17 @@ CASES: dict[str, tuple[Any, dict[str, Any]]] = {
             "modules_to_save": ["classifier"],
         },
     ),
+    # IA3 (PEFT's IA3Config, `--update-type ia3`): attention outputs scaled (their biases too), a feed-forward layer's
+    # inputs scaled, the head saved whole.
+    "ia3_modules_to_save": (
+        _bert,
+        {
+            "peft_type": "IA3",
+            "target_modules": ["key", "value", "output.dense"],
+            "feedforward_modules": ["output.dense"],
+            "modules_to_save": ["classifier"],
+        },
+    ),
     # GPT-2's Conv1D keeps weights as (in, out): PEFT adds (B @ A) transposed (c_proj is square, c_attn is not).
     "fan_in_fan_out": (
         _gpt2,
@@ -90,12 +107,18 @@ def _adapter(base: torch.nn.Module, options: dict[str, Any], folder: Path) -> di
     The reference is the adapter PEFT loads back from `folder`, the files git-theta reads: save_pretrained writes the
     config's keys sorted, so where two pattern keys match one module the model before saving may have used the
     other one (the "first key wins" rule runs over the file's order once loaded)."""
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(init_lora_weights=False, **options))
+    if options.get("peft_type") == "IA3":
+        config: Any = IA3Config(**{k: v for k, v in options.items() if k != "peft_type"})
+    else:
+        config = LoraConfig(init_lora_weights=False, **options)
+    model = get_peft_model(copy.deepcopy(base), config)
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "modules_to_save" in name:  # a trained head: anything but the base's values
                 param.add_(torch.randn(param.shape, generator=generator))
+            if "ia3_l" in name:  # trained scales: PEFT starts them at 1
+                param.uniform_(0.5, 1.5, generator=generator)
     model.save_pretrained(str(folder))
     loaded = PeftModel.from_pretrained(copy.deepcopy(base), str(folder))
     return {name: t.detach().clone() for name, t in loaded.merge_and_unload().state_dict().items()}
@@ -108,6 +131,7 @@ def _ulp_close(got: torch.Tensor, want: torch.Tensor) -> bool:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_peft_adapter_side_loads_to_peft_merge(repo: Path, tmp_path: Path, case: str) -> None:
     make, options = CASES[case]
+    update_type = "ia3" if options.get("peft_type") == "IA3" else "low-rank"
     base = make()
     base.save_pretrained(str(tmp_path / "base"), safe_serialization=True)
     shutil.copy(tmp_path / "base" / "model.safetensors", repo / "model.safetensors")
@@ -122,7 +146,7 @@ def test_a_peft_adapter_side_loads_to_peft_merge(repo: Path, tmp_path: Path, cas
             "add",
             "model.safetensors",
             "--update-type",
-            "low-rank",
+            update_type,
             "--update-data",
             str(tmp_path / "adapter" / "adapter_model.safetensors"),
         ],
@@ -133,10 +157,10 @@ def test_a_peft_adapter_side_loads_to_peft_merge(repo: Path, tmp_path: Path, cas
     assert sorted(got) == sorted(before)
     saved = {n for n in got if n.startswith("classifier.")} if "modules_to_save" in options else set()
     lora = {n for n in got if not torch.equal(merged[n], before[n])} - saved
-    assert lora and all(n.endswith(".weight") for n in lora)  # the adapter did change weights
+    assert lora and all(n.endswith(".weight") or update_type == "ia3" for n in lora)  # the adapter changed weights
     assert f"{len(lora)} parameter(s) updated" in result.stdout
     params = staged(repo)
-    assert {chain(params, n)[-1] for n in lora} == {"dora" if options.get("use_dora") else "low-rank"}
+    assert {chain(params, n)[-1] for n in lora} == {"dora" if options.get("use_dora") else update_type}
     for name, tensor in got.items():
         if name in saved:
             assert torch.equal(tensor, merged[name]) and not torch.equal(tensor, before[name]), name

@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--lora-alpha",
         type=float,
         metavar="ALPHA",
-        help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r",
+        help=(
+            "LoRA alpha of every module (scale = alpha / r); default: alpha_pattern, else lora_alpha of "
+            "adapter_config.json beside FILE, else r"
+        ),
     )
     parser.set_defaults(run=run)
 

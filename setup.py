@@ -63,6 +63,10 @@ setup(
             "optax>=0.2",
             "orbax-checkpoint>=0.11",
             "tensorflow-cpu>=2.16",
+            # side-loaded adapters are checked against PEFT's own merge_and_unload(), a migrated HF-shaped
+            # repository against transformers' from_pretrained (tests/sideload/peft_merge_test.py and others)
+            "peft>=0.13",
+            "transformers>=4.40",
             "ruff==0.17.6",  # pinned: tests/lint_test.py checks formatting, which changes between ruff versions
         ],
     },

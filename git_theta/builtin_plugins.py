@@ -19,6 +19,7 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
     },
     "git_theta.updates": {
         "dense": "git_theta.updates.dense:DenseUpdate",
+        "dora": "git_theta.updates.dora:DoraUpdate",
         "ia3": "git_theta.updates.ia3:Ia3Update",
         "low-rank": "git_theta.updates.low_rank:LowRankUpdate",
         "sparse": "git_theta.updates.sparse:SparseUpdate",

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "git_theta"
 # (importer, imported) edges made inside a function on purpose; every one must exist and close a cycle.
 LAZY = {
     # reading adapter_config.json belongs to side-loading, which imports the update plugins
-    ("git_theta.updates.low_rank", "git_theta.sideload.peft"): "only when side-loading a LoRA file",
+    ("git_theta.updates.low_rank", "git_theta.sideload.lora_config"): "only when side-loading a LoRA file",
 }
 
 

@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--lora-alpha",
         type=float,
         metavar="ALPHA",
-        help="LoRA alpha (scale = alpha / r); default: lora_alpha of adapter_config.json beside FILE, else r",
+        help=(
+            "LoRA alpha of every module (scale = alpha / r); default: alpha_pattern, else lora_alpha of "
+            "adapter_config.json beside FILE, else r"
+        ),
     )
     parser.set_defaults(run=run)
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise ThetaError("--lora-alpha only applies to --update-type low-rank")
     root = git.toplevel()
     path = snapshots.repo_paths(root, args.paths[:1])[0]
-    entries = sideload.stage(
+    entries, replaced = sideload.stage(
         repo=Repo.discover(root),
         path=path,
         update_type=args.update_type,
@@ -65,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.lora_alpha,
     )
     stored = sum(entry.stored[-1].stored_bytes for entry in entries.values())
+    saved = f", {len(replaced)} replaced by the adapter's saved modules" if replaced else ""
     print(
-        f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored), staged"
+        f"{path}: {len(entries)} parameter(s) updated with {args.update_type} updates ({stored} bytes stored)"
+        f"{saved}, staged"
     )
     return 0

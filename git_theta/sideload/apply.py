@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from git_theta import clean, files, git, objects, plugins
+from git_theta import clean, dtypes, files, git, objects, plugins
 from git_theta.errors import ThetaError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 from git_theta.objects import Bundle
 from git_theta.repo import Repo
-from git_theta.sideload import peft
+from git_theta.sideload import lora_config, peft
 from git_theta.store import object_id
 from git_theta.tensor import Tensor
 from git_theta.update_engine import auto, pending
-from git_theta.updates.base import SideLoad, UpdateType
+from git_theta.updates import low_rank
+from git_theta.updates.base import SideLoad, UpdateType, cast_to
 
 
 def side_loadable(name: str) -> type[UpdateType]:
@@ -64,20 +66,32 @@ class _MemoryCheckpoint:
         return self.blobs[ref["object"]]
 
 
-def make_updates(
-    update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None
-) -> dict[str, Bundle]:
-    """parameter -> update object for every entry of the update file, validated against the checkpoint."""
+@dataclass
+class Updates:
+    """What an update file does to a checkpoint."""
+
+    bundles: dict[str, Bundle]  # parameter -> update object
+    replaced: dict[str, Tensor]  # parameter -> its new value, saved whole by the adapter (modules_to_save)
+
+
+def make_updates(update_type: str, checkpoint: Mapping[str, Tensor], update_file: Path, alpha: float | None) -> Updates:
+    """The update objects and saved parameters of the update file, validated against the checkpoint."""
     plugin = side_loadable(update_type)
     tensors = peft.read_update_file(update_file)
     if not tensors:
         raise ThetaError(f"update file {update_file} holds no tensors")
+    try:
+        adapter = peft.read_adapter_config(update_file)
+        if plugin.name == low_rank.NAME:
+            lora_config.refuse_unsupported(adapter)
+    except ThetaError as error:
+        raise ThetaError(f"{update_file}: {error}") from None
     layout = {name: (t.dtype, t.shape) for name, t in checkpoint.items()}
-    grouped, entries = peft.group_by_param(plugin, tensors, layout, str(update_file))
-    update, context = plugin(), SideLoad(checkpoint, update_file, alpha)
+    grouped = peft.group_by_param(plugin, tensors, layout, str(update_file), adapter)
+    update, context = plugin(), SideLoad(checkpoint, update_file, alpha, adapter)
     bundles: dict[str, Bundle] = {}
-    origin: dict[str, str] = {}  # parameter -> the entries its update comes from
-    for param, roles in grouped.items():
+    origin = {param: repr(key) for param, (key, _) in grouped.replaced.items()}  # parameter -> its entries
+    for param, roles in grouped.roles.items():
         base = checkpoint[param]
         try:
             made = update.side_load(param, base, roles, context)
@@ -85,10 +99,29 @@ def make_updates(
             raise ThetaError(f"{update_file}: parameter {param!r} ({base.dtype}{list(base.shape)}): {error}") from None
         for target in made:
             if target in origin:
-                raise _two_updates(update_file, target, origin[target], entries[param])
-            origin[target] = entries[param]
+                raise _two_updates(update_file, target, origin[target], grouped.entries[param])
+            origin[target] = grouped.entries[param]
         bundles.update(made)
-    return bundles
+    replaced = {
+        param: _saved_value(update_file, key, value, checkpoint[param])
+        for param, (key, value) in grouped.replaced.items()
+    }
+    return Updates(bundles, replaced)
+
+
+def _saved_value(update_file: Path, key: str, value: Tensor, current: Tensor) -> Tensor:
+    """A saved module's tensor as the checkpoint holds it: same shape; a float of another float dtype is rounded to
+    the checkpoint's (to nearest even, as PEFT's load_state_dict copies it into the loaded model)."""
+    if value.shape != current.shape:
+        raise ThetaError(
+            f"{update_file}: entry {key!r} has shape {list(value.shape)}, the checkpoint's parameter "
+            f"{list(current.shape)}"
+        )
+    if value.dtype == current.dtype:
+        return value
+    if not (dtypes.is_float(value.dtype) and dtypes.is_float(current.dtype)):
+        raise ThetaError(f"{update_file}: entry {key!r} is {value.dtype}, the checkpoint's parameter {current.dtype}")
+    return cast_to(value.numpy(), current.dtype, current.shape)
 
 
 def _two_updates(update_file: Path, param: str, first: str, second: str) -> ThetaError:
@@ -119,18 +152,24 @@ def _base_chain(repo: Repo, prior: list[Metadata], base: Tensor, digest: str) ->
     return auto.store_dense(repo.store, base, digest).stored
 
 
-def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: float | None) -> dict[str, ParamEntry]:
-    """Apply the update file to the checkpoint at `path` (relative to the top level), rewrite it, stage it."""
+def stage(
+    repo: Repo, path: str, update_type: str, update_file: Path, alpha: float | None
+) -> tuple[dict[str, ParamEntry], list[str]]:
+    """Apply the update file to the checkpoint at `path` (relative to the top level), rewrite it, stage it.
+
+    Returns the updated parameters' entries and the names of the parameters replaced by saved modules (those are
+    not in the pending record: the clean filter stores them as any changed tensor, by automatic selection)."""
     root = git.toplevel(cwd=repo.worktree)
     if git.check_attr("filter", path, cwd=root) != "theta":
         raise ThetaError(f"{path} is not tracked by git-theta; run `git theta track` on it first")
     target = root / path
     memory, checkpoint, file_section = _read_checkpoint(repo, path, target)
-    bundles = make_updates(update_type, memory.by_name, update_file, alpha)
+    updates = make_updates(update_type, memory.by_name, update_file, alpha)
     prior = repo.prior_metadata(path)
     before = _layout(memory)
+    memory.by_name.update(updates.replaced)
     entries: dict[str, ParamEntry] = {}
-    for param, bundle in sorted(bundles.items()):
+    for param, bundle in sorted(updates.bundles.items()):
         base = memory.by_name[param]
         new = plugins.update(bundle.kind)().apply(bundle, base)
         oid, size = repo.store.put(objects.encode(bundle))
@@ -144,7 +183,7 @@ def stage(repo: Repo, path: str, update_type: str, update_file: Path, alpha: flo
         _rewrite_and_add(root, path, target, checkpoint, file_section, memory)
     finally:
         pending.remove(repo.common_dir, path)
-    return entries
+    return entries, sorted(updates.replaced)
 
 
 def _read_checkpoint(repo: Repo, path: str, target: Path) -> tuple[_MemoryCheckpoint, Any, dict[str, Any]]:

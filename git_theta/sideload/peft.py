@@ -7,6 +7,8 @@ its names (UpdateType.side_load_suffixes); the built-ins':
 
   low-rank  `<module>.lora_A.weight` / `<module>.lora_B.weight`  -> parameter `<module>.weight`
             `<P>.lora_A` / `<P>.lora_B`                          -> parameter `<P>` (or `<P>.weight`)
+            `<module>.lora_magnitude_vector` (DoRA, optional)    -> parameter `<module>.weight`
+            `<P>` of a module in the config's modules_to_save    -> parameter `<P>`, replaced
   ia3       `<module>.ia3_l`                                     -> parameter `<module>.weight`
             (also `<P>.ia3_l` for a parameter `<P>`)
   sparse    `<P>.sparse_indices` (integers: flat row-major indices, unique)
@@ -19,8 +21,8 @@ for `<P>` itself, each falling back to the other.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,7 +31,7 @@ from git_theta.checkpoints.base import SNIFF_BYTES
 from git_theta.checkpoints.safetensors import SafetensorsFormat
 from git_theta.errors import ThetaError
 from git_theta.tensor import Tensor
-from git_theta.updates.base import UpdateType
+from git_theta.updates.base import AdapterConfig, UpdateType
 
 PEFT_PREFIX = "base_model.model."
 # PEFT writes a few hundred bytes; the file sits next to an adapter someone else may have made.
@@ -89,27 +91,39 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     return found
 
 
+@dataclass
+class Grouped:
+    """An update file's entries, by the parameter they are for."""
+
+    roles: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # parameter -> {role: tensor}
+    entries: dict[str, str] = field(default_factory=dict)  # parameter -> the file's entry names for it (messages)
+    # parameter -> (entry name, its new value): a module the adapter saved whole (modules_to_save)
+    replaced: dict[str, tuple[str, Tensor]] = field(default_factory=dict)
+
+
 def group_by_param(
     update: type[UpdateType],
     tensors: Mapping[str, Tensor],
     params: Mapping[str, tuple[str, tuple[int, ...]]],
     source: str,
-) -> tuple[dict[str, dict[str, Tensor]], dict[str, str]]:
-    """parameter name -> {role: tensor}, every role of the update type present; errors name the entry. Also
-    parameter name -> the file's entry names for it (for messages).
+    adapter: AdapterConfig | None = None,
+) -> Grouped:
+    """The file's entries by parameter, every role of the update type present; errors name the entry.
 
-    Two entries for one role of one parameter (e.g. `fc.lora_A.weight` and `base_model.model.fc.lora_A.weight`)
-    are refused naming both: keeping either would silently drop the other."""
-    update_type, suffixes, roles_needed = update.name, update.side_load_suffixes, update.side_load_roles()
-    grouped: dict[str, dict[str, Tensor]] = {}
+    An entry named exactly as a parameter (after the prefix) whose module the adapter config lists in
+    modules_to_save is that parameter's new value. Two entries for one role of one parameter (e.g.
+    `fc.lora_A.weight` and `base_model.model.fc.lora_A.weight`) are refused naming both: keeping either would
+    silently drop the other."""
+    adapter = adapter or AdapterConfig()
+    suffixes, roles_needed = update.side_load_suffixes, update.side_load_roles()
+    found = Grouped()
     keys: dict[tuple[str, str], str] = {}
     for key in sorted(tensors):
         name = key.removeprefix(PEFT_PREFIX)
         suffix = next((s for s in suffixes if name.endswith(s)), None)
         if suffix is None:
-            raise ThetaError(
-                f"{source}: entry {key!r} is not a {update_type} entry (names end in {', '.join(suffixes)})"
-            )
+            _add_replacement(found, update, key, name, tensors[key], params, source, adapter)
+            continue
         stem = name[: -len(suffix)]
         candidates = (
             [stem + ".weight", stem]
@@ -121,7 +135,7 @@ def group_by_param(
             raise ThetaError(
                 f"{source}: entry {key!r} is for parameter {candidates[0]!r}, which the checkpoint does not have"
             )
-        roles = grouped.setdefault(param, {})
+        roles = found.roles.setdefault(param, {})
         role = suffixes[suffix]
         if role in roles:
             raise ThetaError(
@@ -129,30 +143,57 @@ def group_by_param(
             )
         roles[role] = tensors[key]
         keys[param, role] = key
-    for param, roles in grouped.items():
+    for param, roles in found.roles.items():
         missing = [role for role in roles_needed if role not in roles]
         if missing:
             raise ThetaError(f"{source}: parameter {param!r} has no {missing[0]} entry")
-    named = {param: " and ".join(repr(keys[param, role]) for role in roles_needed) for param in grouped}
-    return grouped, named
+    found.entries = {param: " and ".join(repr(keys[param, role]) for role in roles_needed) for param in found.roles}
+    return found
 
 
-def lora_scale(update_file: Path, alpha: float | None, rank: int) -> float:
-    """alpha / r (alpha / sqrt(r) for rsLoRA); alpha from --lora-alpha, else adapter_config.json beside the file, else
-    r."""
+def _add_replacement(
+    found: Grouped,
+    update: type[UpdateType],
+    key: str,
+    name: str,
+    tensor: Tensor,
+    params: Mapping[str, tuple[str, tuple[int, ...]]],
+    source: str,
+    adapter: AdapterConfig,
+) -> None:
+    """Record entry `key` as a saved module's parameter, or refuse it as not an entry of the update type."""
+    if name not in params or not saved_module(adapter, name):
+        hint = ""
+        if name in params:
+            hint = (
+                "; a whole parameter is taken only when adapter_config.json beside the file lists its module in "
+                "modules_to_save"
+            )
+        raise ThetaError(
+            f"{source}: entry {key!r} is not a {update.name} entry (names end in "
+            f"{', '.join(update.side_load_suffixes)}){hint}"
+        )
+    if name in found.replaced:
+        raise ThetaError(f"{source}: parameter {name!r} has two saved values, {found.replaced[name][0]!r} and {key!r}")
+    found.replaced[name] = (key, tensor)
+
+
+def read_adapter_config(update_file: Path) -> AdapterConfig:
+    """The adapter_config.json beside `update_file` (what PEFT's save_pretrained writes), or an empty one."""
     config_path = update_file.parent / "adapter_config.json"
-    config = _read_adapter_config(config_path) if config_path.is_file() else {}
-    if config.get("alpha_pattern"):
-        raise ThetaError(f"{config_path}: per-module alpha_pattern is not supported; merge those modules separately")
-    source = "--lora-alpha"
-    if alpha is None:
-        alpha, source = config.get("lora_alpha", rank), f"{config_path}: lora_alpha"
-    # A NaN or infinite scale would commit a checkpoint of NaNs "exactly"; a bool is not a number here.
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise ThetaError(f"{source} must be a finite number, not {str(alpha)[:40]!r}")
-    if config.get("use_rslora"):
-        return float(alpha / rank**0.5)
-    return float(alpha / rank)
+    if not config_path.is_file():
+        return AdapterConfig()
+    return AdapterConfig(config_path, _read_adapter_config(config_path))
+
+
+def saved_module(adapter: AdapterConfig, param: str) -> bool:
+    """True when `param` belongs to a module the adapter saved whole (PEFT's modules_to_save: its module name ends
+    with one of the listed names, as PEFT's _set_trainable matches them)."""
+    listed = adapter.values.get("modules_to_save") or []
+    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+        raise ThetaError(f"{adapter.path}: modules_to_save must be a list of module names")
+    module = param.rpartition(".")[0]
+    return bool(module) and any(module.endswith(name) for name in listed)
 
 
 def _read_adapter_config(config_path: Path) -> dict[str, Any]:

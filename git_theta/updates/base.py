@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +40,15 @@ BITS_DTYPE = {1: "U8", 2: "U16", 4: "U32", 8: "U64"}
 
 
 @dataclass(frozen=True)
+class AdapterConfig:
+    """The adapter_config.json beside the update file (what PEFT's save_pretrained writes), read within limits by
+    git_theta.sideload: path None and no values when there is none."""
+
+    path: Path | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SideLoad:
     """What `side_load` may read besides one parameter's entries."""
 
@@ -49,6 +58,8 @@ class SideLoad:
     update_file: Path
     # --lora-alpha, or None when not given (`git theta add` allows it only with --update-type low-rank).
     alpha: float | None
+    # The adapter's config, read once per command (LoRA reads its scale, per-module alphas and variants there).
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
 
 class UpdateType(ABC):
@@ -63,6 +74,8 @@ class UpdateType(ABC):
     # ".weight", or a type with side_load_weight_first, tries `<stem>.weight` first. Every role must be present
     # for each parameter. Empty: the type cannot be side-loaded.
     side_load_suffixes: ClassVar[Mapping[str, str]] = {}
+    # Roles a parameter may go without (e.g. low-rank's "magnitude": only DoRA adapters have it).
+    side_load_optional_roles: ClassVar[frozenset[str]] = frozenset()
     side_load_weight_first: ClassVar[bool] = False
     # True: `apply` and `apply_in_place` return a tensor over a buffer nobody else holds (a fresh one, the base they
     # were given, or the object's own buffer, decoded for this rebuild alone), so the next link may overwrite it.
@@ -103,7 +116,7 @@ class UpdateType(ABC):
     @classmethod
     def side_load_roles(cls) -> tuple[str, ...]:
         """The roles every side-loaded parameter needs, in the order of `side_load_suffixes`."""
-        return tuple(dict.fromkeys(cls.side_load_suffixes.values()))
+        return tuple(r for r in dict.fromkeys(cls.side_load_suffixes.values()) if r not in cls.side_load_optional_roles)
 
     def checked_base(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         """`base`, after checking it is the tensor this link was made for (its "base" hash field)."""

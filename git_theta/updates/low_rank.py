@@ -31,6 +31,7 @@ from git_theta.tensor import Tensor
 from git_theta.updates.base import SideLoad, UpdateType, as_float, cast_to, compute_dtype, require_float
 
 NAME = "low-rank"
+DORA = "dora"  # the update type a PEFT DoRA adapter's modules become (git_theta.updates.dora applies it)
 
 
 def check_factors(weight_shape: tuple[int, ...], a: Tensor, b: Tensor) -> int:
@@ -65,6 +66,29 @@ def product(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[Any,
     return delta
 
 
+def check_magnitude(weight_shape: tuple[int, ...], magnitude: Tensor) -> None:
+    """A DoRA magnitude vector has one value per output channel (row) of the weight."""
+    if magnitude.shape != weight_shape[:1]:
+        raise StoreError(
+            f"a DoRA magnitude vector {list(magnitude.shape)} does not fit a weight of shape {list(weight_shape)}; "
+            f"expected [{weight_shape[0]}]"
+        )
+    require_float(DORA, "the magnitude vector", magnitude)
+
+
+def make_dora_bundle(base: Tensor, a: Tensor, b: Tensor, magnitude: Tensor, scale: float) -> Bundle:
+    check_factors(base.shape, a, b)
+    check_magnitude(base.shape, magnitude)
+    fields = {"base": base.hash(), "scale": float(scale)}
+    return Bundle(DORA, {"lora_A": a, "lora_B": b, "magnitude": magnitude}, fields)
+
+
+def _transposed(tensor: Tensor) -> Tensor:
+    if len(tensor.shape) != 2:
+        raise ThetaError(f"LoRA factors are 2-D, not {list(tensor.shape)}")
+    return Tensor.from_numpy(np.ascontiguousarray(tensor.numpy().T), tensor.dtype)
+
+
 def make_bundle(base: Tensor, a: Tensor, b: Tensor, scale: float) -> Bundle:
     check_factors(base.shape, a, b)
     return Bundle(NAME, {"lora_A": a, "lora_B": b}, {"base": base.hash(), "scale": float(scale)})
@@ -77,19 +101,27 @@ class LowRankUpdate(UpdateType):
         ".lora_B.weight": "lora_B",
         ".lora_A": "lora_A",
         ".lora_B": "lora_B",
+        # DoRA (PEFT's use_dora): the magnitude of each output channel; makes the update a "dora" object.
+        ".lora_magnitude_vector.weight": "magnitude",
+        ".lora_magnitude_vector": "magnitude",
     }
+    side_load_optional_roles = frozenset({"magnitude"})
 
     def side_load(self, param: str, base: Tensor, roles: Mapping[str, Tensor], context: SideLoad) -> dict[str, Bundle]:
-        from git_theta.sideload import peft  # the adapter config reader: only when side-loading
+        from git_theta.sideload import lora_config  # the adapter config's meaning: only when side-loading
 
         if not dtypes.is_float(base.dtype):
             raise ThetaError(f"{NAME} updates need a float parameter, not {base.dtype}")
-        rank = check_factors(base.shape, roles["lora_A"], roles["lora_B"])
-        return {
-            param: make_bundle(
-                base, roles["lora_A"], roles["lora_B"], peft.lora_scale(context.update_file, context.alpha, rank)
-            )
-        }
+        a, b = roles["lora_A"], roles["lora_B"]
+        if lora_config.fan_in_fan_out(context.adapter):
+            # The weight is (in, out) and PEFT adds (B @ A)^T = A^T @ B^T: the same products, factors swapped.
+            a, b = _transposed(b), _transposed(a)
+        rank = check_factors(base.shape, a, b)
+        # PEFT's module name: the weight's path without `.weight` (what rank_pattern/alpha_pattern keys match).
+        scale = lora_config.module_scale(context.adapter, param.removesuffix(".weight"), context.alpha, rank)
+        if lora_config.uses_dora(context.adapter, "magnitude" in roles):
+            return {param: make_dora_bundle(base, a, b, roles["magnitude"], scale)}
+        return {param: make_bundle(base, a, b, scale)}
 
     def apply(self, bundle: Bundle, base: Tensor | None) -> Tensor:
         base = self.checked_base(bundle, base)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import fake_distribution, git, theta
 from hostile_support import RepoState, assert_refused, run_bounded
 from update_helpers import chain, commit, load, save, staged, weights
@@ -267,3 +269,64 @@ def test_an_update_type_without_the_hook_is_refused_by_name(
         can = line.split("types that can: ", 1)[1].split(", ")
         assert can == sorted(can) and {"ia3", "low-rank", "scale", "sparse"} <= set(can) and name not in can
     state.assert_unchanged(repo)
+
+
+# --- modules_to_save: a saved module's parameters replace the checkpoint's ---------------------------------------
+
+
+def _bf16_model_and_adapter(repo: Path, tmp_path: Path, head: dict[str, np.ndarray[Any, Any]]) -> Path:
+    """A bf16 model (fc, head) committed; an adapter with LoRA on fc, `head` saved whole, a config listing it."""
+    rng = np.random.default_rng(11)
+    save(
+        repo / "model.safetensors",
+        weights(rng, "BF16", {"fc.weight": (8, 6), "head.weight": (3, 8), "head.bias": (3,)}),
+    )
+    commit(repo, "base")
+    (tmp_path / "adapter").mkdir()
+    update = tmp_path / "adapter" / "adapter_model.safetensors"
+    adapter = {
+        "base_model.model.fc.lora_A.weight": rng.normal(0, 0.1, (2, 6)).astype(np.float32),
+        "base_model.model.fc.lora_B.weight": rng.normal(0, 0.1, (8, 2)).astype(np.float32),
+    }
+    save(update, {**adapter, **{f"base_model.model.{name}": value for name, value in head.items()}})
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 2, "modules_to_save": ["head"]}
+    (update.parent / "adapter_config.json").write_text(json.dumps(config))
+    return update
+
+
+def test_a_saved_module_replaces_its_parameters_rounded_to_the_checkpoint_dtype(repo: Path, tmp_path: Path) -> None:
+    """fp32 values saved by training, a bf16 checkpoint: rounded to nearest even (as load_state_dict copies them)."""
+    head = {
+        "head.weight": np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 8) + np.float32(1e-4),
+        "head.bias": np.array([0.1, 0.2, 0.3], np.float32),
+    }
+    update = _bf16_model_and_adapter(repo, tmp_path, head)
+    result = run_bounded(
+        ["git-theta", "add", "model.safetensors", "--update-type", "low-rank", "--update-data", str(update)], cwd=repo
+    )
+    assert result.returncode == 0, result.describe()
+    assert "1 parameter(s) updated" in result.stdout and "2 replaced by the adapter's saved modules" in result.stdout
+    got = load(repo / "model.safetensors")
+    for name, value in head.items():
+        assert got[name].tobytes() == torch.from_numpy(value).to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+    assert chain(staged(repo), "fc.weight")[-1] == "low-rank"
+    commit(repo, "adapter")
+    written = (repo / "model.safetensors").read_bytes()
+    (repo / "model.safetensors").unlink()
+    git(repo, "checkout", "--", "model.safetensors")
+    assert (repo / "model.safetensors").read_bytes() == written
+
+
+def test_a_saved_module_of_another_shape_is_refused(repo: Path, tmp_path: Path) -> None:
+    update = _bf16_model_and_adapter(repo, tmp_path, {"head.weight": np.zeros((4, 8), np.float32)})
+    line = _refused_side_load(repo, "low-rank", update, ["'base_model.model.head.weight'", "[4, 8]", "[3, 8]"])
+    assert "shape" in line
+
+
+def test_a_saved_module_that_also_gets_lora_factors_is_refused(repo: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    update = _bf16_model_and_adapter(repo, tmp_path, {"fc.weight": rng.normal(0, 1, (8, 6)).astype(np.float32)})
+    config = json.loads((update.parent / "adapter_config.json").read_text())
+    (update.parent / "adapter_config.json").write_text(json.dumps({**config, "modules_to_save": ["fc"]}))
+    line = _refused_side_load(repo, "low-rank", update, ["'fc.weight'", "base_model.model.fc.weight"])
+    assert "two updates" in line

@@ -93,8 +93,8 @@ class ObjectStore:
     def _restore(self, oid: str) -> bool:
         """Link an unpushed object that something else deleted from objects/ back into place; True if it is there."""
         kept = self.unpushed_path(oid)
-        if kept is None:
-            return False
+        if kept is None or not kept.is_file():
+            return False  # not kept (the usual case: a downloaded or pushed object); and no directories made
         final = self.path(oid)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ class ObjectStore:
         except FileExistsError:
             pass  # another process restored it, or wrote it again, just now
         except OSError:
-            return False  # not kept (the usual case: a downloaded or pushed object), or no hard links here
+            return False  # no hard links here, or deleted just now (gc)
         return final.is_file()
 
     def _keep_unpushed(self, oid: str, final: Path) -> None:

@@ -158,11 +158,15 @@ class ObjectStore:
             if not self.path(oid).is_file():
                 self._restore(oid)
 
-    def put(self, pieces: Iterable[bytes | memoryview], expect: str | None = None) -> tuple[str, int]:
+    def put(
+        self, pieces: Iterable[bytes | memoryview], expect: str | None = None, *, lfs_object: bool = False
+    ) -> tuple[str, int]:
         """Store the concatenated pieces; returns (oid, size). Idempotent.
 
         With `expect` (a download), bytes that do not hash to it are discarded
         and StoreError is raised: a corrupt or truncated object never lands.
+        `lfs_object`: a git-lfs pointer will name it (an export), so git-lfs
+        pushes it and keeps it from its prune while unpushed: no second name.
         """
         if not self._swept:
             # Leftovers of killed writers (named with their pid, see git_theta.files) go at the next write.
@@ -185,7 +189,7 @@ class ObjectStore:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 files.replace(tmp, tmp_name, final, 0o644, durable=not self._batches)
                 self._close(oid)  # a damaged copy was replaced: read the new file from now on
-                if expect is None:  # made here, not downloaded: only this repository has it
+                if expect is None and not lfs_object:  # made here, not downloaded: only this repository has it
                     self._keep_unpushed(oid, final)
         return oid, size
 

@@ -170,6 +170,11 @@ def test_a_downloaded_object_has_no_second_name(kept: ObjectStore) -> None:
     assert kept.has(OID) and list(kept.unpushed_oids()) == []
 
 
+def test_an_object_a_git_lfs_pointer_names_has_no_second_name(kept: ObjectStore) -> None:
+    kept.put(CONTENT, lfs_object=True)  # an export: git-lfs pushes it, and its prune spares it while unpushed
+    assert kept.has(OID) and list(kept.unpushed_oids()) == []
+
+
 @pytest.mark.parametrize("read", ["has", "get", "read_range"])
 def test_a_pruned_unpushed_object_is_linked_back_when_read(kept: ObjectStore, read: str) -> None:
     kept.put(CONTENT)

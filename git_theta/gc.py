@@ -35,10 +35,15 @@ class Collected:
 def collect(*, repo: Repo, grace: int, dry_run: bool) -> Collected:
     """Delete (unless dry_run) every unreachable object older than `grace` seconds, and stale temp files."""
     keep = reachable_objects(repo)
+    if not dry_run:
+        repo.store.restore_unpushed()  # an unpushed object `git lfs prune` deleted is judged like any other
     cutoff = time.time() - grace
     found = Collected(kept=len(keep))
-    for oid in repo.store.all_oids():
-        path = repo.store.path(oid)
+    # A dry run restores nothing, so it also looks at objects left only under their unpushed name.
+    for oid in sorted(set(repo.store.all_oids()) | set(repo.store.unpushed_oids())):
+        path = repo.store.stored_path(oid)
+        if path is None:
+            continue  # deleted since it was listed (a concurrent gc)
         stat = path.stat()
         if oid in keep:
             continue
@@ -47,7 +52,7 @@ def collect(*, repo: Repo, grace: int, dry_run: bool) -> Collected:
             continue
         found.deleted.append((oid, stat.st_size))
         if not dry_run:
-            path.unlink()
+            repo.store.forget(oid)  # under both names: the unpushed one would otherwise keep it forever
     if repo.store.tmp_dir.is_dir() and not dry_run:
         _remove_temp_files(repo.store.tmp_dir, cutoff)
     return found

@@ -165,8 +165,9 @@ def lfs_prune_problem(cwd: Path | None = None) -> str | None:
     shown = ".".join(map(str, version))
     return (
         f"git-lfs {shown} is set up here, and its `git lfs prune` deletes git-theta's objects, unpushed ones too "
-        "(only git-lfs 3.5 and later check them with the server first); do not run it in a git-theta repository: "
-        'use `git theta gc`, or upgrade git-lfs (docs/migrating.md, "Mixed repositories")'
+        "(only git-lfs 3.5 and later check them with the server first); git-theta keeps a second link of each "
+        "unpushed object it writes and links it back when needed, but pushed ones must be downloaded again: "
+        'prefer `git theta gc`, or upgrade git-lfs (docs/migrating.md, "Mixed repositories")'
     )
 
 

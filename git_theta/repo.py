@@ -22,7 +22,7 @@ class Repo:
     def discover(cls, cwd: Path | str | None = None) -> Repo:
         here = Path(cwd or os.getcwd())
         common = git.common_dir(here).resolve()
-        return cls(worktree=here, common_dir=common, store=ObjectStore(common / "lfs"))
+        return cls(worktree=here, common_dir=common, store=repository_store(common))
 
     def prior_metadata(self, path: str, texts: set[bytes] | None = None) -> list[metadata.Metadata]:
         """Metadata of `path` in the index and at HEAD, where they exist and parse (their bytes added to `texts`)."""
@@ -71,6 +71,12 @@ class Repo:
                 except MetadataError:
                     continue  # only costs deduplication
         return found
+
+
+def repository_store(common_dir: Path) -> ObjectStore:
+    """The object store of the repository whose git common dir this is, keeping its unpushed objects safe from
+    `git lfs prune` (git_theta.store)."""
+    return ObjectStore(common_dir / "lfs", common_dir / "theta" / "unpushed")
 
 
 # What a new file's clean reads of its directory's other git-theta files (Repo.sibling_metadata).

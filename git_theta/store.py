@@ -4,6 +4,11 @@ Objects live at <git-common-dir>/lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>,
 oid = sha256 of the object's bytes, so stock git-lfs and LFS servers accept
 them. Writes go to a temp file first, are synced and renamed into place; an
 object that is written again keeps its file and gets a fresh mtime (gc's grace).
+
+An object made here (not downloaded) also gets a second hard link under
+<git-common-dir>/theta/unpushed/ until a push uploads it: `git lfs prune` of
+git-lfs < 3.5 deletes every object no LFS pointer names, and never looks there
+(docs/design.md, "The object store").
 """
 
 from __future__ import annotations
@@ -56,10 +61,17 @@ def _map(file: BinaryIO) -> bytes | mmap.mmap:
 
 
 class ObjectStore:
-    def __init__(self, lfs_dir: Path) -> None:
+    def __init__(self, lfs_dir: Path, unpushed_dir: Path | None = None) -> None:
         self.lfs_dir = lfs_dir
         self.objects_dir = lfs_dir / "objects"
         self.tmp_dir = lfs_dir / "tmp"
+        # A second hard link of each object this store made itself (not downloaded), until a push uploads it.
+        # `git lfs prune` before git-lfs 3.5 deletes every object no git-lfs pointer names, unpushed ones too
+        # (docs/migrating.md, "Mixed repositories"); it never looks here, so such an object is linked back into
+        # place when next needed. Same file, so no extra disk; `git theta gc` deletes both names. None: a store
+        # that is not a repository's own (a remote's, a staging area), whose objects are never "unpushed".
+        self.unpushed_dir = unpushed_dir
+        self.restored = 0  # objects linked back into place (fsck reports them)
         self._swept = False
         # Open files of recently read packs: a checkout reads thousands of members of a few packs.
         self._open: dict[str, int] = {}
@@ -71,13 +83,90 @@ class ObjectStore:
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
 
     def has(self, oid: str) -> bool:
-        return self.path(oid).is_file()
+        return self.path(oid).is_file() or self._restore(oid)
 
-    def put(self, pieces: Iterable[bytes | memoryview], expect: str | None = None) -> tuple[str, int]:
+    def unpushed_path(self, oid: str) -> Path | None:
+        """The object's second name while no remote has it (None for a store that keeps none)."""
+        check_oid(oid)
+        return None if self.unpushed_dir is None else self.unpushed_dir / oid[0:2] / oid[2:4] / oid
+
+    def _restore(self, oid: str) -> bool:
+        """Link an unpushed object that something else deleted from objects/ back into place; True if it is there."""
+        kept = self.unpushed_path(oid)
+        if kept is None or not kept.is_file():
+            return False  # not kept (the usual case: a downloaded or pushed object); and no directories made
+        final = self.path(oid)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(kept, final)
+            self.restored += 1
+        except FileExistsError:
+            pass  # another process restored it, or wrote it again, just now
+        except OSError:
+            return False  # no hard links here, or deleted just now (gc)
+        return final.is_file()
+
+    def _keep_unpushed(self, oid: str, final: Path) -> None:
+        kept = self.unpushed_path(oid)
+        if kept is None:
+            return
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(final, kept)
+            except FileExistsError:
+                if os.path.samefile(kept, final):
+                    return
+                # A damaged copy was replaced (or a pruned one written again): keep the new file, not the old.
+                spare = kept.with_name(f"{oid}.{os.getpid()}.{threading.get_ident()}")
+                os.link(final, spare)
+                os.replace(spare, kept)
+        except OSError:
+            pass  # no hard links here: the object is still stored, only not protected from git lfs prune
+
+    def pushed(self, oids: Iterable[str]) -> None:
+        """A remote holds these now: git lfs prune may delete them (they are fetched again when needed)."""
+        for oid in oids:
+            kept = self.unpushed_path(oid)
+            if kept is not None:
+                kept.unlink(missing_ok=True)
+
+    def forget(self, oid: str) -> None:
+        """Delete an object under both its names (`git theta gc`)."""
+        self._close(oid)
+        self.path(oid).unlink(missing_ok=True)
+        self.pushed([oid])
+
+    def unpushed_oids(self) -> Iterator[str]:
+        """Every object kept under the second name, whether or not objects/ still has it."""
+        if self.unpushed_dir is None or not self.unpushed_dir.is_dir():
+            return
+        for kept in sorted(self.unpushed_dir.glob("??/??/*")):
+            if OID_PATTERN.match(kept.name):
+                yield kept.name
+
+    def stored_path(self, oid: str) -> Path | None:
+        """The file that holds the object: its objects/ name, else its unpushed name (pruned, not restored yet)."""
+        for path in (self.path(oid), self.unpushed_path(oid)):
+            if path is not None and path.is_file():
+                return path
+        return None
+
+    def restore_unpushed(self) -> None:
+        """Link every unpushed object something deleted from objects/ back into place (before gc looks)."""
+        for oid in self.unpushed_oids():
+            if not self.path(oid).is_file():
+                self._restore(oid)
+
+    def put(
+        self, pieces: Iterable[bytes | memoryview], expect: str | None = None, *, lfs_object: bool = False
+    ) -> tuple[str, int]:
         """Store the concatenated pieces; returns (oid, size). Idempotent.
 
         With `expect` (a download), bytes that do not hash to it are discarded
         and StoreError is raised: a corrupt or truncated object never lands.
+        `lfs_object`: a git-lfs pointer will name it (an export), so git-lfs
+        pushes it and keeps it from its prune while unpushed: no second name.
         """
         if not self._swept:
             # Leftovers of killed writers (named with their pid, see git_theta.files) go at the next write.
@@ -100,6 +189,8 @@ class ObjectStore:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 files.replace(tmp, tmp_name, final, 0o644, durable=not self._batches)
                 self._close(oid)  # a damaged copy was replaced: read the new file from now on
+                if expect is None and not lfs_object:  # made here, not downloaded: only this repository has it
+                    self._keep_unpushed(oid, final)
         return oid, size
 
     @contextmanager
@@ -143,7 +234,10 @@ class ObjectStore:
             with open(path, "rb") as file:
                 data = _map(file)
         except FileNotFoundError:
-            raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+            if not self._restore(oid):
+                raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+            with open(path, "rb") as file:
+                data = _map(file)
         if verify and hashlib.sha256(data).hexdigest() != oid:
             raise StoreError(f"object {oid} is corrupt: its sha256 does not match ({path})")
         return data
@@ -164,7 +258,9 @@ class ObjectStore:
                 try:
                     fd = os.open(self.path(oid), os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
-                    raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+                    if not self._restore(oid):
+                        raise StoreError(f"object {oid} is missing from {self.objects_dir}") from None
+                    fd = os.open(self.path(oid), os.O_RDONLY | os.O_CLOEXEC)
             self._open[oid] = fd  # most recently used last
             while len(self._open) > OPEN_FILES:
                 os.close(self._open.pop(next(iter(self._open))))

@@ -48,6 +48,19 @@ def git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) 
     return result
 
 
+def unpushed_objects(repo: Path) -> set[str]:
+    """Objects kept under their second name (.git/theta/unpushed): made here, not pushed yet."""
+    kept = repo / ".git" / "theta" / "unpushed"
+    return {p.name for p in kept.glob("??/??/*")} if kept.is_dir() else set()
+
+
+def delete_object(repo: Path, oid: str) -> None:
+    """Make object `oid` missing from the repository for real: its .git/lfs/objects file and the second hard link
+    that keeps an unpushed object safe from `git lfs prune` (git_theta.store), which would otherwise restore it."""
+    for root in ("lfs/objects", "theta/unpushed"):
+        (repo / ".git" / root / oid[:2] / oid[2:4] / oid).unlink(missing_ok=root != "lfs/objects")
+
+
 def theta(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the installed `git-theta` console script in `repo`."""
     result = subprocess.run(["git-theta", *args], cwd=repo, capture_output=True, text=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import git
+from conftest import delete_object, git
 from safetensors.numpy import save
 
 from git_theta import metadata, pktline
@@ -162,7 +162,7 @@ def test_missing_objects_make_smudge_fail_with_a_hint(client: FilterClient, repo
     client.handshake(["clean", "smudge"])
     meta = client.request("clean", "model.safetensors", checkpoint(4))[1]
     for path in (repo / ".git" / "lfs" / "objects").glob("??/??/*"):
-        path.unlink()
+        delete_object(repo, path.name)
     assert client.request("smudge", "model.safetensors", meta)[0] == ["status=error"]
     stderr = client.close()[1]
     count = len(metadata.parse(meta).objects())  # the pack of the small tensors, the header blob

@@ -145,3 +145,104 @@ def test_put_replaces_an_object_whose_mtime_it_may_not_set(store: ObjectStore) -
     )
     assert store.path(OID).stat().st_mtime > 1e9 and store.path(OID).stat().st_uid == os.getuid()
     assert bytes(store.get(OID, verify=True)) == b"hello object store"
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> ObjectStore:
+    """A repository's store: it keeps a second name of each object it makes, until a push."""
+    return ObjectStore(tmp_path / "lfs", tmp_path / "unpushed")
+
+
+def _pruned(store: ObjectStore) -> None:
+    """What `git lfs prune` of git-lfs < 3.5 does to an object no pointer names."""
+    store.path(OID).unlink()
+
+
+def test_an_object_made_here_has_a_second_name_on_the_same_file(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    second = kept.unpushed_path(OID)
+    assert second is not None and os.path.samefile(second, kept.path(OID))  # a hard link: no extra disk
+    assert list(kept.unpushed_oids()) == [OID]
+
+
+def test_a_downloaded_object_has_no_second_name(kept: ObjectStore) -> None:
+    kept.put(CONTENT, expect=OID)  # downloads come with expect: the remote has them
+    assert kept.has(OID) and list(kept.unpushed_oids()) == []
+
+
+def test_an_object_a_git_lfs_pointer_names_has_no_second_name(kept: ObjectStore) -> None:
+    kept.put(CONTENT, lfs_object=True)  # an export: git-lfs pushes it, and its prune spares it while unpushed
+    assert kept.has(OID) and list(kept.unpushed_oids()) == []
+
+
+@pytest.mark.parametrize("read", ["has", "get", "read_range"])
+def test_a_pruned_unpushed_object_is_linked_back_when_read(kept: ObjectStore, read: str) -> None:
+    kept.put(CONTENT)
+    _pruned(kept)
+    if read == "has":
+        assert kept.has(OID)
+    elif read == "get":
+        assert bytes(kept.get(OID, verify=True)) == b"hello object store"
+    else:
+        assert kept.read_range(OID, 6, 6) == b"object"
+    assert kept.path(OID).read_bytes() == b"hello object store" and kept.restored == 1
+    assert list(kept.unpushed_oids()) == [OID]  # still unpushed: protected from the next prune too
+
+
+def test_a_pushed_object_is_no_longer_kept(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    kept.pushed([OID])
+    assert list(kept.unpushed_oids()) == [] and kept.has(OID)
+    _pruned(kept)
+    assert not kept.has(OID)
+    with pytest.raises(StoreError, match="is missing from"):
+        kept.get(OID)
+
+
+def test_forget_deletes_both_names(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    kept.forget(OID)
+    assert not kept.has(OID) and list(kept.unpushed_oids()) == [] and kept.stored_path(OID) is None
+
+
+def test_stored_path_and_restore_unpushed_find_a_pruned_object(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    _pruned(kept)
+    assert kept.stored_path(OID) == kept.unpushed_path(OID) and list(kept.all_oids()) == []
+    kept.restore_unpushed()
+    assert list(kept.all_oids()) == [OID] and kept.stored_path(OID) == kept.path(OID)
+
+
+def test_a_replaced_damaged_copy_is_kept_not_the_damaged_file(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    kept.path(OID).write_bytes(b"trunc")  # in place: the shared file is damaged under both names
+    kept.put(CONTENT)  # wrong size: replaced by a new file
+    second = kept.unpushed_path(OID)
+    assert second is not None and os.path.samefile(second, kept.path(OID))
+    _pruned(kept)
+    assert bytes(kept.get(OID, verify=True)) == b"hello object store"
+
+
+def test_a_pruned_object_made_again_is_kept_again(kept: ObjectStore) -> None:
+    kept.put(CONTENT)
+    _pruned(kept)
+    kept.put(CONTENT)
+    second = kept.unpushed_path(OID)
+    assert second is not None and os.path.samefile(second, kept.path(OID))
+    assert sorted(p.name for p in second.parent.iterdir()) == [OID]  # no spare link left behind
+
+
+def test_without_hard_links_the_object_is_stored_unprotected(
+    kept: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as some FUSE, SMB and FAT mounts answer
+
+    monkeypatch.setattr(os, "link", refuse)
+    assert kept.put(CONTENT) == (OID, 18)
+    assert kept.has(OID) and list(kept.unpushed_oids()) == []
+
+
+def test_a_repository_store_keeps_unpushed_objects_in_the_common_git_dir(repo: Path) -> None:
+    store = Repo.discover(repo).store
+    assert store.unpushed_dir == (repo / ".git" / "theta" / "unpushed").resolve()

@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"git-theta: error: {problem}", file=sys.stderr)
     print(f"fsck: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+    if repo.store.restored:
+        # git lfs prune before git-lfs 3.5 deletes unpushed git-theta objects; their second name kept them
+        print(f"fsck: {repo.store.restored} unpushed object(s) deleted from the store (git lfs prune) were linked back")
     if any(" is missing from " in problem for problem in problems):
         # a clone downloads only what its checkouts needed; older versions' objects stay on the server
         print("hint: objects of versions never checked out here are not downloaded; `git theta fetch --all` gets them")

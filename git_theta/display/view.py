@@ -309,7 +309,9 @@ def _sizes(value: object) -> Iterable[int]:
 class DryStore(ObjectStore):
     """The repository's store, except that `put` computes ids and sizes and writes nothing (textconv must not store)."""
 
-    def put(self, pieces: Iterable[bytes | memoryview], expect: str | None = None) -> tuple[str, int]:
+    def put(
+        self, pieces: Iterable[bytes | memoryview], expect: str | None = None, *, lfs_object: bool = False
+    ) -> tuple[str, int]:
         return object_id(pieces)
 
 
@@ -352,7 +354,9 @@ def dry_repo(repo: Repo) -> Repo:
     """`repo` over a DryStore: cleaning computes a view's ids and sizes, and stores nothing."""
     from git_theta.repo import Repo
 
-    return Repo(worktree=repo.worktree, common_dir=repo.common_dir, store=DryStore(repo.store.lfs_dir))
+    return Repo(
+        worktree=repo.worktree, common_dir=repo.common_dir, store=DryStore(repo.store.lfs_dir, repo.store.unpushed_dir)
+    )
 
 
 def _unchanged_since_staged(root: Path, path: str) -> bool:

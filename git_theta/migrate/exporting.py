@@ -52,7 +52,8 @@ class _Exporter:
             except (ThetaError, MetadataError) as error:
                 raise MigrateError(f"{error} (commit {commit})") from None
             file.seek(0)
-            oid, size = store.put(iter(lambda: file.read(COPY_CHUNK), b""))
+            # git-lfs's pointer names it: git-lfs pushes it, and its prune spares it until then
+            oid, size = store.put(iter(lambda: file.read(COPY_CHUNK), b""), lfs_object=True)
         new = write_object("blob", pointer_text(oid, size), self.repo.worktree)
         self.by_blob[blob] = new
         return new

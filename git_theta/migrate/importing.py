@@ -16,7 +16,7 @@ from git_theta.migrate.plumbing import COPY_CHUNK, CatFile, write_object
 from git_theta.migrate.refs import excluded_commits, select_refs
 from git_theta.migrate.rewrite import Rewrite, check_clean, rewrite_with
 from git_theta.migrate.rewriter import Stats, TreeResult
-from git_theta.repo import Repo
+from git_theta.repo import Repo, repository_store
 from git_theta.store import ObjectStore
 
 
@@ -79,7 +79,7 @@ class Importer:
         versions.add(pointer.oid)
         if pointer in self.by_oid:
             return self.by_oid[pointer]
-        source = ObjectStore(self.repo.common_dir / "lfs")
+        source = repository_store(self.repo.common_dir)
         if not source.has(pointer.oid):
             if not self.fetch:
                 self.stats.missing.setdefault(pattern, set()).add(pointer.oid)

@@ -175,6 +175,9 @@ def _landing(
         final = store.path(oid)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging.store.path(oid), final)
+        # The unpushed name (if any) still holds the damaged file, and would bring it back after `git lfs prune`;
+        # the remote has a good copy, so the object needs no protection.
+        store.pushed([oid])
         return size
 
     return job
@@ -199,6 +202,9 @@ def upload(repo: Repo, wanted: Mapping[str, int], remote: str, ref: str | None =
     except OSError as error:
         raise _environment_failure(error, "upload", "to", where, moved, [repo.store]) from None
     _finish("upload", "to", where, len(sizes), moved, failures)
+    # Every one is on the remote now (uploaded, or it had them): `git lfs prune` may delete them, since a checkout
+    # fetches them again. After a partial failure all keep their second name, which is only cautious.
+    repo.store.pushed(sizes)
     return moved
 
 
@@ -285,7 +291,7 @@ def _http(where: Endpoint, operation: str, repo: Repo, settings: Settings, cance
 
 def _local_size(repo: Repo, oid: str, recorded: int) -> int:
     path = repo.store.path(oid)
-    return path.stat().st_size if path.is_file() else recorded
+    return path.stat().st_size if repo.store.has(oid) else recorded  # has: relinks one git lfs prune deleted
 
 
 def _run(jobs: list[Job], workers: int, cancel: threading.Event, moved: Moved, failures: list[str]) -> None:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
-from conftest import git, theta  # noqa: E402
+from conftest import git, theta, unpushed_objects  # noqa: E402
 from hostile_support import assert_store_whole, run_bounded  # noqa: E402
-from remote_support import Team, local_objects  # noqa: E402
+from remote_support import Team, local_objects, write_model  # noqa: E402
 
 MODEL = "model.safetensors"
 
@@ -66,3 +66,25 @@ def test_fetch_repair_keeps_the_damaged_copy_when_the_remote_has_no_good_one(tea
     assert result.returncode == 1 and oid in result.stderr and "404" in result.stderr, result.describe()
     assert object_path(bob, oid).read_bytes() == damaged  # replaced only by a verified copy, never removed
     assert not list((bob / ".git" / "lfs" / "tmp").glob("repair-*"))
+
+
+def test_fetch_repair_of_an_unpushed_object_drops_its_damaged_second_name(team: Team) -> None:
+    """An object made here keeps a second hard link against `git lfs prune` (git_theta.store); damage in place
+    hits both names. Repair renames the server's good copy over the first name only: the second, still the
+    damaged file, would come back after a prune, so repair drops it (the server has the object now)."""
+    alice = team.alice
+    write_model(alice / MODEL, changed={0}, version=2)
+    git(alice, "commit", "-q", "-am", "v2, not pushed by git-theta")
+    [oid] = sorted(unpushed_objects(alice) - team.server.oids())[:1]
+    git(alice, "lfs", "push", "--object-id", "origin", oid)  # the server gets it; git-theta does not hear of it
+    assert oid in team.server.oids() and oid in unpushed_objects(alice)
+    corrupt(alice, oid)
+    result = run_bounded(["git-theta", "fetch", "--repair"], cwd=alice)
+    assert result.returncode == 0 and "1 corrupt, 1 downloaded" in result.stdout, result.describe()
+    assert hashlib.sha256(object_path(alice, oid).read_bytes()).hexdigest() == oid
+    assert oid not in unpushed_objects(alice)
+    object_path(alice, oid).unlink()  # what git lfs prune before 3.5 does: the server's copy comes back, whole
+    (alice / MODEL).unlink()
+    git(alice, "checkout", "--", MODEL)
+    assert hashlib.sha256(object_path(alice, oid).read_bytes()).hexdigest() == oid
+    assert theta(alice, "fsck").returncode == 0

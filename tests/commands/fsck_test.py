@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import git
+from conftest import delete_object, git
 from hostile_support import commit_blob, put_object, run_bounded, store_path
 from safetensors.numpy import save_file
 
@@ -49,6 +49,25 @@ def test_healthy_history_is_ok(repo: Path) -> None:
     assert problems(repo, "--quick") == []
 
 
+def test_objects_git_lfs_prune_deleted_count_as_present_and_are_linked_back(repo: Path) -> None:
+    """git lfs prune before git-lfs 3.5 deletes every object no pointer names; made here, they have a second name."""
+    commit_model(repo, 0)
+    commit_model(repo, 1)
+    stored = sorted(path for path in (repo / ".git" / "lfs" / "objects").glob("??/??/*"))
+    assert stored
+    for path in stored:
+        path.unlink()  # the first name only, as prune does
+    result = run_bounded(["git-theta", "fsck"], cwd=repo)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout.splitlines() == [
+        "fsck: ok",
+        f"fsck: {len(stored)} unpushed object(s) deleted from the store (git lfs prune) were linked back",
+    ]
+    assert all(path.is_file() for path in stored)
+    assert problems(repo) == []  # nothing left to link back: no second line
+    assert run_bounded(["git-theta", "fsck"], cwd=repo).stdout == "fsck: ok\n"
+
+
 def test_a_broken_chain_reusing_a_good_hash_is_tried(repo: Path) -> None:
     """The old fsck skipped every chain whose tensor hash had rebuilt once, so this said ok."""
     meta = commit_model(repo)
@@ -75,7 +94,7 @@ def test_unparsable_metadata_is_one_problem_and_the_rest_is_still_checked(repo: 
     meta = commit_model(repo)
     commit_blob(repo, MODEL, b'{"version":"git-theta/1","format":"safetensors","file":{},"params":{"a":1}}')
     oid = meta["params"]["a"]["stored"][0]["object"]
-    store_path(repo, oid).unlink()
+    delete_object(repo, oid)
     found = problems(repo)
     # one for the unparsable version; one per parameter of the good version whose pack is gone
     users = sum(any(link["object"] == oid for link in entry["stored"]) for entry in meta["params"].values())

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import git, theta
+from conftest import git, theta, unpushed_objects
 
-from git_theta.store import ObjectStore
+from git_theta.repo import repository_store
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "transfer"))
 from remote_support import local_objects, write_model  # noqa: E402
@@ -139,7 +139,7 @@ def test_gc_keeps_what_the_index_and_pending_side_loads_reference(repo: Path) ->
     write_model(repo / MODEL, tensors=2)
     git(repo, "add", MODEL)  # stage 0 of the index only
     staged = local_objects(repo)
-    side_loaded = ObjectStore(repo / ".git" / "lfs").put([b"an update object waiting for its clean filter"])[0]
+    side_loaded = repository_store((repo / ".git").resolve()).put([b"an update object waiting for its clean filter"])[0]
     entry = ParamEntry("F32", (1,), "0" * 64, (StoredLink("dense", side_loaded, 45),))
     pending.write((repo / ".git").resolve(), MODEL, {"layer000.weight": entry})
     _age_store(repo, 2 * 3600)
@@ -183,3 +183,45 @@ def test_gc_keeps_every_stage_of_a_conflict(repo: Path) -> None:
     assert len(stored) >= 4  # three versions of tensor 0, one of tensor 1 (and the file's header)
     assert "0 unreachable" in gc(repo)
     assert local_objects(repo) == stored
+
+
+def _prune_as_old_git_lfs_does(repo: Path) -> None:
+    """`git lfs prune` before git-lfs 3.5: it deletes every object no git-lfs pointer names. Run for real with
+    such a git-lfs; a newer one keeps them (install's settings), so its effect is reproduced by hand."""
+    if not _lfs_at_least(repo, 3, 5):
+        git(repo, "lfs", "prune")
+        assert local_objects(repo) == set(), "git lfs prune before 3.5 deletes every object no pointer names"
+        return
+    for path in (repo / ".git" / "lfs" / "objects").glob("??/??/*"):
+        path.unlink()
+
+
+def _lfs_at_least(repo: Path, major: int, minor: int) -> bool:
+    version = git(repo, "lfs", "version").stdout.split()[0].removeprefix("git-lfs/").split(".")
+    return (int(version[0]), int(version[1])) >= (major, minor)
+
+
+def test_gc_deletes_unreachable_unpushed_objects_under_both_names(repo: Path) -> None:
+    write_model(repo / MODEL, tensors=3)
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "v1")
+    v1 = objects_at(repo, "HEAD")
+    write_model(repo / MODEL, tensors=3, changed={0, 1}, version=2)
+    git(repo, "add", MODEL)
+    git(repo, "rm", "-q", "--cached", MODEL)  # v2's objects: unreachable, and never pushed
+    unreachable = local_objects(repo) - v1
+    assert unreachable and unpushed_objects(repo) == v1 | unreachable
+    _age_store(repo, 2 * 3600)
+    _prune_as_old_git_lfs_does(repo)
+    # The dry run sees the objects prune deleted (they live on under their second name) and changes nothing.
+    dry = gc(repo, "--dry-run")
+    assert all(f"would delete {oid} " in dry for oid in unreachable)
+    assert f"{len(unreachable)} unreachable object(s)" in dry and f"{len(v1)} referenced" in dry
+    assert local_objects(repo) == set() and unpushed_objects(repo) == v1 | unreachable
+    out = gc(repo)
+    assert f"{len(unreachable)} unreachable object(s)" in out
+    # v1 was linked back into place (still only here); v2's objects are gone under both names.
+    assert local_objects(repo) == v1 and unpushed_objects(repo) == v1
+    assert theta(repo, "fsck").returncode == 0
+    git(repo, "reset", "-q", "--hard")
+    assert git(repo, "status", "--porcelain").stdout == ""

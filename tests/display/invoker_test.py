@@ -55,6 +55,7 @@ def test_history_diffs_need_no_objects_but_checkout_does(repo: Path) -> None:
     git(repo, "commit", "-q", "-am", "v2")
     # Like a fresh clone before any fetch: the store is empty and there is no remote.
     shutil.rmtree(repo / ".git" / "lfs" / "objects")
+    shutil.rmtree(repo / ".git" / "theta" / "unpushed")  # a clone has no unpushed objects to link back
 
     latest = git(repo, "log", "-p", "-1").stdout
     changed_lines = [line for line in latest.splitlines() if line.startswith(("+layer", "-layer"))]

@@ -203,6 +203,7 @@ def without_objects(repo: Path, lfsconfig: str) -> None:
     os.utime(repo / MODEL, (then, then))
     git(repo, "update-index", "-q", "--refresh")
     shutil.rmtree(repo / ".git" / "lfs" / "objects")
+    shutil.rmtree(repo / ".git" / "theta" / "unpushed")  # else the unpushed objects are linked back, not fetched
 
 
 SECRET = "s3cr3t-t0ken-value"

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import git
+from conftest import delete_object, git
 from update_helpers import chain, checkout_bytes, commit, save, staged, weights
 
 from git_theta import metadata, objects, packs, smudge
 from git_theta.errors import StoreError
 from git_theta.metadata import StoredLink
+from git_theta.repo import repository_store
 from git_theta.store import ObjectStore
 from git_theta.update_engine import auto
 from git_theta.update_engine.auto import MAX_CHAIN_DEPTH
@@ -188,8 +188,8 @@ def test_missing_base_object_names_the_parameter_and_the_object(repo: Path) -> N
     commit(repo, "v2")
     entry = metadata.parse(git(repo, "cat-file", "blob", "HEAD:model.safetensors").stdout.encode()).params["b.weight"]
     base_oid = entry.stored[0].object
-    store = ObjectStore(repo / ".git" / "lfs")
-    os.unlink(store.path(base_oid))
+    delete_object(repo, base_oid)
+    store = repository_store((repo / ".git").resolve())  # the repository's own: it would link a kept one back
     (repo / "model.safetensors").unlink()
     result = git(repo, "checkout", "HEAD", "--", "model.safetensors", check=False)
     assert result.returncode != 0 and not (repo / "model.safetensors").exists()

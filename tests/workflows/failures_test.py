@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from conftest import git, theta
+from conftest import delete_object, git, theta
 from workflow_support import (
     blob_metadata,
     direct_console_script,  # noqa: F401 (autouse fixture)
@@ -95,7 +95,7 @@ def test_corrupt_and_missing_objects_are_named_by_fsck_and_checkout(repo: Path) 
     [missing_oid] = param_objects(meta, "layer.0.bias")
     missing_path = store_path(repo, missing_oid)
     kept = missing_path.read_bytes()
-    missing_path.unlink()
+    delete_object(repo, missing_oid)
 
     fsck = theta(repo, "fsck", check=False)
     assert fsck.returncode == 1

@@ -5,7 +5,8 @@ switched to git-theta; its git-theta versions pushed (v1) and not (v2), to a rea
 with real git-lfs. git-lfs's prune deletes local objects no git-lfs pointer in recent refs names, which is every
 git-theta object; `git theta install` sets lfs.pruneverifyremotealways and lfs.pruneverifyunreachablealways, with
 which git-lfs 3.5 and later ask the server about each object first and halt while one is only local. Older
-git-lfs versions cannot be told so: install warns, and these tests show what their prune deletes.
+git-lfs versions cannot be told so: install warns, their prune deletes every git-theta object, and the unpushed
+ones come back from their second hard link in .git/theta/unpushed (git_theta.store) when next read.
 
 Each test runs with the git-lfs on PATH; GIT_THETA_TEST_GIT_LFS_DIRS (directories, os.pathsep-separated, each
 holding another git-lfs binary) runs the prune tests with those too.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import git, theta
+from conftest import git, theta, unpushed_objects
 from lfs_server import LfsServer
 from remote_support import local_objects
 from safetensors.numpy import save_file
@@ -129,6 +130,10 @@ def test_prune_keeps_unpushed_git_theta_objects_where_git_lfs_can_check_them(
         # Nothing in git-lfs before 3.5 checks objects no pointer names: install says so, and prune deletes them.
         assert f"git-lfs {'.'.join(map(str, git_lfs))} is set up here" in mixed.install_stderr
         assert pruned.returncode == 0 and not unpushed & local_objects(mixed.repo)
+        # Their second name kept them (v1's were pushed, so they have none and come from the server again).
+        assert unpushed <= unpushed_objects(mixed.repo) and not mixed.server.oids() & unpushed_objects(mixed.repo)
+        mixed.assert_every_version_checks_out()
+        assert mixed.theta_objects() <= local_objects(mixed.repo) and not unpushed & mixed.server.oids()
         return
     assert "git-theta: warning" not in mixed.install_stderr
     # With install's settings prune asks the server, finds v2's objects missing there, and deletes nothing.
@@ -150,6 +155,14 @@ def test_prune_without_a_remote_deletes_nothing_where_git_lfs_can_check(
     pruned = git(mixed.repo, "lfs", "prune", check=False)
     if git_lfs < (3, 5):
         assert not mixed.theta_objects() & local_objects(mixed.repo)  # all of git-theta's: the only copies
+        # No server to fetch from: every version checks out from the objects' second names alone.
+        assert mixed.theta_objects() <= unpushed_objects(mixed.repo)
+        mixed.assert_every_version_checks_out()
+        assert mixed.theta_objects() <= local_objects(mixed.repo)
+        # ... and stays protected: a second prune deletes them again, and again they come back.
+        git(mixed.repo, "lfs", "prune")
+        assert not mixed.theta_objects() & local_objects(mixed.repo)
+        mixed.assert_every_version_checks_out()
         return
     assert pruned.returncode != 0 and local_objects(mixed.repo) == before
     mixed.assert_every_version_checks_out()
@@ -158,6 +171,8 @@ def test_prune_without_a_remote_deletes_nothing_where_git_lfs_can_check(
 def test_pruned_pushed_objects_are_fetched_again_on_checkout(git_lfs: tuple[int, ...], mixed: Mixed) -> None:
     assert mixed.server is not None
     git(mixed.repo, "push", "-q", "origin", "main")  # v2 too: every committed object is on the server now
+    # The push dropped their second names: nothing keeps them from prune, and nothing needs to.
+    assert not mixed.theta_objects() & unpushed_objects(mixed.repo)
     prune = ["lfs", "prune"]
     if git_lfs >= (3, 5):
         # Objects no commit names (cleaned by `git theta track` and `git add` on the way, `git theta gc`'s to

@@ -10,6 +10,7 @@ import pytest
 from conftest import git, theta
 from hostile_support import assert_refused, run_bounded
 from migrate_support import (
+    HF_DEFAULT,
     History,
     copy_of,
     drop_object,
@@ -111,23 +112,6 @@ def test_a_damaged_lfs_object_or_lying_pointer_is_refused_in_bounded_memory(
     result = run_bounded(["git-theta", "migrate", "import", "--include", "*.safetensors", *refs], cwd=lfs_repo)
     assert_refused(result, ["model.safetensors", oid])
     assert git(lfs_repo, "for-each-ref").stdout == before
-
-
-# Hugging Face's default .gitattributes for a model repository (the lines a new repo gets; abridged).
-HF_DEFAULT = """*.7z filter=lfs diff=lfs merge=lfs -text
-*.arrow filter=lfs diff=lfs merge=lfs -text
-*.bin filter=lfs diff=lfs merge=lfs -text
-*.ckpt filter=lfs diff=lfs merge=lfs -text
-*.h5 filter=lfs diff=lfs merge=lfs -text
-*.msgpack filter=lfs diff=lfs merge=lfs -text
-*.onnx filter=lfs diff=lfs merge=lfs -text
-*.pt filter=lfs diff=lfs merge=lfs -text
-*.pth filter=lfs diff=lfs merge=lfs -text
-*.safetensors filter=lfs diff=lfs merge=lfs -text
-saved_model/**/* filter=lfs diff=lfs merge=lfs -text
-*.zip filter=lfs diff=lfs merge=lfs -text
-*tfevents* filter=lfs diff=lfs merge=lfs -text
-"""
 
 
 def test_a_hugging_face_shaped_repository_migrates_pushes_and_clones(tmp_path: Path, lfs_server: object) -> None:

@@ -128,3 +128,20 @@ def drop_object(repo: Path, data: bytes) -> str:
     oid = hashlib.sha256(data).hexdigest()
     (repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).unlink()
     return oid
+
+
+# Hugging Face's default .gitattributes for a model repository (the lines a new repo gets; abridged).
+HF_DEFAULT = """*.7z filter=lfs diff=lfs merge=lfs -text
+*.arrow filter=lfs diff=lfs merge=lfs -text
+*.bin filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.msgpack filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+saved_model/**/* filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+*tfevents* filter=lfs diff=lfs merge=lfs -text
+"""

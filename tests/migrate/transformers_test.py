@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import git, theta
-from migrate_test import HF_DEFAULT
+from migrate_support import HF_DEFAULT
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model", "is", "under", "version", "control", "git"]
 SENTENCES = ["the model is under version control", "git", "control the model"]

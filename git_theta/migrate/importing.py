@@ -13,7 +13,7 @@ from git_theta.migrate import MigrateError
 from git_theta.migrate.gitattributes import default_include, import_attributes
 from git_theta.migrate.patterns import Selection
 from git_theta.migrate.plumbing import COPY_CHUNK, CatFile, write_object
-from git_theta.migrate.refs import excluded_commits, select_refs
+from git_theta.migrate.refs import selected_history
 from git_theta.migrate.rewrite import Rewrite, check_clean, rewrite_with
 from git_theta.migrate.rewriter import Stats, TreeResult
 from git_theta.repo import Repo, repository_store
@@ -167,10 +167,9 @@ def import_history(
     problem = installation.filter_problem(repo.worktree)
     if problem:
         raise MigrateError(f"not migrating: {problem}")
-    chosen = select_refs(
-        repo.worktree, everything=everything, refs=refs or [], include_refs=include_refs, exclude_refs=exclude_refs
+    chosen, excluded = selected_history(
+        repo.worktree, everything=everything, refs=refs, include_refs=include_refs, exclude_refs=exclude_refs
     )
-    excluded = excluded_commits(repo.worktree, exclude_refs or [])
     selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     stats = Stats()
     importer = Importer(repo, selection, repo.store, stats, remote, fetch=True, write=True)

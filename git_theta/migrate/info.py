@@ -9,7 +9,7 @@ from pathlib import Path
 from git_theta.migrate.gitattributes import default_include
 from git_theta.migrate.importing import Importer, import_fix
 from git_theta.migrate.patterns import Selection
-from git_theta.migrate.refs import excluded_commits, peel_tags, select_refs
+from git_theta.migrate.refs import peel_tags, selected_history
 from git_theta.migrate.rewriter import CommitProgress, Rewriter, Stats
 from git_theta.migrate.signatures import SignatureCounts, unsigned_tag
 from git_theta.repo import Repo
@@ -48,10 +48,9 @@ def info(
     """Per include pattern: distinct git-lfs objects in the history, their size, and the size git-theta's store would
     have after import, measured by cleaning every version into a throwaway store (objects not local are counted,
     not fetched)."""
-    chosen = select_refs(
-        repo.worktree, everything=everything, refs=refs or [], include_refs=include_refs, exclude_refs=exclude_refs
+    chosen, excluded = selected_history(
+        repo.worktree, everything=everything, refs=refs, include_refs=include_refs, exclude_refs=exclude_refs
     )
-    excluded = excluded_commits(repo.worktree, exclude_refs or [])
     selection = Selection(include or default_include(repo, chosen, "lfs"), exclude)
     rows: list[InfoRow] = []
     signatures = SignatureCounts()

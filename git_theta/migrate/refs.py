@@ -54,6 +54,22 @@ def excluded_commits(cwd: Path, exclude_refs: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def selected_history(
+    cwd: Path,
+    *,
+    everything: bool,
+    refs: list[str] | None,
+    include_refs: list[str] | None,
+    exclude_refs: list[str] | None,
+) -> tuple[dict[str, str], list[str]]:
+    """What info, import and export walk: the refs to rewrite (select_refs) and the commits left as they are
+    (excluded_commits)."""
+    chosen = select_refs(
+        cwd, everything=everything, refs=refs or [], include_refs=include_refs, exclude_refs=exclude_refs
+    )
+    return chosen, excluded_commits(cwd, exclude_refs or [])
+
+
 def peel_tags(cat: CatFile, refs: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
     """ref -> commit it names, and ref -> raw annotated tag object; a tag of a tag or of a non-commit is refused."""
     commits, tags = {}, {}

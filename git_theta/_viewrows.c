@@ -1,0 +1,267 @@
+/* View rows of one-pack-member parameter lines (git_theta/display/viewrows.py), for `git diff` and `git log -p`.
+ *
+ * The text view (git_theta/display/view.py) renders one row per parameter line; at 10^5 groups the Python
+ * renderer spends ~8 us a row on matching and formatting, most of `git diff`'s time. The most common line by far
+ * (a small tensor's: one pack member) is matched and rendered here, byte by byte, with the checks of
+ * view._one_member_row. Anything else gives None and the Python renderer decides, which also names every error.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Fixed widths of the view's columns (view.py: NAME_WIDTH, the dtype's 5, SHAPE_WIDTH, CHAIN_WIDTH, SIZE_WIDTH,
+ * HASH_CHARS): passed in by the caller so that one place defines them. */
+typedef struct {
+    Py_ssize_t name, dtype, shape, chain, size, hash;
+} Widths;
+
+typedef struct {
+    const char *at, *end;
+} Cursor;
+
+static int take(Cursor *c, const char *text)
+{
+    size_t n = strlen(text);
+    if ((size_t)(c->end - c->at) < n || memcmp(c->at, text, n) != 0)
+        return 0;
+    c->at += n;
+    return 1;
+}
+
+/* view._TEXT: printable ASCII but the quote and the backslash (canonical JSON escapes the rest) */
+static int is_text(unsigned char ch) { return ch >= 0x20 && ch <= 0x7e && ch != '"' && ch != '\\'; }
+
+static int is_dtype_char(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
+}
+
+static int is_hex(unsigned char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); }
+
+/* view._COUNT: 0 or 1-18 digits without a leading zero (so it fits an int64 with room for a sum of two) */
+static int count(Cursor *c, int64_t *value)
+{
+    const char *start = c->at;
+    if (c->at >= c->end || *c->at < '0' || *c->at > '9')
+        return 0;
+    if (*c->at == '0') {
+        c->at++;
+        *value = 0;
+        return 1;
+    }
+    int64_t v = 0;
+    while (c->at < c->end && *c->at >= '0' && *c->at <= '9') {
+        if (c->at - start >= 18)
+            return 0;
+        v = v * 10 + (*c->at - '0');
+        c->at++;
+    }
+    *value = v;
+    return 1;
+}
+
+/* A run of characters of one class; its span. */
+static int span(Cursor *c, int (*member)(unsigned char), Py_ssize_t least, Py_ssize_t most, const char **start,
+                Py_ssize_t *length)
+{
+    *start = c->at;
+    while (c->at < c->end && member((unsigned char)*c->at))
+        c->at++;
+    *length = c->at - *start;
+    return *length >= least && *length <= most;
+}
+
+typedef struct {
+    const char *name, *dtype, *digest, *shape, *update;
+    Py_ssize_t name_len, dtype_len, shape_len, update_len;
+    int64_t length, offset, size, elements;
+    int overflow; /* the element count exceeds int64: certainly more than the limit */
+} Line;
+
+/* view._ONE_MEMBER_LINE, fully matched */
+static int match_line(const char *data, Py_ssize_t size, Line *line)
+{
+    Cursor c = {data, data + size};
+    const char *hex;
+    Py_ssize_t hex_len;
+    if (!take(&c, "\"") || !span(&c, is_text, 0, PY_SSIZE_T_MAX, &line->name, &line->name_len))
+        return 0;
+    if (!take(&c, "\":{\"dtype\":\"") || !span(&c, is_dtype_char, 1, 16, &line->dtype, &line->dtype_len))
+        return 0;
+    if (!take(&c, "\",\"hash\":\"") || !span(&c, is_hex, 64, 64, &hex, &hex_len))
+        return 0;
+    line->digest = hex;
+    if (!take(&c, "\",\"shape\":["))
+        return 0;
+    line->shape = c.at;
+    line->elements = 1;
+    line->overflow = 0;
+    int zero = 0;
+    if (c.at < c.end && *c.at != ']') {
+        for (int dims = 0;; dims++) {
+            int64_t n;
+            if (dims == 64 || !count(&c, &n))
+                return 0;
+            if (n == 0)
+                zero = 1;
+            else if (!line->overflow && __builtin_mul_overflow(line->elements, n, &line->elements))
+                line->overflow = 1;
+            if (!take(&c, ","))
+                break;
+        }
+    }
+    if (zero) {
+        line->elements = 0;
+        line->overflow = 0;
+    }
+    line->shape_len = c.at - line->shape;
+    if (!take(&c, "],\"stored\":[{\"length\":") || !count(&c, &line->length))
+        return 0;
+    if (!take(&c, ",\"object\":\"") || !span(&c, is_hex, 64, 64, &hex, &hex_len))
+        return 0;
+    if (!take(&c, "\",\"offset\":") || !count(&c, &line->offset))
+        return 0;
+    if (!take(&c, ",\"size\":") || !count(&c, &line->size))
+        return 0;
+    if (!take(&c, ",\"update\":\"") || !span(&c, is_text, 0, PY_SSIZE_T_MAX, &line->update, &line->update_len))
+        return 0;
+    return take(&c, "\"}]}") && c.at == c.end;
+}
+
+/* changes.human_size: bytes in binary units with one decimal. Python divides a float by 1024 (exact in binary)
+ * and formats it with "%.1f", which rounds the exact value half to even; below 2**53 bytes (exact as a double)
+ * the same rounding is done here on integers, which is several times faster than snprintf's float formatting. */
+static int human_size(int64_t size, char *out, size_t room)
+{
+    if (size < 1024)
+        return snprintf(out, room, "%lld B", (long long)size);
+    static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
+    int unit = 0;
+    int64_t divisor = 1024;
+    while (unit < 3 && size / divisor >= 1024) {
+        divisor *= 1024;
+        unit++;
+    }
+    if (size >= ((int64_t)1 << 53) / 10) {
+        return snprintf(out, room, "%.1f %s", (double)size / (double)divisor, units[unit]);
+    }
+    int64_t tenths = size * 10 / divisor, rest = size * 10 % divisor;
+    if (2 * rest > divisor || (2 * rest == divisor && tenths % 2 == 1))
+        tenths++;
+    return snprintf(out, room, "%lld.%lld %s", (long long)(tenths / 10), (long long)(tenths % 10), units[unit]);
+}
+
+static char *pad(char *at, const char *text, Py_ssize_t length, Py_ssize_t width)
+{
+    memcpy(at, text, length);
+    at += length;
+    for (; length < width; length++)
+        *at++ = ' ';
+    return at;
+}
+
+/* (name, row, elements, stored bytes) for a matched line, or None when a check refuses it */
+static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, const Widths *w)
+{
+    if (line->length == 0 || line->offset + line->length > line->size)
+        Py_RETURN_NONE;
+    if (line->overflow || line->elements > max_elements)
+        Py_RETURN_NONE;
+    PyObject *dtype = PyUnicode_DecodeASCII(line->dtype, line->dtype_len, NULL);
+    if (dtype == NULL)
+        return NULL;
+    int known = PyDict_Contains(bits, dtype);
+    Py_DECREF(dtype);
+    if (known <= 0)
+        return known < 0 ? NULL : Py_NewRef(Py_None);
+    char size_text[64];
+    int size_len = human_size(line->length, size_text, sizeof size_text);
+    if (size_len < 0 || size_len >= (int)sizeof size_text)
+        Py_RETURN_NONE;
+    Py_ssize_t shape_len = line->shape_len + 2;
+#define WIDTH(n, width) ((n) > (width) ? (n) : (width))
+    Py_ssize_t total = WIDTH(line->name_len, w->name) + 1 + WIDTH(line->dtype_len, w->dtype) + 1 +
+                       WIDTH(shape_len, w->shape) + 1 + WIDTH(line->update_len, w->chain) + 1 +
+                       WIDTH((Py_ssize_t)size_len, w->size) + 2 + w->hash;
+#undef WIDTH
+    PyObject *row = PyUnicode_New(total, 127);
+    PyObject *name = PyUnicode_FromStringAndSize(line->name, line->name_len);
+    if (row == NULL || name == NULL) {
+        Py_XDECREF(row);
+        Py_XDECREF(name);
+        return NULL;
+    }
+    char *at = (char *)PyUnicode_1BYTE_DATA(row);
+    at = pad(at, line->name, line->name_len, w->name);
+    *at++ = ' ';
+    at = pad(at, line->dtype, line->dtype_len, w->dtype);
+    *at++ = ' ';
+    char *shape_start = at;
+    *at++ = '[';
+    memcpy(at, line->shape, line->shape_len);
+    at += line->shape_len;
+    *at++ = ']';
+    for (Py_ssize_t n = at - shape_start; n < w->shape; n++)
+        *at++ = ' ';
+    *at++ = ' ';
+    at = pad(at, line->update, line->update_len, w->chain);
+    *at++ = ' ';
+    for (Py_ssize_t n = size_len; n < w->size; n++)
+        *at++ = ' ';
+    memcpy(at, size_text, size_len);
+    at += size_len;
+    *at++ = ' ';
+    *at++ = ' ';
+    memcpy(at, line->digest, w->hash);
+    return Py_BuildValue("(NNLL)", name, row, (long long)line->elements, (long long)line->length);
+}
+
+static PyObject *member_rows(PyObject *self, PyObject *args)
+{
+    PyObject *lines, *bits;
+    long long max_elements;
+    Widths w;
+    if (!PyArg_ParseTuple(args, "O!O!L(nnnnnn):member_rows", &PyList_Type, &lines, &PyDict_Type, &bits,
+                          &max_elements, &w.name, &w.dtype, &w.shape, &w.chain, &w.size, &w.hash))
+        return NULL;
+    if (w.hash > 64 || w.name < 0 || w.dtype < 0 || w.shape < 0 || w.chain < 0 || w.size < 0 || w.hash < 0) {
+        PyErr_SetString(PyExc_ValueError, "member_rows: column widths out of range");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    PyObject *result = PyList_New(n);
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        PyObject *row;
+        Line line;
+        if (!PyBytes_Check(item)) {
+            Py_DECREF(result);
+            PyErr_SetString(PyExc_TypeError, "member_rows: lines must be bytes");
+            return NULL;
+        }
+        if (match_line(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &line))
+            row = render(&line, bits, max_elements, &w);
+        else
+            row = Py_NewRef(Py_None);
+        if (row == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, i, row);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"member_rows", member_rows, METH_VARARGS,
+     "member_rows(lines, bits, max_elements, widths) -> [(name, row, elements, stored) or None per line]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_viewrows", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__viewrows(void) { return PyModule_Create(&module); }

@@ -59,3 +59,45 @@ def test_unchanged_infinities_do_not_poison_the_change() -> None:
     # An attention-mask style -inf that both versions hold: only the changed entry counts.
     stats = compare(np.array([-np.inf, 1.0, 2.0], dtype=np.float32), np.array([-np.inf, 1.0, 3.0], dtype=np.float32))
     assert stats.norm == 1.0 and stats.max_abs == 1.0 and stats.changed_count == 1
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
+
+
+def test_compare_many_gives_compare_of_each_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tensor_diff, "GROUP_ELEMENTS", 64)  # several row groups per dtype and size
+    rng = np.random.default_rng(2)
+    pairs = []
+    for index in range(60):
+        dtype = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_, ml_dtypes.float8_e4m3fn][index % 6]
+        shape = [(4, 4), (3,), (), (0,), (2, 5)][index % 5]
+        old = rng.normal(size=shape).astype(dtype)
+        new = old.copy()
+        if new.size and index % 3:
+            new.reshape(-1)[index % new.size] = rng.normal()
+        if index == 7:
+            new.reshape(-1)[0] = np.nan
+        if index == 13:
+            old.reshape(-1)[:] = np.inf
+            new = old.copy()
+        if index == 19:
+            old, new = np.zeros(shape, dtype), -np.zeros(shape, dtype)  # -0.0: the bits differ
+        pairs.append((Tensor.from_numpy(old), Tensor.from_numpy(new)))
+    pairs.append((Tensor.from_numpy(rng.normal(size=70000).astype(np.float32)),) * 2)  # too big to group
+    got = tensor_diff.compare_many(pairs)
+    assert len(got) == len(pairs)
+    for (old_tensor, new_tensor), stats in zip(pairs, got):
+        expected = tensor_diff.compare(old_tensor, new_tensor)
+        assert stats.changed_count == expected.changed_count and stats.changed == expected.changed
+        for field in ("norm", "relative", "max_abs", "cosine"):
+            assert _close(getattr(stats, field), getattr(expected, field)), (field, stats, expected)
+
+
+def test_compare_many_refuses_a_pair_of_other_layouts() -> None:
+    a = Tensor.from_numpy(np.zeros((2, 2), np.float32))
+    b = Tensor.from_numpy(np.zeros((4,), np.float32))
+    with pytest.raises(ValueError, match="cannot compare"):
+        tensor_diff.compare_many([(a, a), (a, b)])

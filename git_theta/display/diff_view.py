@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from git_theta import metadata, sharded, snapshots
 from git_theta.display import changes, lines, tables
@@ -19,6 +19,9 @@ from git_theta.errors import StoreError, ThetaError
 from git_theta.packed import Packed, packed
 from git_theta.repo import Repo
 from git_theta.tensor_diff import ChangeStats
+
+if TYPE_CHECKING:
+    from git_theta.tensor import Tensor
 
 SORT_KEYS = ("name", "norm", "relative", "changed", "max", "cosine", "size", "stored")
 
@@ -127,10 +130,12 @@ def _opaque(group_changes: list[GroupChange], names: set[str]) -> dict[str, str]
 # Modified groups whose pack members are read together (one pread per pack and batch, packs.MemberReads): a
 # 10^5-group version with 10^4 small changes otherwise reads 2 * 10^4 members one at a time.
 STATS_BATCH = 256
+# Rebuilt tensors held for one compare_many call: a large pair is compared alone, as soon as it is rebuilt.
+PAIRS_BYTES = 16 << 20
 
 
 def _stats(repo: Repo, path: str, group_changes: list[GroupChange]) -> dict[str, ChangeStats]:
-    """Numbers for modified groups of unchanged layout, loading one pair of tensors at a time."""
+    """Numbers for modified groups of unchanged layout, holding PAIRS_BYTES of tensors (or one pair) at a time."""
     from git_theta import packs, smudge, tensor_diff  # numpy and the update plugins: only when numbers are asked
 
     compared = [
@@ -138,16 +143,25 @@ def _stats(repo: Repo, path: str, group_changes: list[GroupChange]) -> dict[str,
         for change in group_changes
         if change.status == changes.MODIFIED and not change.layout_change and change.old and change.new
     ]
-    found = {}
+    found: dict[str, ChangeStats] = {}
     for start in range(0, len(compared), STATS_BATCH):
         batch = compared[start : start + STATS_BATCH]
         try:
             reads = packs.MemberReads(repo.store, (link for _, a, b in batch for link in (*a.stored, *b.stored)))
+            # Pairs are compared together (tensor_diff.compare_many), up to PAIRS_BYTES of them at a time.
+            names: list[str] = []
+            pairs: list[tuple[Tensor, Tensor]] = []
+            held = 0
             for name, old_entry, new_entry in batch:
                 old = smudge.rebuild(repo.store, name, old_entry, path, reads=reads)
                 new = smudge.rebuild(repo.store, name, new_entry, path, reads=reads)
-                found[name] = tensor_diff.compare(old, new)
-                del old, new
+                names.append(name)
+                pairs.append((old, new))
+                held += old.nbytes + new.nbytes
+                if held >= PAIRS_BYTES:
+                    found.update(zip(names, tensor_diff.compare_many(pairs)))
+                    names, pairs, held = [], [], 0
+            found.update(zip(names, tensor_diff.compare_many(pairs)))
         except StoreError as error:
             raise StoreError(
                 f"{error}\n(fetch the objects with `git theta fetch`, or pass --no-stats to compare metadata only)"

@@ -11,7 +11,6 @@ quietly: nobody is left to answer.
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
@@ -92,7 +91,7 @@ def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes
         message = describe_os_error(error)
         content.drain()
         if message is None:
-            output.fail(stderr, f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
+            output.fail(stderr, _internal_error(path))
         else:
             output.fail(stderr, f"git-theta: {path}: {message}")
         return
@@ -102,9 +101,19 @@ def _answer(handler: Handler, path: str, content: PacketReader, stdout: IO[bytes
         return
     except Exception:
         content.drain()
-        output.fail(stderr, f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
+        output.fail(stderr, _internal_error(path))
         return
     output.finish()
+
+
+def _internal_error(path: str) -> str:
+    """What a bug while filtering `path` shows: its traceback, redacted (a frame may quote a URL with a token).
+    Imported here: traceback, with linecache and tokenize, costs ~5 ms of every filter's start-up."""
+    import traceback
+
+    from git_theta import redact
+
+    return redact.text(f"git-theta: internal error while filtering {path}:\n{traceback.format_exc()}")
 
 
 class _Content(PacketReader):

@@ -310,3 +310,28 @@ def _filter_children(pid: int) -> list[int]:
         if f"\nPPid:\t{pid}\n" in status and b"filter-process" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def test_a_bug_while_filtering_names_the_file_and_hides_credentials() -> None:
+    # The traceback of an internal error goes to git's stderr: a frame's message may quote a URL with a token.
+    import io
+
+    from git_theta import filter_protocol
+
+    stdin = io.BytesIO()
+    pktline.write_text_list(stdin, ["git-filter-client", "version=2"])
+    pktline.write_text_list(stdin, ["capability=clean", "capability=smudge"])
+    pktline.write_text_list(stdin, ["command=smudge", "pathname=model.safetensors"])
+    pktline.write_packet(stdin, b"content")
+    stdin.write(pktline.FLUSH)
+    stdin.seek(0)
+
+    def broken(path: str, content: object, out: object) -> None:
+        raise RuntimeError("GET https://alice:s3cret-token@lfs.example.com/objects?access_token=abc123 failed")
+
+    stdout, stderr = io.BytesIO(), io.StringIO()
+    filter_protocol.serve(stdin, stdout, {"smudge": broken}, stderr)
+    said = stderr.getvalue()
+    assert "internal error while filtering model.safetensors" in said and "RuntimeError" in said
+    assert "s3cret-token" not in said and "abc123" not in said and "alice" not in said
+    assert b"status=error" in stdout.getvalue()

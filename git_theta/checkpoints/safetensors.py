@@ -203,7 +203,11 @@ def _matched_header(header_bytes: bytes) -> list[tuple[str, str, tuple[int, ...]
             json.loads(metadata.group(0)[len(_METADATA_KEY) :], object_pairs_hook=unique_keys)
         except ValueError:
             return None
-        position = metadata.end() + (metadata.end() < end)  # its comma
+        position = metadata.end()
+        if position < end:
+            if header_bytes[position : position + 1] != b"," or position + 1 == end:
+                return None  # not a comma, or a trailing one
+            position += 1
     entries: list[tuple[str, str, tuple[int, ...], int, int]] = []
     seen: set[str] = set()
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}

@@ -203,7 +203,7 @@ def _matched_header(header_bytes: bytes) -> list[tuple[str, str, tuple[int, ...]
     surrogate, numbers as JSON writes them are no NaN, the seen set refuses a repeated name, and `__metadata__`
     is matched as a map of strings and decoded with the repeated-key check.
     """
-    end = len(header_bytes.rstrip(b" ")) - 1  # the closing brace; safetensors pads with spaces
+    end = _last_non_space(header_bytes)  # the closing brace; safetensors pads with spaces
     if header_bytes[:1] != b"{" or header_bytes[end : end + 1] != b"}":
         return None
     position = 1
@@ -221,6 +221,13 @@ def _matched_header(header_bytes: bytes) -> list[tuple[str, str, tuple[int, ...]
     if _match_entries is not None:
         return _match_entries(header_bytes, position, end, _DTYPE_SIZES, MAX_TENSORS, MAX_TENSOR_BYTES)
     return _matched_entries(header_bytes, position, end)
+
+
+def _last_non_space(data: bytes) -> int:
+    """len(data.rstrip(b" ")) - 1, without copying data (100 MB at 10^6 tensors) unless its tail is all spaces."""
+    cut = max(0, len(data) - 64)
+    tail = data[cut:].rstrip(b" ")
+    return cut + len(tail) - 1 if tail or cut == 0 else len(data.rstrip(b" ")) - 1
 
 
 # What the C matcher needs of each dtype, keyed by dtypes.ITEMSIZE's own key objects (results share them).

@@ -311,3 +311,8 @@ def test_without_the_extension_the_python_matcher_does_the_work(tmp_path: Path) 
     implementation, matched = result.stdout.splitlines()
     assert implementation == "python"
     assert json.loads(matched) == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("data", [b"", b" ", b"}", b"{} ", b"{}" + b" " * 64, b"{}" + b" " * 65, b"x" * 70 + b" " * 3])
+def test_the_closing_brace_is_found_as_rstrip_finds_it(data: bytes) -> None:
+    assert safetensors._last_non_space(data) == len(data.rstrip(b" ")) - 1

@@ -32,8 +32,9 @@ from git_theta.metadata import ParamEntry, unique_keys
 from git_theta.tensor import Tensor
 
 # The entry matcher compiled from git_theta/_stheader.c (optional in setup.py): when it was not built,
-# _matched_entries does the same in Python, ~5 us an entry more.
-_match_entries: Callable[[bytes, int, int, dict[str, tuple[int, int]], int, int], list[Any] | None] | None
+# _matched_entries does the same in Python, with ~10 times the CPU (~4.5 us an entry at 10^6 entries).
+_Entries = list[tuple[str, str, tuple[int, ...], int, int]]
+_match_entries: Callable[[bytes, int, int, dict[str, tuple[int, int]], int, int], _Entries | None] | None
 try:
     from git_theta._stheader import match_entries as _match_entries
 except ImportError:

@@ -90,7 +90,7 @@ def _library_headers(folder: Path) -> list[bytes]:
         "ünïcode.名前.🙂": torch.arange(6, dtype=torch.int64).reshape(2, 3),
         "mask": torch.ones(5, dtype=torch.bool),
     }
-    numpy_tensors = {
+    numpy_tensors: dict[str, np.ndarray[Any, Any]] = {
         "a": np.ones((2, 3), np.float32),
         "b.é": np.zeros(4, np.int8),
         "zero_d": np.array(7, np.uint16),
@@ -113,7 +113,7 @@ def test_headers_the_library_writes_are_matched_as_the_json_path_reads_them(tmp_
 
 
 # Headers in the library's spelling, built here so that hypothesis can vary every part, then mutated.
-_NAME = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+_NAME = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 _DTYPE = st.sampled_from(sorted(dtypes.ITEMSIZE))
 _SHAPE = st.lists(st.integers(0, 5), max_size=3)
 

@@ -174,6 +174,8 @@ def test_a_header_in_the_library_spelling_is_matched_without_decoding_it(tmp_pat
         b'{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}',  # packed: 3 values do not fill whole bytes
         b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}',  # a gap
         b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},}',  # a trailing comma
+        b'{"__metadata__":{},}',  # a trailing comma after __metadata__
+        b'{"__metadata__":{}X"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',  # no comma after it
         b'{"a":{"dtype":"U9","shape":[1],"data_offsets":[0,1]}}',
         b'{"a":{"dtype":"U8","shape":[9999999999999999999],"data_offsets":[0,1]}}',
         b'{"\xed\xa0\x80":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',  # not UTF-8 (a surrogate)

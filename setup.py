@@ -26,7 +26,6 @@ setup(
         Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._chainops", ["git_theta/_chainops.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._viewrows", ["git_theta/_viewrows.c"], extra_compile_args=["-O3"], optional=True),
-
         Extension("git_theta._stheader", ["git_theta/_stheader.c"], extra_compile_args=["-O3"], optional=True),
     ],
     install_requires=[

@@ -135,22 +135,25 @@ typedef struct {
         (ps)->p += sizeof(lit) - 1;                                                                              \
     } while (0)
 
-/* A JSON string's contents as encode_basestring_ascii writes them unescaped: printable ASCII but `"` and `\`.
- * Anything escaped gives 0 (the Python path decodes it); the closing quote is consumed. */
+/* Bytes that may stand unescaped in a string encode_basestring_ascii writes (printable ASCII but `"` and `\`), and
+ * lowercase hex digits: 1 in these tables, filled at import. */
+static unsigned char plain_byte[256], hex_digit[256];
+
+/* A JSON string's contents as encode_basestring_ascii writes them unescaped. Anything escaped gives 0 (the Python
+ * path decodes it); the closing quote is consumed. */
 static int string_span(Parser *ps, const char **text, Py_ssize_t *len)
 {
-    const char *start = ps->p, *q = start;
-    while (q < ps->end && *q != '"') {
-        unsigned char c = (unsigned char)*q;
-        if (c < 0x20 || c > 0x7e || c == '\\')
-            return 0;
-        q++;
-    }
-    if (q == ps->end)
+    const char *start = ps->p, *quote = memchr(start, '"', ps->end - start);
+    if (quote == NULL)
+        return 0;
+    unsigned char ok = 1;
+    for (const unsigned char *q = (const unsigned char *)start; q < (const unsigned char *)quote; q++)
+        ok &= plain_byte[*q];
+    if (!ok)
         return 0;
     *text = start;
-    *len = q - start;
-    ps->p = q + 1;
+    *len = quote - start;
+    ps->p = quote + 1;
     return 1;
 }
 
@@ -185,11 +188,12 @@ static int hex64(Parser *ps, const char **text)
 {
     if (ps->end - ps->p < 65 || ps->p[64] != '"')
         return 0;
-    for (int i = 0; i < 64; i++) {
-        char c = ps->p[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return 0;
-    }
+    const unsigned char *q = (const unsigned char *)ps->p;
+    unsigned char ok = 1;
+    for (int i = 0; i < 64; i++)
+        ok &= hex_digit[q[i]];
+    if (!ok)
+        return 0;
     *text = ps->p;
     ps->p += 65;
     return 1;
@@ -594,5 +598,9 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "git_theta._metaparse
 
 PyMODINIT_FUNC PyInit__metaparse(void)
 {
+    for (int c = 0; c < 256; c++) {
+        plain_byte[c] = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+        hex_digit[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    }
     return PyModule_Create(&module);
 }

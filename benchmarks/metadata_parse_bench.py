@@ -2,7 +2,7 @@
 
     python3 benchmarks/metadata_parse_bench.py                             # 10,000 / 100,000 / 1,000,000 entries
     python3 benchmarks/metadata_parse_bench.py --counts 10000 --runs 5
-    python3 benchmarks/metadata_parse_bench.py --python                    # the pure-Python parse, for comparison
+    python3 benchmarks/metadata_parse_bench.py --python                    # the Python code alone, for comparison
 
 Each entry is a 32x32 F32 tensor with one dense link into a pack object (git-theta/2 metadata, as a commit of many
 small tensors writes it): its own hash, 1,000 members per pack. CPU seconds by time.process_time, the best of
@@ -43,11 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--counts", default="10000,100000,1000000")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--python", action="store_true", help="turn the compiled parser off")
+    parser.add_argument("--python", action="store_true", help="turn the compiled parser and writer off")
     args = parser.parse_args()
     if args.python:
-        metadata._compiled_params = None
-    print(f"parser: {'python' if metadata._compiled_params is None else 'c'}")
+        metadata._compiled_params = metadata._compiled_serialize = None
+    print(f"parser and writer: {'python' if metadata._compiled_params is None else 'c'}")
     for count in map(int, args.counts.split(",")):
         text = build(count)
         if len(text) > metadata.MAX_BYTES:

@@ -584,6 +584,221 @@ static PyObject *bind(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* ---- Writing: Metadata.serialize's parameter lines, byte for byte (tests/metadata_test.py locks them). ---- */
+
+/* The text being written: a bytes object grown as needed, cut to size at the end. */
+typedef struct {
+    PyObject *bytes;
+    char *out;
+    Py_ssize_t len, cap;
+} Writer;
+
+static int reserve(Writer *w, Py_ssize_t more)
+{
+    if (w->len + more <= w->cap)
+        return 0;
+    Py_ssize_t cap = w->cap;
+    /* by a quarter: a large block grows in place (realloc remaps it), so the text costs ~1.25x its size at most,
+     * where serialize's slices and their join cost 2x */
+    if (cap > (PY_SSIZE_T_MAX >> 1) - more)
+        return PyErr_NoMemory(), -1;
+    cap += cap / 4 + more;
+    if (_PyBytes_Resize(&w->bytes, cap) < 0)
+        return -1;
+    w->out = PyBytes_AS_STRING(w->bytes);
+    w->cap = cap;
+    return 0;
+}
+
+#define WRITE_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
+
+static int put(Writer *w, const char *text, Py_ssize_t len)
+{
+    if (reserve(w, len) < 0)
+        return -1;
+    memcpy(w->out + w->len, text, len);
+    w->len += len;
+    return 0;
+}
+
+/* f"{n}" of an exact int: 1 written, 0 not an exact int in int64 (the caller gives None), -1 an error. */
+static int put_int(Writer *w, PyObject *value)
+{
+    if (value == NULL || !PyLong_CheckExact(value))
+        return 0;
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow)
+        return 0;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    char digits[24], *end = digits + sizeof(digits), *q = end;
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do
+        *--q = (char)('0' + u % 10);
+    while (u /= 10);
+    if (n < 0)
+        *--q = '-';
+    return put(w, q, end - q) < 0 ? -1 : 1;
+}
+
+/* f'"{s}"' of an exact ASCII str (an id or hash, written unescaped as _entry_json does). */
+static int put_raw(Writer *w, PyObject *value)
+{
+    if (value == NULL || !PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))
+        return 0;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(value);
+    if (reserve(w, len + 2) < 0)
+        return -1;
+    w->out[w->len] = '"';
+    memcpy(w->out + w->len + 1, PyUnicode_DATA(value), len);
+    w->out[w->len + len + 1] = '"';
+    w->len += len + 2;
+    return 1;
+}
+
+/* _quote(s): a plain string is copied between quotes, one with anything to escape goes through `quote`
+ * (json's encode_basestring_ascii itself, so the escapes cannot differ). */
+static int put_quoted(Writer *w, PyObject *value, PyObject *quote)
+{
+    if (value == NULL || !PyUnicode_CheckExact(value))
+        return 0;
+    if (PyUnicode_IS_ASCII(value)) {
+        const unsigned char *text = PyUnicode_DATA(value);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(value), i = 0;
+        unsigned char ok = 1;
+        for (; i < len; i++)
+            ok &= plain_byte[text[i]];
+        if (ok)
+            return put_raw(w, value);
+    }
+    PyObject *quoted = PyObject_CallOneArg(quote, value);
+    if (quoted == NULL)
+        return -1;
+    int status = PyUnicode_CheckExact(quoted) && PyUnicode_IS_ASCII(quoted) ? 1 : 0;
+    if (status == 1 && put(w, PyUnicode_DATA(quoted), PyUnicode_GET_LENGTH(quoted)) < 0)
+        status = -1;
+    Py_DECREF(quoted);
+    return status;
+}
+
+static PyObject *slot(PyObject *obj, Py_ssize_t offset)
+{
+    return *(PyObject **)((char *)obj + offset);
+}
+
+#define TRY(call)                                                                                                \
+    do {                                                                                                         \
+        int status_ = (call);                                                                                    \
+        if (status_ != 1)                                                                                        \
+            return status_;                                                                                      \
+    } while (0)
+#define TRY_LIT(w, lit) TRY(WRITE_LIT(w, lit) < 0 ? -1 : 1)
+
+/* _link_json(link) */
+static int write_link(Writer *w, PyObject *one, PyObject *quote)
+{
+    if (!Py_IS_TYPE(one, link_type))
+        return 0;
+    PyObject *offset = slot(one, link_offset[3]);
+    if (offset == NULL)
+        return 0;
+    if (offset == Py_None) {
+        TRY_LIT(w, "{\"object\":");
+    }
+    else {
+        TRY_LIT(w, "{\"length\":");
+        TRY(put_int(w, slot(one, link_offset[4])));
+        TRY_LIT(w, ",\"object\":");
+    }
+    TRY(put_raw(w, slot(one, link_offset[1])));
+    if (offset != Py_None) {
+        TRY_LIT(w, ",\"offset\":");
+        TRY(put_int(w, offset));
+    }
+    TRY_LIT(w, ",\"size\":");
+    TRY(put_int(w, slot(one, link_offset[2])));
+    TRY_LIT(w, ",\"update\":");
+    TRY(put_quoted(w, slot(one, link_offset[0]), quote));
+    TRY_LIT(w, "}");
+    return 1;
+}
+
+/* _quote(name) + ":" + _entry_json(entry) */
+static int write_line(Writer *w, PyObject *name, PyObject *entry, PyObject *quote)
+{
+    if (!Py_IS_TYPE(entry, entry_type))
+        return 0;
+    PyObject *shape = slot(entry, entry_offset[1]), *stored = slot(entry, entry_offset[3]);
+    if (shape == NULL || !PyTuple_CheckExact(shape) || stored == NULL || !PyTuple_CheckExact(stored))
+        return 0; /* a list or a plugin's odd dimension: serialize's own code writes it as it does */
+    TRY(put_quoted(w, name, quote));
+    TRY_LIT(w, ":{\"dtype\":");
+    TRY(put_quoted(w, slot(entry, entry_offset[0]), quote));
+    TRY_LIT(w, ",\"hash\":");
+    TRY(put_raw(w, slot(entry, entry_offset[2])));
+    TRY_LIT(w, ",\"shape\":[");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shape); i++) {
+        if (i > 0)
+            TRY_LIT(w, ",");
+        TRY(put_int(w, PyTuple_GET_ITEM(shape, i)));
+    }
+    TRY_LIT(w, "],\"stored\":[");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stored); i++) {
+        if (i > 0)
+            TRY_LIT(w, ",");
+        TRY(write_link(w, PyTuple_GET_ITEM(stored, i), quote));
+    }
+    TRY_LIT(w, "]}");
+    return 1;
+}
+
+/* serialize_params(head, names, params, tail, quote): head, the lines of params[name] for each name joined by
+ * ",\n" and ended by "\n" (none: nothing), then tail; None for anything serialize writes some other way or
+ * refuses (an object of another class, a non-str, a non-ASCII id, an int past int64): it then does the work. */
+static PyObject *serialize_params(PyObject *self, PyObject *args)
+{
+    PyObject *head, *names, *params, *tail, *quote;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O:serialize_params", &PyBytes_Type, &head, &PyList_Type, &names,
+                          &PyDict_Type, &params, &PyBytes_Type, &tail, &quote))
+        return NULL;
+    if (entry_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "serialize_params before bind");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(names);
+    Writer w = {NULL, NULL, 0, PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(tail) + 128 * count + 1};
+    if ((w.bytes = PyBytes_FromStringAndSize(NULL, w.cap)) == NULL)
+        return NULL;
+    w.out = PyBytes_AS_STRING(w.bytes);
+    int status = put(&w, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head)) < 0 ? -1 : 1;
+    for (Py_ssize_t i = 0; i < count && status == 1; i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        PyObject *entry = PyDict_GetItemWithError(params, name); /* borrowed: params holds it */
+        if (entry == NULL) {
+            status = PyErr_Occurred() ? -1 : 0;
+            break;
+        }
+        Py_INCREF(name);
+        Py_INCREF(entry); /* quote is Python code only in name: json's C function, but hold them anyway */
+        status = write_line(&w, name, entry, quote);
+        Py_DECREF(entry);
+        Py_DECREF(name);
+        if (status == 1)
+            status = put(&w, i + 1 < count ? ",\n" : "\n", i + 1 < count ? 2 : 1) < 0 ? -1 : 1;
+    }
+    if (status == 1)
+        status = put(&w, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail)) < 0 ? -1 : 1;
+    if (status == 1 && _PyBytes_Resize(&w.bytes, w.len) < 0)
+        return NULL; /* w.bytes is freed */
+    if (status == 1)
+        return w.bytes;
+    Py_XDECREF(w.bytes);
+    if (status == -1)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
      "bind(entry_cls, entry_fields, link_cls, link_fields, max_links, max_ndim, max_elements): True when the "
@@ -591,6 +806,9 @@ static PyMethodDef methods[] = {
     {"parse_params", parse_params, METH_VARARGS,
      "parse_params(body, itemsize, packed_ok, shapes, keep): the parameter lines as serialize writes them, as a "
      "dict of entries (empty with keep False), or None for any other text."},
+    {"serialize_params", serialize_params, METH_VARARGS,
+     "serialize_params(head, names, params, tail, quote): the text Metadata.serialize writes, or None when it "
+     "would write it some other way."},
     {NULL, NULL, 0, NULL},
 };
 

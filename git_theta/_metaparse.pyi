@@ -1,4 +1,5 @@
 # The C extension built from _metaparse.c; git_theta/metaparse.py is its typed wrapper.
+from collections.abc import Callable
 from typing import Any
 
 from typing_extensions import Buffer
@@ -15,3 +16,6 @@ def bind(
 def parse_params(
     body: Buffer, itemsize: dict[str, int], packed_ok: bool, shapes: dict[Any, Any], keep: bool
 ) -> dict[str, Any] | None: ...
+def serialize_params(
+    head: bytes, names: list[str], params: dict[str, Any], tail: bytes, quote: Callable[[str], str]
+) -> bytes | None: ...

@@ -131,6 +131,9 @@ class Metadata:
         # is what _dump would give, locked by tests/metadata_test.py. Encoded a slice at a time: one string of
         # all lines would be a third copy of the text in memory.
         names = sorted(self.params)
+        text = None if _compiled_serialize is None else _compiled_serialize(head, names, self.params)
+        if text is not None:
+            return text  # the same bytes, written in C (None: an entry it does not write as below, e.g. a list shape)
         parts = [head]
         for start in range(0, len(names), SERIALIZE_SLICE):
             part = ",\n".join(
@@ -284,13 +287,16 @@ def _parse_any_layout(data: bytes, source: str) -> tuple[dict[str, Any], dict[st
     return doc, {name: _parse_entry(name, value, source, packed_ok) for name, value in doc["params"].items()}
 
 
-# The compiled parser of parameter lines (git_theta/metaparse.py), or None: then the Python path does all the work.
+# The compiled parser and writer of parameter lines (git_theta/metaparse.py), or None: then the Python code does
+# all the work.
 # It reads hashes and object ids as 64 lowercase hex digits, so it is off if either pattern says otherwise.
-_compiled_params = (
-    metaparse.bind(ParamEntry, StoredLink, dtypes.ITEMSIZE, MAX_LINKS, MAX_NDIM, MAX_ELEMENTS)
+_compiled = (
+    metaparse.bind(ParamEntry, StoredLink, dtypes.ITEMSIZE, _quote, (MAX_LINKS, MAX_NDIM, MAX_ELEMENTS))
     if HASH_PATTERN.pattern == OID_PATTERN.pattern == "^[0-9a-f]{64}$"
     else None
 )
+_compiled_params = None if _compiled is None else _compiled.parse
+_compiled_serialize = None if _compiled is None else _compiled.serialize
 _PARAMS_LINE = b'"params":{\n'
 _END = b"\n}}\n"
 # Parameter lines are decoded this many bytes at a time: the decoded JSON of a whole 10^5-entry file would hold

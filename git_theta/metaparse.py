@@ -1,28 +1,29 @@
-"""The parameter lines of canonical metadata, parsed by the C extension git_theta._metaparse.
+"""The parameter lines of canonical metadata, read and written by the C extension git_theta._metaparse.
 
-metadata._parse_canonical hands the lines between `"params":{` and `}}` to the parser `bind` returns: a dict of
+metadata._parse_compiled hands the lines between `"params":{` and `}}` to the parser `bind` returns: a dict of
 entries when the text is exactly what Metadata.serialize writes (~1 us an entry instead of ~14), else None, and the
-Python path, the reference, parses the text and gives any error. Without the extension, or when the entry classes
-are not the frozen slots dataclasses the C code fills in, `bind` gives None and the Python path does all the work.
+Python path, the reference, parses the text and gives any error. Metadata.serialize has the writer write the lines
+of entries it can write byte for byte as the Python code does (else None: the Python code writes them). Without the
+extension, or when the entry classes are not the frozen slots dataclasses the C code fills in, `bind` gives None
+and the Python path does all the work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from typing_extensions import Buffer
 
-_bind: Callable[..., bool] | None
-_parse_params: Callable[..., Any] | None
+_metaparse: ModuleType | None
 try:
-    from git_theta._metaparse import bind as _bind
-    from git_theta._metaparse import parse_params as _parse_params
+    from git_theta import _metaparse
 except ImportError:
-    _bind = _parse_params = None
+    _metaparse = None
 
-IMPLEMENTATION = "python" if _bind is None else "c"
+IMPLEMENTATION = "python" if _metaparse is None else "c"
 
 Entry = TypeVar("Entry")
 Shapes = dict[tuple[int, ...], tuple[int, ...]]
@@ -31,33 +32,47 @@ ENTRY_FIELDS = ("dtype", "shape", "hash", "stored")
 LINK_FIELDS = ("update", "object", "size", "offset", "length")
 
 
+class Compiled(NamedTuple, Generic[Entry]):
+    """The compiled reader and writer of parameter lines, bound to the entry classes.
+
+    parse(body, packed_ok, shapes, keep): the entries by name in file order (an empty dict with keep False), or
+    None; `shapes` maps each shape to the one tuple all its entries share.
+    serialize(head, names, params): head, the lines of params[name] for each name in order as Metadata.serialize
+    writes them, and the closing braces; None when serialize would write any of them some other way.
+    """
+
+    parse: Callable[[Buffer, bool, Shapes, bool], dict[str, Entry] | None]
+    serialize: Callable[[bytes, list[str], dict[str, Entry]], bytes | None]
+
+
 def bind(
     entry_cls: type[Entry],
     link_cls: type[Any],
     itemsize: dict[str, int],
-    max_links: int,
-    max_ndim: int,
-    max_elements: int,
-) -> Callable[[Buffer, bool, Shapes, bool], dict[str, Entry] | None] | None:
-    """The compiled parser building `entry_cls`/`link_cls` objects, or None when it cannot build them exactly as
-    their __init__ would (or was not built). `itemsize` is the dict of known dtypes, whose own key objects the
-    entries get; the limits are metadata.py's, checked as the Python path checks them.
-
-    The parser takes (body, packed_ok, shapes, keep) and gives the entries by name in file order (an empty dict
-    with keep False), or None; `shapes` maps each shape to the one tuple all its entries share."""
-    if _bind is None or _parse_params is None:
+    quote: Callable[[str], str],
+    limits: tuple[int, int, int],
+) -> Compiled[Entry] | None:
+    """The compiled parser and writer of `entry_cls`/`link_cls` objects, or None when they cannot build them exactly
+    as their __init__ would (or were not built). `itemsize` is the dict of known dtypes, whose own key objects the
+    entries get; `quote` is serialize's string encoder; the limits are metadata.py's (MAX_LINKS, MAX_NDIM,
+    MAX_ELEMENTS), checked as the Python path checks them."""
+    if _metaparse is None:
         return None
     if not _plain_dataclass(entry_cls, ENTRY_FIELDS) or not _plain_dataclass(link_cls, LINK_FIELDS):
         return None
-    if not _bind(entry_cls, ENTRY_FIELDS, link_cls, LINK_FIELDS, max_links, max_ndim, max_elements):
+    if not _metaparse.bind(entry_cls, ENTRY_FIELDS, link_cls, LINK_FIELDS, *limits):
         return None
-    parse_params = _parse_params
+    module = _metaparse
 
     def parse(body: Buffer, packed_ok: bool, shapes: Shapes, keep: bool) -> dict[str, Entry] | None:
-        result: dict[str, Entry] | None = parse_params(body, itemsize, packed_ok, shapes, keep)
+        result: dict[str, Entry] | None = module.parse_params(body, itemsize, packed_ok, shapes, keep)
         return result
 
-    return parse
+    def serialize(head: bytes, names: list[str], params: dict[str, Entry]) -> bytes | None:
+        text: bytes | None = module.serialize_params(head, names, params, b"}}\n", quote)
+        return text
+
+    return Compiled(parse, serialize)
 
 
 def _plain_dataclass(cls: type[Any], fields: tuple[str, ...]) -> bool:

@@ -61,11 +61,12 @@ SAMPLES = [sample(False), sample(True), (GOLDEN / "tiny.safetensors.metadata-v2"
 
 @contextmanager
 def python_only() -> Iterator[None]:
-    compiled, metadata._compiled_params = metadata._compiled_params, None
+    parse, metadata._compiled_params = metadata._compiled_params, None
+    write, metadata._compiled_serialize = metadata._compiled_serialize, None
     try:
         yield
     finally:
-        metadata._compiled_params = compiled
+        metadata._compiled_params, metadata._compiled_serialize = parse, write
 
 
 def outcome(text: bytes, keep: bool = True) -> tuple[str, Any]:
@@ -375,10 +376,10 @@ def test_the_bound_classes_must_be_the_slots_dataclasses_it_fills() -> None:
         hash: str
         stored: tuple[StoredLink, ...]
 
-    limits = (dtypes.ITEMSIZE, metadata.MAX_LINKS, metadata.MAX_NDIM, metadata.MAX_ELEMENTS)
-    assert metaparse.bind(WithDict, StoredLink, *limits) is None
-    assert metaparse.bind(ParamEntry, ParamEntry, *limits) is None
-    assert metaparse.bind(StoredLink, StoredLink, *limits) is None
+    limits = (metadata.MAX_LINKS, metadata.MAX_NDIM, metadata.MAX_ELEMENTS)
+    assert metaparse.bind(WithDict, StoredLink, dtypes.ITEMSIZE, metadata._quote, limits) is None
+    assert metaparse.bind(ParamEntry, ParamEntry, dtypes.ITEMSIZE, metadata._quote, limits) is None
+    assert metaparse.bind(StoredLink, StoredLink, dtypes.ITEMSIZE, metadata._quote, limits) is None
     # past the C side's fixed arrays: refused, not overrun
     from git_theta import _metaparse
 
@@ -433,3 +434,80 @@ def test_without_the_extension_python_parses() -> None:
     result = subprocess.run([sys.executable, "-c", code], input=SAMPLES[1], capture_output=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"python", b"None", b"30"]
+
+
+def serialized(meta: Metadata) -> tuple[str, Any]:
+    try:
+        return "ok", meta.serialize()
+    except Exception as error:  # what the Python code raises, the compiled path must raise too
+        return type(error).__name__, str(error)
+
+
+def check_serialize(meta: Metadata) -> bytes | None:
+    """What the compiled writer wrote of `meta`, after checking serialize gives the Python code's bytes or error."""
+    with python_only():
+        reference = serialized(meta)
+    assert serialized(meta) == reference
+    assert metadata._compiled_serialize is not None
+    try:
+        written = metadata._compiled_serialize(b"head\n", sorted(meta.params), meta.params)
+    except TypeError:
+        return None  # names sorted() refuses: serialize raised before
+    if written is not None:
+        assert reference[0] == "ok" and reference[1].endswith(written[len(b"head\n") :])
+    return written
+
+
+@pytest.mark.parametrize("text", SAMPLES, ids=["unpacked", "packed", "golden"])
+def test_serialize_writes_the_python_bytes(text: bytes) -> None:
+    meta = metadata.parse(text)
+    assert check_serialize(meta) is not None  # escaped names included: json's own encoder writes them
+    assert meta.serialize() == text
+    assert check_serialize(Metadata("safetensors", {}, {})) == b"head\n}}\n"
+
+
+class Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"shape": (True, 2)},  # written by json.dumps, as false/true: serialize's own fallback
+        {"shape": [2, 3]},
+        {"shape": (2**63, 1)},
+        {"shape": (-1,)},
+        {"hash": "caf\u00e9"},  # UnicodeEncodeError from serialize either way
+        {"hash": 'with "quote'},
+        {"dtype": Name("F32")},
+        {"dtype": 3},
+        {"stored": [StoredLink("dense", oid(1), 9)]},
+        {"stored": (StoredLink("dense", oid(1), True),)},
+        {"stored": (StoredLink("dense", oid(1), 9, 1, None),)},
+        {"stored": (StoredLink("dense", oid(1), 2**64, 1, 2),)},
+        {"stored": (StoredLink("d\u00e9nse\n", oid(1), -5),)},
+        {"stored": ("not a link",)},
+    ],
+)
+def test_serialize_of_odd_values_is_the_python_code_s(odd: dict[str, Any]) -> None:
+    fields = {"dtype": "F32", "shape": (2,), "hash": oid(3), "stored": (StoredLink("dense", oid(2), 9),), **odd}
+    check_serialize(Metadata("safetensors", {}, {"w": ParamEntry(**fields), "v": ParamEntry(**{**fields, **odd})}))
+    check_serialize(Metadata("safetensors", {}, {Name("w"): ParamEntry(**fields)}))
+
+
+texts = st.text(max_size=5) | st.sampled_from(["F32", "dense", oid(4), "\u00e9", '"', "\\"])
+ints = st.integers(-3, 50) | st.sampled_from([2**62, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64])
+any_links = st.builds(StoredLink, texts, texts, ints, st.none() | ints, st.none() | ints)
+any_entries = st.builds(
+    ParamEntry,
+    texts,
+    st.lists(ints | st.booleans(), max_size=3).map(tuple),
+    texts,
+    st.lists(any_links, max_size=3).map(tuple),
+)
+
+
+@MUTATIONS
+@given(st.dictionaries(texts, any_entries, max_size=4))
+def test_serialize_of_any_entries_is_the_python_code_s(params: dict[str, ParamEntry]) -> None:
+    check_serialize(Metadata("safetensors", {}, params))

@@ -3,6 +3,7 @@
     python3 benchmarks/metadata_parse_bench.py                             # 10,000 / 100,000 / 1,000,000 entries
     python3 benchmarks/metadata_parse_bench.py --counts 10000 --runs 5
     python3 benchmarks/metadata_parse_bench.py --python                    # the Python code alone, for comparison
+    python3 benchmarks/metadata_parse_bench.py --cli-gc                    # with the git-theta command's gc thresholds
 
 Each entry is a 32x32 F32 tensor with one dense link into a pack object (git-theta/2 metadata, as a commit of many
 small tensors writes it): its own hash, 1,000 members per pack. CPU seconds by time.process_time, the best of
@@ -15,6 +16,7 @@ import argparse
 import hashlib
 import time
 
+from git_theta import main as main_module
 from git_theta import metadata
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 
@@ -44,9 +46,12 @@ def main() -> None:
     parser.add_argument("--counts", default="10000,100000,1000000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--python", action="store_true", help="turn the compiled parser and writer off")
+    parser.add_argument("--cli-gc", action="store_true", help="the collector thresholds the git-theta command sets")
     args = parser.parse_args()
     if args.python:
         metadata._compiled_params = metadata._compiled_serialize = None
+    if args.cli_gc:
+        main_module.tune_gc()
     print(f"parser and writer: {'python' if metadata._compiled_params is None else 'c'}")
     for count in map(int, args.counts.split(",")):
         text = build(count)

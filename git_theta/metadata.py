@@ -414,7 +414,7 @@ def _parse_compiled(data: bytes, source: str, keep: bool) -> tuple[dict[str, Any
         if cut == 0:
             return None
     members_end = cut - len(_PARAMS_LINE) - 2
-    if not data.startswith(b",\n" + _PARAMS_LINE, members_end) or not data.endswith(_END):
+    if members_end < 0 or not data.startswith(b",\n" + _PARAMS_LINE, members_end) or not data.endswith(_END):
         return None
     head = data[:members_end] + b"}"
     if json_depth(head, MAX_DEPTH) > MAX_DEPTH:

@@ -1,13 +1,15 @@
-/* The parameter lines of canonical metadata, parsed in C (git_theta/metaparse.py, metadata._parse_canonical).
+/* The parameter lines of canonical metadata, read and written in C (git_theta/metaparse.py; metadata.py's
+ * _parse_compiled and Metadata.serialize use them).
  *
  * Every smudge, clean, status, diff and fsck parses a checkpoint's metadata; at 10^5-10^6 parameters the
- * Python path (json.loads of slices, then per-entry checks and dataclass construction) costs ~14 us an entry.
+ * Python path (json.loads of slices, then per-entry checks and dataclass construction) costs ~14-20 us an entry.
  * This reads only the exact text Metadata.serialize writes and gives None for anything else, valid or not: the
  * Python path then decides, and gives the error. So no error message comes from here, and a check missed here
- * is the only way the two could differ (tests/metaparse_test.py compares them on mutated text).
+ * is the only way the two could differ (tests/metaparse_test.py compares them on mutated text). Writing is the
+ * same bargain: the lines of plain entries, byte for byte, else None and the Python code writes them.
  *
- * ParamEntry and StoredLink are frozen slots dataclasses; their __init__ costs ~1 us a call, most of what is left
- * per entry, so the objects are allocated with tp_alloc and their slots filled at the offsets of the classes'
+ * ParamEntry and StoredLink are frozen slots dataclasses; their __init__ costs ~0.5 us a call, most of what is
+ * left per entry, so the objects are allocated with tp_alloc and their slots filled at the offsets of the classes'
  * member descriptors, which bind() checks (any other layout: bind fails and the Python path is used).
  */
 #define PY_SSIZE_T_CLEAN
@@ -71,12 +73,11 @@ typedef struct {
     size_t mask, used;
 } NameSet;
 
+/* Python's own (keyed) bytes hash: names a committed file chose cannot all collide, as they could under a fixed
+ * hash, making the check quadratic. */
 static size_t name_hash(const char *text, Py_ssize_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
-    return (size_t)(h ^ (h >> 32));
+    return (size_t)_Py_HashBytes(text, len);
 }
 
 /* 1 added, 0 already there, -1 out of memory */
@@ -504,9 +505,9 @@ static PyObject *parse_params(PyObject *self, PyObject *args)
     if (status == 1 && body.len > 0 && (params = PyDict_New()) == NULL)
         status = -1;
     if (status == 1 && body.len > 0) {
-        /* Three tracked objects an entry would start ~30 young-generation collections per 10^5 entries, each
-         * traversing what is young (~40% of the parse's time): one collection after the parse sees them all once.
-         * It also keeps finalizers, so any Python code, from running while the parser holds borrowed spans. */
+        /* Three tracked objects an entry start a young-generation collection every ~230 entries at the default
+         * thresholds, each traversing what is young (~40% of the parse's time at 10^5 entries): paused, the
+         * first collection after the parse sees them once. */
         int collecting = PyGC_Disable();
         status = param_lines(&ps, params);
         if (collecting)

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from typing_extensions import Buffer
 
-_metaparse: ModuleType | None
+_c_bind: Callable[..., bool] | None
+_c_parse: Callable[[Buffer, dict[str, int], bool, dict[Any, Any], bool], dict[str, Any] | None] | None
+_c_serialize: Callable[[bytes, list[str], dict[str, Any], bytes, Callable[[str], str]], bytes | None] | None
 try:
-    from git_theta import _metaparse
+    from git_theta._metaparse import bind as _c_bind
+    from git_theta._metaparse import parse_params as _c_parse
+    from git_theta._metaparse import serialize_params as _c_serialize
 except ImportError:
-    _metaparse = None
+    _c_bind = _c_parse = _c_serialize = None
 
-IMPLEMENTATION = "python" if _metaparse is None else "c"
+IMPLEMENTATION = "python" if _c_bind is None else "c"
 
 Entry = TypeVar("Entry")
 Shapes = dict[tuple[int, ...], tuple[int, ...]]
@@ -56,21 +59,19 @@ def bind(
     as their __init__ would (or were not built). `itemsize` is the dict of known dtypes, whose own key objects the
     entries get; `quote` is serialize's string encoder; the limits are metadata.py's (MAX_LINKS, MAX_NDIM,
     MAX_ELEMENTS), checked as the Python path checks them."""
-    if _metaparse is None:
+    c_parse, c_serialize = _c_parse, _c_serialize
+    if _c_bind is None or c_parse is None or c_serialize is None:
         return None
     if not _plain_dataclass(entry_cls, ENTRY_FIELDS) or not _plain_dataclass(link_cls, LINK_FIELDS):
         return None
-    if not _metaparse.bind(entry_cls, ENTRY_FIELDS, link_cls, LINK_FIELDS, *limits):
+    if not _c_bind(entry_cls, ENTRY_FIELDS, link_cls, LINK_FIELDS, *limits):
         return None
-    module = _metaparse
 
     def parse(body: Buffer, packed_ok: bool, shapes: Shapes, keep: bool) -> dict[str, Entry] | None:
-        result: dict[str, Entry] | None = module.parse_params(body, itemsize, packed_ok, shapes, keep)
-        return result
+        return c_parse(body, itemsize, packed_ok, shapes, keep)
 
     def serialize(head: bytes, names: list[str], params: dict[str, Entry]) -> bytes | None:
-        text: bytes | None = module.serialize_params(head, names, params, b"}}\n", quote)
-        return text
+        return c_serialize(head, names, params, b"}}\n", quote)
 
     return Compiled(parse, serialize)
 

@@ -20,13 +20,15 @@ setup(
     # `git theta --help` runs `man git-theta`; man looks in ../share/man of each bin/ on PATH (a venv's too).
     data_files=[("share/man/man1", ["docs/man/git-theta.1"])],
     python_requires=">=3.11",
-    # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy.
+    # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy (and metadata to
+    # its Python parser).
     ext_modules=[
         Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._chainops", ["git_theta/_chainops.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._viewrows", ["git_theta/_viewrows.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._stheader", ["git_theta/_stheader.c"], extra_compile_args=["-O3"], optional=True),
+        Extension("git_theta._metaparse", ["git_theta/_metaparse.c"], extra_compile_args=["-O3"], optional=True),
     ],
     install_requires=[
         "numpy>=1.24",

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from git_theta import dtypes
+from git_theta import dtypes, metaparse
 from git_theta.errors import MetadataError
 from git_theta.store import OID_PATTERN, check_oid
 
@@ -131,6 +131,9 @@ class Metadata:
         # is what _dump would give, locked by tests/metadata_test.py. Encoded a slice at a time: one string of
         # all lines would be a third copy of the text in memory.
         names = sorted(self.params)
+        text = None if _compiled_serialize is None else _compiled_serialize(head, names, self.params)
+        if text is not None:
+            return text  # the same bytes, written in C (None: an entry it does not write as below, e.g. a list shape)
         parts = [head]
         for start in range(0, len(names), SERIALIZE_SLICE):
             part = ",\n".join(
@@ -244,10 +247,12 @@ def parse(data: bytes, source: str = "metadata", keep: bool = True) -> Metadata:
         raise MetadataError(f"{source}: metadata of {len(data)} bytes exceeds the {MAX_BYTES} byte limit")
     if not looks_like_metadata(data):
         raise MetadataError(f"{source}: not git-theta metadata")
-    if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
-        raise MetadataError(f"{source}: metadata is nested more than {MAX_DEPTH} levels deep (the limit)")
-    _check_link_count(data, source)
-    parsed = _parse_canonical(data, source, keep)
+    parsed = _parse_compiled(data, source, keep)
+    if parsed is None:
+        if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
+            raise MetadataError(f"{source}: metadata is nested more than {MAX_DEPTH} levels deep (the limit)")
+        _check_link_count(data, source)
+        parsed = _parse_canonical(data, source, keep)
     if parsed is None:
         parsed = _parse_any_layout(data, source)
     doc, params = parsed
@@ -282,6 +287,16 @@ def _parse_any_layout(data: bytes, source: str) -> tuple[dict[str, Any], dict[st
     return doc, {name: _parse_entry(name, value, source, packed_ok) for name, value in doc["params"].items()}
 
 
+# The compiled parser and writer of parameter lines (git_theta/metaparse.py), or None: then the Python code does
+# all the work.
+# It reads hashes and object ids as 64 lowercase hex digits, so it is off if either pattern says otherwise.
+_compiled = (
+    metaparse.bind(ParamEntry, StoredLink, dtypes.ITEMSIZE, _quote, (MAX_LINKS, MAX_NDIM, MAX_ELEMENTS))
+    if HASH_PATTERN.pattern == OID_PATTERN.pattern == "^[0-9a-f]{64}$"
+    else None
+)
+_compiled_params = None if _compiled is None else _compiled.parse
+_compiled_serialize = None if _compiled is None else _compiled.serialize
 _PARAMS_LINE = b'"params":{\n'
 _END = b"\n}}\n"
 # Parameter lines are decoded this many bytes at a time: the decoded JSON of a whole 10^5-entry file would hold
@@ -381,6 +396,41 @@ def _parse_canonical(
             if keep:
                 params[name] = entry
         start = stop + 1
+    return doc, params
+
+
+def _parse_compiled(data: bytes, source: str, keep: bool) -> tuple[dict[str, Any], dict[str, ParamEntry]] | None:
+    """_parse_canonical by the compiled parser, or None when it is off or the text is not exactly what serialize
+    writes: then the Python path parses the text and names any error, the reference this gives the same results as.
+
+    The parameter lines it accepts nest 5 levels deep and hold no bracket in a string, so the members before them
+    decide json_depth: only their few bytes are scanned. The checks run in parse's order, raising what it would.
+    """
+    if _compiled_params is None:
+        return None
+    cut = 0
+    for _ in range(4):
+        cut = data.find(b"\n", cut) + 1
+        if cut == 0:
+            return None
+    members_end = cut - len(_PARAMS_LINE) - 2
+    if members_end < 0 or not data.startswith(b",\n" + _PARAMS_LINE, members_end) or not data.endswith(_END):
+        return None
+    head = data[:members_end] + b"}"
+    if json_depth(head, MAX_DEPTH) > MAX_DEPTH:
+        return None
+    try:
+        doc = json.loads(head, object_pairs_hook=unique_keys)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or "params" in doc:
+        return None
+    body = memoryview(data)[cut : len(data) - len(_END)]
+    params = _compiled_params(body, doc.get("version") == PACKED_VERSION, {}, keep)
+    if params is None:
+        return None
+    _check_link_count(data, source)
+    _check_head(doc, source)
     return doc, params
 
 

@@ -43,7 +43,8 @@ MAX_LINKS = 256
 # Most dimensions per shape, and most elements per parameter (2**62: numpy and byte offsets fit in 64-bit ints).
 MAX_NDIM = 64
 MAX_ELEMENTS = 1 << 62
-HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# \A and \Z, not ^ and $: `$` also matches before a final newline, so "<64 hex>\n" would pass.
+HASH_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +293,7 @@ def _parse_any_layout(data: bytes, source: str) -> tuple[dict[str, Any], dict[st
 # It reads hashes and object ids as 64 lowercase hex digits, so it is off if either pattern says otherwise.
 _compiled = (
     metaparse.bind(ParamEntry, StoredLink, dtypes.ITEMSIZE, _quote, (MAX_LINKS, MAX_NDIM, MAX_ELEMENTS))
-    if HASH_PATTERN.pattern == OID_PATTERN.pattern == "^[0-9a-f]{64}$"
+    if HASH_PATTERN.pattern == OID_PATTERN.pattern == r"\A[0-9a-f]{64}\Z"
     else None
 )
 _compiled_params = None if _compiled is None else _compiled.parse

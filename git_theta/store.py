@@ -28,7 +28,8 @@ from git_theta.errors import StoreError
 
 # Pack files kept open by read_range.
 OPEN_FILES = 16
-OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# \A and \Z, not ^ and $: `$` also matches before a final newline, so "<64 hex>\n" would pass.
+OID_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 def check_oid(oid: str) -> str:

@@ -170,10 +170,12 @@ def test_duplicate_parameter() -> None:
         (lambda e: e.update(shape="2,3"), "invalid shape"),
         (lambda e: e.update(hash="1" * 63), "invalid hash"),
         (lambda e: e.update(hash="A" * 64), "invalid hash"),
+        (lambda e: e.update(hash="1" * 64 + "\n"), "invalid hash"),  # `$` alone matches before a final newline
         (lambda e: e.update(stored=[]), "no stored objects"),
         (lambda e: e.update(stored=[{"object": OID_A, "size": 1}]), "malformed stored entry"),
         (lambda e: e["stored"][0].update(object="A" * 64), "invalid object id 'AAAA"),
         (lambda e: e["stored"][0].update(object=OID_A[:40]), "invalid object id"),
+        (lambda e: e["stored"][0].update(object=OID_A + "\n"), "invalid object id"),
         (lambda e: e["stored"][0].update(object=None), "invalid object id None"),
         (lambda e: e["stored"][0].update(size=-1), "invalid object size -1"),
         (lambda e: e["stored"][0].update(size=True), "invalid object size True"),

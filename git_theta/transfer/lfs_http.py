@@ -53,7 +53,7 @@ WAIT_NOTICE_SECONDS = 5.0
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # The only headers that follow a redirect to another origin (scheme, host, port): no credentials, no action headers.
 CROSS_ORIGIN_HEADERS = frozenset({"user-agent", "accept", "content-type", "content-length"})
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_NAME = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # \Z: `$` would let "Name\n" through
 
 R = TypeVar("R")
 

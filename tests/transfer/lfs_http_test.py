@@ -257,6 +257,10 @@ HOSTILE_ANSWERS: dict[str, tuple[Callable[[list[dict[str, Any]], ScriptedServer]
         _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A: b": "c"}})),
         "invalid header",
     ),
+    "header name ending in a newline": (
+        _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": {"X-A\n": "c"}})),
+        "invalid header",
+    ),
     "headers a list": (
         _each(lambda o, s: _ok(o, s, download={"href": s.url(f"/obj/{o['oid']}"), "header": ["a"]})),
         "not an object",

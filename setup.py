@@ -25,6 +25,14 @@ setup(
         Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._chainops", ["git_theta/_chainops.c"], extra_compile_args=["-O3"], optional=True),
+        # Links the system libzstd, for decoding only (git_theta/densecodec.py); without it checkout decodes in Python.
+        Extension(
+            "git_theta._densecodec",
+            ["git_theta/_densecodec.c"],
+            libraries=["zstd"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ],
     install_requires=[
         "numpy>=1.24",

@@ -15,12 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import git
 
 from git_theta import densecodec, dtypes, objects, packs
 from git_theta.errors import ThetaError
 from git_theta.tensor import Tensor
 from git_theta.updates.dense import DenseUpdate
 
+sys.path.insert(0, str(Path(__file__).parent / "workflows"))
+sys.path.insert(0, str(Path(__file__).parent))
+from hostile_support import RepoState, assert_refused, run_bounded  # noqa: E402
+from workflow_support import blob_metadata, save_small, store_path  # noqa: E402
+
+MODEL = "model.safetensors"
+REPAIR = "run `git theta fetch --repair` to download a good copy, or `git theta fsck` to list all"
 LARGEST_F32 = packs.MEMBER_MAX_BYTES // 4  # elements of the largest fp32 tensor that goes into a pack
 
 
@@ -183,3 +191,56 @@ print(json.dumps([densecodec.IMPLEMENTATION, [None if d is None else d.hex() for
     implementation, decoded = json.loads(result.stdout)
     assert implementation == "python"
     assert decoded == [bytes(t.data).hex() for t in tensors] + [None]
+
+
+def _model() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {f"layer.{i}.weight": rng.normal(0, 0.02, (8, 4)).astype(np.float32) for i in range(12)}
+
+
+@pytest.mark.parametrize("where", ["frame digits", "dtype", "frame body", "magic"])
+def test_a_checkout_with_one_damaged_member_names_the_object(repo: Path, where: str) -> None:
+    original = save_small(repo / MODEL, _model())
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    meta = blob_metadata(repo, f"HEAD:{MODEL}")
+    name = "layer.5.weight"
+    [link] = meta["params"][name]["stored"]
+    path = store_path(repo, link["object"])
+    pack = bytearray(path.read_bytes())
+    member = bytes(pack[link["offset"] : link["offset"] + link["length"]])
+    position = link["offset"] + _regions(member)[where][0]
+    pack[position] ^= 0x01 if where != "frame body" else 0x55
+    path.write_bytes(bytes(pack))
+    # every other parameter of the file is in the same pack and rebuilt on the fast path
+    assert {p["stored"][0]["object"] for p in meta["params"].values()} == {link["object"]}
+    (repo / MODEL).unlink()
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, f"parameter {name!r}"])
+    assert line.endswith(f"object {link['object']} is corrupt ({path.resolve()}); {REPAIR}"), line
+    state.assert_unchanged(repo, known_damaged={link["object"]})
+    # repaired (the good bytes back), the same checkout writes the original file
+    pack[position] ^= 0x01 if where != "frame body" else 0x55
+    path.write_bytes(bytes(pack))
+    git(repo, "checkout", "--", MODEL)
+    assert (repo / MODEL).read_bytes() == original
+
+
+def test_a_checkout_of_small_tensors_rebuilds_them_on_the_fast_path(repo: Path) -> None:
+    from git_theta import metadata, smudge
+    from git_theta.repo import Repo
+
+    original = save_small(repo / MODEL, _model())
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
+    store = Repo.discover(repo).store
+    batch = sorted(meta.params.items())
+    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
+    fast = smudge._decode_dense_members(batch, reads)
+    assert sorted(fast) == list(range(len(batch)))  # every tensor, none left to the Python path
+    for index, (name, entry) in enumerate(batch):
+        assert fast[index] == smudge.rebuild(store, name, entry)
+    (repo / MODEL).unlink()
+    git(repo, "checkout", "--", MODEL)
+    assert (repo / MODEL).read_bytes() == original

@@ -183,12 +183,11 @@ class StoreSource:
         """The batch's tensors: small dense ones through the compiled decoder when it was built, the rest (and any
         it does not accept) through `rebuild`."""
         reads = packs.MemberReads(self.store, (link for _, entry in batch for link in entry.stored))
-        fast = _decode_dense_members(batch, reads) if densecodec.IMPLEMENTATION == "c" else {}
-        result = []
-        for index, (name, entry) in enumerate(batch):
-            value = fast.get(index)
-            result.append(rebuild(self.store, name, entry, self.source, reads=reads) if value is None else value)
-        return result
+        fast = _decode_dense_members(batch, reads) if densecodec.IMPLEMENTATION == "c" else [None] * len(batch)
+        return [
+            rebuild(self.store, name, entry, self.source, reads=reads) if value is None else value
+            for value, (name, entry) in zip(fast, batch)
+        ]
 
     def _entry(self, name: str) -> ParamEntry:
         try:
@@ -200,13 +199,14 @@ class StoreSource:
         return read_blob(self.store, ref["object"], self.source)
 
 
-def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads) -> dict[int, Tensor]:
-    """The batch's tensors of one dense link in a pack member, decoded by the compiled decoder (git_theta/densecodec),
-    by index in the batch: those whose member it accepts and whose bytes hash to the entry's hash. The rest (chains,
-    sparse and low-rank links, unpacked objects, members it refuses or that do not match, members that cannot be
-    read) are left to `rebuild`, which gives today's result and today's errors.
+def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads) -> list[Tensor | None]:
+    """Per entry of the batch, its tensor decoded by the compiled decoder (git_theta/densecodec), or None: for an
+    entry of one dense link in a pack member whose member it accepts and whose bytes hash to the entry's hash. The
+    rest (chains, sparse and low-rank links, unpacked objects, members it refuses or that do not match, members that
+    cannot be read) are left to `rebuild`, which gives today's result and today's errors.
     """
-    candidates: list[tuple[int, ParamEntry, Any]] = []
+    indices: list[int] = []
+    members: list[bytes | bytearray | memoryview] = []
     for index, (_, entry) in enumerate(batch):
         link = entry.stored[0]
         if len(entry.stored) == 1 and link.update == "dense" and link.length is not None:
@@ -216,16 +216,18 @@ def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.Memb
                     data = reads.link_bytes(link)
                 except StoreError:
                     continue  # rebuild reads it again and names the parameter and the object
-            candidates.append((index, entry, data))
-    fast: dict[int, Tensor] = {}
+            indices.append(index)
+            members.append(data)
+    fast: list[Tensor | None] = [None] * len(batch)
     # per dtype and shape: what the hash starts with, and the size (each made once per batch, not per tensor)
     layouts: dict[tuple[str, tuple[int, ...]], tuple[bytes, int]] = {}
-    for start in range(0, len(candidates), FAST_GROUP):
-        group = candidates[start : start + FAST_GROUP]
+    for start in range(0, len(indices), FAST_GROUP):
+        group = indices[start : start + FAST_GROUP]
+        entries = [batch[index][1] for index in group]
         decoded = densecodec.decode_dense(
-            [c[2] for c in group], [c[1].dtype for c in group], [c[1].shape for c in group]
+            members[start : start + FAST_GROUP], [e.dtype for e in entries], [e.shape for e in entries]
         )
-        for (index, entry, _), value in zip(group, decoded):
+        for index, entry, value in zip(group, entries, decoded):
             if value is None:
                 continue
             key = (entry.dtype, entry.shape)

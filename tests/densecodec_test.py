@@ -9,8 +9,10 @@ with one damaged member still fails with the one-line message naming the object.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +195,16 @@ print(json.dumps([densecodec.IMPLEMENTATION, [None if d is None else d.hex() for
     assert decoded == [bytes(t.data).hex() for t in tensors] + [None]
 
 
+def test_two_threads_decode_at_once() -> None:
+    # The tensor pool rebuilds batches on two threads; the GIL is released while decompressing.
+    tensors = [_tensor("BF16", (64, 32), seed % 2 == 0, seed) for seed in range(64)]
+    members = [_member(t) for t in tensors]
+    names, shapes = [t.dtype for t in tensors], [t.shape for t in tensors]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: densecodec.decode_dense(members, names, shapes), range(40)))
+    assert all(decoded == [t.data for t in tensors] for decoded in results)
+
+
 def _model() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(7)
     return {f"layer.{i}.weight": rng.normal(0, 0.02, (8, 4)).astype(np.float32) for i in range(12)}
@@ -242,4 +254,20 @@ def test_a_checkout_of_small_tensors_rebuilds_them_on_the_fast_path(repo: Path) 
     assert fast == [smudge.rebuild(store, name, entry) for name, entry in batch]
     (repo / MODEL).unlink()
     git(repo, "checkout", "--", MODEL)
+    assert (repo / MODEL).read_bytes() == original
+
+
+def test_a_checkout_without_the_extension_writes_the_same_file(repo: Path, tmp_path: Path) -> None:
+    # As on a machine that built no extension: every filter git starts imports this sitecustomize first.
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text('import sys\nsys.modules["git_theta._densecodec"] = None\n')
+    probe = [sys.executable, "-c", "from git_theta import densecodec; print(densecodec.IMPLEMENTATION)"]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
+    assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "python"
+    original = save_small(repo / MODEL, _model())
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    (repo / MODEL).unlink()
+    subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=env, check=True)
     assert (repo / MODEL).read_bytes() == original

@@ -20,8 +20,8 @@ setup(
     # `git theta --help` runs `man git-theta`; man looks in ../share/man of each bin/ on PATH (a venv's too).
     data_files=[("share/man/man1", ["docs/man/git-theta.1"])],
     python_requires=">=3.11",
-    # Optional: without a C compiler the package installs and git_theta.bytegroup falls back to numpy (and metadata to
-    # its Python parser).
+    # Optional: without a C compiler (or libzstd's header) the package installs and each extension's Python fallback
+    # does the same work, slower (git_theta.bytegroup, chainops, metaparse, densecodec, display/view, safetensors).
     ext_modules=[
         Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
@@ -29,6 +29,14 @@ setup(
         Extension("git_theta._viewrows", ["git_theta/_viewrows.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._stheader", ["git_theta/_stheader.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._metaparse", ["git_theta/_metaparse.c"], extra_compile_args=["-O3"], optional=True),
+        # Links the system libzstd, for decoding only (git_theta/densecodec.py); without it checkout decodes in Python.
+        Extension(
+            "git_theta._densecodec",
+            ["git_theta/_densecodec.c"],
+            libraries=["zstd"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ],
     install_requires=[
         "numpy>=1.24",

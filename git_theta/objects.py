@@ -188,12 +188,38 @@ def encode_dense(tensor: Tensor) -> list[bytes]:
     if size == 0 or size > chunk_step(itemsize):
         return encode(Bundle("dense", {"value": tensor}))
     frame = _compress_chunk(tensor.data, itemsize)
-    shape = ",".join(map(str, tensor.shape))
-    header = (
-        f'{{"buffers":[{{"chunk_bytes":[{size}],"codec":"{CODEC}","dtype":"{tensor.dtype}","frame_bytes":'
-        f'[{len(frame)}],"name":"value","shape":[{shape}]}}],"fields":{{}},"kind":"dense"}}'
-    ).encode("ascii")
+    header = dense_header(size, tensor.dtype, len(frame), tensor.shape)
     return [MAGIC, _LENGTH.pack(len(header)), header, frame]
+
+
+# The header of encode_dense, around its four variable parts (chunk size, dtype, frame size, shape): what
+# json.dumps(sort_keys, compact separators) writes for it. The compiled decoder (git_theta/densecodec.py) accepts a
+# member only when its header is exactly this, spelled from the same parts.
+DENSE_HEADER_PARTS = (
+    b'{"buffers":[{"chunk_bytes":[',
+    b'],"codec":"' + CODEC.encode("ascii") + b'","dtype":"',
+    b'","frame_bytes":[',
+    b'],"name":"value","shape":[',
+    b']}],"fields":{},"kind":"dense"}',
+)
+
+
+def dense_header(size: int, dtype: str, frame_bytes: int, shape: tuple[int, ...]) -> bytes:
+    """encode_dense's header for a tensor of `size` bytes in one chunk compressed to `frame_bytes`."""
+    before, after_size, after_dtype, after_frame, end = DENSE_HEADER_PARTS
+    return b"".join(
+        (
+            before,
+            str(size).encode("ascii"),
+            after_size,
+            dtype.encode("ascii"),
+            after_dtype,
+            str(frame_bytes).encode("ascii"),
+            after_frame,
+            ",".join(map(str, shape)).encode("ascii"),
+            end,
+        )
+    )
 
 
 def encode_blob(data: bytes) -> list[bytes]:

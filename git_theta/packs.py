@@ -131,6 +131,16 @@ class MemberReads:
                 except StoreError:
                     pass  # missing: each member's own read fails where the caller names its parameter
 
+    def span_bytes(self, link: StoredLink) -> memoryview | None:
+        """The member's bytes when they were read ahead whole with others of its pack, else None (nothing is read:
+        the caller takes link_bytes, which reads it or names what is missing)."""
+        span = self._spans.get(link.object)
+        if span is None or link.offset is None or link.length is None:
+            return None
+        start, view = span
+        data = view[link.offset - start : link.offset - start + link.length]
+        return data if len(data) == link.length else None
+
     def link_bytes(self, link: StoredLink) -> Any:
         span = self._spans.get(link.object)
         if span is None or link.offset is None or link.length is None:

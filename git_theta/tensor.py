@@ -33,6 +33,16 @@ class Tensor:
             )
         self.__dict__["nbytes"] = expected  # the cached_property below, filled in (a frozen dataclass's dict)
 
+    @classmethod
+    def of_size(cls, dtype: str, shape: tuple[int, ...], data: bytearray, nbytes: int) -> Tensor:
+        """The tensor, given its size nbytes(dtype, shape) (known to a caller building many of one shape): skips
+        __post_init__'s size computation and memoryview, ~1 us of a 4 KB tensor's ~10 at checkout."""
+        if len(data) != nbytes:
+            raise ValueError(f"tensor data has {len(data)} bytes, {dtype}{list(shape)} needs {nbytes}")
+        tensor = cls.__new__(cls)
+        tensor.__dict__.update(dtype=dtype, shape=shape, data=data, nbytes=nbytes)  # frozen: set as __init__ does
+        return tensor
+
     def nbytes_expected(self) -> int:
         return dtypes.nbytes(self.dtype, self.shape)
 
@@ -68,7 +78,23 @@ def tensor_hash(dtype: str, shape: tuple[int, ...], data: Buffer) -> str:
     Dtype and shape are part of the hash so that the same bytes viewed as
     another type or shape are a different tensor.
     """
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if len(data) > (8 << 20) else 1)
-    hasher.update(f"{dtype} {','.join(str(n) for n in shape)}\n".encode("ascii"))
+    return hash_with_prefix(hash_prefix(dtype, shape), data)
+
+
+def hash_prefix(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """What tensor_hash hashes before the bytes (a caller hashing many tensors of one shape makes it once)."""
+    return f"{dtype} {','.join(str(n) for n in shape)}\n".encode("ascii")
+
+
+# Up to this many bytes, the prefix and the bytes are hashed as one concatenated piece: blake3 hashes a 4 KB tensor
+# in ~2.5 us so, and in ~4.5 us as two updates (the bytes then start mid-chunk); the copy costs less than that.
+ONE_PIECE_HASH_BYTES = 64 << 10
+
+
+def hash_with_prefix(prefix: bytes, data: Buffer) -> str:
+    """tensor_hash given its hash_prefix."""
+    if len(data) <= ONE_PIECE_HASH_BYTES:
+        return blake3.blake3(prefix + data).hexdigest()
+    hasher = blake3.blake3(prefix, max_threads=blake3.blake3.AUTO if len(data) > (8 << 20) else 1)
     hasher.update(data)
     return hasher.hexdigest()

@@ -262,6 +262,9 @@ def test_a_batch_reads_its_members_of_a_pack_at_once_with_the_same_checks(tmp_pa
     with pytest.raises(StoreError) as batched:
         reads.link_bytes(cut[1])
     assert str(batched.value) == str(alone.value)
+    # span_bytes: a member read ahead whole, else None (a truncated one too: link_bytes names it)
+    assert bytes(reads.span_bytes(cut[0]) or b"") == whole[:177]
+    assert reads.span_bytes(cut[1]) is None
 
 
 def test_members_far_apart_are_read_one_by_one(tmp_path: Path) -> None:
@@ -271,6 +274,7 @@ def test_members_far_apart_are_read_one_by_one(tmp_path: Path) -> None:
     reads = packs.MemberReads(store, links)
     assert reads._spans == {}  # 1020 bytes to read for 20 used: each member alone
     assert [bytes(reads.link_bytes(link)) for link in links] == [b"a" * 10, b"b" * 10]
+    assert [reads.span_bytes(link) for link in links] == [None, None]
 
 
 def test_a_batch_over_a_missing_pack_fails_where_each_member_is_read(tmp_path: Path) -> None:

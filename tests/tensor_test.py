@@ -13,7 +13,7 @@ import blake3
 import numpy as np
 import pytest
 
-from git_theta.tensor import Tensor, tensor_hash
+from git_theta.tensor import ONE_PIECE_HASH_BYTES, Tensor, hash_prefix, hash_with_prefix, tensor_hash
 
 _IV = [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19]
 _PERMUTATION = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]
@@ -114,3 +114,23 @@ def test_large_tensors_hash_the_same_with_threads() -> None:
 def test_tensor_rejects_wrong_byte_count() -> None:
     with pytest.raises(ValueError, match="F32\\[2, 3\\] needs 24"):
         Tensor("F32", (2, 3), b"\0" * 20)
+
+
+@pytest.mark.parametrize("size", [0, 4, 4096, ONE_PIECE_HASH_BYTES, ONE_PIECE_HASH_BYTES + 4, 1 << 20])
+def test_one_piece_and_two_updates_hash_the_same(size: int) -> None:
+    # Small tensors hash prefix + bytes as one copy, larger ones as two updates: the digest is blake3 of both.
+    data = np.random.default_rng(size).bytes(size)
+    shape = (2, size // 2)
+    hasher = blake3.blake3(f"U8 2,{size // 2}\n".encode())
+    hasher.update(data)
+    for buffer in (data, bytearray(data), memoryview(data)):
+        assert tensor_hash("U8", shape, buffer) == hasher.hexdigest()
+        assert hash_with_prefix(hash_prefix("U8", shape), buffer) == hasher.hexdigest()
+
+
+def test_of_size_is_the_tensor_and_checks_the_size() -> None:
+    data = bytearray(range(24))
+    made = Tensor.of_size("F32", (2, 3), data, 24)
+    assert made == Tensor("F32", (2, 3), data) and made.nbytes == 24 and made.hash() == tensor_hash("F32", (2, 3), data)
+    with pytest.raises(ValueError, match="F32\\[2, 3\\] needs 20"):
+        Tensor.of_size("F32", (2, 3), data, 20)

@@ -206,20 +206,22 @@ DENSE_HEADER_PARTS = (
 
 def dense_header(size: int, dtype: str, frame_bytes: int, shape: tuple[int, ...]) -> bytes:
     """encode_dense's header for a tensor of `size` bytes in one chunk compressed to `frame_bytes`."""
-    before, after_size, after_dtype, after_frame, end = DENSE_HEADER_PARTS
-    return b"".join(
-        (
-            before,
-            str(size).encode("ascii"),
-            after_size,
-            dtype.encode("ascii"),
-            after_dtype,
-            str(frame_bytes).encode("ascii"),
-            after_frame,
-            ",".join(map(str, shape)).encode("ascii"),
-            end,
-        )
-    )
+    plain = type(shape) is tuple and set(map(type, shape)) <= _INT  # cached only then: True == 1 as a key
+    middle, tail = _cached_header_pieces(dtype, shape) if plain else _header_pieces(dtype, shape)
+    return b"%s%d%s%d%s" % (DENSE_HEADER_PARTS[0], size, middle, frame_bytes, tail)
+
+
+def _header_pieces(dtype: str, shape: tuple[int, ...]) -> tuple[bytes, bytes]:
+    """The header's text between the chunk size and the frame size, and after the frame size."""
+    _, after_size, after_dtype, after_frame, end = DENSE_HEADER_PARTS
+    return after_size + dtype.encode("ascii") + after_dtype, after_frame + ",".join(map(str, shape)).encode(
+        "ascii"
+    ) + end
+
+
+# A model's tensors have few distinct dtypes and shapes, and spelling them costs more than the rest of the header.
+_cached_header_pieces = functools.lru_cache(maxsize=1024)(_header_pieces)
+_INT = {int}
 
 
 def encode_blob(data: bytes) -> list[bytes]:

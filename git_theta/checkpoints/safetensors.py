@@ -343,7 +343,7 @@ class SafetensorsFormat(CheckpointFormat):
                 ) from None
             if index == len(entries) - 1 and stream.read(1):
                 raise CheckpointError(f"file has bytes after the last tensor, which ends at data offset {end}")
-            sink.add(name, Tensor(dtype, shape, data))
+            sink.add(name, Tensor.of_size(dtype, shape, data, end - begin))  # parse_header checked that size
         if not entries and stream.read(1):
             raise CheckpointError("file has bytes after its header, which declares no tensors")
         # Stored last: a file that turns out truncated leaves no header object behind.

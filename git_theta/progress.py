@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from git_theta.checkpoints.base import ParamSink, ParamSource
-    from git_theta.tensor import Tensor
+    from git_theta.tensor import Buffer, Tensor
 
 MIN_BYTES = 64 << 20
 REDRAW_SECONDS = 0.1
@@ -138,6 +138,14 @@ class counting_source:  # noqa: N801 - used like a function
         for tensor in self.source.tensors(names):
             yield tensor
             self.bar.advance(tensor.nbytes)
+
+    def tensor_data(self, names: Sequence[str]) -> Iterator[Buffer]:
+        """checkpoints.base.tensor_bytes of the source (batches joined where it joins them), counted."""
+        from git_theta.checkpoints.base import tensor_bytes
+
+        for data in tensor_bytes(self.source, names):
+            yield data
+            self.bar.advance(memoryview(data).nbytes)
 
     def get_blob(self, ref: Mapping[str, Any]) -> bytes:
         return self.source.get_blob(ref)

@@ -73,3 +73,40 @@ def _tensor_hash(metadata_text: str, name: str) -> str:
     from git_theta import metadata
 
     return metadata.parse(metadata_text.encode()).params[name].hash
+
+
+def test_tensor_data_is_the_tensors_bytes_back_to_back(repo: Path) -> None:
+    # The joined batches safetensors writes (StoreSource.tensor_data, via checkpoints.base.tensor_bytes) hold
+    # exactly the tensors' bytes in the order asked: small ones a batch per buffer, a big one on its own.
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from git_theta import metadata, progress, smudge
+    from git_theta.checkpoints.base import tensor_bytes
+    from git_theta.repo import Repo
+
+    rng = np.random.default_rng(3)
+    tensors = {f"t{i:04d}": rng.normal(size=(8, 8)).astype(np.float32) for i in range(2500)}
+    tensors["big"] = rng.normal(size=(600, 600)).astype(np.float32)  # over MEMBER_MAX_BYTES: a batch of its own
+    tensors["z"] = np.zeros((0,), np.float32)
+    save_file(tensors, str(repo / "m.safetensors"))
+    git(repo, "add", "m.safetensors")
+    meta = metadata.parse(git(repo, "show", ":m.safetensors").stdout.encode(), "m.safetensors")
+    source = smudge.StoreSource(Repo.discover(repo).store, meta.params, "m.safetensors")
+    names = sorted(tensors, reverse=True)
+    expected = b"".join(tensors[name].tobytes() for name in names)
+    chunks = list(source.tensor_data(names))
+    assert b"".join(bytes(chunk) for chunk in chunks) == expected
+    assert 2 < len(chunks) < 20  # batches, not tensors
+    assert b"".join(bytes(tensor.data) for tensor in source.tensors(names)) == expected
+    # a source without tensor_data (a plugin's own) gives each tensor's bytes; progress counts the same bytes
+    with progress.Progress("x", len(expected)) as bar:
+        counted = progress.counting_source(source, bar)
+        assert b"".join(bytes(chunk) for chunk in tensor_bytes(counted, names)) == expected
+        assert bar.done == len(expected)
+
+    class OwnSource:
+        def tensors(self, wanted: list[str]) -> object:
+            return source.tensors(wanted)
+
+    assert b"".join(bytes(chunk) for chunk in tensor_bytes(OwnSource(), names)) == expected  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from typing import IO, Any, BinaryIO, ClassVar, Protocol
 from git_theta import dtypes
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry
-from git_theta.tensor import Tensor
+from git_theta.tensor import Buffer, Tensor
 
 # How many leading bytes `sniff` is shown.
 SNIFF_BYTES = 4096
@@ -61,6 +61,18 @@ class ParamSource(Protocol):
 
     def get_blob(self, ref: Mapping[str, Any]) -> bytes:
         """The bytes stored by `put_blob` under `ref`."""
+
+
+def tensor_bytes(source: ParamSource, names: Sequence[str]) -> Iterator[Buffer]:
+    """The named tensors' bytes, in order and back to back, for a format that writes them so: the source's
+    `tensor_data` when it has one (git-theta's own joins each batch of small tensors, so the writer writes once
+    per batch), else each tensor's `data`."""
+    joined = getattr(source, "tensor_data", None)
+    if joined is not None:
+        yield from joined(names)
+        return
+    for tensor in source.tensors(names):
+        yield tensor.data
 
 
 class CheckpointFormat(ABC):

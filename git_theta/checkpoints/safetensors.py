@@ -26,6 +26,7 @@ from git_theta.checkpoints.base import (
     read_exact,
     read_into,
     shown,
+    tensor_bytes,
 )
 from git_theta.errors import CheckpointError, ThetaError
 from git_theta.metadata import ParamEntry, unique_keys
@@ -355,8 +356,8 @@ class SafetensorsFormat(CheckpointFormat):
         header = source.get_blob(file["header"])
         names = checkout_order(header[8:], params)
         out.write(header)
-        for tensor in source.tensors(names):
-            out.write(tensor.data)
+        for data in tensor_bytes(source, names):
+            out.write(data)
 
     def file_for_params(
         self,

@@ -1,9 +1,10 @@
-/* View rows of one-pack-member parameter lines (git_theta/display/viewrows.py), for `git diff` and `git log -p`.
+/* View rows of canonical parameter lines (git_theta/display/view.py), for `git diff` and `git log -p`.
  *
  * The text view (git_theta/display/view.py) renders one row per parameter line; at 10^5 groups the Python
- * renderer spends ~8 us a row on matching and formatting, most of `git diff`'s time. The most common line by far
- * (a small tensor's: one pack member) is matched and rendered here, byte by byte, with the checks of
- * view._one_member_row. Anything else gives None and the Python renderer decides, which also names every error.
+ * renderer spends ~8 us a row on matching and formatting, most of `git diff`'s time. A line as view._LINE matches
+ * it (one pack member, the commonest by far, or a chain of members and whole objects) is matched and rendered
+ * here, byte by byte, with the checks of view._fast_row. Anything else gives None and the Python renderer
+ * decides, which also names every error.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -73,14 +74,51 @@ static int span(Cursor *c, int (*member)(unsigned char), Py_ssize_t least, Py_ss
     return *length >= least && *length <= most;
 }
 
+/* Links a row shows at most: metadata.MAX_LINKS (the caller passes it, and no more than this). */
+#define MAX_CHAIN 256
+
 typedef struct {
-    const char *name, *dtype, *digest, *shape, *update;
-    Py_ssize_t name_len, dtype_len, shape_len, update_len;
-    int64_t length, offset, size, elements;
+    const char *name, *dtype, *digest, *shape;
+    Py_ssize_t name_len, dtype_len, shape_len;
+    int64_t elements;
     int overflow; /* the element count exceeds int64: certainly more than the limit */
+    int links;
+    const char *updates[MAX_CHAIN];
+    Py_ssize_t update_lens[MAX_CHAIN];
+    int64_t stored; /* the links' bytes: each member's length, each whole object's size */
+    int refused;    /* a check view._fast_row makes refuses the line (an empty member, one past its pack's end) */
 } Line;
 
-/* view._ONE_MEMBER_LINE, fully matched */
+/* One link as view._ANY_LINK spells it, after its "{": a pack member or a whole object */
+static int match_link(Cursor *c, Line *line)
+{
+    const char *hex;
+    Py_ssize_t hex_len;
+    int64_t length = 0, offset = 0, size;
+    int member = take(c, "\"length\":");
+    if (member && (!count(c, &length) || !take(c, ",")))
+        return 0;
+    if (!take(c, "\"object\":\"") || !span(c, is_hex, 64, 64, &hex, &hex_len) || !take(c, "\","))
+        return 0;
+    if (member && (!take(c, "\"offset\":") || !count(c, &offset) || !take(c, ",")))
+        return 0;
+    if (!take(c, "\"size\":") || !count(c, &size) || !take(c, ",\"update\":\""))
+        return 0;
+    if (line->links == MAX_CHAIN)
+        return 0;
+    if (!span(c, is_text, 0, PY_SSIZE_T_MAX, &line->updates[line->links], &line->update_lens[line->links]))
+        return 0;
+    if (!take(c, "\"}"))
+        return 0;
+    line->links++;
+    if (member && (length == 0 || offset + length > size))
+        line->refused = 1;
+    /* at most 256 links of less than 10^18 bytes each: no overflow */
+    line->stored += member ? length : size;
+    return 1;
+}
+
+/* view._LINE (of which view._ONE_MEMBER_LINE is the commonest case), fully matched */
 static int match_line(const char *data, Py_ssize_t size, Line *line)
 {
     Cursor c = {data, data + size};
@@ -117,17 +155,16 @@ static int match_line(const char *data, Py_ssize_t size, Line *line)
         line->overflow = 0;
     }
     line->shape_len = c.at - line->shape;
-    if (!take(&c, "],\"stored\":[{\"length\":") || !count(&c, &line->length))
+    if (!take(&c, "],\"stored\":["))
         return 0;
-    if (!take(&c, ",\"object\":\"") || !span(&c, is_hex, 64, 64, &hex, &hex_len))
-        return 0;
-    if (!take(&c, "\",\"offset\":") || !count(&c, &line->offset))
-        return 0;
-    if (!take(&c, ",\"size\":") || !count(&c, &line->size))
-        return 0;
-    if (!take(&c, ",\"update\":\"") || !span(&c, is_text, 0, PY_SSIZE_T_MAX, &line->update, &line->update_len))
-        return 0;
-    return take(&c, "\"}]}") && c.at == c.end;
+    line->links = 0;
+    line->stored = 0;
+    line->refused = 0;
+    do {
+        if (!take(&c, "{") || !match_link(&c, line))
+            return 0;
+    } while (take(&c, ","));
+    return take(&c, "]}") && c.at == c.end;
 }
 
 /* changes.human_size: bytes in binary units with one decimal. Python divides a float by 1024 (exact in binary)
@@ -163,9 +200,9 @@ static char *pad(char *at, const char *text, Py_ssize_t length, Py_ssize_t width
 }
 
 /* (name, row, elements, stored bytes) for a matched line, or None when a check refuses it */
-static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, const Widths *w)
+static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, int max_links, const Widths *w)
 {
-    if (line->length == 0 || line->offset + line->length > line->size)
+    if (line->refused || line->links > max_links)
         Py_RETURN_NONE;
     if (line->overflow || line->elements > max_elements)
         Py_RETURN_NONE;
@@ -177,13 +214,15 @@ static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, 
     if (known <= 0)
         return known < 0 ? NULL : Py_NewRef(Py_None);
     char size_text[64];
-    int size_len = human_size(line->length, size_text, sizeof size_text);
+    int size_len = human_size(line->stored, size_text, sizeof size_text);
     if (size_len < 0 || size_len >= (int)sizeof size_text)
         Py_RETURN_NONE;
-    Py_ssize_t shape_len = line->shape_len + 2;
+    Py_ssize_t shape_len = line->shape_len + 2, chain_len = line->links - 1;
+    for (int i = 0; i < line->links; i++)
+        chain_len += line->update_lens[i];
 #define WIDTH(n, width) ((n) > (width) ? (n) : (width))
     Py_ssize_t total = WIDTH(line->name_len, w->name) + 1 + WIDTH(line->dtype_len, w->dtype) + 1 +
-                       WIDTH(shape_len, w->shape) + 1 + WIDTH(line->update_len, w->chain) + 1 +
+                       WIDTH(shape_len, w->shape) + 1 + WIDTH(chain_len, w->chain) + 1 +
                        WIDTH((Py_ssize_t)size_len, w->size) + 2 + w->hash;
 #undef WIDTH
     PyObject *row = PyUnicode_New(total, 127);
@@ -198,15 +237,23 @@ static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, 
     *at++ = ' ';
     at = pad(at, line->dtype, line->dtype_len, w->dtype);
     *at++ = ' ';
-    char *shape_start = at;
+    char *start = at;
     *at++ = '[';
     memcpy(at, line->shape, line->shape_len);
     at += line->shape_len;
     *at++ = ']';
-    for (Py_ssize_t n = at - shape_start; n < w->shape; n++)
+    for (Py_ssize_t n = at - start; n < w->shape; n++)
         *at++ = ' ';
     *at++ = ' ';
-    at = pad(at, line->update, line->update_len, w->chain);
+    start = at;
+    for (int i = 0; i < line->links; i++) { /* the chain: update types joined by "+" */
+        if (i > 0)
+            *at++ = '+';
+        memcpy(at, line->updates[i], line->update_lens[i]);
+        at += line->update_lens[i];
+    }
+    for (Py_ssize_t n = at - start; n < w->chain; n++)
+        *at++ = ' ';
     *at++ = ' ';
     for (Py_ssize_t n = size_len; n < w->size; n++)
         *at++ = ' ';
@@ -215,18 +262,19 @@ static PyObject *render(const Line *line, PyObject *bits, int64_t max_elements, 
     *at++ = ' ';
     *at++ = ' ';
     memcpy(at, line->digest, w->hash);
-    return Py_BuildValue("(NNLL)", name, row, (long long)line->elements, (long long)line->length);
+    return Py_BuildValue("(NNLL)", name, row, (long long)line->elements, (long long)line->stored);
 }
 
 static PyObject *member_rows(PyObject *self, PyObject *args)
 {
     PyObject *lines, *bits;
     long long max_elements;
+    int max_links;
     Widths w;
-    if (!PyArg_ParseTuple(args, "O!O!L(nnnnnn):member_rows", &PyList_Type, &lines, &PyDict_Type, &bits,
-                          &max_elements, &w.name, &w.dtype, &w.shape, &w.chain, &w.size, &w.hash))
+    if (!PyArg_ParseTuple(args, "O!O!Li(nnnnnn):member_rows", &PyList_Type, &lines, &PyDict_Type, &bits,
+                          &max_elements, &max_links, &w.name, &w.dtype, &w.shape, &w.chain, &w.size, &w.hash))
         return NULL;
-    if (w.hash > 64 || w.name < 0 || w.dtype < 0 || w.shape < 0 || w.chain < 0 || w.size < 0 || w.hash < 0) {
+    if (max_links < 1 || max_links > MAX_CHAIN || w.hash > 64 || w.name < 0 || w.dtype < 0 || w.shape < 0 || w.chain < 0 || w.size < 0 || w.hash < 0) {
         PyErr_SetString(PyExc_ValueError, "member_rows: column widths out of range");
         return NULL;
     }
@@ -244,7 +292,7 @@ static PyObject *member_rows(PyObject *self, PyObject *args)
             return NULL;
         }
         if (match_line(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &line))
-            row = render(&line, bits, max_elements, &w);
+            row = render(&line, bits, max_elements, max_links, &w);
         else
             row = Py_NewRef(Py_None);
         if (row == NULL) {
@@ -258,7 +306,7 @@ static PyObject *member_rows(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"member_rows", member_rows, METH_VARARGS,
-     "member_rows(lines, bits, max_elements, widths) -> [(name, row, elements, stored) or None per line]"},
+     "member_rows(lines, bits, max_elements, max_links, widths) -> [(name, row, elements, stored) or None per line]"},
     {NULL, NULL, 0, NULL},
 };
 

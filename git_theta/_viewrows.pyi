@@ -1,5 +1,9 @@
 # The C extension built from _viewrows.c (used by git_theta/display/view.py).
 
 def member_rows(
-    lines: list[bytes], bits: dict[str, int], max_elements: int, widths: tuple[int, int, int, int, int, int]
+    lines: list[bytes],
+    bits: dict[str, int],
+    max_elements: int,
+    max_links: int,
+    widths: tuple[int, int, int, int, int, int],
 ) -> list[tuple[str, str, int, int] | None]: ...

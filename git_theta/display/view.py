@@ -30,11 +30,11 @@ from git_theta.metadata import Metadata
 from git_theta.packed import packed
 from git_theta.store import ObjectStore, object_id
 
-# The C extension renders one-pack-member rows (~20x faster: at 10^5 groups, most of a `git diff`); without it,
-# _fast_row renders every row. Either way the Python renderer decides every line the C one gives None.
+# The C extension renders the rows _fast_row renders (~20x faster: at 10^5 groups, most of a `git diff`); without
+# it, _fast_row renders every row. Either way the Python renderer decides every line the C one gives None.
 _Row = tuple[str, str, int, int]
 _member_rows: (
-    Callable[[list[bytes], dict[str, int], int, tuple[int, int, int, int, int, int]], list[_Row | None]] | None
+    Callable[[list[bytes], dict[str, int], int, int, tuple[int, int, int, int, int, int]], list[_Row | None]] | None
 )
 try:
     from git_theta._viewrows import member_rows as _member_rows
@@ -69,7 +69,7 @@ def text_view(*, file: str) -> str:
         raise ThetaError(f"textconv: cannot read {file}: {error.strerror}") from None
     if metadata.looks_like_metadata(head):
         with files.open_regular(file) as stream:
-            return RENDERER.view(stream.read(), file)
+            return Renderer(remember=False).view(stream.read(), file)  # textconv: one version per process
     if head.startswith(VIEW_PREFIX):  # rendered by smudge already (smudged_view)
         with files.open_regular(file) as stream:
             return stream.read().decode("utf-8", errors="replace")
@@ -193,17 +193,20 @@ _ONE_MEMBER_LINE = re.compile(
     + rb')"\}\]\}'
 )
 _WIDTHS = (NAME_WIDTH, DTYPE_WIDTH, SHAPE_WIDTH, CHAIN_WIDTH, SIZE_WIDTH, HASH_CHARS)  # _row's columns, for _viewrows.c
+_ROW_LIMITS = (dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, _WIDTHS)  # the checks _fast_row makes
 MAX_CACHED_LINES = 1 << 18  # ~100 MB of remembered rows at most
 
 
 class Renderer:
-    """Text views of metadata, each parameter line rendered once per process.
+    """Text views of metadata, each parameter line rendered once per process (`remember`).
 
     The filter process renders every version a `git log -p` or `git diff A B` shows; consecutive versions share
-    most lines, so a version costs a dict lookup per unchanged group and a parse of the changed ones.
+    most lines, so a version costs a dict lookup per unchanged group and a parse of the changed ones. textconv
+    renders one version per process: it remembers nothing (hashing 10^5 lines into the dict costs ~10% of a view).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, remember: bool = True) -> None:
+        self.remember = remember
         # line -> (name, row, elements, stored bytes)
         self._rows: dict[bytes, tuple[str, str, int, int]] = {}
 
@@ -215,38 +218,39 @@ class Renderer:
             return render(metadata.parse(data, source))
         if not data.startswith(b'{"version":"' + metadata.PACKED_VERSION.encode()) and b'"offset":' in data:
             return render(metadata.parse(data, source))  # pack members in version 1: metadata.parse refuses them
-        missing = [line for line in layout.params if line not in self._rows]
-        if len(self._rows) + len(missing) > MAX_CACHED_LINES:
-            self._rows.clear()
-            missing = layout.params
-        self._remember(layout, missing, source)
-        found = [self._rows[line] for line in layout.params]
+        if self.remember:
+            missing = [line for line in layout.params if line not in self._rows]
+            if len(self._rows) + len(missing) > MAX_CACHED_LINES:
+                self._rows.clear()
+                missing = layout.params
+            self._rows.update(zip(missing, _rows(layout, missing, source)))
+            found = [self._rows[line] for line in layout.params]
+        else:
+            found = _rows(layout, layout.params, source)
         if any(a[0] >= b[0] for a, b in zip(found, found[1:])):
             return render(metadata.parse(data, source))  # not sorted, or a name twice: the whole parse decides
         total = sum(row[2] for row in found)
         stored = sum(row[3] for row in found)
         return _assemble(meta, len(found), total, stored, [row[1] for row in found])
 
-    def _remember(self, layout: lines.Layout, missing: list[bytes], source: str) -> None:
-        slow = []
-        rendered = (
-            [None] * len(missing)
-            if _member_rows is None
-            else _member_rows(missing, dtypes.BITS, metadata.MAX_ELEMENTS, _WIDTHS)
-        )
-        for line, row in zip(missing, rendered):
-            if row is None:
-                row = _fast_row(line)
-            if row is None:
-                slow.append(line)
-            else:
-                self._rows[line] = row
-        if slow:
-            params = lines.parse_lines(layout, slow, source).params  # validated: raises on a bad line
-            for line, (name, entry) in zip(slow, params.items()):
-                text = _row(name, entry.dtype, changes.shape_text(entry.shape), changes.chain_text(entry),
-                            entry.stored_size, entry.hash)  # fmt: skip
-                self._rows[line] = (name, text, changes.elements(entry), entry.stored_size)
+
+def _rows(layout: lines.Layout, params: list[bytes], source: str) -> list[_Row]:
+    """(name, row, elements, stored bytes) of each parameter line: compiled, else _fast_row, else parsed (which
+    validates the line and raises on a bad one)."""
+    found: list[_Row | None] = [None] * len(params) if _member_rows is None else _member_rows(params, *_ROW_LIMITS)
+    slow = []
+    for index, (line, row) in enumerate(zip(params, found)):
+        if row is None:
+            row = found[index] = _fast_row(line)
+        if row is None:
+            slow.append(index)
+    if slow:
+        parsed = lines.parse_lines(layout, [params[index] for index in slow], source).params
+        for index, (name, entry) in zip(slow, parsed.items()):
+            text = _row(name, entry.dtype, changes.shape_text(entry.shape), changes.chain_text(entry),
+                        entry.stored_size, entry.hash)  # fmt: skip
+            found[index] = (name, text, changes.elements(entry), entry.stored_size)
+    return found  # type: ignore[return-value]  # every None was filled in
 
 
 def _fast_row(line: bytes) -> tuple[str, str, int, int] | None:

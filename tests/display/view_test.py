@@ -154,8 +154,7 @@ def _member_line(name: str, dtype: str, shape: str, length: int, offset: int, si
 
 
 def _python_row(line: bytes) -> tuple[str, str, int, int] | None:
-    match = view._ONE_MEMBER_LINE.fullmatch(line)
-    return None if match is None else view._one_member_row(*match.groups())
+    return view._fast_row(line)
 
 
 _DIM = st.one_of(st.integers(0, 40), st.sampled_from([10**17, 10**18 - 1, 10**18, 2**31, 2**62, 2**63]))
@@ -181,7 +180,7 @@ def test_c_rows_are_the_python_rows(
     assert view._member_rows is not None
     for shape in (",".join(map(str, dims)), shape_text):
         line = _member_line(name, dtype, shape, length, offset, size, update)
-        (got,) = view._member_rows([line], dtypes.BITS, metadata.MAX_ELEMENTS, view._WIDTHS)
+        (got,) = view._member_rows([line], dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
         assert got == _python_row(line)
 
 
@@ -199,7 +198,7 @@ def test_c_rows_of_damaged_lines_are_the_python_rows(garbage: bytes, where: int,
     else:
         line = line[:where]
     assert view._member_rows is not None
-    (got,) = view._member_rows([bytes(line)], dtypes.BITS, metadata.MAX_ELEMENTS, view._WIDTHS)
+    (got,) = view._member_rows([bytes(line)], dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
     assert got == _python_row(bytes(line))
 
 
@@ -213,6 +212,42 @@ def test_c_size_column_is_human_size(unit: int) -> None:
             sizes.add(max(0, tenth * unit * 1024 // 10240 * 10 + delta))
             sizes.add(max(0, unit * tenth // 20 + delta))
     lines = [_member_line("t", "U8", "", size, 0, size, "dense") for size in sorted(sizes) if size]
-    rows = view._member_rows(lines, dtypes.BITS, metadata.MAX_ELEMENTS, view._WIDTHS)
+    rows = view._member_rows(lines, dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
     assert rows == [_python_row(line) for line in lines]
     assert all(row is not None for row in rows)
+
+
+_LINK = st.one_of(
+    st.tuples(st.just("member"), _COUNT, _COUNT, _COUNT, st.sampled_from(["dense", "xor", "sparse", "", "low-rank"])),
+    st.tuples(st.just("whole"), st.just(0), st.just(0), _COUNT, st.sampled_from(["dense", "xor", "ia3"])),
+)
+
+
+def _link_json(kind: str, length: int, offset: int, size: int, update: str) -> str:
+    if kind == "member":
+        return f'{{"length":{length},"object":"{"d" * 64}","offset":{offset},"size":{size},"update":"{update}"}}'
+    return f'{{"object":"{"e" * 64}","size":{size},"update":"{update}"}}'
+
+
+@settings(max_examples=300, deadline=None)
+@given(links=st.lists(_LINK, min_size=1, max_size=6), many=st.sampled_from([0, 0, 0, 255, 256, 257]))
+def test_c_rows_of_chains_are_the_python_rows(links: list[tuple[str, int, int, int, str]], many: int) -> None:
+    # Chains of members and whole objects (any order, any count up to and past MAX_LINKS): the same row or None.
+    if many:
+        links = [("member", 10, 0, 100, "xor")] * many
+    stored = ",".join(_link_json(*link) for link in links)
+    line = f'"w":{{"dtype":"F16","hash":"{"0f" * 32}","shape":[3,5],"stored":[{stored}]}}'.encode("ascii")
+    assert view._member_rows is not None
+    (got,) = view._member_rows([line], dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
+    assert got == _python_row(line)
+    if many == 0 and all(kind == "whole" or (0 < n and o + n <= s) for kind, n, o, s, _ in links):
+        assert got is not None
+
+
+def test_c_rows_of_real_metadata_are_the_views_rows() -> None:
+    data = _metadata(_members()).serialize()
+    assert view.Renderer().view(data, "m") == view.render(metadata.parse(data))
+    body = [line.rstrip(b",") for line in data.split(b"\n")[4:-2]]
+    assert view._member_rows is not None
+    rows = view._member_rows(body, dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
+    assert all(row is not None for row in rows) and len(rows) == 4  # the chain too

@@ -198,14 +198,8 @@ class StoreSource:
             yield batch, size
 
     def _rebuild_all(self, batch: list[tuple[str, ParamEntry]]) -> list[Tensor]:
-        """The batch's tensors: small dense ones through the compiled decoder when it was built, the rest (and any
-        it does not accept) through `rebuild`."""
         reads = packs.MemberReads(self.store, (link for _, entry in batch for link in entry.stored))
-        fast = _decode_dense_members(batch, reads) if densecodec.IMPLEMENTATION == "c" else [None] * len(batch)
-        return [
-            rebuild(self.store, name, entry, self.source, reads=reads) if value is None else value
-            for value, (name, entry) in zip(fast, batch)
-        ]
+        return rebuild_batch(self.store, batch, self.source, reads)
 
     def _entry(self, name: str) -> ParamEntry:
         try:
@@ -215,6 +209,18 @@ class StoreSource:
 
     def get_blob(self, ref: Mapping[str, Any]) -> bytes:
         return read_blob(self.store, ref["object"], self.source)
+
+
+def rebuild_batch(
+    store: ObjectStore, batch: list[tuple[str, ParamEntry]], source: str, reads: packs.MemberReads
+) -> list[Tensor]:
+    """`rebuild` of each (name, entry), all held at once (the caller bounds their bytes): small dense ones through
+    the compiled decoder when it was built, the rest (and any it does not accept) one by one."""
+    fast = _decode_dense_members(batch, reads) if densecodec.IMPLEMENTATION == "c" else [None] * len(batch)
+    return [
+        rebuild(store, name, entry, source, reads=reads) if value is None else value
+        for value, (name, entry) in zip(fast, batch)
+    ]
 
 
 def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads) -> list[Tensor | None]:

@@ -21,7 +21,7 @@ from git_theta.repo import Repo
 from git_theta.tensor_diff import ChangeStats
 
 if TYPE_CHECKING:
-    from git_theta.tensor import Tensor
+    from git_theta.metadata import ParamEntry
 
 SORT_KEYS = ("name", "norm", "relative", "changed", "max", "cosine", "size", "stored")
 
@@ -148,20 +148,19 @@ def _stats(repo: Repo, path: str, group_changes: list[GroupChange]) -> dict[str,
         batch = compared[start : start + STATS_BATCH]
         try:
             reads = packs.MemberReads(repo.store, (link for _, a, b in batch for link in (*a.stored, *b.stored)))
-            # Pairs are compared together (tensor_diff.compare_many), up to PAIRS_BYTES of them at a time.
-            names: list[str] = []
-            pairs: list[tuple[Tensor, Tensor]] = []
+            # Pairs are rebuilt together (smudge.rebuild_batch: small dense ones compiled) and compared together
+            # (tensor_diff.compare_many), PAIRS_BYTES of them at a time; a pair bigger than that on its own.
+            group: list[tuple[str, ParamEntry, ParamEntry]] = []
             held = 0
-            for name, old_entry, new_entry in batch:
-                old = smudge.rebuild(repo.store, name, old_entry, path, reads=reads)
-                new = smudge.rebuild(repo.store, name, new_entry, path, reads=reads)
-                names.append(name)
-                pairs.append((old, new))
-                held += old.nbytes + new.nbytes
-                if held >= PAIRS_BYTES:
-                    found.update(zip(names, tensor_diff.compare_many(pairs)))
-                    names, pairs, held = [], [], 0
-            found.update(zip(names, tensor_diff.compare_many(pairs)))
+            for index, (name, old_entry, new_entry) in enumerate(batch):
+                group.append((name, old_entry, new_entry))
+                held += changes.nbytes(old_entry) + changes.nbytes(new_entry)
+                if held >= PAIRS_BYTES or index == len(batch) - 1:
+                    olds = smudge.rebuild_batch(repo.store, [(n, a) for n, a, _ in group], path, reads)
+                    news = smudge.rebuild_batch(repo.store, [(n, b) for n, _, b in group], path, reads)
+                    found.update(zip([n for n, _, _ in group], tensor_diff.compare_many(list(zip(olds, news)))))
+                    group, held = [], 0
+                    del olds, news
         except StoreError as error:
             raise StoreError(
                 f"{error}\n(fetch the objects with `git theta fetch`, or pass --no-stats to compare metadata only)"

@@ -126,8 +126,16 @@ def changed_lines(old: bytes | None, new: bytes | None, old_source: str, new_sou
     old_meta = parse_lines(a, [x for x in old_lines if x not in common], old_source) if a else None
     new_meta = parse_lines(b, [x for x in new_lines if x not in common], new_source) if b else None
     every: set[str] = set()
-    for data, params, source in ((old, old_lines, old_source), (new, new_lines, new_source)):
-        found = set(names(params))
+    # A line both sides hold has one name: read once, from the old side (~2 us a line, 10^5 lines a side).
+    old_names = names(old_lines)
+    name_of = dict(zip(old_lines, old_names))
+    new_only = [line for line in new_lines if line not in common]
+    new_names = iter(names(new_only))
+    side_names = (old_names, [name_of[line] if line in common else next(new_names) for line in new_lines])
+    for data, params, source, found_names in zip(
+        (old, new), (old_lines, new_lines), (old_source, new_source), side_names
+    ):
+        found = set(found_names)
         if len(found) != len(params) and data is not None:
             metadata.parse(data, source)  # a name twice: the whole parse says which, naming the file
         every |= found

@@ -120,6 +120,7 @@ class MemberReads:
             if link.offset is not None and link.length is not None:
                 members.setdefault(link.object, set()).add((link.offset, link.length))
         self._spans: dict[str, tuple[int, memoryview]] = {}
+        self._whole: dict[str, Any] = {}  # small unpacked objects read so far, by oid
         for oid, spans in members.items():
             if len(spans) < 2:
                 continue
@@ -143,6 +144,12 @@ class MemberReads:
 
     def link_bytes(self, link: StoredLink) -> Any:
         span = self._spans.get(link.object)
+        if link.offset is None and link.size <= MEMBER_MAX_BYTES:
+            # A small whole object many entries share (equal tensors stored once, unpacked): read once per batch.
+            data = self._whole.get(link.object)
+            if data is None:
+                data = self._whole[link.object] = link_bytes(self.store, link)
+            return data
         if span is None or link.offset is None or link.length is None:
             return link_bytes(self.store, link)
         start, view = span

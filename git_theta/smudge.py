@@ -40,6 +40,8 @@ BATCH_BYTES = 8 << 20
 # Small dense members decoded per call of the compiled decoder: a group's output (256 KB of 4 KB tensors) is still
 # in cache when it is hashed; a whole batch's 4 MB is not (~2 us more per tensor).
 FAST_GROUP = 64
+# An unpacked dense object (a whole object is one member) this small goes through the compiled decoder too.
+MAX_WHOLE = packs.MEMBER_MAX_BYTES
 # Downloads what a checkpoint needs: its metadata's objects, or {oid: size} (git_theta.transfer.on_demand).
 Fetch = Callable[[metadata.Metadata | Mapping[str, int]], None]
 _Result = TypeVar("_Result")
@@ -225,15 +227,16 @@ def rebuild_batch(
 
 def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads) -> list[Tensor | None]:
     """Per entry of the batch, its tensor decoded by the compiled decoder (git_theta/densecodec), or None: for an
-    entry of one dense link in a pack member whose member it accepts and whose bytes hash to the entry's hash. The
-    rest (chains, sparse and low-rank links, unpacked objects, members it refuses or that do not match, members that
-    cannot be read) are left to `rebuild`, which gives today's result and today's errors.
+    entry of one dense link in a pack member (or a whole object of at most MAX_WHOLE bytes: one member) whose
+    member it accepts and whose bytes hash to the entry's hash. The rest (chains, sparse and low-rank links, large
+    objects, members it refuses or that do not match, members that cannot be read) are left to `rebuild`, which
+    gives today's result and today's errors.
     """
     indices: list[int] = []
     members: list[bytes | bytearray | memoryview] = []
     for index, (_, entry) in enumerate(batch):
         link = entry.stored[0]
-        if len(entry.stored) == 1 and link.update == "dense" and link.length is not None:
+        if len(entry.stored) == 1 and link.update == "dense" and (link.length is not None or link.size <= MAX_WHOLE):
             data = reads.span_bytes(link)
             if data is None:  # not read ahead with others of its pack: read alone, as rebuild would
                 try:

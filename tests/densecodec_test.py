@@ -274,3 +274,47 @@ def test_a_checkout_without_the_extension_writes_the_same_file(repo: Path, tmp_p
     (repo / MODEL).unlink()
     subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=env, check=True)
     assert (repo / MODEL).read_bytes() == original
+
+
+def test_small_whole_objects_take_the_fast_path_and_are_read_once_a_batch(repo: Path) -> None:
+    # `theta.packs false` (or a git-theta before packs) stores each tensor as an object of its own; equal tensors
+    # share one. Such an object is one member: decoded compiled too, and read once per batch however many share it.
+    from git_theta import metadata, smudge
+    from git_theta.repo import Repo
+
+    git(repo, "config", "theta.packs", "false")
+    tensors = _model() | {f"zero.{i}": np.zeros((8, 4), np.float32) for i in range(20)}
+    original = save_small(repo / MODEL, tensors)
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
+    assert all(entry.stored[0].offset is None for entry in meta.params.values())  # unpacked
+    store = Repo.discover(repo).store
+    batch = sorted(meta.params.items())
+    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
+    fast = smudge._decode_dense_members(batch, reads)
+    assert None not in fast and fast == [smudge.rebuild(store, name, entry) for name, entry in batch]
+    zero = meta.params["zero.0"].stored[0]
+    assert reads.link_bytes(zero) is reads.link_bytes(meta.params["zero.7"].stored[0])  # one read for all 20
+    (repo / MODEL).unlink()
+    git(repo, "checkout", "--", MODEL)
+    assert (repo / MODEL).read_bytes() == original
+
+
+def test_a_damaged_whole_object_is_named_as_before(repo: Path) -> None:
+    git(repo, "config", "theta.packs", "false")
+    save_small(repo / MODEL, _model())
+    git(repo, "add", MODEL)
+    git(repo, "commit", "-q", "-m", "model")
+    meta = blob_metadata(repo, f"HEAD:{MODEL}")
+    name = "layer.3.weight"
+    [link] = meta["params"][name]["stored"]
+    path = store_path(repo, link["object"])
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x55  # the frame's body
+    path.write_bytes(bytes(data))
+    (repo / MODEL).unlink()
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, f"parameter {name!r}"])
+    assert line.endswith(f"object {link['object']} is corrupt ({path.resolve()}); {REPAIR}"), line
+    state.assert_unchanged(repo, known_damaged={link["object"]})

@@ -16,14 +16,20 @@ setup(
     ),
     packages=find_packages(include=["git_theta", "git_theta.*"]),
     # PEP 561: plugin packages type-check against git-theta's own annotations (base classes, plugins.checkpoint()...).
-    package_data={"git_theta": ["py.typed"]},
+    package_data={"git_theta": ["py.typed", "_bytegroup.h"]},  # the header: a source build compiles with it
     # `git theta --help` runs `man git-theta`; man looks in ../share/man of each bin/ on PATH (a venv's too).
     data_files=[("share/man/man1", ["docs/man/git-theta.1"])],
     python_requires=">=3.11",
     # Optional: without a C compiler (or libzstd's header) the package installs and each extension's Python fallback
     # does the same work, slower (git_theta.bytegroup, chainops, metaparse, densecodec, display/view, safetensors).
     ext_modules=[
-        Extension("git_theta._bytegroup", ["git_theta/_bytegroup.c"], extra_compile_args=["-O3"], optional=True),
+        Extension(
+            "git_theta._bytegroup",
+            ["git_theta/_bytegroup.c"],
+            depends=["git_theta/_bytegroup.h"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
         Extension("git_theta._crc32c", ["git_theta/_crc32c.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._chainops", ["git_theta/_chainops.c"], extra_compile_args=["-O3"], optional=True),
         Extension("git_theta._viewrows", ["git_theta/_viewrows.c"], extra_compile_args=["-O3"], optional=True),
@@ -33,6 +39,7 @@ setup(
         Extension(
             "git_theta._densecodec",
             ["git_theta/_densecodec.c"],
+            depends=["git_theta/_bytegroup.h"],  # ungroup_bytes, shared with _bytegroup.c
             libraries=["zstd"],
             extra_compile_args=["-O3"],
             optional=True,

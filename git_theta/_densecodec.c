@@ -20,35 +20,14 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "_bytegroup.h" /* ungroup_bytes */
+
 /* The header parts of objects.DENSE_HEADER_PARTS: before the chunk size, the dtype, the frame size, the shape,
  * and after it. */
 #define PARTS 5
 /* As objects._DENSE_HEADER: at most 64 dimensions of at most 19 digits; longer headers take the Python path. */
 #define MAX_DIMS 64
 #define HEADER_ROOM 2048
-
-/* Loops over elements with a fixed itemsize, as in _bytegroup.c (the compiler turns them into shuffles). */
-#define UNGROUP_FIXED(N)                                                   \
-    for (Py_ssize_t i = 0; i < count; i++)                                 \
-        for (Py_ssize_t k = 0; k < (N); k++)                               \
-            elements[i * (N) + k] = planes[k * count + i];
-
-/* elements[i * itemsize + k] = planes[k * count + i]: _bytegroup.c's ungroup_bytes, the inverse of grouping */
-static void ungroup_bytes(const unsigned char *planes, unsigned char *elements, Py_ssize_t count, Py_ssize_t itemsize)
-{
-    switch (itemsize) {
-    case 2: UNGROUP_FIXED(2) break;
-    case 4: UNGROUP_FIXED(4) break;
-    case 8: UNGROUP_FIXED(8) break;
-    default:
-        for (Py_ssize_t k = 0; k < itemsize; k++) {
-            const unsigned char *plane = planes + k * count;
-            unsigned char *target = elements + k;
-            for (Py_ssize_t i = 0; i < count; i++)
-                target[i * itemsize] = plane[i];
-        }
-    }
-}
 
 /* One accepted member, decompressed with the GIL released. */
 typedef struct {

@@ -213,11 +213,27 @@ def _model() -> dict[str, np.ndarray]:
     return {f"layer.{i}.weight": rng.normal(0, 0.02, (8, 4)).astype(np.float32) for i in range(12)}
 
 
-@pytest.mark.parametrize("where", ["frame digits", "dtype", "frame body", "magic"])
-def test_a_checkout_with_one_damaged_member_names_the_object(repo: Path, where: str) -> None:
-    original = save_small(repo / MODEL, _model())
+def _commit_model(repo: Path, tensors: dict[str, np.ndarray]) -> bytes:
+    """The model saved, added and committed; its bytes."""
+    original = save_small(repo / MODEL, tensors)
     git(repo, "add", MODEL)
     git(repo, "commit", "-q", "-m", "model")
+    return original
+
+
+def _assert_checkout_names_the_damage(repo: Path, name: str, oid: str, path: Path) -> None:
+    """A checkout of the deleted model fails in one line naming the parameter, the object and the repair, and
+    leaves the repository as it was."""
+    (repo / MODEL).unlink()
+    state = RepoState.capture(repo)
+    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, f"parameter {name!r}"])
+    assert line.endswith(f"object {oid} is corrupt ({path.resolve()}); {REPAIR}"), line
+    state.assert_unchanged(repo, known_damaged={oid})
+
+
+@pytest.mark.parametrize("where", ["frame digits", "dtype", "frame body", "magic"])
+def test_a_checkout_with_one_damaged_member_names_the_object(repo: Path, where: str) -> None:
+    original = _commit_model(repo, _model())
     meta = blob_metadata(repo, f"HEAD:{MODEL}")
     name = "layer.5.weight"
     [link] = meta["params"][name]["stored"]
@@ -229,11 +245,7 @@ def test_a_checkout_with_one_damaged_member_names_the_object(repo: Path, where: 
     path.write_bytes(bytes(pack))
     # every other parameter of the file is in the same pack and rebuilt on the fast path
     assert {p["stored"][0]["object"] for p in meta["params"].values()} == {link["object"]}
-    (repo / MODEL).unlink()
-    state = RepoState.capture(repo)
-    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, f"parameter {name!r}"])
-    assert line.endswith(f"object {link['object']} is corrupt ({path.resolve()}); {REPAIR}"), line
-    state.assert_unchanged(repo, known_damaged={link["object"]})
+    _assert_checkout_names_the_damage(repo, name, link["object"], path)
     # repaired (the good bytes back), the same checkout writes the original file
     pack[position] ^= 0x01 if where != "frame body" else 0x55
     path.write_bytes(bytes(pack))
@@ -245,9 +257,7 @@ def test_a_checkout_of_small_tensors_rebuilds_them_on_the_fast_path(repo: Path) 
     from git_theta import metadata, smudge
     from git_theta.repo import Repo
 
-    original = save_small(repo / MODEL, _model())
-    git(repo, "add", MODEL)
-    git(repo, "commit", "-q", "-m", "model")
+    original = _commit_model(repo, _model())
     meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
     store = Repo.discover(repo).store
     batch = sorted(meta.params.items())
@@ -268,9 +278,7 @@ def test_a_checkout_without_the_extension_writes_the_same_file(repo: Path, tmp_p
     probe = [sys.executable, "-c", "from git_theta import densecodec; print(densecodec.IMPLEMENTATION)"]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "python"
-    original = save_small(repo / MODEL, _model())
-    git(repo, "add", MODEL)
-    git(repo, "commit", "-q", "-m", "model")
+    original = _commit_model(repo, _model())
     (repo / MODEL).unlink()
     subprocess.run(["git", "checkout", "--", MODEL], cwd=repo, env=env, check=True)
     assert (repo / MODEL).read_bytes() == original
@@ -284,9 +292,7 @@ def test_small_whole_objects_take_the_fast_path_and_are_read_once_a_batch(repo: 
 
     git(repo, "config", "theta.packs", "false")
     tensors = _model() | {f"zero.{i}": np.zeros((8, 4), np.float32) for i in range(20)}
-    original = save_small(repo / MODEL, tensors)
-    git(repo, "add", MODEL)
-    git(repo, "commit", "-q", "-m", "model")
+    original = _commit_model(repo, tensors)
     meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
     assert all(entry.stored[0].offset is None for entry in meta.params.values())  # unpacked
     store = Repo.discover(repo).store
@@ -303,9 +309,7 @@ def test_small_whole_objects_take_the_fast_path_and_are_read_once_a_batch(repo: 
 
 def test_a_damaged_whole_object_is_named_as_before(repo: Path) -> None:
     git(repo, "config", "theta.packs", "false")
-    save_small(repo / MODEL, _model())
-    git(repo, "add", MODEL)
-    git(repo, "commit", "-q", "-m", "model")
+    _commit_model(repo, _model())
     meta = blob_metadata(repo, f"HEAD:{MODEL}")
     name = "layer.3.weight"
     [link] = meta["params"][name]["stored"]
@@ -313,8 +317,4 @@ def test_a_damaged_whole_object_is_named_as_before(repo: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x55  # the frame's body
     path.write_bytes(bytes(data))
-    (repo / MODEL).unlink()
-    state = RepoState.capture(repo)
-    line = assert_refused(run_bounded(["git", "checkout", "--", MODEL], cwd=repo), [MODEL, f"parameter {name!r}"])
-    assert line.endswith(f"object {link['object']} is corrupt ({path.resolve()}); {REPAIR}"), line
-    state.assert_unchanged(repo, known_damaged={link["object"]})
+    _assert_checkout_names_the_damage(repo, name, link["object"], path)

@@ -21,7 +21,7 @@ import zstandard
 from git_theta import buffer_pool, bytegroup, dtypes, parallel
 from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import is_count, loads_bounded
-from git_theta.tensor import Buffer, Tensor
+from git_theta.tensor import Buffer, Tensor, plain_shape
 
 MAGIC = b"gtheta\x00\x01"
 CODEC = "bgzstd"
@@ -206,8 +206,7 @@ DENSE_HEADER_PARTS = (
 
 def dense_header(size: int, dtype: str, frame_bytes: int, shape: tuple[int, ...]) -> bytes:
     """encode_dense's header for a tensor of `size` bytes in one chunk compressed to `frame_bytes`."""
-    plain = type(shape) is tuple and set(map(type, shape)) <= _INT  # cached only then: True == 1 as a key
-    middle, tail = _cached_header_pieces(dtype, shape) if plain else _header_pieces(dtype, shape)
+    middle, tail = _cached_header_pieces(dtype, shape) if plain_shape(shape) else _header_pieces(dtype, shape)
     return b"%s%d%s%d%s" % (DENSE_HEADER_PARTS[0], size, middle, frame_bytes, tail)
 
 
@@ -221,7 +220,6 @@ def _header_pieces(dtype: str, shape: tuple[int, ...]) -> tuple[bytes, bytes]:
 
 # A model's tensors have few distinct dtypes and shapes, and spelling them costs more than the rest of the header.
 _cached_header_pieces = functools.lru_cache(maxsize=1024)(_header_pieces)
-_INT = {int}
 
 
 def encode_blob(data: bytes) -> list[bytes]:

@@ -143,13 +143,13 @@ class MemberReads:
         return data if len(data) == link.length else None
 
     def link_bytes(self, link: StoredLink) -> Any:
-        span = self._spans.get(link.object)
         if link.offset is None and link.size <= MEMBER_MAX_BYTES:
             # A small whole object many entries share (equal tensors stored once, unpacked): read once per batch.
             data = self._whole.get(link.object)
             if data is None:
                 data = self._whole[link.object] = link_bytes(self.store, link)
             return data
+        span = self._spans.get(link.object)
         if span is None or link.offset is None or link.length is None:
             return link_bytes(self.store, link)
         start, view = span

@@ -18,12 +18,18 @@ from git_theta.store import ObjectStore
 from git_theta.tensor import Tensor
 from git_theta.update_engine import auto, pending
 
-# Tensors read but not yet stored; bounds memory while hashing/compressing
-# runs in the background of reading. 16 MiB, not 32: the first add of 100,000 4 KB tensors peaked at ~175 MiB
-# with 32 and ~160 with 16 (in-process, two runs each); two batches of 8 MiB still keep both cores busy.
+# Tensors handed to the pool but not yet stored (large ones, or every one with theta.packs false): bounds memory
+# while hashing/compressing runs in the background of reading. 16 MiB: two 8 MiB jobs keep both cores busy.
 IN_FLIGHT_BYTES = 16 << 20
-# Jobs queued, whatever their bytes (a batch of 8,192 one-element tensors is a few KB).
+# Jobs queued, whatever their bytes (with theta.packs false, each small tensor is a job of its own).
 MAX_PENDING_JOBS = 4
+# A pack batch whose members average fewer bytes is stored on the reading thread, not the tensor pool: its work
+# is then mostly Python per member, and a worker thread only contends with the reader for the GIL. First add of
+# 100,000 4 KB tensors (the files of benchmarks/tensor_count_bench.py, `git add` under /usr/bin/time, 2 runs):
+# on the pool 8.4-8.9 s of CPU, 7.2-7.6 s wall, 168 MiB peak; on the reading thread 5.9-6.4 s, 6.3-6.6 s,
+# 135 MiB. At 16 KB members the two tie on wall time (the reading thread uses less CPU); at 256 KB the pool's
+# overlap wins (1.1-1.3 s wall against 1.8-2.6 s for 1,000 of them).
+INLINE_MEAN_BYTES = 64 << 10
 FORMAT_ATTRIBUTE = "theta-format"
 
 
@@ -51,8 +57,9 @@ class _Prefixed(io.RawIOBase):
 class StoringSink:
     """Hashes each tensor, reuses what an earlier version already stored, stores the rest.
 
-    Small tensors are stored in batches, each batch one job on the tensor pool writing one pack
-    (git_theta/packs.py): per tensor there is no thread hand-off and no object file of its own.
+    Small tensors are stored in batches, each batch writing one pack (git_theta/packs.py): per tensor there is
+    no object file of its own. A batch of members averaging under INLINE_MEAN_BYTES is stored on the reading
+    thread; the rest go to the tensor pool while the next tensors are read.
     """
 
     def __init__(
@@ -103,6 +110,9 @@ class StoringSink:
             self._submit(batch, size, packed=True)
 
     def _submit(self, batch: list[tuple[str, Tensor]], size: int, packed: bool) -> None:
+        if packed and size < INLINE_MEAN_BYTES * len(batch):
+            self.done.update(self._store_batch(batch, packed))
+            return
         while self.pending and (self.in_flight + size > IN_FLIGHT_BYTES or len(self.pending) >= MAX_PENDING_JOBS):
             self._collect_oldest()
         self.pending.append((size, parallel.submit_tensor_job(lambda: self._store_batch(batch, packed))))

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 from git_theta import (
     buffer_pool,
@@ -352,7 +352,27 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
         else:
             write_lfs_object(store, path, pointer, out, fetch_missing)
         return
+    write_checkpoint(store, path, metadata.parse(data, path), out, fetch_missing)
+
+
+def smudge_stream(
+    store: ObjectStore, path: str, content: IO[bytes], out: BinaryIO, fetch_missing: Fetch | None = None
+) -> None:
+    """`smudge` of the bytes read from `content`, whose metadata text is dropped once parsed: the caller of
+    `smudge` holds its `data` until the file is written (27 MB at 100,000 tensors, a sixth of the filter's peak)."""
+    data = content.read()
+    if not metadata.looks_like_metadata(data):
+        smudge(store, path, data, out, fetch_missing)
+        return
     meta = metadata.parse(data, path)
+    del data
+    write_checkpoint(store, path, meta, out, fetch_missing)
+
+
+def write_checkpoint(
+    store: ObjectStore, path: str, meta: metadata.Metadata, out: BinaryIO, fetch_missing: Fetch | None = None
+) -> None:
+    """Write the checkpoint `meta` describes (the file at `path`) to `out`; see `smudge`."""
     missing = missing_objects(store, meta)
     why = ""
     if missing and fetch_missing is not None:

@@ -47,18 +47,17 @@ def run(args: argparse.Namespace) -> int:
         out.write(clean.clean(repo, path, content))
 
     def on_smudge(path: str, content: IO[bytes], out: IO[bytes]) -> None:
-        data = content.read()
         if mode == invoker.VIEW:
             from git_theta.display import view
 
-            out.write(view.smudged_view(data, path, repo))
+            out.write(view.smudged_view(content.read(), path, repo))
         elif mode == invoker.METADATA:
-            out.write(data)
+            out.write(content.read())
         else:
             from git_theta import smudge
             from git_theta.transfer import on_demand
 
-            smudge.smudge(repo.store, path, data, out, on_demand.fetcher(repo))  # type: ignore[arg-type]
+            smudge.smudge_stream(repo.store, path, content, out, on_demand.fetcher(repo))  # type: ignore[arg-type]
 
     _widen_pipes()
     filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, {"clean": on_clean, "smudge": on_smudge})

@@ -13,6 +13,7 @@ import mmap
 import re
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -366,9 +367,10 @@ def decode(data: bytes | mmap.mmap, max_bytes: int = MAX_BLOB_BYTES) -> Bundle:
         at += sum(buf["frame_bytes"])
     buffers: dict[str, Tensor] = {}
     jobs: list[tuple[int, int, int, memoryview]] = []
+    allocate = _allocator(header)
     for buf in header["buffers"]:
         itemsize = dtypes.itemsize(buf["dtype"])
-        output = buffer_pool.take(sum(buf["chunk_bytes"]))  # every byte is decompressed into below
+        output = allocate(sum(buf["chunk_bytes"]))  # every byte is decompressed into below
         target = memoryview(output)
         start = 0
         for raw_len, frame_len in zip(buf["chunk_bytes"], buf["frame_bytes"]):
@@ -389,6 +391,13 @@ def decode(data: bytes | mmap.mmap, max_bytes: int = MAX_BLOB_BYTES) -> Bundle:
     return Bundle(header["kind"], buffers, header["fields"])
 
 
+def _allocator(header: dict[str, Any]) -> Callable[[int], bytearray]:
+    """Where a decoded buffer comes from: the pool for a tensor's (checkpoints repeat sizes); a fresh bytearray for
+    a file's blob, read once per checkout: the pool would keep it idle for the rest of the file (a 10^5-tensor
+    safetensors header is 8 MB)."""
+    return bytearray if header["kind"] == "blob" else buffer_pool.take
+
+
 def _decode_one_chunk(data: bytes | mmap.mmap, header: dict[str, Any], offset: int, max_bytes: int) -> Bundle:
     """decode() of an object of one buffer in one chunk (every small tensor's), with the same checks in the same
     order, without the general path's job lists: for a 4 KB tensor those cost as much as decompressing it."""
@@ -399,6 +408,6 @@ def _decode_one_chunk(data: bytes | mmap.mmap, header: dict[str, Any], offset: i
     if raw_len > max_bytes:
         raise StoreError(f"object declares {raw_len} bytes of buffers, more than the {max_bytes} its entry can hold")
     _check_frames(data, offset, buf)
-    output = buffer_pool.take(raw_len)  # every byte is decompressed into below
+    output = _allocator(header)(raw_len)  # every byte is decompressed into below
     _decompress_into(memoryview(data)[offset : offset + frame_len], dtypes.itemsize(buf["dtype"]), memoryview(output))
     return Bundle(header["kind"], {buf["name"]: Tensor(buf["dtype"], tuple(buf["shape"]), output)}, header["fields"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from git_theta import dtypes, objects
+from git_theta import buffer_pool, dtypes, objects
 from git_theta.errors import StoreError
 from git_theta.objects import Bundle
 from git_theta.tensor import Tensor
@@ -152,6 +152,23 @@ def test_round_trip_of_every_dtype_and_empty_and_scalar() -> None:
     bundle = objects.decode(encoded(Bundle("blob", buffers)))
     for key, tensor in buffers.items():
         assert (bundle.buffers[key].shape, bytes(bundle.buffers[key].data)) == (tensor.shape, bytes(tensor.data))
+
+
+@pytest.mark.parametrize("chunks", [1, 3])  # the one-chunk path and the general one
+def test_a_blob_is_decoded_into_its_own_buffer_and_a_tensor_into_the_pool(chunks: int) -> None:
+    # A file's blob is read once per checkout; the pool would keep it idle while the file's tensors are written.
+    size = chunks * objects.CHUNK_BYTES if chunks > 1 else buffer_pool.MIN_BYTES
+    raw = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
+    buffer_pool.clear()
+    try:
+        blob = objects.decode(encoded(Bundle("blob", {"bytes": Tensor("U8", (size,), raw)})))
+        assert bytes(blob.buffers["bytes"].data) == raw
+        assert not any(held is blob.buffers["bytes"].data for held in buffer_pool._buffers)
+        dense = objects.decode(encoded(Bundle("dense", {"values": Tensor("U8", (size,), raw)})))
+        assert bytes(dense.buffers["values"].data) == raw
+        assert any(held is dense.buffers["values"].data for held in buffer_pool._buffers)
+    finally:
+        buffer_pool.clear()
 
 
 def test_encoding_is_deterministic() -> None:

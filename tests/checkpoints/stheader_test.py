@@ -39,9 +39,13 @@ def _python_matcher() -> Iterator[None]:
 
 
 def _both(header: bytes) -> tuple[Result, Result]:
+    stored = len(header).to_bytes(8, "little") + header  # as a checkout reads it: matched from byte 8, not copied
     with _python_matcher():
         python = safetensors._matched_header(header)
-    return safetensors._matched_header(header), python
+        assert safetensors._matched_header(stored, 8) == python
+    compiled = safetensors._matched_header(header)
+    assert safetensors._matched_header(stored, 8) == compiled
+    return compiled, python
 
 
 def _json(header: bytes, adding: bool) -> object:

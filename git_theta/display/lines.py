@@ -39,11 +39,11 @@ class Layout:
         return self.head + b"\n" + body + (b"\n" if params else b"") + CLOSE + b"\n"
 
 
-def split(data: bytes) -> Layout | None:
-    """The canonical layout of a metadata blob, or None when it is laid out any other way.
+def bounds(data: bytes) -> tuple[bytes, int, int] | None:
+    """The head of a canonical metadata blob (through the params line) and where its parameter lines are,
+    data[start:stop]; None when it is laid out any other way.
 
-    Canonical JSON holds no raw newline, so the params line and the ",\\n" between parameters are found by
-    byte search (no copy of each line).
+    Canonical JSON holds no raw newline, so the params line and the closing line are found by byte search.
     """
     if not metadata.looks_like_metadata(data[: len(metadata.PREFIX)]):
         return None
@@ -53,10 +53,22 @@ def split(data: bytes) -> Layout | None:
         return None
     head, start = data[: at + len(opening) - 1], at + len(opening)
     if data[start:] == CLOSE + b"\n":
-        return Layout(head, [])
-    if not data.endswith(b"\n" + CLOSE + b"\n"):
+        return head, start, start
+    if len(data) - start <= len(CLOSE) + 2 or not data.endswith(b"\n" + CLOSE + b"\n"):
+        return None  # (an empty line before the close is not canonical either: metadata.parse decides)
+    return head, start, len(data) - len(CLOSE) - 2
+
+
+def split(data: bytes) -> Layout | None:
+    """The canonical layout of a metadata blob, or None when it is laid out any other way: `bounds`, and the
+    ",\\n" between parameters found by byte search (no copy of each line)."""
+    found = bounds(data)
+    if found is None:
         return None
-    block = data[start : -len(CLOSE) - 2]
+    head, start, stop = found
+    if start == stop:
+        return Layout(head, [])
+    block = data[start:stop]
     params = block.split(b",\n")
     if block.count(b"\n") != len(params) - 1 or params[-1].endswith(b","):
         return None

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from git_theta import dtypes, metadata
 from git_theta.display import view
+from git_theta.display.lines import bounds
 from git_theta.errors import MetadataError
 from git_theta.metadata import Metadata, ParamEntry, StoredLink
 
@@ -252,3 +253,78 @@ def test_c_rows_of_real_metadata_are_the_views_rows() -> None:
     assert view._member_rows is not None
     rows = view._member_rows(body, dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
     assert all(row is not None for row in rows) and len(rows) == 4  # the chain too
+
+
+def _block(lines: list[bytes]) -> tuple[bytes, int, int]:
+    data = b"head\n" + b",\n".join(lines) + b"\n}}\n"
+    return data, 5, len(data) - 4
+
+
+def _expected_block(lines: list[bytes]) -> tuple[str, int, int, int] | None:
+    """block_view's contract, from member_rows: every row rendered, names strictly increasing, sums below 2^63."""
+    assert view._member_rows is not None
+    rows = view._member_rows(lines, dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
+    if any(row is None for row in rows):
+        return None
+    found = [row for row in rows if row is not None]
+    if any(a[0] >= b[0] for a, b in zip(found, found[1:])):
+        return None
+    elements, stored = sum(row[2] for row in found), sum(row[3] for row in found)
+    if elements >= 2**63 or stored >= 2**63:
+        return None
+    return "\n".join(row[1] for row in found), len(found), elements, stored
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(["a", "b", "b.0", "b.1", "c", "é", "x\\y", ""]), max_size=6),
+    sizes=st.lists(st.one_of(st.integers(1, 5000), st.integers(10**17, 10**18 - 1)), min_size=1, max_size=3),
+    shape=st.sampled_from(["32,32", "", "0", "999999999999,999999999999", "4,-1"]),
+    dtype=st.sampled_from(["F32", "BF16", "F33"]),
+)
+def test_block_view_is_member_rows_joined(names: list[str], sizes: list[int], shape: str, dtype: str) -> None:
+    # Lines in and out of order, names repeated, escaped or not ASCII, refused dtypes and shapes, sums near 2^63.
+    assert view._block_view is not None
+    lines = []
+    for index, name in enumerate(names):
+        size = sizes[index % len(sizes)]
+        line = _member_line("NAME", dtype, shape, size, 0, size, "dense")
+        lines.append(line.replace(b"NAME", name.encode("utf-8"), 1))
+    got = view._block_view(*_block(lines), dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
+    assert got == (_expected_block(lines) if lines != [] else ("", 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"head\n" + b"x" * 3 + b"\n}}\n",
+        b"head\n" + _member_line("a", "F32", "1", 4, 0, 4, "d") + b",",  # a trailing comma
+        b"head\n" + _member_line("a", "F32", "1", 4, 0, 4, "d") + b",\n",  # and an empty last line
+        b"head\n" + _member_line("a", "F32", "1", 4, 0, 4, "d") + b"\n" + _member_line("b", "F32", "1", 4, 0, 4, "d"),
+    ],
+)
+def test_block_view_of_an_empty_or_unfinished_line_is_none(text: bytes) -> None:
+    assert view._block_view is not None
+    stop = len(text) - 4 if text.endswith(b"\n}}\n") else len(text)
+    assert view._block_view(text, 5, stop, dtypes.BITS, metadata.MAX_ELEMENTS, 256, view._WIDTHS) is None
+    with pytest.raises(ValueError):
+        view._block_view(text, 5, len(text) + 1, dtypes.BITS, metadata.MAX_ELEMENTS, 256, view._WIDTHS)
+
+
+def test_a_canonical_version_is_rendered_in_one_pass() -> None:
+    data = _metadata(_members()).serialize()
+    found = bounds(data)
+    assert found is not None
+    _, start, stop = found
+    assert view._block_view is not None
+    rows = view._block_view(data, start, stop, dtypes.BITS, metadata.MAX_ELEMENTS, metadata.MAX_LINKS, view._WIDTHS)
+    assert rows is not None and rows[1] == 4
+    assert view.Renderer(remember=False).view(data, "m") == view.render(metadata.parse(data))
+
+
+def test_a_chain_whose_sizes_pass_2_63_bytes_is_rendered_as_python_sums_it() -> None:
+    # Ten links of 10^18 - 1 bytes: a 64-bit sum in C would wrap; the row is left to the Python renderer.
+    links = tuple(StoredLink("xor", "ab" * 32, 10**18 - 1) for _ in range(10))
+    data = _metadata({"w": ParamEntry("F32", (2,), "1" * 64, links)}).serialize()
+    assert view.Renderer().view(data, "m") == view.render(metadata.parse(data))
+    assert "9094947.0 TiB" in view.Renderer(remember=False).view(data, "m")

@@ -25,7 +25,7 @@
 /* The header parts of objects.DENSE_HEADER_PARTS: before the chunk size, the dtype, the frame size, the shape,
  * and after it. */
 #define PARTS 5
-/* As objects._DENSE_HEADER: at most 64 dimensions of at most 19 digits; longer headers take the Python path. */
+/* As objects._ONE_BUFFER_HEADER: at most 64 dimensions of at most 19 digits; longer headers take the Python path. */
 #define MAX_DIMS 64
 #define HEADER_ROOM 2048
 

@@ -241,7 +241,7 @@ def read_header(data: bytes | mmap.mmap) -> tuple[dict[str, Any], int]:
     if len(data) < start + size:
         raise StoreError(f"object is truncated: its header needs {size} bytes, {len(data) - start} remain")
     text = bytes(memoryview(data)[start : start + size])
-    header = _dense_header(text)
+    header = _one_buffer_header(text)
     if header is None:
         try:
             header = loads_bounded(text, MAX_HEADER_DEPTH)
@@ -251,36 +251,38 @@ def read_header(data: bytes | mmap.mmap) -> tuple[dict[str, Any], int]:
     return header, start + size
 
 
-# The header encode_dense writes for a tensor of one chunk, the most common object by far (every pack member of a
-# dense tensor): matched and built directly, ~10x faster than the JSON decoder and its depth scan. Anything else,
-# including any other spelling of the same header, takes the general path. Both are checked by _check_header.
+# The header of an object of one buffer in one chunk, spelled as encode writes it: every pack member of a small
+# dense tensor (encode_dense), and of a small tensor's xor update (fields: its base's hash), the most common objects
+# by far. Matched and built directly, ~10x faster than the JSON decoder, its depth scan and _check_header; anything
+# else, including any other spelling of the same header, takes the general path. Both give the same header and
+# make the same checks (the pattern fixes the structure, _one_buffer_header the sizes).
 _NUMBER = rb"(?:0|[1-9][0-9]{0,18})"  # as JSON writes an integer: no leading zeros
-_DENSE_HEADER = re.compile(
+_ONE_BUFFER_HEADER = re.compile(
     rb'\{"buffers":\[\{"chunk_bytes":\[(' + _NUMBER + rb')\],"codec":"bgzstd","dtype":"([A-Z0-9_]{1,16})",'
     rb'"frame_bytes":\[('
     + _NUMBER
-    + rb')\],"name":"value","shape":\[((?:'
+    + rb')\],"name":"([a-z_]{1,32})","shape":\[((?:'
     + _NUMBER
     + rb"(?:,"
     + _NUMBER
-    + rb'){0,63})?)\]\}\],"fields":\{\},"kind":"dense"\}'
+    + rb'){0,63})?)\]\}\],"fields":\{(?:"base":"([0-9a-f]{64})")?\},"kind":"([a-z][a-z0-9_-]{0,31})"\}'
 )
 
 
-def _dense_header(text: bytes) -> dict[str, Any] | None:
-    """The header, checked as _check_header checks any (the pattern fixes its structure), or None if it is not
-    spelled as encode_dense writes it."""
-    match = _DENSE_HEADER.fullmatch(text)
+def _one_buffer_header(text: bytes) -> dict[str, Any] | None:
+    """The header, checked as _check_header checks any, or None if it is not spelled as encode writes one of a
+    single buffer in one chunk with no fields but a base hash."""
+    match = _ONE_BUFFER_HEADER.fullmatch(text)
     if match is None:
         return None
-    chunk_text, dtype_text, frame_text, shape_text = match.groups()
+    chunk_text, dtype_text, frame_text, name, shape_text, base, kind = match.groups()
     shape = [int(n) for n in shape_text.split(b",")] if shape_text else []
     buffer: dict[str, Any] = {
         "chunk_bytes": [int(chunk_text)],
         "codec": CODEC,
         "dtype": dtype_text.decode("ascii"),
         "frame_bytes": [int(frame_text)],
-        "name": "value",
+        "name": name.decode("ascii"),
         "shape": shape,
     }
     dtype, chunk = buffer["dtype"], buffer["chunk_bytes"][0]
@@ -288,7 +290,8 @@ def _dense_header(text: bytes) -> dict[str, Any] | None:
         _check_buffer(buffer)  # raises, saying what is wrong
     elif chunk != _buffer_bytes(dtype, shape) or chunk > chunk_step(dtypes.ITEMSIZE[dtype]):
         _check_buffer(buffer)
-    return {"buffers": [buffer], "fields": {}, "kind": "dense"}
+    fields = {} if base is None else {"base": base.decode("ascii")}
+    return {"buffers": [buffer], "fields": fields, "kind": kind.decode("ascii")}
 
 
 def _check_header(header: Any) -> None:

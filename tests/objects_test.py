@@ -323,3 +323,49 @@ def test_decode_refuses_more_buffer_bytes_than_allowed_before_allocating() -> No
     assert len(objects.decode(data, 4096).buffers["value"].data) == 4096
     with pytest.raises(StoreError, match="declares 4096 bytes of buffers, more than the 4095"):
         objects.decode(data, 4095)
+
+
+def _general_header(text: bytes) -> object:
+    """What read_header's general path gives a header text: the header, or the error it raises."""
+    try:
+        header = objects.loads_bounded(text, objects.MAX_HEADER_DEPTH)
+        objects._check_header(header)
+        return header
+    except (ValueError, StoreError) as error:
+        return type(error)
+
+
+def _fast_header(text: bytes) -> object:
+    try:
+        return objects._one_buffer_header(text)
+    except StoreError:
+        return StoreError
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        Bundle("xor", {"xor": Tensor("U32", (32, 32), bytes(4096))}, {"base": "ab" * 32}),
+        Bundle("xor", {"xor": Tensor("U16", (3,), bytes(6))}, {"base": "0" * 64}),
+        Bundle("dense", {"value": Tensor("F32", (), bytes(4))}),
+        Bundle("rescale", {"scale": Tensor("F32", (1,), bytes(4))}),
+    ],
+)
+def test_a_one_buffer_header_is_read_fast_as_the_general_path_reads_it(bundle: Bundle) -> None:
+    text = objects.encode(bundle)[2]
+    assert _fast_header(text) == _general_header(text) == json.loads(text)
+    # Near misses: another spelling, a base that is not 64 hex digits, other fields, wrong sizes.
+    variants = [
+        text.replace(b'"fields":{', b'"fields":{"other":1,'),
+        text.replace(b'"kind":"', b'"kind":"X'),
+        text.replace(b'"shape":[', b'"shape":[2,'),
+        text.replace(b'"chunk_bytes":[', b'"chunk_bytes":[1'),
+        text.replace(b'"frame_bytes":[', b'"frame_bytes":[0'),
+        text.replace(b'"dtype":"', b'"dtype":"Q'),
+        text.replace(b'"base":"', b'"base":"A'),
+        text.replace(b'"base":"', b'"base":"0'),
+        text + b" ",
+    ]
+    for variant in variants:
+        fast = _fast_header(variant)
+        assert fast is None or fast == _general_header(variant), variant

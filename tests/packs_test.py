@@ -49,14 +49,14 @@ def test_encode_dense_writes_what_the_general_encoder_writes() -> None:
         assert objects.encode_dense(tensor) == objects.encode(objects.Bundle("dense", {"value": tensor}))
         if tensor.nbytes:
             header = objects.encode_dense(tensor)[2]
-            assert objects._dense_header(header) == json.loads(header)  # the fast header reader agrees
+            assert objects._one_buffer_header(header) == json.loads(header)  # the fast header reader agrees
 
 
 def test_the_fast_header_reader_takes_only_the_exact_spelling() -> None:
     header = objects.encode_dense(TENSOR_A)[2]
-    assert objects._dense_header(header) is not None
+    assert objects._one_buffer_header(header) is not None
     for variant in (header.replace(b"[16]", b"[016]"), header.replace(b'"kind"', b' "kind"'), header + b" "):
-        assert objects._dense_header(variant) is None
+        assert objects._one_buffer_header(variant) is None
 
 
 def packed_golden() -> Metadata:

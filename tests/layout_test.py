@@ -29,7 +29,6 @@ ELSEWHERE: dict[str, str] = {
     "checkpoints/zip_layout.py": "tests/checkpoints/npz_test.py",
     "commands/clean.py": "tests/clean_test.py",
     "commands/smudge.py": "tests/smudge_test.py",
-    "commands/filter_process.py": "tests/filter_protocol_test.py",
     "commands/install.py": "tests/commands/cli_test.py",
     "commands/uninstall.py": "tests/commands/cli_test.py",
     "commands/untrack.py": "tests/commands/cli_test.py",

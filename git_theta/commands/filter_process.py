@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import os
 import sys
 from typing import IO
@@ -29,6 +30,25 @@ def _widen_pipes() -> None:
             fcntl.fcntl(stream.fileno(), set_pipe_size, PIPE_BYTES)
         except (OSError, ValueError):
             pass  # not a pipe, not Linux, or above the system's limit: the default works too
+
+
+def _uncollected(handler: filter_protocol.Handler) -> filter_protocol.Handler:
+    """`handler` with Python's cyclic garbage collector paused while it runs, and running again between files.
+
+    A file of 10^5 tensors makes ~10^6 long-lived objects (its metadata) and almost no cycles (~400 objects), yet
+    each collection of the oldest generation traversed them all: 0.52-0.63 s of the 4.1-4.8 s of CPU of a
+    100,000-tensor clean, 0.13 s of its checkout. Cycles made meanwhile are collected after the file."""
+
+    def paused(path: str, content: IO[bytes], out: IO[bytes]) -> None:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            handler(path, content, out)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             smudge.smudge_stream(repo.store, path, content, out, on_demand.fetcher(repo))  # type: ignore[arg-type]
 
     _widen_pipes()
-    filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, {"clean": on_clean, "smudge": on_smudge})
+    handlers = {"clean": _uncollected(on_clean), "smudge": _uncollected(on_smudge)}
+    filter_protocol.serve(sys.stdin.buffer, sys.stdout.buffer, handlers)
     # git waits for this process to exit before it exits itself. Every answer is
     # written and nothing is left to clean up, so skip the interpreter's teardown
     # (joining idle pool threads, freeing modules): 30-50 ms after each checkout.

@@ -220,25 +220,28 @@ def rebuild_batch(
 ) -> list[Tensor]:
     """`rebuild` of each (name, entry), all held at once (the caller bounds their bytes): small dense ones through
     the compiled decoder when it was built, the rest (and any it does not accept) one by one."""
-    fast = _decode_dense_members(batch, reads) if densecodec.IMPLEMENTATION == "c" else [None] * len(batch)
+    fast = _decode_dense_members(store, batch, reads) if densecodec.IMPLEMENTATION == "c" else [None] * len(batch)
     return [
         rebuild(store, name, entry, source, reads=reads) if value is None else value
         for value, (name, entry) in zip(fast, batch)
     ]
 
 
-def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads) -> list[Tensor | None]:
+def _decode_dense_members(
+    store: ObjectStore, batch: list[tuple[str, ParamEntry]], reads: packs.MemberReads
+) -> list[Tensor | None]:
     """Per entry of the batch, its tensor decoded by the compiled decoder (git_theta/densecodec), or None: for an
-    entry of one dense link in a pack member (or a whole object of at most MAX_WHOLE bytes: one member) whose
-    member it accepts and whose bytes hash to the entry's hash. The rest (chains, sparse and low-rank links, large
-    objects, members it refuses or that do not match, members that cannot be read) are left to `rebuild`, which
-    gives today's result and today's errors.
+    entry whose first link is dense in a pack member (or a whole object of at most MAX_WHOLE bytes: one member)
+    whose member it accepts, and whose result hashes to the entry's hash. A chain's later links (a small tensor's
+    xor, most often) apply in place to the decoded base, as `rebuild` applies them. The rest (chains on other bases,
+    large objects, members it refuses or that do not match, links that cannot be read or applied) are left to
+    `rebuild`, which gives today's result and today's errors.
     """
     indices: list[int] = []
     members: list[bytes | bytearray | memoryview] = []
     for index, (_, entry) in enumerate(batch):
         link = entry.stored[0]
-        if len(entry.stored) == 1 and link.update == "dense" and (link.length is not None or link.size <= MAX_WHOLE):
+        if link.update == "dense" and (link.length is not None or link.size <= MAX_WHOLE):
             data = reads.span_bytes(link)
             if data is None:  # not read ahead with others of its pack: read alone, as rebuild would
                 try:
@@ -263,10 +266,26 @@ def _decode_dense_members(batch: list[tuple[str, ParamEntry]], reads: packs.Memb
             layout = layouts.get(key)
             if layout is None:
                 layout = layouts[key] = (hash_prefix(entry.dtype, entry.shape), _nbytes(entry))
+            if len(entry.stored) > 1:
+                fast[index] = _apply_later_links(
+                    store, entry, Tensor.of_size(entry.dtype, entry.shape, value, layout[1]), reads
+                )
             # dtype and shape are the entry's by construction (the header was compared with them): the hash is left
-            if hash_with_prefix(layout[0], value) == entry.hash:
+            elif hash_with_prefix(layout[0], value) == entry.hash:
                 fast[index] = Tensor.of_size(entry.dtype, entry.shape, value, layout[1])
     return fast
+
+
+def _apply_later_links(store: ObjectStore, entry: ParamEntry, base: Tensor, reads: packs.MemberReads) -> Tensor | None:
+    """The chain's result from its decoded first link (a buffer of its own, so the next link may write into it), or
+    None when a link fails or the result does not match the entry's hash."""
+    value, owned = base, True
+    try:
+        for link in entry.stored[1:]:
+            value, owned = _apply_link(store, entry, link, value, owned, reads)
+    except ThetaError:
+        return None
+    return value if _matches(value, entry) else None
 
 
 def read_blob(store: ObjectStore, oid: str, source: str) -> bytes:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,6 +185,7 @@ def test_the_fallback_decodes_the_same_without_the_extension(tmp_path: Path) -> 
 import json, sys
 sys.modules["git_theta._densecodec"] = None  # as on a machine that built no extension
 from pathlib import Path
+from typing import Any
 from git_theta import densecodec
 members = [Path({str(tmp_path)!r}, str(i)).read_bytes() for i in range({len(members)})]
 decoded = densecodec.decode_dense(members, {[t.dtype for t in tensors] + [tensors[0].dtype]!r},
@@ -221,6 +223,18 @@ def _commit_model(repo: Path, tensors: dict[str, np.ndarray]) -> bytes:
     return original
 
 
+def _fast_path(repo: Path, meta: Any) -> tuple[Any, list[tuple[str, Any]], packs.MemberReads, list[Any]]:
+    """The store, the file's entries as one batch (by name), its members read ahead, and what the compiled path
+    rebuilt of each (None: left to rebuild)."""
+    from git_theta import smudge
+    from git_theta.repo import Repo
+
+    store = Repo.discover(repo).store
+    batch = sorted(meta.params.items())
+    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
+    return store, batch, reads, smudge._decode_dense_members(store, batch, reads)
+
+
 def _assert_checkout_names_the_damage(repo: Path, name: str, oid: str, path: Path) -> None:
     """A checkout of the deleted model fails in one line naming the parameter, the object and the repair, and
     leaves the repository as it was."""
@@ -255,14 +269,10 @@ def test_a_checkout_with_one_damaged_member_names_the_object(repo: Path, where: 
 
 def test_a_checkout_of_small_tensors_rebuilds_them_on_the_fast_path(repo: Path) -> None:
     from git_theta import metadata, smudge
-    from git_theta.repo import Repo
 
     original = _commit_model(repo, _model())
     meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
-    store = Repo.discover(repo).store
-    batch = sorted(meta.params.items())
-    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
-    fast = smudge._decode_dense_members(store, batch, reads)
+    store, batch, _, fast = _fast_path(repo, meta)
     assert None not in fast  # every tensor, none left to the Python path
     assert fast == [smudge.rebuild(store, name, entry) for name, entry in batch]
     (repo / MODEL).unlink()
@@ -274,7 +284,6 @@ def test_chains_on_a_dense_member_take_the_fast_path_and_a_bad_link_leaves_its_e
     # A small tensor changed a little is stored as its old dense member plus an xor member: the base is decoded
     # compiled with the others, the xor applied in place, the result checked against the entry's hash.
     from git_theta import metadata, smudge
-    from git_theta.repo import Repo
 
     tensors = _model()
     _commit_model(repo, tensors)
@@ -285,10 +294,7 @@ def test_chains_on_a_dense_member_take_the_fast_path_and_a_bad_link_leaves_its_e
     chained = sorted(name for name, entry in meta.params.items() if len(entry.stored) > 1)
     assert chained == ["layer.2.weight", "layer.5.weight", "layer.9.weight"]
     assert {meta.params[name].stored[1].update for name in chained} == {"xor"}
-    store = Repo.discover(repo).store
-    batch = sorted(meta.params.items())
-    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
-    fast = smudge._decode_dense_members(store, batch, reads)
+    store, batch, _, fast = _fast_path(repo, meta)
     assert None not in fast and fast == [smudge.rebuild(store, name, entry) for name, entry in batch]
     # One byte of the xor member's frame flipped: that entry is left to rebuild (which names the damage), and
     # the other chains and tensors still come out of the fast path.
@@ -298,8 +304,7 @@ def test_chains_on_a_dense_member_take_the_fast_path_and_a_bad_link_leaves_its_e
     assert link.offset is not None and link.length is not None
     pack[link.offset + link.length - 3] ^= 0x55
     path.write_bytes(bytes(pack))
-    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
-    fast = smudge._decode_dense_members(store, batch, reads)
+    _, _, _, fast = _fast_path(repo, meta)
     assert [name for (name, _), value in zip(batch, fast) if value is None] == ["layer.5.weight"]
     _assert_checkout_names_the_damage(repo, "layer.5.weight", link.object, path)
     pack[link.offset + link.length - 3] ^= 0x55
@@ -326,17 +331,13 @@ def test_small_whole_objects_take_the_fast_path_and_are_read_once_a_batch(repo: 
     # `theta.packs false` (or a git-theta before packs) stores each tensor as an object of its own; equal tensors
     # share one. Such an object is one member: decoded compiled too, and read once per batch however many share it.
     from git_theta import metadata, smudge
-    from git_theta.repo import Repo
 
     git(repo, "config", "theta.packs", "false")
     tensors = _model() | {f"zero.{i}": np.zeros((8, 4), np.float32) for i in range(20)}
     original = _commit_model(repo, tensors)
     meta = metadata.parse(git(repo, "cat-file", "blob", f"HEAD:{MODEL}").stdout.encode())
     assert all(entry.stored[0].offset is None for entry in meta.params.values())  # unpacked
-    store = Repo.discover(repo).store
-    batch = sorted(meta.params.items())
-    reads = packs.MemberReads(store, (link for _, entry in batch for link in entry.stored))
-    fast = smudge._decode_dense_members(store, batch, reads)
+    store, batch, reads, fast = _fast_path(repo, meta)
     assert None not in fast and fast == [smudge.rebuild(store, name, entry) for name, entry in batch]
     zero = meta.params["zero.0"].stored[0]
     assert reads.link_bytes(zero) is reads.link_bytes(meta.params["zero.7"].stored[0])  # one read for all 20

@@ -8,17 +8,19 @@ same, slower, and costs the numpy import that a checkout otherwise avoids.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Buffer = bytes | bytearray | memoryview
 
 _group: Callable[[Buffer, int], bytes] | None
+_group_many: Callable[[Sequence[tuple[Buffer, int]]], bytes] | None
 _ungroup_into: Callable[[Buffer, Buffer, int], None] | None
 try:
     from git_theta._bytegroup import group as _group
+    from git_theta._bytegroup import group_many as _group_many
     from git_theta._bytegroup import ungroup_into as _ungroup_into
 except ImportError:
-    _group = _ungroup_into = None
+    _group = _group_many = _ungroup_into = None
 
 IMPLEMENTATION = "numpy" if _group is None else "c"
 
@@ -28,6 +30,13 @@ def group(elements: Buffer, itemsize: int) -> bytes:
     if _group is not None:
         return _group(elements, itemsize)
     return group_numpy(elements, itemsize)
+
+
+def group_many(members: Sequence[tuple[Buffer, int]]) -> bytes:
+    """group() of each (elements, itemsize) member, back to back, in one allocation."""
+    if _group_many is not None:
+        return _group_many(members)
+    return b"".join(group_numpy(elements, itemsize) for elements, itemsize in members)
 
 
 def ungroup_into(planes: Buffer, target: Buffer, itemsize: int) -> None:

@@ -23,8 +23,9 @@ from git_theta.update_engine import auto, pending
 IN_FLIGHT_BYTES = 16 << 20
 # Jobs queued, whatever their bytes (with theta.packs false, each small tensor is a job of its own).
 MAX_PENDING_JOBS = 4
-# A pack batch whose members average fewer bytes is stored on the reading thread, not the tensor pool: its work
-# is then mostly Python per member, and a worker thread only contends with the reader for the GIL. First add of
+# A pack batch whose members average fewer bytes is linked on the reading thread, and only its compressing and
+# writing (which hold no GIL) go to the tensor pool: its other work is mostly Python per member, and a worker
+# thread doing that only contends with the reader for the GIL. Storing whole batches, first add of
 # 100,000 4 KB tensors (the files of benchmarks/tensor_count_bench.py, `git add` under /usr/bin/time, 2 runs):
 # on the pool 8.4-8.9 s of CPU, 7.2-7.6 s wall, 168 MiB peak; on the reading thread 5.9-6.4 s, 6.3-6.6 s,
 # 135 MiB. At 16 KB members the two tie on wall time (the reading thread uses less CPU); at 256 KB the pool's
@@ -58,8 +59,9 @@ class StoringSink:
     """Hashes each tensor, reuses what an earlier version already stored, stores the rest.
 
     Small tensors are stored in batches, each batch writing one pack (git_theta/packs.py): per tensor there is
-    no object file of its own. A batch of members averaging under INLINE_MEAN_BYTES is stored on the reading
-    thread; the rest go to the tensor pool while the next tensors are read.
+    no object file of its own. A batch of members averaging under INLINE_MEAN_BYTES is linked (hashed, looked
+    up) on the reading thread and compressed and written on the tensor pool; the rest go to the pool whole, while
+    the next tensors are read.
     """
 
     def __init__(
@@ -82,7 +84,8 @@ class StoringSink:
             for entry in meta.params.values():
                 self.by_hash.setdefault(entry.hash, entry)
         # (byte count, job) per batch in flight, oldest first; a job gives (name, entry) pairs
-        self.pending: deque[tuple[int, Future[list[tuple[str, ParamEntry]]]]] = deque()
+        self.pending: deque[tuple[int, Future[list[tuple[str, ParamEntry]]], set[str]]] = deque()
+        self.queued: set[str] = set()  # hashes of new tensors whose entries a job in `pending` resolves
         self.seen: set[str] = set()
         self.batch: list[tuple[str, Tensor]] = []
         self.batch_bytes = 0
@@ -111,34 +114,65 @@ class StoringSink:
 
     def _submit(self, batch: list[tuple[str, Tensor]], size: int, packed: bool) -> None:
         if packed and size < INLINE_MEAN_BYTES * len(batch):
-            self.done.update(self._store_batch(batch, packed))
+            # Linked here (hashing, reuse: Python per member, which a worker would only fight the reader for); the
+            # pack's members are compressed and written on the pool, holding no GIL, while the next batch is read.
+            writer, entries = self._link_batch(batch, packed, on_reader=True)
+            if isinstance(writer, packs.PackWriter) and writer.members:
+                hashes = {entry.hash for _, entry in entries if entry.stored[-1].object == packs.UNWRITTEN}
+                self._queue(size, lambda: self._write_pack(writer, entries), hashes)
+            else:
+                self.done.update(entries)
             return
+        self._queue(size, lambda: self._store_batch(batch, packed), set())
+
+    def _queue(self, size: int, job: Callable[[], list[tuple[str, ParamEntry]]], hashes: set[str]) -> None:
+        """Run `job` on the tensor pool; `hashes`: of the new tensors whose entries it resolves (see `_store`)."""
         while self.pending and (self.in_flight + size > IN_FLIGHT_BYTES or len(self.pending) >= MAX_PENDING_JOBS):
             self._collect_oldest()
-        self.pending.append((size, parallel.submit_tensor_job(lambda: self._store_batch(batch, packed))))
+        self.pending.append((size, parallel.submit_tensor_job(job), hashes))
         self.in_flight += size
+        self.queued |= hashes
 
     def _collect_oldest(self) -> None:
-        size, future = self.pending.popleft()
-        self.done.update(future.result())
+        size, future, hashes = self.pending.popleft()
+        entries = future.result()
+        self.done.update(entries)
         self.in_flight -= size
+        if hashes:
+            for _, entry in entries:
+                # A later batch with the same bytes (tied weights, zero biases) reuses this entry.
+                self.by_hash.setdefault(entry.hash, entry)
+            self.queued -= hashes
+
+    def _drain(self) -> None:
+        while self.pending:
+            self._collect_oldest()
 
     def _store_batch(self, batch: list[tuple[str, Tensor]], packed: bool) -> list[tuple[str, ParamEntry]]:
-        """Entries for one batch: new small tensors go to one pack, written once the batch is done."""
+        """Entries for one batch, stored on the pool: new small tensors go to one pack, written once linked."""
+        writer, entries = self._link_batch(batch, packed, on_reader=False)
+        if not isinstance(writer, packs.PackWriter) or not writer.members:
+            return entries
+        entries = self._write_pack(writer, entries)
+        for _, entry in entries:
+            self.by_hash.setdefault(entry.hash, entry)
+        return entries
+
+    def _link_batch(
+        self, batch: list[tuple[str, Tensor]], packed: bool, on_reader: bool
+    ) -> tuple[auto.LinkWriter, list[tuple[str, ParamEntry]]]:
         # Objects written unpacked are looked for only where an earlier version exists to have written them.
         reuse = self.store if self.prior else None
         writer: auto.LinkWriter = packs.PackWriter(reuse) if packed else packs.DirectLinks(self.store)
         fresh: dict[str, ParamEntry] = {}  # hash -> unwritten entry, for equal tensors within this batch
-        entries = [(name, self._store(name, tensor, writer, fresh)) for name, tensor in batch]
-        if not isinstance(writer, packs.PackWriter) or not writer.size:
-            return entries
-        oid, size = writer.write(self.store)
+        return writer, [(name, self._store(name, tensor, writer, fresh, on_reader)) for name, tensor in batch]
+
+    def _write_pack(
+        self, writer: packs.PackWriter, entries: list[tuple[str, ParamEntry]]
+    ) -> list[tuple[str, ParamEntry]]:
+        oid, _ = writer.write(self.store)
         self.present.add(oid)
-        entries = [(name, packs.PackWriter.resolve(entry, oid, size)) for name, entry in entries]
-        for _, entry in entries:
-            # A later batch with the same bytes (tied weights, zero biases) reuses this entry.
-            self.by_hash.setdefault(entry.hash, entry)
-        return entries
+        return [(name, writer.resolve(entry)) for name, entry in entries]
 
     def _has_all(self, oids: Sequence[str]) -> bool:
         for oid in oids:
@@ -148,12 +182,18 @@ class StoringSink:
                 self.present.add(oid)
         return True
 
-    def _store(self, name: str, tensor: Tensor, writer: auto.LinkWriter, fresh: dict[str, ParamEntry]) -> ParamEntry:
+    def _store(
+        self, name: str, tensor: Tensor, writer: auto.LinkWriter, fresh: dict[str, ParamEntry], on_reader: bool
+    ) -> ParamEntry:
         """Reuse a known entry, else take a side-loaded chain, else the smallest of dense/sparse/xor."""
         digest = tensor.hash()
         known = fresh.get(digest)  # an equal tensor earlier in this batch: its pack is not written yet
         if known is not None:
             return known
+        if on_reader and digest in self.queued and digest not in self.by_hash:
+            # An equal tensor in a batch still being written: wait for its entry, which a clean storing batch
+            # after batch would reuse (so the metadata does not depend on how far the pool got).
+            self._drain()
         known = self.by_hash.get(digest)
         if known is not None and self._has_all(known.objects()):
             return known
@@ -174,8 +214,7 @@ class StoringSink:
 
     def finish(self) -> dict[str, ParamEntry]:
         self._submit_batch()
-        while self.pending:
-            self._collect_oldest()
+        self._drain()
         if any(_same_entries(meta.params, self.done) for meta in self.prior):
             # The file is a version already staged or committed (`git status` after a touch, the working file
             # a merge wrote): give its metadata back unchanged, or an unchanged file would show as modified.
@@ -187,9 +226,9 @@ class StoringSink:
 
     def abandon(self) -> None:
         self.batch = []
-        for _, future in self.pending:
+        for _, future, _ in self.pending:
             future.cancel()
-        for _, future in self.pending:
+        for _, future, _ in self.pending:
             if not future.cancelled():
                 future.exception()
 

@@ -13,14 +13,15 @@ live members of mostly-dead packs are copied forward.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from git_theta import git
+from git_theta import git, objects
 from git_theta.errors import StoreError
 from git_theta.metadata import ParamEntry, StoredLink
 from git_theta.store import ObjectStore, object_id
+from git_theta.tensor import Tensor
 
 # Tensors of at most this many bytes go into packs; larger ones keep an object each (their own dedup and transfer
 # granularity, and a pack's bytes stay few enough to hold while it is written).
@@ -38,46 +39,73 @@ LIVE_SHARE = 0.5
 
 
 class PackWriter:
-    """Collects member objects; `write` stores them as one pack and gives the links their pack's name.
+    """Collects member objects; `write` stores them as one pack, `resolve` gives the links their place in it.
+
+    Until `write`, a link names its member by number (`offset`, with object UNWRITTEN and no length): a dense
+    member's bytes are encoded only then, all of the pack's at once (objects.encode_dense_many), so the work
+    runs where `write` runs (the clean's tensor pool) and a caller linking tensors only hashes them.
 
     With `reuse_from`, a member whose bytes already are an object of that store (written unpacked by the merge
     driver, `git theta compact` or a git-theta before packs) links to that object instead: a file git just wrote
     from such metadata cleans back to the same metadata (git refreshes a merged file's index entry so), and bytes
-    stored once are not stored again in a pack.
+    stored once are not stored again in a pack. Dense members are then encoded at once, to be looked for.
     """
 
     def __init__(self, reuse_from: ObjectStore | None = None) -> None:
-        self.pieces: list[bytes | memoryview] = []
-        self.size = 0
+        self.members: list[Sequence[bytes | memoryview] | Tensor] = []  # encoded, or a dense tensor to encode
+        self.updates: list[str] = []
+        self.size = 0  # bytes of the members encoded so far (`repack` closes a pack by it)
         self.reuse_from = reuse_from
+        self.placed: list[tuple[int, int]] = []  # (offset, length) per member, once written
+        self.oid, self.pack_size = UNWRITTEN, 0
 
     def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink:
-        """A link to a new member holding `pieces`; its object is UNWRITTEN until `resolve`."""
+        """A link to a new member holding `pieces`; its object is UNWRITTEN until `write`."""
+        pieces = list(pieces)
         if self.reuse_from is not None:
-            pieces = list(pieces)
             oid, size = object_id(pieces)
             if self.reuse_from.has(oid):
                 return StoredLink(update, oid, size)
-        offset = self.size
-        for piece in pieces:
-            self.pieces.append(piece)
-            self.size += len(piece)
-        return StoredLink(update, UNWRITTEN, 0, offset, self.size - offset)
+        self.members.append(pieces)
+        self.size += sum(len(piece) for piece in pieces)
+        return StoredLink(update, UNWRITTEN, 0, len(self.members) - 1)
+
+    def put_dense(self, tensor: Tensor) -> StoredLink:
+        """A link to a new member holding `tensor` as a dense object (objects.encode_dense)."""
+        if self.reuse_from is not None:
+            return self.put_link("dense", objects.encode_dense(tensor))
+        self.members.append(tensor)
+        return StoredLink("dense", UNWRITTEN, 0, len(self.members) - 1)
 
     def write(self, store: ObjectStore) -> tuple[str, int]:
-        oid, size = store.put(self.pieces)
-        self.pieces = []
-        return oid, size
+        """Store the members as one pack (nothing written for none); returns its (oid, size)."""
+        encoded = iter(objects.encode_dense_many([m for m in self.members if isinstance(m, Tensor)]))
+        members = [next(encoded) if isinstance(m, Tensor) else m for m in self.members]
+        offset = 0
+        for pieces in members:
+            length = sum(len(piece) for piece in pieces)
+            self.placed.append((offset, length))
+            offset += length
+        if members:
+            # One piece: hashing a 4 KB piece drops and takes back the GIL, which the reading thread then waits for;
+            # joining the pack's ~8,000 pieces first costs ~1 ms.
+            self.oid, self.pack_size = store.put([b"".join(piece for pieces in members for piece in pieces)])
+        self.members = []
+        return self.oid, self.pack_size
 
-    @staticmethod
-    def resolve(entry: ParamEntry, oid: str, size: int) -> ParamEntry:
-        """The entry with its UNWRITTEN links pointing into the written pack."""
+    def resolve(self, entry: ParamEntry) -> ParamEntry:
+        """The entry with its UNWRITTEN link pointing into the written pack."""
         last = entry.stored[-1]  # a new link is always the last of its chain (a dense start or a delta on one)
         if last.object != UNWRITTEN:
             return entry
         # Built directly: dataclasses.replace costs ~2 us a call, 10^5 times per file.
-        written = StoredLink(last.update, oid, size, last.offset, last.length)
-        return ParamEntry(entry.dtype, entry.shape, entry.hash, (*entry.stored[:-1], written))
+        return ParamEntry(entry.dtype, entry.shape, entry.hash, (*entry.stored[:-1], self.resolve_link(last)))
+
+    def resolve_link(self, link: StoredLink) -> StoredLink:
+        """The UNWRITTEN link `put_link` or `put_dense` gave, pointing into the written pack."""
+        assert link.object == UNWRITTEN and link.offset is not None, "only a link this writer gave is resolved"
+        offset, length = self.placed[link.offset]
+        return StoredLink(link.update, self.oid, self.pack_size, offset, length)
 
 
 class DirectLinks:
@@ -89,6 +117,9 @@ class DirectLinks:
     def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink:
         oid, size = self.store.put(pieces)
         return StoredLink(update, oid, size)
+
+    def put_dense(self, tensor: Tensor) -> StoredLink:
+        return self.put_link("dense", objects.encode_dense(tensor))
 
 
 def link_bytes(store: ObjectStore, link: StoredLink) -> Any:
@@ -204,9 +235,9 @@ def repack(store: ObjectStore, entries: dict[str, ParamEntry], eligible: set[str
     unwritten: list[tuple[str, int]] = []
 
     def flush() -> None:
-        oid, size = writer.write(store)
+        writer.write(store)
         for key in unwritten:
-            moved[key] = dataclasses.replace(moved[key], object=oid, size=size)
+            moved[key] = writer.resolve_link(moved[key])
         unwritten.clear()
 
     for name in sorted(entries):

@@ -61,6 +61,25 @@ def test_size_mistakes_are_errors_not_overruns(implementation: str) -> None:
         group(b"x" * 8, 0)
 
 
+@pytest.mark.parametrize("sizes", [[], [(4, 0)], [(4, 3), (1, 5), (2, 4099), (8, 1), (16, 2)], [(4, 1024)] * 100])
+def test_group_many_is_group_of_each_member_back_to_back(sizes: list[tuple[int, int]]) -> None:
+    # (itemsize, count) per member: mixed dtypes in one pack; 100 x 4 KB passes the size that drops the GIL.
+    members = [(os.urandom(itemsize * count), itemsize) for itemsize, count in sizes]
+    expected = b"".join(bytegroup.group(elements, itemsize) for elements, itemsize in members)
+    assert bytegroup.group_many(members) == expected
+    assert bytegroup.group_many([(memoryview(bytearray(e)), i) for e, i in members]) == expected
+
+
+def test_group_many_refuses_what_group_refuses() -> None:
+    with pytest.raises(ValueError, match="sizes do not match: 7 bytes in, 7 bytes out, itemsize 4"):
+        bytegroup.group_many([(b"x" * 8, 4), (b"x" * 7, 4)])
+    with pytest.raises(ValueError, match="itemsize must be at least 1"):
+        bytegroup.group_many([(b"x" * 8, 0)])
+    for bad in ([b"x"], [(b"x", 1, 2)], [("text", 1)], 5):
+        with pytest.raises(TypeError):
+            bytegroup.group_many(bad)  # type: ignore[arg-type]
+
+
 def test_ungroup_needs_a_writable_target() -> None:
     with pytest.raises(TypeError):
         bytegroup.ungroup_into(b"x" * 8, b"y" * 8, 4)

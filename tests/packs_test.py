@@ -30,16 +30,25 @@ TENSOR_A = Tensor("F32", (2, 2), struct.pack("<4f", 1.0, -2.0, 0.5, float("inf")
 TENSOR_B = Tensor("BF16", (3,), bytes([0x80, 0x3F, 0x00, 0xC0, 0x01, 0x00]))  # -0.0 -> 1.0... raw bits, any
 
 
-def test_a_pack_is_its_members_objects_back_to_back() -> None:
-    writer = packs.PackWriter()
-    links = [writer.put_link("dense", objects.encode_dense(t)) for t in (TENSOR_A, TENSOR_B)]
-    data = b"".join(writer.pieces)
-    assert data == (GOLDEN_DIR / "pack_two.bin").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == PACK_SHA256
-    assert [(link.offset, link.length) for link in links] == list(MEMBERS)
-    for (offset, length), tensor in zip(MEMBERS, (TENSOR_A, TENSOR_B)):
-        member = objects.decode(data[offset : offset + length])
-        assert member.kind == "dense" and bytes(member.buffers["value"].data) == bytes(tensor.data)
+def test_a_pack_is_its_members_objects_back_to_back(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    # A member given encoded (put_link) and one encoded only when the pack is written (put_dense): the same bytes.
+    for put in ("put_link", "put_dense"):
+        writer = packs.PackWriter()
+        if put == "put_link":
+            links = [writer.put_link("dense", objects.encode_dense(t)) for t in (TENSOR_A, TENSOR_B)]
+        else:
+            links = [writer.put_dense(t) for t in (TENSOR_A, TENSOR_B)]
+        assert all(link.object == packs.UNWRITTEN for link in links)
+        assert writer.write(store) == (PACK_SHA256, sum(length for _, length in MEMBERS))
+        data = bytes(store.get(PACK_SHA256))
+        assert data == (GOLDEN_DIR / "pack_two.bin").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == PACK_SHA256
+        written = [writer.resolve_link(link) for link in links]
+        assert [(link.object, link.offset, link.length) for link in written] == [(PACK_SHA256, *m) for m in MEMBERS]
+        for (offset, length), tensor in zip(MEMBERS, (TENSOR_A, TENSOR_B)):
+            member = objects.decode(data[offset : offset + length])
+            assert member.kind == "dense" and bytes(member.buffers["value"].data) == bytes(tensor.data)
 
 
 def test_encode_dense_writes_what_the_general_encoder_writes() -> None:
@@ -47,6 +56,11 @@ def test_encode_dense_writes_what_the_general_encoder_writes() -> None:
     for shape, dtype in [((32, 32), np.float32), ((), np.float64), ((5, 0), np.float32), ((7,), np.uint8)]:
         tensor = Tensor.from_numpy(rng.standard_normal(shape).astype(dtype))
         assert objects.encode_dense(tensor) == objects.encode(objects.Bundle("dense", {"value": tensor}))
+        # The batch encoder (one zstd call for a pack's members) writes the same bytes, alone and among others.
+        assert objects.encode_dense_many([tensor, TENSOR_A]) == [
+            objects.encode_dense(tensor),
+            objects.encode_dense(TENSOR_A),
+        ]
         if tensor.nbytes:
             header = objects.encode_dense(tensor)[2]
             assert objects._one_buffer_header(header) == json.loads(header)  # the fast header reader agrees
@@ -286,3 +300,38 @@ def test_a_batch_over_a_missing_pack_fails_where_each_member_is_read(tmp_path: P
     with pytest.raises(StoreError) as batched:
         reads.link_bytes(links[0])
     assert str(batched.value) == str(alone.value)
+
+
+def test_a_clean_links_equal_tensors_of_batches_in_flight_to_one_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 8 members, compressed and written on the pool while the next batch is linked: a tensor equal to
+    # one of a batch still being written must wait for that entry (as a clean storing batch after batch would),
+    # so every run gives the same metadata, whatever the pool's timing.
+    from git_theta.clean import StoringSink
+
+    monkeypatch.setattr(packs, "MAX_MEMBERS", 8)
+    rng = np.random.default_rng(5)
+    shared = [Tensor.from_numpy(rng.standard_normal((4, 4)).astype(np.float32)) for _ in range(3)]
+    tensors = {
+        f"t{i:03d}": shared[i % 3] if i % 4 == 0 else Tensor.from_numpy(rng.standard_normal((4, 4)).astype(np.float32))
+        for i in range(200)
+    }
+    runs = []
+    for run in range(3):
+        store = ObjectStore(tmp_path / f"lfs{run}")
+        sink = StoringSink(store, [])
+        for name, tensor in tensors.items():
+            sink.add(name, tensor)
+        entries = sink.finish()
+        by_hash: dict[str, set[StoredLink]] = {}
+        for entry in entries.values():
+            by_hash.setdefault(entry.hash, set()).add(entry.stored[-1])
+        assert all(len(links) == 1 for links in by_hash.values())  # one member per distinct tensor
+        assert all(link.object != packs.UNWRITTEN and link.length for link in entries["t000"].stored)
+        for name, tensor in tensors.items():
+            link = entries[name].stored[0]
+            member = objects.decode(bytes(store.get(link.object))[link.offset : link.offset + link.length])  # type: ignore[operator]
+            assert bytes(member.buffers["value"].data) == bytes(tensor.data)
+        runs.append(Metadata("safetensors", {}, entries).serialize())
+    assert runs[0] == runs[1] == runs[2]

@@ -70,9 +70,11 @@ class LinkWriter(Protocol):
 
     def put_link(self, update: str, pieces: Iterable[bytes | memoryview]) -> StoredLink: ...
 
+    def put_dense(self, tensor: Tensor) -> StoredLink: ...
+
 
 def store_dense(store: ObjectStore, tensor: Tensor, digest: str, links: LinkWriter | None = None) -> ParamEntry:
-    link = (links or packs.DirectLinks(store)).put_link("dense", objects.encode_dense(tensor))
+    link = (links or packs.DirectLinks(store)).put_dense(tensor)
     return ParamEntry(tensor.dtype, tensor.shape, digest, (link,))
 
 

@@ -267,6 +267,24 @@ class ObjectStore:
                 os.close(self._open.pop(next(iter(self._open))))
             return os.pread(fd, length, offset)
 
+    def map_range(self, oid: str, offset: int, length: int) -> memoryview:
+        """read_range's bytes, mapped read-only from the page cache instead of copied (for spans of megabytes)."""
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY  # a mapping starts at a page boundary
+        try:
+            with open(self.path(oid), "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if offset >= size:
+                    return memoryview(b"")
+                end = min(size, offset + length)
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                try:
+                    mapped = mmap.mmap(file.fileno(), end - start, flags=flags, prot=mmap.PROT_READ, offset=start)
+                except OSError:  # a file system that cannot map: read, as read_range does
+                    return memoryview(self.read_range(oid, offset, length))
+        except FileNotFoundError:
+            return memoryview(self.read_range(oid, offset, length))  # restores an unpushed copy, or names it missing
+        return memoryview(mapped)[offset - start :]
+
     def all_oids(self) -> Iterator[str]:
         if not self.objects_dir.is_dir():
             return

@@ -259,7 +259,12 @@ def test_metadata_an_earlier_git_theta_wrote_still_checks_out(repo: Path) -> Non
     assert (repo / "tiny.safetensors").read_bytes() == checkpoint
 
 
-def test_a_batch_reads_its_members_of_a_pack_at_once_with_the_same_checks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("span", ["read", "mapped"])
+def test_a_batch_reads_its_members_of_a_pack_at_once_with_the_same_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, span: str
+) -> None:
+    if span == "mapped":  # a span of megabytes is mapped, not read: the same bytes and checks
+        monkeypatch.setattr(packs, "MAP_SPAN_BYTES", 1)
     store = ObjectStore(tmp_path / "lfs")
     whole = (GOLDEN_DIR / "pack_two.bin").read_bytes()
     oid, size = store.put([whole])

@@ -246,3 +246,17 @@ def test_without_hard_links_the_object_is_stored_unprotected(
 def test_a_repository_store_keeps_unpushed_objects_in_the_common_git_dir(repo: Path) -> None:
     store = Repo.discover(repo).store
     assert store.unpushed_dir == (repo / ".git" / "theta" / "unpushed").resolve()
+
+
+def test_a_mapped_range_is_the_range_read(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "lfs")
+    data = bytes(range(256)) * 64  # 16 KiB: ranges that start off a page boundary and run past the end
+    oid, size = store.put([data])
+    for offset, length in [(0, size), (1, 100), (4095, 4098), (5000, 20000), (size - 1, 10), (size, 5), (size + 9, 1)]:
+        assert (
+            bytes(store.map_range(oid, offset, length))
+            == store.read_range(oid, offset, length)
+            == data[offset : offset + length]
+        )
+    with pytest.raises(StoreError, match="is missing"):
+        store.map_range("ab" * 32, 0, 10)

@@ -244,15 +244,30 @@ static int check_member(Job *job, PyObject *bits_table, PyObject *dtype, PyObjec
     return 1;
 }
 
-/* decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes) -> list[bytearray | None] */
+/* A tensor's output buffer: take(size) when given and size >= take_min (a pool of reused buffers: a fresh one of
+ * a megabyte costs a page fault per 4 KiB), else a fresh bytearray. NULL with an exception set on failure. */
+static PyObject *new_output(PyObject *take, Py_ssize_t take_min, Py_ssize_t size)
+{
+    if (take == NULL || take == Py_None || size < take_min)
+        return PyByteArray_FromStringAndSize(NULL, size);
+    PyObject *output = PyObject_CallFunction(take, "n", size);
+    if (output != NULL && (!PyByteArray_Check(output) || PyByteArray_GET_SIZE(output) != size)) {
+        PyErr_Format(PyExc_TypeError, "take(%zd) must return a bytearray of that size", size);
+        Py_CLEAR(output);
+    }
+    return output;
+}
+
+/* decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes, take=None, take_min=0)
+ * -> list[bytearray | None] */
 static PyObject *decode_dense(PyObject *self, PyObject *args)
 {
-    PyObject *members, *dtypes, *shapes, *bits_table, *parts;
+    PyObject *members, *dtypes, *shapes, *bits_table, *parts, *take = NULL;
     const char *magic;
-    Py_ssize_t magic_len;
+    Py_ssize_t magic_len, take_min = 0;
     long long chunk_bytes;
-    if (!PyArg_ParseTuple(args, "OOOO!y#O!L:decode_dense", &members, &dtypes, &shapes, &PyDict_Type, &bits_table,
-                          &magic, &magic_len, &PyTuple_Type, &parts, &chunk_bytes))
+    if (!PyArg_ParseTuple(args, "OOOO!y#O!L|On:decode_dense", &members, &dtypes, &shapes, &PyDict_Type, &bits_table,
+                          &magic, &magic_len, &PyTuple_Type, &parts, &chunk_bytes, &take, &take_min))
         return NULL;
     if (!PyList_Check(members) || !PyList_Check(dtypes) || !PyList_Check(shapes)) {
         PyErr_SetString(PyExc_TypeError, "members, dtypes and shapes must be lists");
@@ -286,7 +301,7 @@ static PyObject *decode_dense(PyObject *self, PyObject *args)
         if (!check_member(job, bits_table, PyList_GET_ITEM(dtypes, i), PyList_GET_ITEM(shapes, i), chunk_bytes, magic,
                           magic_len, parts))
             continue;
-        job->output = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)job->size);
+        job->output = new_output(take, take_min, (Py_ssize_t)job->size);
         if (job->output == NULL)
             goto done;
         if (job->itemsize > 1 && job->size > scratch_size)
@@ -346,8 +361,9 @@ done:
 
 static PyMethodDef methods[] = {
     {"decode_dense", decode_dense, METH_VARARGS,
-     "decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes) -> list of bytearray or None: each "
-     "member's tensor bytes when it is exactly encode_dense's object of one chunk for that dtype and shape."},
+     "decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes, take=None, take_min=0) -> list of "
+     "bytearray or None: each member's tensor bytes when it is exactly encode_dense's object of one chunk for that "
+     "dtype and shape; a tensor of at least take_min bytes goes into take(size)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,5 @@
 # The C extension built from _densecodec.c (lists, not sequences: it reads them without copying).
+from collections.abc import Callable
 
 def decode_dense(
     members: list[bytes | bytearray | memoryview],
@@ -8,4 +9,6 @@ def decode_dense(
     magic: bytes,
     parts: tuple[bytes, ...],
     chunk_bytes: int,
+    take: Callable[[int], bytearray] | None = None,
+    take_min: int = 0,
 ) -> list[bytearray | None]: ...

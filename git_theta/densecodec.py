@@ -20,13 +20,23 @@ from collections.abc import Callable
 
 import zstandard
 
-from git_theta import bytegroup, dtypes, objects
+from git_theta import buffer_pool, bytegroup, dtypes, objects
 
 Buffer = bytes | bytearray | memoryview
 
 _decode: (
     Callable[
-        [list[Buffer], list[str], list[tuple[int, ...]], dict[str, int], bytes, tuple[bytes, ...], int],
+        [
+            list[Buffer],
+            list[str],
+            list[tuple[int, ...]],
+            dict[str, int],
+            bytes,
+            tuple[bytes, ...],
+            int,
+            Callable[[int], bytearray],
+            int,
+        ],
         list[bytearray | None],
     ]
     | None
@@ -48,7 +58,15 @@ def decode_dense(
         raise ValueError("members, dtypes and shapes differ in length")
     if _decode is not None:
         return _decode(
-            members, dtype_names, shapes, dtypes.BITS, objects.MAGIC, objects.DENSE_HEADER_PARTS, objects.CHUNK_BYTES
+            members,
+            dtype_names,
+            shapes,
+            dtypes.BITS,
+            objects.MAGIC,
+            objects.DENSE_HEADER_PARTS,
+            objects.CHUNK_BYTES,
+            buffer_pool.take,  # a tensor of a megabyte or more into a reused buffer, as objects.decode does
+            buffer_pool.MIN_BYTES,
         )
     return [decode_one(member, dtype, shape) for member, dtype, shape in zip(members, dtype_names, shapes)]
 

@@ -101,6 +101,28 @@ def test_members_decode_to_the_bytes_objects_decode_gives(compressible: bool | s
     assert densecodec.decode_dense([], [], []) == []
 
 
+def test_large_tensors_decode_into_buffers_the_caller_gives() -> None:
+    from git_theta import _densecodec
+
+    tensors = [_tensor("F32", (256,), False, 1), _tensor("U8", (5000,), True, 2), _tensor("BF16", (9,), False, 3)]
+    members = [_member(t) for t in tensors]
+    names, shapes = [t.dtype for t in tensors], [t.shape for t in tensors]
+    given: list[bytearray] = []
+
+    def take(size: int) -> bytearray:
+        given.append(bytearray(b"\xee" * size))  # old contents: every byte must be overwritten
+        return given[-1]
+
+    args = (dtypes.BITS, objects.MAGIC, objects.DENSE_HEADER_PARTS, objects.CHUNK_BYTES)
+    decoded = _densecodec.decode_dense(members, names, shapes, *args, take, 1024)
+    assert [bytes(d) for d in decoded if d is not None] == [bytes(t.data) for t in tensors]
+    assert [len(b) for b in given] == [1024, 5000]  # only the tensors of take_min bytes or more
+    assert decoded[0] is given[0] and decoded[1] is given[1]
+    for wrong in (lambda size: bytes(size), lambda size: bytearray(size + 1)):
+        with pytest.raises(TypeError, match="must return a bytearray of that size"):
+            _densecodec.decode_dense(members, names, shapes, *args, wrong, 1024)
+
+
 def test_a_member_of_another_dtype_or_shape_is_not_fast() -> None:
     member = _member(_tensor("F32", (4, 8), False))
     specs = [("I32", (4, 8)), ("F32", (8, 4)), ("F32", (32,)), ("F32", (4, 8, 1)), ("F16", (8, 8)), ("NOPE", (4, 8))]

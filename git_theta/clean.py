@@ -119,6 +119,8 @@ class StoringSink:
             writer, entries = self._link_batch(batch, packed, on_reader=True)
             if isinstance(writer, packs.PackWriter) and writer.members:
                 hashes = {entry.hash for _, entry in entries if entry.stored[-1].object == packs.UNWRITTEN}
+                while self.queued:  # one pack job at a time: its tensors, planes, frames and pack are ~4x its bytes
+                    self._collect_oldest()
                 self._queue(size, lambda: self._write_pack(writer, entries), hashes)
             else:
                 self.done.update(entries)

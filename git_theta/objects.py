@@ -199,30 +199,33 @@ def encode_dense_many(tensors: list[Tensor]) -> list[list[bytes | memoryview]]:
     member) are grouped in one call and compressed in one zstd call (multi_compress_to_buffer: the same frames as
     `compress`) that holds no GIL throughout, so a pack's ~2,000 members compress on a worker thread without
     taking the GIL from the reading thread 2,000 times."""
-    itemsizes = [dtypes.itemsize(tensor.dtype) for tensor in tensors]
-    one_chunk = [
-        index
-        for index, (tensor, itemsize) in enumerate(zip(tensors, itemsizes))
-        if 0 < tensor.nbytes <= chunk_step(itemsize)
-    ]
-    # One buffer of every member's planes, compressed member by member (BufferWithSegments: (offset, length)
+    one_chunk = [0 < t.nbytes <= chunk_step(dtypes.itemsize(t.dtype)) for t in tensors]
+    # One buffer of every member's planes, each member compressed on its own (BufferWithSegments: (offset, length)
     # pairs), so that neither grouping nor compressing makes an object per member.
-    planes = bytegroup.group_many([(tensors[i].data, itemsizes[i]) for i in one_chunk])
+    planes = bytegroup.group_many([(t.data, dtypes.itemsize(t.dtype)) for t, fits in zip(tensors, one_chunk) if fits])
     segments = array.array("Q")
     offset = 0
-    for index in one_chunk:
-        segments.extend((offset, tensors[index].nbytes))
-        offset += tensors[index].nbytes
-    encoded: list[list[bytes | memoryview]] = [[] for _ in tensors]
-    if one_chunk:
-        frames = _compressor().multi_compress_to_buffer(zstandard.BufferWithSegments(planes, segments.tobytes()))
-        for position, index in enumerate(one_chunk):
-            tensor, frame = tensors[index], memoryview(frames[position])  # type: ignore[arg-type]  # one zstd output
-            header = dense_header(tensor.nbytes, tensor.dtype, len(frame), tensor.shape)
-            encoded[index] = [MAGIC, _LENGTH.pack(len(header)), header, frame]
-    for index, tensor in enumerate(tensors):
-        if not encoded[index]:
-            encoded[index] = [*encode_dense(tensor)]  # empty, or more than one chunk
+    for tensor, fits in zip(tensors, one_chunk):
+        if fits:
+            segments.extend((offset, tensor.nbytes))
+            offset += tensor.nbytes
+    frames = (
+        _compressor().multi_compress_to_buffer(zstandard.BufferWithSegments(planes, segments.tobytes()))
+        if offset
+        else None
+    )
+    del planes
+    encoded: list[list[bytes | memoryview]] = []
+    position = 0
+    for tensor, fits in zip(tensors, one_chunk):
+        if not fits:
+            encoded.append([*encode_dense(tensor)])  # empty, or more than one chunk
+            continue
+        assert frames is not None
+        frame = memoryview(frames[position])  # type: ignore[arg-type]  # a view of zstd's one output buffer
+        position += 1
+        header = dense_header(tensor.nbytes, tensor.dtype, len(frame), tensor.shape)
+        encoded.append([MAGIC, _LENGTH.pack(len(header)), header, frame])
     return encoded
 
 

@@ -13,7 +13,7 @@ live members of mostly-dead packs are copied forward.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,19 +79,30 @@ class PackWriter:
 
     def write(self, store: ObjectStore) -> tuple[str, int]:
         """Store the members as one pack (nothing written for none); returns its (oid, size)."""
-        encoded = iter(objects.encode_dense_many([m for m in self.members if isinstance(m, Tensor)]))
-        members = [next(encoded) if isinstance(m, Tensor) else m for m in self.members]
-        offset = 0
-        for pieces in members:
-            length = sum(len(piece) for piece in pieces)
-            self.placed.append((offset, length))
-            offset += length
-        if members:
-            # One piece: hashing a 4 KB piece drops and takes back the GIL, which the reading thread then waits for;
-            # joining the pack's ~8,000 pieces first costs ~1 ms.
-            self.oid, self.pack_size = store.put([b"".join(piece for pieces in members for piece in pieces)])
-        self.members = []
+        if self.members:
+            self.oid, self.pack_size = store.put(self._pack_pieces())
         return self.oid, self.pack_size
+
+    def _pack_pieces(self) -> Iterator[bytes]:
+        """The pack's bytes in pieces of about WRITE_PIECE_BYTES, encoding the dense members a slice at a time: a
+        slice's tensors are freed once encoded, so a pack being written holds about its members' bytes plus a
+        slice, not its tensors, their planes, their frames and the pack at once. Hashing a 4 KB piece on its own
+        drops and takes back the GIL, which the reading thread then holds until the writer waits for it."""
+        members, self.members = self.members, []
+        offset = 0
+        for start in range(0, len(members), WRITE_SLICE_MEMBERS):
+            members_slice = members[start : start + WRITE_SLICE_MEMBERS]
+            members[start : start + WRITE_SLICE_MEMBERS] = [()] * len(members_slice)
+            encoded = iter(objects.encode_dense_many([m for m in members_slice if isinstance(m, Tensor)]))
+            pieces: list[bytes | memoryview] = []
+            for member in members_slice:
+                member_pieces = next(encoded) if isinstance(member, Tensor) else member
+                length = sum(len(piece) for piece in member_pieces)
+                self.placed.append((offset, length))
+                offset += length
+                pieces.extend(member_pieces)
+            del members_slice, encoded
+            yield b"".join(pieces)
 
     def resolve(self, entry: ParamEntry) -> ParamEntry:
         """The entry with its UNWRITTEN link pointing into the written pack."""
@@ -106,6 +117,11 @@ class PackWriter:
         assert link.object == UNWRITTEN and link.offset is not None, "only a link this writer gave is resolved"
         offset, length = self.placed[link.offset]
         return StoredLink(link.update, self.oid, self.pack_size, offset, length)
+
+
+# A pack's dense members are encoded, and the pack hashed and written, this many members at a time (~1 MB of 4 KB
+# tensors; see PackWriter._pack_pieces).
+WRITE_SLICE_MEMBERS = 256
 
 
 class DirectLinks:

@@ -176,12 +176,13 @@ class StoringSink:
         self.present.add(oid)
         return [(name, writer.resolve(entry)) for name, entry in entries]
 
-    def _has_all(self, oids: Sequence[str]) -> bool:
-        for oid in oids:
-            if oid not in self.present:
-                if not self.store.has(oid):
+    def _has_all(self, links: Sequence[StoredLink]) -> bool:
+        """Whether the store has every link's object (asked of the store once per object and clean)."""
+        for link in links:
+            if link.object not in self.present:
+                if not self.store.has(link.object):
                     return False
-                self.present.add(oid)
+                self.present.add(link.object)
         return True
 
     def _store(
@@ -197,10 +198,10 @@ class StoringSink:
             # after batch would reuse (so the metadata does not depend on how far the pool got).
             self._drain()
         known = self.by_hash.get(digest)
-        if known is not None and self._has_all(known.objects()):
+        if known is not None and self._has_all(known.stored):
             return known
         side_hash, side_chain = self.side_loaded.get(name, ("", ()))
-        if side_hash == digest and self._has_all([link.object for link in side_chain]):
+        if side_hash == digest and self._has_all(side_chain):
             return ParamEntry(tensor.dtype, tensor.shape, digest, side_chain)
         prior = auto.prior_entry(self.prior, name, tensor, self.store)
         entry = auto.store_changed(self.store, name, tensor, digest, prior, writer)

@@ -146,7 +146,8 @@ class Metadata:
 
     def objects(self) -> set[str]:
         """Every object id this metadata needs (params and file-level blobs)."""
-        oids = {oid for entry in self.params.values() for oid in entry.objects()}
+        # Not entry.objects(): a list per entry costs ~1 us, 10^5 times at each checkout's check for missing objects.
+        oids = {link.object for entry in self.params.values() for link in entry.stored}
         oids.update(file_objects(self.file))
         return oids
 

@@ -85,7 +85,6 @@ class StoringSink:
                 self.by_hash.setdefault(entry.hash, entry)
         # (byte count, job) per batch in flight, oldest first; a job gives (name, entry) pairs
         self.pending: deque[tuple[int, Future[list[tuple[str, ParamEntry]]], set[str]]] = deque()
-        self.queued: set[str] = set()  # hashes of new tensors whose entries a job in `pending` resolves
         self.seen: set[str] = set()
         self.batch: list[tuple[str, Tensor]] = []
         self.batch_bytes = 0
@@ -119,7 +118,8 @@ class StoringSink:
             writer, entries = self._link_batch(batch, packed, on_reader=True)
             if isinstance(writer, packs.PackWriter) and writer.members:
                 hashes = {entry.hash for _, entry in entries if entry.stored[-1].object == packs.UNWRITTEN}
-                while self.queued:  # one pack job at a time: its tensors, planes, frames and pack are ~4x its bytes
+                # One pack job at a time: the tensors waiting to be packed are then one batch's.
+                while any(queued for _, _, queued in self.pending):
                     self._collect_oldest()
                 self._queue(size, lambda: self._write_pack(writer, entries), hashes)
             else:
@@ -133,7 +133,6 @@ class StoringSink:
             self._collect_oldest()
         self.pending.append((size, parallel.submit_tensor_job(job), hashes))
         self.in_flight += size
-        self.queued |= hashes
 
     def _collect_oldest(self) -> None:
         size, future, hashes = self.pending.popleft()
@@ -144,7 +143,6 @@ class StoringSink:
             for _, entry in entries:
                 # A later batch with the same bytes (tied weights, zero biases) reuses this entry.
                 self.by_hash.setdefault(entry.hash, entry)
-            self.queued -= hashes
 
     def _drain(self) -> None:
         while self.pending:
@@ -193,7 +191,7 @@ class StoringSink:
         known = fresh.get(digest)  # an equal tensor earlier in this batch: its pack is not written yet
         if known is not None:
             return known
-        if on_reader and digest in self.queued and digest not in self.by_hash:
+        if on_reader and digest not in self.by_hash and any(digest in queued for _, _, queued in self.pending):
             # An equal tensor in a batch still being written: wait for its entry, which a clean storing batch
             # after batch would reuse (so the metadata does not depend on how far the pool got).
             self._drain()

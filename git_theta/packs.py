@@ -42,8 +42,8 @@ class PackWriter:
     """Collects member objects; `write` stores them as one pack, `resolve` gives the links their place in it.
 
     Until `write`, a link names its member by number (`offset`, with object UNWRITTEN and no length): a dense
-    member's bytes are encoded only then, all of the pack's at once (objects.encode_dense_many), so the work
-    runs where `write` runs (the clean's tensor pool) and a caller linking tensors only hashes them.
+    member's bytes are encoded only then, many at once (objects.encode_dense_many), so the work runs where
+    `write` runs (the clean's tensor pool) and a caller linking tensors only hashes them.
 
     With `reuse_from`, a member whose bytes already are an object of that store (written unpacked by the merge
     driver, `git theta compact` or a git-theta before packs) links to that object instead: a file git just wrote
@@ -53,7 +53,6 @@ class PackWriter:
 
     def __init__(self, reuse_from: ObjectStore | None = None) -> None:
         self.members: list[Sequence[bytes | memoryview] | Tensor] = []  # encoded, or a dense tensor to encode
-        self.updates: list[str] = []
         self.size = 0  # bytes of the members encoded so far (`repack` closes a pack by it)
         self.reuse_from = reuse_from
         self.placed: list[tuple[int, int]] = []  # (offset, length) per member, once written
@@ -84,10 +83,10 @@ class PackWriter:
         return self.oid, self.pack_size
 
     def _pack_pieces(self) -> Iterator[bytes]:
-        """The pack's bytes in pieces of about WRITE_PIECE_BYTES, encoding the dense members a slice at a time: a
-        slice's tensors are freed once encoded, so a pack being written holds about its members' bytes plus a
-        slice, not its tensors, their planes, their frames and the pack at once. Hashing a 4 KB piece on its own
-        drops and takes back the GIL, which the reading thread then holds until the writer waits for it."""
+        """The pack's bytes, one piece per WRITE_SLICE_MEMBERS members, their dense ones encoded then: a slice's
+        tensors are freed once encoded, so a pack being written never holds its tensors, their planes, their
+        frames and its bytes at once. One piece per slice, not per member: hashing a 4 KB piece on its own drops
+        and takes back the GIL, which the reading thread then holds until the writer waits for it."""
         members, self.members = self.members, []
         offset = 0
         for start in range(0, len(members), WRITE_SLICE_MEMBERS):

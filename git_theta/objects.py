@@ -199,10 +199,11 @@ def encode_dense_many(tensors: list[Tensor]) -> list[list[bytes | memoryview]]:
     member) are grouped in one call and compressed in one zstd call (multi_compress_to_buffer: the same frames as
     `compress`) that holds no GIL throughout, so a pack's ~2,000 members compress on a worker thread without
     taking the GIL from the reading thread 2,000 times."""
-    one_chunk = [0 < t.nbytes <= chunk_step(dtypes.itemsize(t.dtype)) for t in tensors]
+    itemsizes = [dtypes.itemsize(t.dtype) for t in tensors]
+    one_chunk = [0 < t.nbytes <= chunk_step(itemsize) for t, itemsize in zip(tensors, itemsizes)]
     # One buffer of every member's planes, each member compressed on its own (BufferWithSegments: (offset, length)
     # pairs), so that neither grouping nor compressing makes an object per member.
-    planes = bytegroup.group_many([(t.data, dtypes.itemsize(t.dtype)) for t, fits in zip(tensors, one_chunk) if fits])
+    planes = bytegroup.group_many([(t.data, i) for t, i, fits in zip(tensors, itemsizes, one_chunk) if fits])
     segments = array.array("Q")
     offset = 0
     for tensor, fits in zip(tensors, one_chunk):

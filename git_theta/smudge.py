@@ -189,6 +189,7 @@ class StoreSource:
             buffer_pool.clear()  # reused within a file; not kept idle for the process's next request
 
     def _joined(self, batch: list[tuple[str, ParamEntry]]) -> list[Buffer]:
+        """The batch's tensors' bytes for the writer: joined into one buffer when they are small (JOIN_MEAN_BYTES)."""
         tensors = self._rebuild_all(batch)
         if len(tensors) == 1 or sum(tensor.nbytes for tensor in tensors) >= JOIN_MEAN_BYTES * len(tensors):
             return [tensor.data for tensor in tensors]

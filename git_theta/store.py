@@ -52,13 +52,18 @@ def _map(file: BinaryIO) -> bytes | mmap.mmap:
     """The whole file mapped read-only; read instead where it cannot be mapped (empty, some FUSE/9p mounts)."""
     size = os.fstat(file.fileno()).st_size
     if size:
-        # MAP_POPULATE maps every page at once instead of faulting them in one by one.
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         try:
-            return mmap.mmap(file.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+            return _mapped(file, size, 0)
         except OSError:
             pass
     return file.read()
+
+
+def _mapped(file: BinaryIO, length: int, offset: int) -> mmap.mmap:
+    """`length` bytes of the file from `offset` (a multiple of mmap.ALLOCATIONGRANULARITY), mapped read-only;
+    MAP_POPULATE maps every page at once instead of faulting them in one by one."""
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(file.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=offset)
 
 
 class ObjectStore:
@@ -275,10 +280,8 @@ class ObjectStore:
                 size = os.fstat(file.fileno()).st_size
                 if offset >= size:
                     return memoryview(b"")
-                end = min(size, offset + length)
-                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
                 try:
-                    mapped = mmap.mmap(file.fileno(), end - start, flags=flags, prot=mmap.PROT_READ, offset=start)
+                    mapped = _mapped(file, min(size, offset + length) - start, start)
                 except OSError:  # a file system that cannot map: read, as read_range does
                     return memoryview(self.read_range(oid, offset, length))
         except FileNotFoundError:

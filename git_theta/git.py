@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
 from collections.abc import Generator, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from git_theta.errors import GitError
+
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess and tempfile (with shutil, random, bz2, lzma, locale: ~7 ms) are imported at the first git call: a
+# filter git starts usually makes none (common_dir_of_toplevel), and it starts once per git command.
 
 
 def run(
     *args: str, cwd: Path | str | None = None, input: bytes | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `git args...`; a failure raises GitError showing command, exit code and output."""
+    import subprocess
+
     command = ["git", *args]
     try:
         result = subprocess.run(command, cwd=cwd, input=input, capture_output=True)
@@ -33,6 +40,9 @@ def run(
 def stream(*args: str, cwd: Path | str | None = None, chunk_bytes: int = 1 << 16) -> Generator[bytes, None, None]:
     """The stdout of `git args...` in chunks as it comes. A consumer that stops early ends git
     (closing the generator kills it); a failure after the last chunk raises GitError."""
+    import subprocess
+    import tempfile
+
     command = ["git", *args]
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: git never blocks on what it says there
         try:
@@ -72,6 +82,58 @@ def common_dir(cwd: Path | str | None = None) -> Path:
     """The git dir shared by all worktrees (holds the object store)."""
     path = Path(_rev_parse("--git-common-dir", cwd))
     return path if path.is_absolute() else Path(cwd or os.getcwd()) / path
+
+
+# What points git elsewhere than ./.git; while any is set, only git itself says where the repository is.
+REDIRECTING_VARIABLES = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY")
+GITFILE_MAX_BYTES = 4096  # a `.git` file ("gitdir: PATH"), a worktree's `commondir`
+
+
+def common_dir_of_toplevel(toplevel: Path) -> Path | None:
+    """common_dir(toplevel) read from `toplevel/.git` without running git, or None when that is not certain.
+
+    For a filter git started: git runs it in the worktree's top level after its own checks of the repository
+    (safe.directory among them), and a filter starts once per git command, so the fork and exec of `git rev-parse`
+    (~3 ms of CPU) is a share of every checkout. Handled: `.git` as a directory, or as a file naming the git dir
+    (worktrees, submodules), that git dir's `commondir` file. Anything else, a GIT_* variable that redirects git
+    included, gives None: the caller asks git."""
+    if any(os.environ.get(name) for name in REDIRECTING_VARIABLES):
+        return None
+    dotgit = toplevel / ".git"
+    try:
+        if dotgit.is_dir():
+            git_dir = dotgit
+        else:
+            text = _small_text(dotgit)
+            if text is None or not text.startswith("gitdir: "):
+                return None
+            git_dir = toplevel / text.removeprefix("gitdir: ").rstrip("\n")  # an absolute path replaces toplevel
+        common = git_dir
+        if (git_dir / "commondir").exists():
+            text = _small_text(git_dir / "commondir")
+            if text is None:
+                return None
+            common = git_dir / text.rstrip("\n")
+        if not ((git_dir / "HEAD").is_file() and (common / "objects").is_dir() and (common / "refs").is_dir()):
+            return None
+    except OSError:
+        return None
+    return common
+
+
+def _small_text(path: Path) -> str | None:
+    """A short one-line file's text, or None when it is not one (too long, several lines, not UTF-8, absent)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(GITFILE_MAX_BYTES + 1)
+    except OSError:
+        return None
+    if not data or len(data) > GITFILE_MAX_BYTES or b"\0" in data or data.rstrip(b"\n").count(b"\n"):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def toplevel(cwd: Path | str | None = None) -> Path:

@@ -19,9 +19,13 @@ class Repo:
     store: ObjectStore
 
     @classmethod
-    def discover(cls, cwd: Path | str | None = None) -> Repo:
+    def discover(cls, cwd: Path | str | None = None, *, started_by_git: bool = False) -> Repo:
+        """The repository at `cwd` (default: the current directory). `started_by_git`: the caller is a filter
+        git started, in the worktree's top level, whose git dir is then read from `.git` where that is certain
+        (git.common_dir_of_toplevel); elsewhere, and otherwise, `git rev-parse` says."""
         here = Path(cwd or os.getcwd())
-        common = git.common_dir(here).resolve()
+        found = git.common_dir_of_toplevel(here) if started_by_git else None
+        common = (found or git.common_dir(here)).resolve()
         return cls(worktree=here, common_dir=common, store=repository_store(common))
 
     def prior_metadata(self, path: str, texts: set[bytes] | None = None) -> list[metadata.Metadata]:

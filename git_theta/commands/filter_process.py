@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import gc
 import os
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from git_theta import files, filter_protocol
 from git_theta.display import invoker
 from git_theta.repo import Repo
+
+if TYPE_CHECKING:
+    import argparse  # git_theta.main starts this verb without a parser: argparse is not imported for it
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,8 +53,8 @@ def _uncollected(handler: filter_protocol.Handler) -> filter_protocol.Handler:
     return paused
 
 
-def run(args: argparse.Namespace) -> int:
-    repo = Repo.discover()
+def run(args: argparse.Namespace | None) -> int:
+    repo = Repo.discover(started_by_git=True)
     # Temp files a killed filter left in lfs/tmp go now, not only at the next write or gc (one listdir).
     files.remove_stale(repo.store.tmp_dir)
     # Read once here: leave metadata in the working tree for `git theta checkout`,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import git
+from conftest import git, theta
 from safetensors.torch import load_file
 from workflow_support import (
     ALL_DTYPES,
@@ -186,3 +186,31 @@ def test_diff_cached_names_only_the_changed_parameter(repo: Path) -> None:
     # Lines starting with "#" are summaries (totals, stored bytes); every other line is one parameter group.
     changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---") and line[1:2] != "#"]
     assert len(changed) == 2 and all(line[1:].startswith("layer.1.weight ") for line in changed), diff
+
+
+def test_a_linked_worktree_and_a_separate_git_dir_use_the_repository_s_one_store(repo: Path, tmp_path: Path) -> None:
+    """The filter reads its git dir from `.git` where git started it (git.common_dir_of_toplevel): a linked
+    worktree's `.git` file and `commondir` lead to the main repository's store, and so does `--separate-git-dir`."""
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    data = save_small(linked / "model.safetensors", weights(1))
+    _commit(linked, "in the linked worktree", "model.safetensors")
+    stored = store_files(repo)
+    assert stored and not list((repo / ".git" / "worktrees").rglob("lfs"))
+    (linked / "model.safetensors").unlink()
+    git(linked, "checkout", "--", "model.safetensors")
+    assert (linked / "model.safetensors").read_bytes() == data
+    git(repo, "checkout", "side", "--", "model.safetensors")  # the main worktree, from the same store
+    assert (repo / "model.safetensors").read_bytes() == data
+
+    separate = tmp_path / "separate"
+    separate.mkdir()
+    git(separate, "init", "-q", "--separate-git-dir", str(tmp_path / "separate.git"))
+    theta(separate, "install", "--local")
+    theta(separate, "track", "*.safetensors")
+    data = save_small(separate / "model.safetensors", weights(2))
+    _commit(separate, "v1", ".gitattributes", "model.safetensors")
+    assert list((tmp_path / "separate.git" / "lfs" / "objects").rglob("*")) and not (separate / ".git").is_dir()
+    (separate / "model.safetensors").unlink()
+    git(separate, "checkout", "--", "model.safetensors")
+    assert (separate / "model.safetensors").read_bytes() == data

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import os
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from git_theta import __version__
 from git_theta.errors import OUT_OF_MEMORY, ThetaError, describe_os_error
+
+if TYPE_CHECKING:
+    import argparse
 
 # verb -> module in git_theta.commands, in the order `--help` lists them. Modules
 # are imported only when needed: git starts some verbs (filters, textconv) often.
@@ -41,6 +43,10 @@ COMMANDS = {
     "pre-push": "pre_push",
 }
 
+# Verbs git starts itself, for each command that cleans or smudges, with no options: run without building a
+# parser, since argparse (with gettext and locale) is ~2.5 ms of every filter's start-up.
+UNPARSED = {"filter-process": "filter_process"}
+
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
@@ -48,6 +54,8 @@ EXIT_INTERRUPTED = 130
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or one that knows only the verb `only` (cheaper to import)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="git theta", description="Version-control machine-learning model checkpoints in git."
     )
@@ -82,17 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:
         print(f"git-theta {__version__}")
         return 0
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_USER_ERROR
-    if args.quiet:
-        from git_theta import progress
+    args: argparse.Namespace | None = None
+    run: Callable[[Any], int]
+    if len(argv) == 1 and argv[0] in UNPARSED:
+        run = importlib.import_module(f"git_theta.commands.{UNPARSED[argv[0]]}").run
+    else:
+        parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return EXIT_USER_ERROR
+        if args.quiet:
+            from git_theta import progress
 
-        progress.set_quiet()
+            progress.set_quiet()
+        run = args.run
     try:
-        return int(args.run(args))
+        return int(run(args))
     except ThetaError as error:
         from git_theta import redact  # a message may quote a URL (a remote's, a server's) with a token in it
 
@@ -119,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_bug() -> int:
     # A bug's message and traceback may quote a URL with a token in it: the log and the line are redacted.
     # traceback is imported here: with linecache and tokenize it costs ~5 ms of every filter's start-up.
+    import tempfile
     import traceback
 
     from git_theta import redact

@@ -7,15 +7,13 @@ import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from functools import partial
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from git_theta import (
     buffer_pool,
     densecodec,
     dtypes,
-    lfs_pointer,
     metadata,
     objects,
     packs,
@@ -27,6 +25,9 @@ from git_theta.errors import StoreError, ThetaError
 from git_theta.metadata import ParamEntry, StoredLink
 from git_theta.store import ObjectStore
 from git_theta.tensor import Buffer, Tensor, hash_prefix, hash_with_prefix
+
+if TYPE_CHECKING:
+    from git_theta import lfs_pointer  # imported where a pointer is met: its patterns are ~1 ms of a filter's start
 
 # How many bytes of rebuilt tensors may wait ahead of the writer.
 PREFETCH_BYTES = 32 << 20
@@ -171,7 +172,7 @@ class StoreSource:
     def _ahead(self, names: Sequence[str], job: Callable[[list[tuple[str, ParamEntry]]], _Result]) -> Iterator[_Result]:
         """job(batch) of each batch in order, computed on the tensor pool at most PREFETCH_BYTES (or
         MAX_QUEUED_BATCHES) ahead of the consumer."""
-        queue: deque[tuple[int, Future[_Result]]] = deque()
+        queue: deque[tuple[int, parallel.Job[_Result]]] = deque()
         ahead = 0
         try:
             for batch, size in self._batches(names):
@@ -375,6 +376,8 @@ def smudge(store: ObjectStore, path: str, data: bytes, out: BinaryIO, fetch_miss
     git-lfs pointer (a revision from before the path switched to git-theta) gives the file it names.
     """
     if not metadata.looks_like_metadata(data):
+        from git_theta import lfs_pointer
+
         pointer = lfs_pointer.parse(data)
         if pointer is None:
             out.write(data)

@@ -115,7 +115,9 @@ def test_large_content_spans_many_packets(client: FilterClient) -> None:
     assert client.close()[0] == 0
 
 
-def test_a_checkout_process_loads_neither_numpy_nor_clean(client: FilterClient, repo: Path) -> None:
+def test_a_checkout_process_loads_neither_numpy_nor_clean_nor_what_other_commands_use(
+    client: FilterClient, repo: Path
+) -> None:
     # Python's start is most of a small checkout's cost: numpy alone adds ~0.1 s.
     client.handshake(["clean", "smudge"])
     original = checkpoint(3)
@@ -128,6 +130,9 @@ def test_a_checkout_process_loads_neither_numpy_nor_clean(client: FilterClient, 
     imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time:")}
     assert code == 0 and "git_theta.smudge" in imported
     assert not {"numpy", "git_theta.clean", "importlib.metadata"} & imported
+    # Nor what only other commands use (each a few ms of every filter's start): no git runs, no parser is built.
+    unused = {"argparse", "subprocess", "tempfile", "concurrent.futures", "logging", "git_theta.api"}
+    assert not unused & imported, unused & imported
 
 
 def test_metadata_larger_than_a_packet_passes_clean_whole(client: FilterClient) -> None:

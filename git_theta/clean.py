@@ -6,7 +6,6 @@ import io
 import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import IO, Any, BinaryIO
 
 from git_theta import git, metadata, objects, packs, parallel, plugins, progress
@@ -84,7 +83,7 @@ class StoringSink:
             for entry in meta.params.values():
                 self.by_hash.setdefault(entry.hash, entry)
         # (byte count, job) per batch in flight, oldest first; a job gives (name, entry) pairs
-        self.pending: deque[tuple[int, Future[list[tuple[str, ParamEntry]]], set[str]]] = deque()
+        self.pending: deque[tuple[int, parallel.Job[list[tuple[str, ParamEntry]]], set[str]]] = deque()
         self.seen: set[str] = set()
         self.batch: list[tuple[str, Tensor]] = []
         self.batch_bytes = 0

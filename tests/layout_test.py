@@ -16,7 +16,6 @@ ELSEWHERE: dict[str, str] = {
     "__main__.py": "tests/commands/cli_test.py",
     "builtin_plugins.py": "tests/plugins_test.py",
     "main.py": "tests/commands/cli_test.py",
-    "parallel.py": "tests/clean_test.py",
     "repo.py": "tests/store_test.py",
     "snapshots.py": "tests/commands/diff_test.py",
     "fsck.py": "tests/commands/fsck_test.py",

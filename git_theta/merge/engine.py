@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,7 +212,7 @@ def _merge_conflicts(
 ) -> dict[str, ParamEntry]:
     """Picked entries at once; computed ones on the tensor pool, at most PARALLEL_MERGES at a time."""
     merged: dict[str, ParamEntry] = {}
-    pending: deque[tuple[str, Future[ParamEntry]]] = deque()
+    pending: deque[tuple[str, parallel.Job[ParamEntry]]] = deque()
     try:
         for conflict in conflicts:
             choice = choices[conflict.name]

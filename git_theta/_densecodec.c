@@ -258,6 +258,47 @@ static PyObject *new_output(PyObject *take, Py_ssize_t take_min, Py_ssize_t size
     return output;
 }
 
+/* This thread's decompression context, made at its first use and kept for the thread's life (NULL when out of
+ * memory): making one (~10 us, zeroing its tables) costs as much as decoding a 4 KB member. One-shot decoding
+ * starts afresh each time, so reuse changes no result. */
+static ZSTD_DCtx *thread_context(void)
+{
+    static _Thread_local ZSTD_DCtx *context = NULL;
+    if (context == NULL)
+        context = ZSTD_createDCtx();
+    return context;
+}
+
+/* decompress_into(frame, target, itemsize, scratch) -> bool */
+static PyObject *decompress_into(PyObject *self, PyObject *args)
+{
+    Py_buffer frame, target, scratch;
+    Py_ssize_t itemsize;
+    if (!PyArg_ParseTuple(args, "y*w*nw*:decompress_into", &frame, &target, &itemsize, &scratch))
+        return NULL;
+    int ok = 0;
+    size_t size = (size_t)target.len;
+    if (itemsize >= 1 && target.len % itemsize == 0 && (itemsize == 1 || scratch.len >= target.len)) {
+        Py_BEGIN_ALLOW_THREADS
+        ZSTD_DCtx *context = thread_context();
+        unsigned char *planes = itemsize == 1 ? target.buf : scratch.buf;
+        /* exactly one frame, all of `frame`, declaring exactly the target's size: then zstd writes it in place */
+        if (context != NULL && ZSTD_getFrameContentSize(frame.buf, (size_t)frame.len) == (unsigned long long)size
+            && ZSTD_findFrameCompressedSize(frame.buf, (size_t)frame.len) == (size_t)frame.len
+            && reserved_bits_clear(frame.buf, (size_t)frame.len)) {
+            size_t got = ZSTD_decompressDCtx(context, planes, size, frame.buf, (size_t)frame.len);
+            ok = !ZSTD_isError(got) && got == size;
+            if (ok && itemsize > 1)
+                ungroup_bytes(planes, target.buf, target.len / itemsize, itemsize);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&frame);
+    PyBuffer_Release(&target);
+    PyBuffer_Release(&scratch);
+    return PyBool_FromLong(ok);
+}
+
 /* decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes, take=None, take_min=0)
  * -> list[bytearray | None] */
 static PyObject *decode_dense(PyObject *self, PyObject *args)
@@ -309,8 +350,9 @@ static PyObject *decode_dense(PyObject *self, PyObject *args)
     }
     int out_of_memory = 0;
     Py_BEGIN_ALLOW_THREADS
-    /* one context and one plane buffer per call: a batch is up to a thousand members */
-    ZSTD_DCtx *context = ZSTD_createDCtx();
+    /* one plane buffer per call, and one context per thread for its life: a call is a few dozen members, and
+       making a context (~10 us, zeroing its tables) cost as much as decoding one of them */
+    ZSTD_DCtx *context = thread_context();
     unsigned char *scratch = scratch_size > 0 ? malloc(scratch_size) : NULL;
     if (context == NULL || (scratch_size > 0 && scratch == NULL))
         out_of_memory = 1;
@@ -329,7 +371,6 @@ static PyObject *decode_dense(PyObject *self, PyObject *args)
             ungroup_bytes(planes, target, (Py_ssize_t)job->size / job->itemsize, job->itemsize);
     }
     free(scratch);
-    ZSTD_freeDCtx(context);
     Py_END_ALLOW_THREADS
     if (out_of_memory) {
         PyErr_NoMemory();
@@ -360,6 +401,10 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"decompress_into", decompress_into, METH_VARARGS,
+     "decompress_into(frame, target, itemsize, scratch) -> bool: True when frame is one zstd frame declaring and "
+     "holding exactly len(target) bytes, decompressed (into scratch, then its byte planes ungrouped into target; "
+     "straight into target when itemsize is 1); False, target undefined, otherwise."},
     {"decode_dense", decode_dense, METH_VARARGS,
      "decode_dense(members, dtypes, shapes, bits, magic, parts, chunk_bytes, take=None, take_min=0) -> list of "
      "bytearray or None: each member's tensor bytes when it is exactly encode_dense's object of one chunk for that "

@@ -99,3 +99,16 @@ def test_without_the_extension_numpy_does_the_work() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["numpy", "True"]
+
+
+def test_empty_gives_a_bytearray_of_the_size_asked() -> None:
+    from git_theta._bytegroup import empty
+
+    for size in (0, 1, 4096, 3 << 20):
+        buffer = empty(size)
+        assert type(buffer) is bytearray and len(buffer) == size
+        buffer[:] = b"\x07" * size  # writable, every byte
+    with pytest.raises(ValueError):
+        empty(-1)
+    with pytest.raises(TypeError):
+        empty("4")  # type: ignore[arg-type]

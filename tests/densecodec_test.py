@@ -379,3 +379,39 @@ def test_a_damaged_whole_object_is_named_as_before(repo: Path) -> None:
     data[-3] ^= 0x55  # the frame's body
     path.write_bytes(bytes(data))
     _assert_checkout_names_the_damage(repo, name, link["object"], path)
+
+
+@pytest.mark.parametrize(("dtype", "count"), [("F32", 300_000), ("BF16", 70_000), ("U8", 5_000), ("F64", 1)])
+def test_a_chunk_decompresses_in_place_to_what_the_reference_path_gives(dtype: str, count: int) -> None:
+    from git_theta._densecodec import decompress_into
+
+    tensor = _tensor(dtype, (count,), compressible=count % 2 == 0, seed=count)
+    itemsize = dtypes.itemsize(dtype)
+    frame = objects._compress_chunk(tensor.data, itemsize)
+    target, scratch = bytearray(len(tensor.data)), bytearray(len(tensor.data))
+    assert decompress_into(frame, memoryview(target), itemsize, scratch) is True
+    assert bytes(target) == bytes(tensor.data)
+    assert objects.decode(b"".join(objects.encode_dense(tensor))).buffers["value"].data == tensor.data
+
+
+def test_in_place_decompression_refuses_every_frame_that_is_not_exactly_the_chunk() -> None:
+    from git_theta._densecodec import decompress_into
+
+    data = bytes(np.random.default_rng(5).integers(0, 4, 40_000, dtype=np.uint8))
+    frame = objects._compress_chunk(data, 4)
+    scratch = bytearray(len(data) + 8)
+    refused = {
+        "cut short": frame[:-3],
+        "bytes after it": frame + b"\0",
+        "two frames": frame + frame,
+        "not zstd": b"\x00" * len(frame),
+        "empty": b"",
+    }
+    for label, damaged in refused.items():
+        assert decompress_into(damaged, bytearray(len(data)), 4, scratch) is False, label
+    for size in (len(data) - 4, len(data) + 4):  # the frame declares another size than the target's
+        assert decompress_into(frame, bytearray(size), 4, scratch) is False
+    assert decompress_into(frame, bytearray(len(data)), 4, bytearray(10)) is False  # scratch too small
+    assert decompress_into(frame, bytearray(len(data)), 3, scratch) is False  # size not a multiple of itemsize
+    with pytest.raises(TypeError):
+        decompress_into(frame, bytes(len(data)), 4, scratch)  # a target that cannot be written

@@ -75,3 +75,10 @@ def test_map_cancels_what_has_not_started_when_one_fails() -> None:
         pool.map(work, range(200))
     pool.submit(lambda: None).result()
     assert ran[0] == 0 and len(ran) < 200
+
+
+def test_a_thread_is_added_only_when_none_is_idle() -> None:
+    pool = parallel.Pool(4, "test-idle")
+    names = {pool.submit(lambda: threading.current_thread().name).result() for _ in range(20)}
+    assert len(names) == 1  # one job at a time: the first thread, idle again, takes each
+    assert pool._threads == 1

@@ -38,9 +38,12 @@ class Job(Generic[R]):
         self._value: R | None = None
         self._error: BaseException | None = None
 
-    def _run(self) -> None:
+    def _run(self, idle: threading.Semaphore) -> None:
+        """Run the function (unless cancelled), count the worker `idle`, then wake whoever waits: so a job submitted
+        right after the result is in finds the worker idle."""
         with _states:
             if self._state != _PENDING:
+                idle.release()
                 return  # cancelled while queued
             self._state = _RUNNING
         function, self._function = self._function, None  # dropped once run: the job may outlive what it held
@@ -50,6 +53,7 @@ class Job(Generic[R]):
             self._error = error
         with _states:
             self._state = _FINISHED
+        idle.release()
         self._done.set()
 
     def cancel(self) -> bool:
@@ -119,8 +123,7 @@ class Pool:
 
     def _work(self) -> None:
         while True:
-            self._queue.get()._run()
-            self._idle.release()
+            self._queue.get()._run(self._idle)
 
 
 # Chunk work (compress, decompress, hash) runs on `pool()` and never submits

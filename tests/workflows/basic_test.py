@@ -203,6 +203,11 @@ def test_a_linked_worktree_and_a_separate_git_dir_use_the_repository_s_one_store
     git(repo, "checkout", "side", "--", "model.safetensors")  # the main worktree, from the same store
     assert (repo / "model.safetensors").read_bytes() == data
 
+    # git started from elsewhere with --git-dir/--work-tree exports GIT_DIR to the filter: git rev-parse decides
+    (repo / "model.safetensors").unlink()
+    git(tmp_path, f"--git-dir={repo / '.git'}", f"--work-tree={repo}", "checkout", "side", "--", "model.safetensors")
+    assert (repo / "model.safetensors").read_bytes() == data
+
     separate = tmp_path / "separate"
     separate.mkdir()
     git(separate, "init", "-q", "--separate-git-dir", str(tmp_path / "separate.git"))

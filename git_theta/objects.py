@@ -136,8 +136,8 @@ def _decompress_exactly(frame: Buffer, output: memoryview) -> memoryview:
 
 def _planes(size: int, itemsize: int, target: memoryview) -> Buffer:
     """Where the compiled path decompresses a chunk's byte planes: the target itself for bytes, this thread's
-    chunk-sized scratch for a big chunk, a buffer of its own for a small one (a 4 MiB scratch in every thread
-    that ever decodes a 4 KB tensor was +7 MiB of a 100,000-tensor add's peak RSS)."""
+    chunk-sized scratch for a big chunk, a buffer of its own for a small one, as the one-shot path below makes (a
+    thread that only ever decodes small tensors never holds a 4 MiB scratch)."""
     if itemsize == 1:
         return target
     return _scratch(size) if size > ONE_SHOT_BYTES else bytearray(size)

@@ -7,7 +7,8 @@ from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from git_theta.errors import GitError
+from git_theta import files
+from git_theta.errors import GitError, ThetaError
 
 if TYPE_CHECKING:
     import subprocess
@@ -122,11 +123,12 @@ def common_dir_of_toplevel(toplevel: Path) -> Path | None:
 
 
 def _small_text(path: Path) -> str | None:
-    """A short one-line file's text, or None when it is not one (too long, several lines, not UTF-8, absent)."""
+    """A short one-line file's text, or None when it is not one (too long, several lines, not UTF-8, absent, not a
+    regular file: a FIFO would block the filter)."""
     try:
-        with path.open("rb") as file:
+        with files.open_regular(path) as file:
             data = file.read(GITFILE_MAX_BYTES + 1)
-    except OSError:
+    except (OSError, ThetaError):
         return None
     if not data or len(data) > GITFILE_MAX_BYTES or b"\0" in data or data.rstrip(b"\n").count(b"\n"):
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,10 @@ def test_anything_uncertain_is_left_to_git(tmp_path: Path, monkeypatch: pytest.M
         fake.mkdir()
         (fake / ".git").write_bytes(text)
         assert git.common_dir_of_toplevel(fake) is None, text
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / ".git")
+    assert git.common_dir_of_toplevel(fifo) is None  # not read: opening it would wait for a writer
     half = tmp_path / "half"
     (half / ".git").mkdir(parents=True)
     (half / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # no objects, no refs: not a git dir
